@@ -1,0 +1,210 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Concurrency & locking: the adapter is built, started, stopped and freed
+ * on the main thread. Module threads reach it only through struct
+ * cad_host, which touches the queue, the atomic counters and `conns_lock`.
+ */
+#include "adapter.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "host.h"
+#include "log.h"
+#include "queue.h"
+#include "stream_workers.h"
+
+static int create_instance(struct adapter *a, struct cad_context *ctx,
+			   const struct cad_config *block)
+{
+	ctx->adapter = a;
+	ctx->module = block->module->desc;
+	snprintf(ctx->prefix, sizeof(ctx->prefix), "adapter %s: %s: ", a->name,
+		 block->module->type);
+	return ctx->module->create(&ctx->instance, &host_services, ctx, block);
+}
+
+int adapter_new(struct adapter **out, const struct adapter_config *ac, const char *identity)
+{
+	struct adapter *a = calloc(1, sizeof(*a));
+	if (!a)
+		return -ENOMEM;
+	pthread_mutex_init(&a->conns_lock, NULL);
+	counters_init(&a->stats.rejected);
+	counters_init(&a->stats.dropped);
+	counters_init(&a->stats.lost);
+	a->identity = identity;
+	a->ingest_workers = ac->ingest.workers;
+	a->stream_workers = ac->stream.workers;
+	int rc = -ENOMEM;
+	a->name = strdup(ac->name);
+	if (!a->name)
+		goto fail;
+	rc = queue_new(&a->queue, (size_t)ac->queue_len);
+	if (rc != 0)
+		goto fail;
+	/* Both are created even when the first fails, so that every config
+	 * error in the adapter is reported at once. */
+	int rc_in = create_instance(a, &a->ingest, &ac->ingest);
+	int rc_out = create_instance(a, &a->stream, &ac->stream);
+	rc = rc_in ? rc_in : rc_out;
+	if (rc != 0)
+		goto fail;
+	*out = a;
+	return 0;
+fail:
+	adapter_free(a);
+	return rc;
+}
+
+int adapter_start(struct adapter *a)
+{
+	int rc = a->stream.module->start(a->stream.instance);
+	if (rc != 0) {
+		log_error("adapter %s: the %s stream could not start: %s", a->name,
+			  a->stream.module->type, strerror(-rc));
+		return rc;
+	}
+	rc = stream_workers_start(&a->workers, a, (unsigned)a->stream_workers);
+	if (rc != 0) {
+		log_error("adapter %s: the %s stream workers could not start: %s", a->name,
+			  a->stream.module->type, strerror(-rc));
+		return rc;
+	}
+	rc = a->ingest.module->start(a->ingest.instance);
+	if (rc != 0) {
+		log_error("adapter %s: the %s ingest could not start: %s", a->name,
+			  a->ingest.module->type, strerror(-rc));
+		return rc;
+	}
+	a->ingest_started = true;
+	char desc[1024];
+	adapter_describe(a, desc, sizeof(desc));
+	log_info("adapter %s: started: %s", a->name, desc);
+	return 0;
+}
+
+void adapter_stop_ingest(struct adapter *a)
+{
+	if (a->ingest_started) {
+		a->ingest.module->stop(a->ingest.instance);
+		a->ingest_started = false;
+	}
+	queue_close(a->queue);
+}
+
+void adapter_drain(struct adapter *a, int64_t deadline_ns)
+{
+	uint64_t before = atomic_load(&a->stats.published);
+	stream_workers_stop(a->workers, deadline_ns);
+	a->workers = NULL;
+	/* Whatever the workers did not take before the deadline. */
+	void *item;
+	uint64_t left = 0;
+	while (queue_pop(a->queue, &item, 0) == 0) {
+		counters_add(&a->stats.lost, "shutdown", 1);
+		host_msg_free(item);
+		left++;
+	}
+	uint64_t lost = counters_get(&a->stats.lost, "shutdown");
+	if (lost)
+		log_error("adapter %s: %" PRIu64 " messages could not be delivered before the drain timeout (%" PRIu64 " were still queued)",
+			  a->name, lost, left);
+	log_info("adapter %s: drained, %" PRIu64 " messages published during shutdown", a->name,
+		 atomic_load(&a->stats.published) - before);
+}
+
+void adapter_free(struct adapter *a)
+{
+	if (!a)
+		return;
+	if (a->workers)
+		stream_workers_stop(a->workers, 0);
+	if (a->ingest.instance)
+		a->ingest.module->destroy(a->ingest.instance);
+	if (a->stream.instance)
+		a->stream.module->destroy(a->stream.instance);
+	if (a->queue) {
+		void *item;
+		queue_close(a->queue);
+		while (queue_pop(a->queue, &item, 0) == 0)
+			host_msg_free(item);
+	}
+	queue_free(a->queue);
+	counters_destroy(&a->stats.rejected);
+	counters_destroy(&a->stats.dropped);
+	counters_destroy(&a->stats.lost);
+	pthread_mutex_destroy(&a->conns_lock);
+	free(a->name);
+	free(a);
+}
+
+uint64_t adapter_in_flight(struct adapter *a)
+{
+	int64_t held = atomic_load(&a->stats.in_stream);
+	return queue_length(a->queue) + (uint64_t)(held > 0 ? held : 0);
+}
+
+struct label_list {
+	char *buf;
+	size_t len, used;
+};
+
+static void append_label(const char *label, uint64_t value, void *arg)
+{
+	struct label_list *l = arg;
+	if (l->used < l->len)
+		l->used += (size_t)snprintf(l->buf + l->used, l->len - l->used, "%s%s=%" PRIu64,
+					    l->used ? ", " : " (", label, value);
+}
+
+/* " (reason=n, reason=n)" or "" for an empty set. */
+static void format_labels(struct counter_set *s, char *buf, size_t len)
+{
+	struct label_list l = {buf, len - 1, 0};
+	buf[0] = '\0';
+	counters_each(s, append_label, &l);
+	if (l.used)
+		strcat(buf, ")");
+}
+
+void adapter_log_stats(struct adapter *a)
+{
+	char rej[512], drop[512], lost[512];
+	format_labels(&a->stats.rejected, rej, sizeof(rej));
+	format_labels(&a->stats.dropped, drop, sizeof(drop));
+	format_labels(&a->stats.lost, lost, sizeof(lost));
+	log_info("adapter %s: received=%" PRIu64 " published=%" PRIu64 " in_flight=%" PRIu64
+		 " retries=%" PRIu64 " rejected=%" PRIu64 "%s dropped=%" PRIu64 "%s lost=%" PRIu64
+		 "%s",
+		 a->name, atomic_load(&a->stats.received), atomic_load(&a->stats.published),
+		 adapter_in_flight(a), atomic_load(&a->stats.retries),
+		 counters_total(&a->stats.rejected), rej, counters_total(&a->stats.dropped), drop,
+		 counters_total(&a->stats.lost), lost);
+}
+
+void adapter_describe(struct adapter *a, char *buf, size_t len)
+{
+	char in[512] = "", out[512] = "";
+	if (a->ingest.module->describe)
+		a->ingest.module->describe(a->ingest.instance, in, sizeof(in));
+	if (a->stream.module->describe)
+		a->stream.module->describe(a->stream.instance, out, sizeof(out));
+	snprintf(buf, len, "ingest %s (%ld workers%s%s) -> queue %zu -> stream %s (%ld workers%s%s)",
+		 a->ingest.module->type, a->ingest_workers, *in ? ", " : "", in,
+		 queue_capacity(a->queue), a->stream.module->type, a->stream_workers,
+		 *out ? ", " : "", out);
+}
+
+size_t adapter_conns_down(struct adapter *a)
+{
+	size_t down = 0;
+	pthread_mutex_lock(&a->conns_lock);
+	for (size_t i = 0; i < a->n_conns; i++)
+		down += !a->conns[i].up;
+	pthread_mutex_unlock(&a->conns_lock);
+	return down;
+}

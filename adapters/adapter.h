@@ -1,0 +1,103 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * One adapter: an ingest module instance, a bounded queue, the stream
+ * workers and a stream module instance, with the counters that account for
+ * every message it received.
+ *
+ * Lifecycle, driven by the daemon's main thread:
+ *   adapter_new()         create both module instances (no network)
+ *   adapter_start()       stream side first, then ingest
+ *   adapter_stop_ingest() no more input; the queue is closed
+ *   adapter_drain()       workers publish what is queued until the deadline,
+ *                         then are joined; leftovers are counted as lost
+ *   adapter_free()
+ */
+#ifndef CAD_ADAPTER_H
+#define CAD_ADAPTER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cad_module.h"
+#include "config.h"
+#include "counters.h"
+#include "ratelimit.h"
+
+struct queue;
+struct stream_workers;
+struct adapter;
+
+/* What the host knows of one module instance: handed to the module as its
+ * opaque struct cad_context. */
+struct cad_context {
+	struct adapter *adapter;
+	const struct cad_module *module;
+	void *instance;
+	char prefix[160]; /* "adapter NAME: TYPE: " */
+	struct ratelimit log_limit;
+};
+
+/* Every message received is, at any moment, in exactly one of: rejected,
+ * dropped, published, lost, or in flight (queued or held by the stream
+ * module). */
+struct adapter_stats {
+	_Atomic uint64_t received;
+	_Atomic uint64_t received_bytes;
+	_Atomic uint64_t published;
+	_Atomic uint64_t published_bytes;
+	_Atomic uint64_t retries;
+	_Atomic int64_t in_stream;         /* taken off the queue, not yet done */
+	_Atomic uint64_t time_sum_ns;      /* receipt to acknowledgement */
+	_Atomic uint64_t time_count;
+	struct counter_set rejected;       /* by reason, before the queue */
+	struct counter_set dropped;        /* by reason, refused by the queue */
+	struct counter_set lost;           /* by reason, after the queue */
+	struct ratelimit drop_limit;
+};
+
+#define ADAPTER_MAX_CONNS 64
+
+struct adapter {
+	char *name;
+	const char *identity;
+	struct queue *queue;
+	struct cad_context ingest;
+	struct cad_context stream;
+	long ingest_workers;
+	long stream_workers;
+	struct stream_workers *workers;
+	struct adapter_stats stats;
+	bool ingest_started;
+
+	pthread_mutex_t conns_lock;
+	size_t n_conns;
+	struct conn_state {
+		const struct cad_context *ctx;
+		char name[48];
+		bool up;
+	} conns[ADAPTER_MAX_CONNS];
+};
+
+/* Create the adapter and both module instances from a checked block.
+ * Module config errors are reported by the modules. */
+CAD_MUSTCHECK int adapter_new(struct adapter **out, const struct adapter_config *ac,
+			      const char *identity);
+CAD_MUSTCHECK int adapter_start(struct adapter *a);
+void adapter_stop_ingest(struct adapter *a);
+/* Publish what is queued and in flight until deadline_ns (CLOCK_MONOTONIC),
+ * join the workers, and count whatever remains as lost. */
+void adapter_drain(struct adapter *a, int64_t deadline_ns);
+void adapter_free(struct adapter *a); /* accepts NULL */
+
+/* Messages in flight: queued plus held by the stream module. */
+uint64_t adapter_in_flight(struct adapter *a);
+/* One line per adapter with every counter, for the log. */
+void adapter_log_stats(struct adapter *a);
+/* A one-line description of the adapter for `choria-adapterd -t`. */
+void adapter_describe(struct adapter *a, char *buf, size_t len);
+/* Connections reported down by the modules. */
+size_t adapter_conns_down(struct adapter *a);
+
+#endif

@@ -1,0 +1,27 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The threads that take messages off an adapter's queue and hand them to
+ * its stream module. They belong to the adapter, which starts them with
+ * stream_workers_start() and joins them with stream_workers_stop().
+ */
+#ifndef CAD_STREAM_WORKERS_H
+#define CAD_STREAM_WORKERS_H
+
+#include <stdint.h>
+
+#include "cad_module.h"
+
+struct adapter;
+struct stream_workers;
+
+/* Start `count` threads; each opens its module worker before reporting in.
+ * Fails, with every thread joined, when any worker cannot open. */
+CAD_MUSTCHECK int stream_workers_start(struct stream_workers **out, struct adapter *a,
+				       unsigned count);
+
+/* The queue must be closed: the threads publish what it holds until it is
+ * empty or deadline_ns passes, close their module workers (which finish or
+ * give up their in-flight publishes by the deadline) and are joined. */
+void stream_workers_stop(struct stream_workers *w, int64_t deadline_ns);
+
+#endif

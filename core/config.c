@@ -1,0 +1,387 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The configuration is read twice. The first pass ignores unknown options
+ * and only learns module_path and the `type` of every block, so the modules
+ * can be loaded; the second pass is strict, with every loaded module's
+ * options declared, and is followed by the per-block checks.
+ *
+ * libconfuse callbacks carry no user pointer, so the config being parsed is
+ * kept in `parsing`; loading happens on the main thread only.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config_opts.h"
+#include "log.h"
+
+#ifndef CAD_PKGLIBDIR
+#define CAD_PKGLIBDIR "/usr/lib/choria-adapterd"
+#endif
+
+static struct config *parsing;
+
+/* ---------------------------------------------------------- reporting */
+
+void config_error_at(const struct config *conf, int line, const char *adapter, const char *kind,
+		     const char *opt, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	char where[256] = "";
+	size_t n = 0;
+	if (adapter)
+		n += (size_t)snprintf(where + n, sizeof(where) - n, "adapter %s: ", adapter);
+	if (kind && n < sizeof(where))
+		n += (size_t)snprintf(where + n, sizeof(where) - n, "%s: ", kind);
+	if (opt && n < sizeof(where))
+		snprintf(where + n, sizeof(where) - n, "%s: ", opt);
+	if (line > 0)
+		log_error("%s:%d: %s%s", conf->file, line, where, msg);
+	else
+		log_error("%s: %s%s", conf->file, where, msg);
+}
+
+int config_line_of(const struct config *conf, cfg_t *sec, const char *opt, int fallback)
+{
+	for (size_t i = conf->n_lines; i-- > 0;)
+		if (conf->lines[i].sec == sec && strcmp(conf->lines[i].opt, opt) == 0)
+			return conf->lines[i].line;
+	return fallback;
+}
+
+/* The adapter a line belongs to, from the first pass: the first adapter
+ * whose block ends at or after it. */
+static const char *adapter_at(const struct config *conf, int line)
+{
+	for (size_t i = 0; i < conf->n_adapters; i++)
+		if (conf->adapters[i].line >= line)
+			return conf->adapters[i].name;
+	return NULL;
+}
+
+static void on_confuse_error(cfg_t *cfg, const char *fmt, va_list ap)
+{
+	char msg[1024];
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	const char *adapter = NULL, *kind = NULL;
+	if (cfg && cfg->name && strcmp(cfg->name, "adapter") == 0) {
+		adapter = cfg->title;
+	} else if (cfg && cfg->name &&
+		   (strcmp(cfg->name, "ingest") == 0 || strcmp(cfg->name, "stream") == 0)) {
+		kind = cfg->name;
+		adapter = adapter_at(parsing, cfg->line);
+	}
+	config_error_at(parsing, cfg ? cfg->line : 0, adapter, kind, NULL, "%s", msg);
+}
+
+/* libconfuse calls validcb right after it parses an option, while the
+ * section's line is the option's own. */
+static int record_line(cfg_t *sec, cfg_opt_t *opt)
+{
+	struct config *c = parsing;
+	if (c->n_lines == c->cap_lines) {
+		size_t cap = c->cap_lines ? c->cap_lines * 2 : 64;
+		struct opt_line *l = realloc(c->lines, cap * sizeof(*l));
+		if (!l)
+			return 0; /* lines are only for messages */
+		c->lines = l;
+		c->cap_lines = cap;
+	}
+	c->lines[c->n_lines++] = (struct opt_line){sec, opt->name, sec->line};
+	return 0;
+}
+
+/* ------------------------------------------------------------ pass 1 */
+
+static int adapter_name_valid(const char *name)
+{
+	if (!*name)
+		return 0;
+	for (const char *p = name; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		      (*p >= '0' && *p <= '9') || *p == '_' || *p == '-'))
+			return 0;
+	return 1;
+}
+
+static int find_or_load(struct config *c, struct cad_config *b, const char *type)
+{
+	for (size_t i = 0; i < c->n_modules; i++)
+		if (c->modules[i]->kind == b->kind && strcmp(c->modules[i]->type, type) == 0) {
+			b->module = c->modules[i];
+			return 0;
+		}
+	char err[1024];
+	struct module *m;
+	int rc = module_load(&m, c->module_path, b->kind, type, err, sizeof(err));
+	if (rc != 0) {
+		config_error_at(c, b->line, b->adapter, module_kind_name(b->kind), "type", "%s", err);
+		return rc;
+	}
+	struct module **grown = realloc(c->modules, (c->n_modules + 1) * sizeof(*grown));
+	if (!grown) {
+		module_unload(m);
+		return -ENOMEM;
+	}
+	c->modules = grown;
+	c->modules[c->n_modules++] = m;
+	b->module = m;
+	return 0;
+}
+
+static int parse_file(struct config *c, cfg_t *cfg)
+{
+	cfg_set_error_function(cfg, on_confuse_error);
+	int rc = cfg_parse(cfg, c->file);
+	if (rc == CFG_FILE_ERROR) {
+		log_error("%s: cannot read the configuration: %s", c->file, strerror(errno));
+		return -errno ? -errno : -ENOENT;
+	}
+	return rc == CFG_SUCCESS ? 0 : -EINVAL;
+}
+
+/* Learn the module folder, the adapters and their block types, and load
+ * the modules. */
+static int first_pass(struct config *c, const char *module_dir)
+{
+	cfg_opt_t block[] = {CFG_STR("type", NULL, CFGF_NODEFAULT),
+			     CFG_STR_LIST("__unknown", NULL, CFGF_NONE), CFG_END()};
+	block[0].validcb = record_line;
+	cfg_opt_t adapter[] = {CFG_SEC("ingest", block, CFGF_NODEFAULT),
+			       CFG_SEC("stream", block, CFGF_NODEFAULT),
+			       CFG_STR_LIST("__unknown", NULL, CFGF_NONE), CFG_END()};
+	cfg_opt_t root[] = {CFG_STR("module_path", CAD_PKGLIBDIR, CFGF_NONE),
+			    CFG_SEC("adapter", adapter, CFGF_MULTI | CFGF_TITLE),
+			    CFG_STR_LIST("__unknown", NULL, CFGF_NONE), CFG_END()};
+	cfg_t *cfg = cfg_init(root, CFGF_IGNORE_UNKNOWN);
+	if (!cfg)
+		return -ENOMEM;
+	int rc = parse_file(c, cfg);
+	if (rc != 0)
+		goto out;
+
+	c->module_path = strdup(module_dir ? module_dir : cfg_getstr(cfg, "module_path"));
+	c->n_adapters = cfg_size(cfg, "adapter");
+	c->adapters = calloc(c->n_adapters ? c->n_adapters : 1, sizeof(*c->adapters));
+	if (!c->module_path || !c->adapters) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < c->n_adapters; i++) {
+		cfg_t *a = cfg_getnsec(cfg, "adapter", (unsigned)i);
+		struct adapter_config *ac = &c->adapters[i];
+		ac->name = strdup(cfg_title(a));
+		if (!ac->name) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		ac->line = a->line;
+		ac->ingest.kind = CAD_KIND_INGEST;
+		ac->stream.kind = CAD_KIND_STREAM;
+	}
+	/* Types are looked at after every adapter is known, so that errors in
+	 * a block can name their adapter. */
+	for (size_t i = 0; i < c->n_adapters; i++) {
+		cfg_t *a = cfg_getnsec(cfg, "adapter", (unsigned)i);
+		struct adapter_config *ac = &c->adapters[i];
+		struct cad_config *blocks[] = {&ac->ingest, &ac->stream};
+		for (int k = 0; k < 2; k++) {
+			struct cad_config *b = blocks[k];
+			b->conf = c;
+			b->adapter = ac->name;
+			const char *kind = module_kind_name(b->kind);
+			cfg_t *sec = cfg_size(a, kind) ? cfg_getsec(a, kind) : NULL;
+			if (!sec) {
+				config_error_at(c, ac->line, ac->name, NULL, kind,
+						"the %s block is missing", kind);
+				rc = -EINVAL;
+				continue;
+			}
+			const char *type = cfg_getstr(sec, "type");
+			if (!type) {
+				config_error_at(c, sec->line, ac->name, kind, "type",
+						"required option is missing");
+				rc = -EINVAL;
+				continue;
+			}
+			b->line = config_line_of(c, sec, "type", sec->line);
+			if (find_or_load(c, b, type) != 0)
+				rc = -EINVAL;
+		}
+	}
+out:
+	cfg_free(cfg);
+	c->n_lines = 0; /* the sections they point at are gone */
+	return rc;
+}
+
+/* ------------------------------------------------------------ pass 2 */
+
+static int check_globals(struct config *c)
+{
+	int errors = 0;
+	cfg_t *cfg = c->cfg;
+	if (log_level_parse(cfg_getstr(cfg, "log_level")) < 0) {
+		config_error_at(c, config_line_of(c, cfg, "log_level", 0), NULL, NULL, "log_level",
+				"'%s' is not one of: debug, info, warn, error",
+				cfg_getstr(cfg, "log_level"));
+		errors++;
+	}
+	c->drain_timeout = cfg_getint(cfg, "drain_timeout");
+	if (c->drain_timeout < 0 || c->drain_timeout > 3600) {
+		config_error_at(c, config_line_of(c, cfg, "drain_timeout", 0), NULL, NULL,
+				"drain_timeout", "%ld is out of range (0 to 3600 seconds)",
+				c->drain_timeout);
+		errors++;
+	}
+	if (c->n_adapters == 0) {
+		config_error_at(c, 0, NULL, NULL, NULL, "no adapter is configured");
+		errors++;
+	}
+	const char *id = cfg_getstr(cfg, "identity");
+	char host[HOST_NAME_MAX + 1] = "localhost";
+	if (!id) {
+		if (gethostname(host, sizeof(host)) != 0)
+			snprintf(host, sizeof(host), "localhost");
+		host[sizeof(host) - 1] = '\0';
+		id = host;
+	}
+	c->identity = strdup(id);
+	c->log_level = strdup(cfg_getstr(cfg, "log_level"));
+	c->log_file = strdup(cfg_getstr(cfg, "log_file"));
+	c->metrics_listen = strdup(cfg_getstr(cfg, "metrics_listen"));
+	if (!c->identity || !c->log_level || !c->log_file || !c->metrics_listen)
+		return -ENOMEM;
+	return errors;
+}
+
+static int check_adapter(struct config *c, size_t i)
+{
+	int errors = 0;
+	cfg_t *a = cfg_getnsec(c->cfg, "adapter", (unsigned)i);
+	struct adapter_config *ac = &c->adapters[i];
+	ac->line = a->line;
+	if (!adapter_name_valid(ac->name)) {
+		config_error_at(c, a->line, ac->name, NULL, NULL,
+				"the adapter name may hold only letters, digits, '_' and '-'");
+		errors++;
+	}
+	ac->queue_len = cfg_getint(a, "queue_len");
+	if (ac->queue_len < 1 || ac->queue_len > 10000000) {
+		config_error_at(c, config_line_of(c, a, "queue_len", a->line), ac->name, NULL,
+				"queue_len", "%ld is out of range (1 to 10000000)", ac->queue_len);
+		errors++;
+	}
+	struct cad_config *blocks[] = {&ac->ingest, &ac->stream};
+	for (int k = 0; k < 2; k++) {
+		/* The first pass made sure both blocks and their types exist. */
+		struct cad_config *b = blocks[k];
+		b->sec = cfg_getsec(a, module_kind_name(b->kind));
+		b->line = config_line_of(c, b->sec, "type", b->sec->line);
+		errors += block_check(b);
+	}
+	return errors;
+}
+
+static int second_pass(struct config *c)
+{
+	int rc = -ENOMEM;
+	cfg_opt_t *ingest = block_opts_new(c, CAD_KIND_INGEST, record_line);
+	cfg_opt_t *stream = block_opts_new(c, CAD_KIND_STREAM, record_line);
+	if (!ingest || !stream)
+		goto out;
+	cfg_opt_t adapter[] = {CFG_INT("queue_len", 1000, CFGF_NONE),
+			       CFG_SEC("ingest", ingest, CFGF_NONE),
+			       CFG_SEC("stream", stream, CFGF_NONE), CFG_END()};
+	cfg_opt_t root[] = {CFG_STR("identity", NULL, CFGF_NODEFAULT),
+			    CFG_STR("module_path", CAD_PKGLIBDIR, CFGF_NONE),
+			    CFG_STR("log_level", "info", CFGF_NONE),
+			    CFG_STR("log_file", "stderr", CFGF_NONE),
+			    CFG_STR("metrics_listen", "", CFGF_NONE),
+			    CFG_INT("drain_timeout", 10, CFGF_NONE),
+			    CFG_SEC("adapter", adapter, CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
+			    CFG_END()};
+	for (cfg_opt_t *o = root; o->name; o++)
+		o->validcb = record_line;
+	adapter[0].validcb = record_line;
+
+	c->cfg = cfg_init(root, CFGF_NONE);
+	if (!c->cfg)
+		goto out;
+	rc = parse_file(c, c->cfg);
+	if (rc != 0)
+		goto out;
+
+	int errors = check_globals(c);
+	if (errors < 0) {
+		rc = errors;
+		goto out;
+	}
+	for (size_t i = 0; i < c->n_adapters; i++)
+		errors += check_adapter(c, i);
+	rc = errors ? -EINVAL : 0;
+out:
+	/* The parsed sections keep pointers into these tables until cfg_free,
+	 * so they live as long as the config. */
+	c->ingest_opts = ingest;
+	c->stream_opts = stream;
+	return rc;
+}
+
+int config_load(struct config **out, const char *file, const char *module_dir)
+{
+	struct config *c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->file = strdup(file);
+	if (!c->file) {
+		free(c);
+		return -ENOMEM;
+	}
+	parsing = c;
+	/* The strict pass needs every module's options: when a module cannot
+	 * be loaded, its block's options would only add noise. */
+	int rc = first_pass(c, module_dir);
+	if (rc == 0)
+		rc = second_pass(c);
+	parsing = NULL;
+	if (rc != 0) {
+		config_free(c);
+		return rc;
+	}
+	*out = c;
+	return 0;
+}
+
+void config_free(struct config *c)
+{
+	if (!c)
+		return;
+	if (c->cfg)
+		cfg_free(c->cfg);
+	block_opts_free(c->ingest_opts);
+	block_opts_free(c->stream_opts);
+	for (size_t i = 0; i < c->n_adapters; i++)
+		free(c->adapters[i].name);
+	free(c->adapters);
+	for (size_t i = 0; i < c->n_modules; i++)
+		module_unload(c->modules[i]);
+	free(c->modules);
+	free(c->lines);
+	free(c->file);
+	free(c->identity);
+	free(c->module_path);
+	free(c->log_level);
+	free(c->log_file);
+	free(c->metrics_listen);
+	free(c);
+}

@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Loading choria-adapterd.conf: the global options, the adapter blocks and
+ * each block's module options, checked in full. Every error is written to
+ * the log as "file:line: section path: message", and loading goes on far
+ * enough to report every error it can before failing.
+ */
+#ifndef CAD_CONFIG_H
+#define CAD_CONFIG_H
+
+#include <confuse.h>
+#include <stddef.h>
+
+#include "cad_module.h"
+#include "module.h"
+
+struct config;
+
+/* One `ingest { }` or `stream { }` block: what the module receives as its
+ * struct cad_config. */
+struct cad_config {
+	struct config *conf;
+	const char *adapter;    /* the adapter's name */
+	enum cad_kind kind;
+	struct module *module;  /* loaded for `type` */
+	cfg_t *sec;             /* the parsed block */
+	long workers;
+	int line;               /* where `type` was set */
+	int errors;             /* semantic errors reported through cfg_error */
+};
+
+struct adapter_config {
+	char *name;
+	long queue_len;
+	int line;
+	struct cad_config ingest;
+	struct cad_config stream;
+};
+
+struct config {
+	char *file;
+	char *identity;
+	char *module_path;
+	char *log_level;
+	char *log_file;
+	char *metrics_listen;
+	long drain_timeout;
+
+	size_t n_adapters;
+	struct adapter_config *adapters;
+
+	size_t n_modules;
+	struct module **modules; /* each (kind, type) loaded once */
+
+	cfg_t *cfg;
+	cfg_opt_t *ingest_opts, *stream_opts; /* tables `cfg` was built from */
+
+	/* where each option was set: (section, option) -> line */
+	size_t n_lines, cap_lines;
+	struct opt_line {
+		cfg_t *sec;
+		const char *opt;
+		int line;
+	} *lines;
+};
+
+/* Parse and check `file`. `module_dir` (from -M) overrides module_path
+ * when not NULL. Returns 0, -EINVAL after reporting config errors, or
+ * another negative errno. */
+CAD_MUSTCHECK int config_load(struct config **out, const char *file, const char *module_dir);
+void config_free(struct config *conf); /* accepts NULL */
+
+/* The line an option was set on in a block, or the block's line. */
+int config_line_of(const struct config *conf, cfg_t *sec, const char *opt, int fallback);
+
+/* Report an error as "file:line: adapter NAME: KIND: OPT: message". */
+void config_error_at(const struct config *conf, int line, const char *adapter, const char *kind,
+		     const char *opt, const char *fmt, ...) CAD_PRINTF(6, 7);
+
+#endif

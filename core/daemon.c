@@ -1,0 +1,160 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Signals are blocked in every thread and taken synchronously by the main
+ * thread with sigwaitinfo(), so no handler ever runs inside a module or a
+ * library: SIGTERM and SIGINT drain and stop, SIGHUP reopens the log file,
+ * SIGUSR1 logs every adapter's counters.
+ *
+ * Concurrency & locking: the main thread owns the adapters; it starts them,
+ * and it stops and joins them.
+ */
+#include "daemon.h"
+
+#include "build_config.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "adapter.h"
+#include "clock.h"
+#include "host.h"
+#include "log.h"
+
+struct daemon {
+	struct config *conf;
+	size_t n;
+	struct adapter **adapters;
+};
+
+static void destroy_adapters(struct daemon *d)
+{
+	for (size_t i = 0; i < d->n; i++)
+		adapter_free(d->adapters[i]);
+	free(d->adapters);
+	d->adapters = NULL;
+	d->n = 0;
+}
+
+/* Create them all, even past a failure, so every error is reported. */
+static int create_adapters(struct daemon *d)
+{
+	struct config *c = d->conf;
+	host_set_identity(c->identity);
+	d->adapters = calloc(c->n_adapters, sizeof(*d->adapters));
+	if (!d->adapters)
+		return -ENOMEM;
+	int rc = 0;
+	for (size_t i = 0; i < c->n_adapters; i++) {
+		struct adapter *a = NULL;
+		int e = adapter_new(&a, &c->adapters[i], c->identity);
+		if (e != 0) {
+			if (e != -EINVAL)
+				log_error("adapter %s: cannot be created: %s", c->adapters[i].name,
+					  strerror(-e));
+			rc = rc ? rc : e;
+			continue;
+		}
+		d->adapters[d->n++] = a;
+	}
+	if (rc != 0)
+		destroy_adapters(d);
+	return rc;
+}
+
+int daemon_check(struct config *conf)
+{
+	struct daemon d = {.conf = conf};
+	int rc = create_adapters(&d);
+	if (rc != 0)
+		return rc == -EINVAL ? EXIT_CONFIG : EXIT_RUNTIME;
+	printf("%s: configuration OK, identity %s, modules from %s\n", conf->file, conf->identity,
+	       conf->module_path);
+	for (size_t i = 0; i < d.n; i++) {
+		char desc[2048];
+		adapter_describe(d.adapters[i], desc, sizeof(desc));
+		printf("adapter %s: %s\n", d.adapters[i]->name, desc);
+	}
+	destroy_adapters(&d);
+	return EXIT_OK;
+}
+
+static void block_signals(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGHUP);
+	sigaddset(set, SIGUSR1);
+	/* Threads created from here on inherit the mask. */
+	pthread_sigmask(SIG_BLOCK, set, NULL);
+	/* A closed peer must be an error code, not a dead daemon. */
+	signal(SIGPIPE, SIG_IGN);
+}
+
+static void wait_for_stop(struct daemon *d, const sigset_t *set)
+{
+	for (;;) {
+		siginfo_t info;
+		int sig = sigwaitinfo(set, &info);
+		if (sig < 0)
+			continue; /* EINTR */
+		if (sig == SIGHUP) {
+			int rc = log_reopen();
+			if (rc != 0)
+				log_error("cannot reopen the log file: %s", strerror(-rc));
+			else
+				log_info("log file reopened (SIGHUP)");
+		} else if (sig == SIGUSR1) {
+			for (size_t i = 0; i < d->n; i++)
+				adapter_log_stats(d->adapters[i]);
+		} else {
+			log_info("%s received: stopping ingest and draining for up to %ld s",
+				 sig == SIGTERM ? "SIGTERM" : "SIGINT", d->conf->drain_timeout);
+			return;
+		}
+	}
+}
+
+static void stop_all(struct daemon *d)
+{
+	for (size_t i = 0; i < d->n; i++)
+		adapter_stop_ingest(d->adapters[i]);
+	int64_t deadline = clock_mono_ns() + d->conf->drain_timeout * CAD_NS_PER_SEC;
+	for (size_t i = 0; i < d->n; i++) {
+		adapter_drain(d->adapters[i], deadline);
+		adapter_log_stats(d->adapters[i]);
+	}
+}
+
+int daemon_run(struct config *conf)
+{
+	struct daemon d = {.conf = conf};
+	sigset_t set;
+	block_signals(&set);
+
+	int rc = create_adapters(&d);
+	if (rc != 0)
+		return rc == -EINVAL ? EXIT_CONFIG : EXIT_RUNTIME;
+
+	int status = EXIT_OK;
+	size_t started = 0;
+	for (; started < d.n; started++) {
+		rc = adapter_start(d.adapters[started]);
+		if (rc != 0) {
+			status = EXIT_RUNTIME;
+			break;
+		}
+	}
+	if (status == EXIT_OK) {
+		log_info("choria-adapterd %s running %zu adapter%s as %s", PACKAGE_VERSION, d.n,
+			 d.n == 1 ? "" : "s", conf->identity);
+		wait_for_stop(&d, &set);
+	}
+	stop_all(&d);
+	destroy_adapters(&d);
+	log_info("stopped");
+	return status;
+}

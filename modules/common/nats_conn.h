@@ -1,0 +1,70 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The NATS connection every bundled module makes: the options a block
+ * accepts to describe it (servers, TLS, credentials), and a connection that
+ * retries the first connect and reconnects forever with backoff, reporting
+ * its state to the host.
+ */
+#ifndef CAD_NATS_CONN_H
+#define CAD_NATS_CONN_H
+
+#include <nats/nats.h>
+#include <stdbool.h>
+
+#include "cad_module.h"
+
+/* Entries for a module's option table, in this order, ahead of its own. */
+#define NATS_CONN_OPTIONS                                                                          \
+	{.name = "servers", .type = CAD_OPT_STRING_LIST, .def_list = nats_conn_default_servers,    \
+	 .help = "NATS server URLs"},                                                              \
+	{.name = "tls_ca", .type = CAD_OPT_STRING, .help = "CA file to verify the servers with"}, \
+	{.name = "tls_cert", .type = CAD_OPT_STRING, .help = "client certificate (PEM)"},         \
+	{.name = "tls_key", .type = CAD_OPT_STRING, .help = "client private key (PEM)"},          \
+	{.name = "user", .type = CAD_OPT_STRING, .help = "user name"},                            \
+	{.name = "password", .type = CAD_OPT_STRING, .flags = CAD_OPT_SECRET, .help = "password"}, \
+	{.name = "token", .type = CAD_OPT_STRING, .flags = CAD_OPT_SECRET,                        \
+	 .help = "authentication token"},                                                         \
+	{.name = "credentials", .type = CAD_OPT_STRING, .help = "NATS credentials (.creds) file"}
+
+extern const char *const nats_conn_default_servers[];
+
+struct nats_conn_opts {
+	char **servers;
+	unsigned n_servers;
+	char *tls_ca, *tls_cert, *tls_key;
+	char *user, *password, *token, *credentials;
+};
+
+/* Read and check the options of a block; every problem is reported with
+ * host->cfg_error. Returns 0, -EINVAL or -ENOMEM. */
+int nats_conn_opts_read(struct nats_conn_opts *o, const struct cad_host *host,
+			const struct cad_config *cfg);
+void nats_conn_opts_clear(struct nats_conn_opts *o);
+/* "nats://a:4222,nats://b:4222" into buf, for descriptions. */
+void nats_conn_opts_servers(const struct nats_conn_opts *o, char *buf, size_t len);
+
+/* One connection. Keep it at a stable address: callbacks point at it. */
+struct nats_conn {
+	natsConnection *nc;
+	const struct cad_host *host;
+	struct cad_context *ctx;
+	char name[48];
+	void (*on_reconnect)(struct nats_conn *c); /* optional, from a NATS thread */
+	void *user;                                 /* for on_reconnect */
+};
+
+/* Connect. A server that cannot be reached is retried in the background,
+ * so this fails only for errors no retry can mend (bad TLS files). */
+int nats_conn_open(struct nats_conn *c, const struct nats_conn_opts *o, const struct cad_host *host,
+		   struct cad_context *ctx, const char *name);
+/* Drain (flushing what was published) for at most timeout_ms, then close
+ * and destroy. Accepts a connection that was never opened. */
+void nats_conn_close(struct nats_conn *c, int64_t timeout_ms);
+
+/* Log a NATS failure with the library's own detail, once, at the edge. */
+void nats_conn_log_status(const struct cad_host *host, struct cad_context *ctx,
+			  enum cad_log_level level, natsStatus s, const char *what);
+/* natsStatus as a negative errno for the host. */
+int nats_status_errno(natsStatus s);
+
+#endif

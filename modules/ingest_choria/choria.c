@@ -1,0 +1,496 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The `choria` ingest module: subscribes to a Choria subject with `workers`
+ * NATS connections sharing one queue group, decodes and checks every
+ * protocol v1 message (protocol.c) and hands the good ones to the adapter's
+ * queue; the bad ones are counted and logged by host->reject().
+ *
+ * Concurrency & locking:
+ * - create(), start(), describe(), stop() and destroy() run on the main
+ *   thread; the configuration they set up is read-only afterwards.
+ * - choria_on_msg() runs on the delivery thread of its worker's
+ *   subscription (one per subscription, in cnats). It decodes into stack
+ *   memory and calls host->reject(), msg_new(), submit(), log() and
+ *   log_enabled(), which are thread-safe. No lock is taken.
+ * - Ending a subscription: cnats calls choria_on_complete() once the
+ *   subscription is closed and its message handler has returned for the
+ *   last time; stop() waits for that (bounded) before it destroys the
+ *   subscription and returns, so no submit() can follow stop(). Should it
+ *   never come, each worker's `stopped`/`busy` atomics (sequentially
+ *   consistent, so either the callback sees `stopped` or stop() sees
+ *   `busy`) keep late callbacks from submitting, and the workers' memory is
+ *   deliberately left allocated for them.
+ */
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "build_config.h"
+#include "cad_module.h"
+#include "nats_conn.h"
+#include "protocol.h"
+
+#define CHORIA_MAX_WORKERS 256
+/* Messages cnats buffers per subscription while the handler is busy. */
+#define CHORIA_PENDING_MSGS 65536
+#define CHORIA_PENDING_BYTES (256 * 1024 * 1024)
+#define CHORIA_DRAIN_MS 5000 /* subscriptions, all at once */
+#define CHORIA_GRACE_MS 1000 /* for the handler to return after a forced close */
+#define CHORIA_CLOSE_MS 1000 /* per connection */
+#define CHORIA_DETAIL_LEN 320
+
+struct choria;
+
+struct choria_worker {
+	struct nats_conn conn; /* stable address: cnats callbacks point at it */
+	natsSubscription *sub;
+	struct choria *self;
+	atomic_bool complete; /* subscription closed, handler returned */
+	atomic_bool stopped;  /* late callbacks must not submit */
+	atomic_int busy;      /* callbacks running */
+	atomic_ulong late;    /* messages dropped because `stopped` */
+	bool draining;        /* stop() started a drain (else it closed the subscription) */
+};
+
+struct choria {
+	const struct cad_host *host;
+	struct cad_context *ctx;
+	struct nats_conn_opts nats;
+	char *topic;
+	char *queue_group;
+	char *ca; /* kept for security = verify */
+	enum choria_kind kind;
+	bool verify;
+	unsigned n_workers;
+	struct choria_worker *workers; /* n_workers, from start() until stop() */
+};
+
+static const char *const choria_protocols[] = {"request", "reply", NULL};
+static const char *const choria_securities[] = {"verify", "none", NULL};
+
+static const struct cad_option choria_options[] = {
+	NATS_CONN_OPTIONS,
+	{.name = "topic",
+	 .type = CAD_OPT_STRING,
+	 .flags = CAD_OPT_REQUIRED,
+	 .help = "NATS subject to subscribe to (wildcards allowed)"},
+	{.name = "protocol",
+	 .type = CAD_OPT_STRING,
+	 .def_str = "request",
+	 .choices = choria_protocols,
+	 .help = "what the subject carries: Choria requests or replies"},
+	{.name = "security",
+	 .type = CAD_OPT_STRING,
+	 .def_str = "verify",
+	 .choices = choria_securities,
+	 .help = "verify signatures and hashes, or accept messages unverified"},
+	{.name = "ca",
+	 .type = CAD_OPT_STRING,
+	 .help = "CA certificate (PEM) that request signers must chain to"},
+	{.name = NULL},
+};
+
+/* A subject to subscribe to: non-empty tokens without white space, '*'
+ * and '>' only as whole tokens, '>' only last. */
+static bool choria_subject_valid(const char *s, const char **why)
+{
+	const char *p = s;
+
+	if (!*s) {
+		*why = "it is empty";
+		return false;
+	}
+	for (;;) {
+		const char *end = strchr(p, '.');
+		size_t n = end ? (size_t)(end - p) : strlen(p);
+
+		if (n == 0) {
+			*why = "it has an empty token";
+			return false;
+		}
+		for (size_t i = 0; i < n; i++) {
+			unsigned char c = (unsigned char)p[i];
+			if (c <= ' ' || c == 0x7f) {
+				*why = "it contains white space or control characters";
+				return false;
+			}
+			if ((c == '*' || c == '>') && n != 1) {
+				*why = "the wildcards '*' and '>' must be whole tokens";
+				return false;
+			}
+		}
+		if (n == 1 && *p == '>' && end) {
+			*why = "'>' must be the last token";
+			return false;
+		}
+		if (!end)
+			return true;
+		p = end + 1;
+	}
+}
+
+static void choria_free(struct choria *self)
+{
+	nats_conn_opts_clear(&self->nats);
+	free(self->topic);
+	free(self->queue_group);
+	free(self->ca);
+	free(self);
+}
+
+static int choria_create(void **instance, const struct cad_host *host, struct cad_context *ctx,
+			 const struct cad_config *cfg)
+{
+	const char *topic, *protocol, *security, *ca, *adapter, *why;
+	struct choria *self;
+	int errors = 0, rc;
+	long workers;
+
+	*instance = NULL;
+	self = calloc(1, sizeof(*self));
+	if (!self)
+		return -ENOMEM;
+	self->host = host;
+	self->ctx = ctx;
+
+	rc = nats_conn_opts_read(&self->nats, host, cfg);
+	if (rc == -ENOMEM)
+		goto nomem;
+	if (rc)
+		errors++;
+
+	topic = host->cfg_str(cfg, "topic");
+	if (!topic || !*topic) {
+		host->cfg_error(cfg, "topic", "a subject to subscribe to is needed");
+		errors++;
+	} else if (!choria_subject_valid(topic, &why)) {
+		host->cfg_error(cfg, "topic", "'%s' is not a valid NATS subject: %s", topic, why);
+		errors++;
+	} else if (!(self->topic = strdup(topic))) {
+		goto nomem;
+	}
+
+	protocol = host->cfg_str(cfg, "protocol");
+	if (!protocol || strcmp(protocol, "request") == 0) {
+		self->kind = CHORIA_REQUEST;
+	} else if (strcmp(protocol, "reply") == 0) {
+		self->kind = CHORIA_REPLY;
+	} else {
+		host->cfg_error(cfg, "protocol", "'%s' is neither request nor reply", protocol);
+		errors++;
+	}
+
+	security = host->cfg_str(cfg, "security");
+	if (!security || strcmp(security, "verify") == 0) {
+		/* Signature and hash verification come next. */
+		host->cfg_error(cfg, "security",
+				"security = verify is not implemented yet; set security = none");
+		errors++;
+	} else if (strcmp(security, "none") == 0) {
+		self->verify = false;
+	} else {
+		host->cfg_error(cfg, "security", "'%s' is neither verify nor none", security);
+		errors++;
+	}
+
+	ca = host->cfg_str(cfg, "ca");
+	if (ca && *ca && !(self->ca = strdup(ca)))
+		goto nomem;
+
+	workers = host->cfg_int(cfg, "workers");
+	if (workers < 1 || workers > CHORIA_MAX_WORKERS) {
+		host->cfg_error(cfg, "workers", "must be between 1 and %d, got %ld",
+				CHORIA_MAX_WORKERS, workers);
+		errors++;
+	} else {
+		self->n_workers = (unsigned)workers;
+	}
+
+	adapter = host->adapter_name(ctx);
+	if (asprintf(&self->queue_group, "nats_ingest_%s", adapter ? adapter : "") < 0) {
+		self->queue_group = NULL;
+		goto nomem;
+	}
+	if (!choria_subject_valid(self->queue_group, &why) || strchr(self->queue_group, '.')) {
+		host->cfg_error(cfg, NULL,
+				"the adapter name '%s' cannot form the NATS queue group %s: use letters, digits, '-' and '_'",
+				adapter ? adapter : "", self->queue_group);
+		errors++;
+	}
+
+	if (errors) {
+		choria_free(self);
+		return -EINVAL;
+	}
+	if (!self->verify)
+		host->log(ctx, CAD_LOG_WARN,
+			  "security = none: messages on %s are not verified; anyone who can publish there can inject data",
+			  self->topic);
+	*instance = self;
+	return 0;
+
+nomem:
+	host->cfg_error(cfg, NULL, "out of memory");
+	choria_free(self);
+	return -ENOMEM;
+}
+
+/* cnats: the subscription is closed and its handler will not run again. */
+static void choria_on_complete(void *closure)
+{
+	struct choria_worker *w = closure;
+
+	atomic_store(&w->complete, true);
+}
+
+static void choria_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *closure)
+{
+	struct choria_worker *w = closure;
+	struct choria *self;
+	struct choria_decoded d;
+	struct cad_msg *msg;
+	const char *reason = NULL;
+	char detail[CHORIA_DETAIL_LEN];
+	int len = natsMsg_GetDataLength(m);
+	size_t wire = len > 0 ? (size_t)len : 0;
+
+	(void)nc;
+	(void)sub;
+	memset(&d, 0, sizeof(d));
+	atomic_fetch_add(&w->busy, 1);
+	if (atomic_load(&w->stopped)) {
+		atomic_fetch_add(&w->late, 1);
+		goto out;
+	}
+	self = w->self;
+	if (choria_decode(&d, self->kind, natsMsg_GetData(m), wire, &reason, detail,
+			  sizeof(detail)) < 0) {
+		self->host->reject(self->ctx, reason, wire, "%s", detail);
+		goto out;
+	}
+	if (self->host->log_enabled(CAD_LOG_DEBUG)) {
+		char sender[96], id[80];
+		self->host->log(self->ctx, CAD_LOG_DEBUG, "%s: %s %s from %s, %zu bytes", w->conn.name,
+				choria_kind_name(self->kind),
+				choria_printable(id, sizeof(id), d.request_id, d.request_id_len),
+				choria_printable(sender, sizeof(sender), d.sender, d.sender_len),
+				wire);
+	}
+	msg = self->host->msg_new(d.sender, d.sender_len, d.request_id, d.request_id_len, d.time,
+				  d.body, d.body_len);
+	if (!msg) {
+		self->host->reject(self->ctx, "no_memory", wire, "out of memory for a %zu byte message",
+				   wire);
+		goto out;
+	}
+	self->host->submit(self->ctx, &msg, wire);
+out:
+	choria_decoded_clear(&d);
+	natsMsg_Destroy(m);
+	atomic_fetch_sub(&w->busy, 1);
+}
+
+static void choria_wait_complete(struct choria_worker *w, int64_t deadline_ms)
+{
+	while (!atomic_load(&w->complete) && nats_Now() < deadline_ms)
+		nats_Sleep(5);
+}
+
+/*
+ * End one subscription whose drain was started (or that was closed) and
+ * destroy it. Returns false when cnats may still call the handler with w.
+ */
+static bool choria_end_subscription(struct choria *self, struct choria_worker *w,
+				    int64_t deadline_ms)
+{
+	const struct cad_host *h = self->host;
+	int64_t left = deadline_ms - nats_Now();
+	natsStatus s;
+	bool safe = true;
+
+	if (w->draining)
+		natsSubscription_WaitForDrainCompletion(w->sub, left > 0 ? left : 1);
+	choria_wait_complete(w, deadline_ms + CHORIA_GRACE_MS);
+	if (!atomic_load(&w->complete)) {
+		natsSubscription_Unsubscribe(w->sub);
+		choria_wait_complete(w, nats_Now() + CHORIA_GRACE_MS);
+	}
+	if (!atomic_load(&w->complete)) {
+		int64_t until = nats_Now() + CHORIA_GRACE_MS;
+		atomic_store(&w->stopped, true);
+		while (atomic_load(&w->busy) > 0 && nats_Now() < until)
+			nats_Sleep(5);
+		h->log(self->ctx, CAD_LOG_ERROR,
+		       "%s: the NATS client did not confirm the end of the subscription; keeping its memory for late deliveries",
+		       w->conn.name);
+		safe = false;
+	} else if (w->draining) {
+		s = natsSubscription_DrainCompletionStatus(w->sub);
+		if (s != NATS_OK)
+			h->log(self->ctx, CAD_LOG_WARN,
+			       "%s: the subscription did not drain cleanly (%s); messages the client still held were dropped",
+			       w->conn.name, natsStatus_GetText(s));
+	}
+	natsSubscription_Destroy(w->sub);
+	w->sub = NULL;
+	return safe;
+}
+
+/* Drain every subscription (at once), close every connection, release the
+ * workers. Idempotent. */
+static void choria_shutdown(struct choria *self)
+{
+	struct choria_worker *ws = self->workers;
+	int64_t deadline;
+	bool safe = true;
+	unsigned long late = 0;
+
+	if (!ws)
+		return;
+	/* Messages already buffered are still decoded and submitted. */
+	deadline = nats_Now() + CHORIA_DRAIN_MS;
+	for (unsigned i = 0; i < self->n_workers; i++) {
+		natsStatus s;
+		char what[128];
+
+		if (!ws[i].sub)
+			continue;
+		if (natsConnection_Status(ws[i].conn.nc) != NATS_CONN_STATUS_CONNECTED) {
+			/* No UNSUB can reach the server, so a drain would only
+			 * wait out its timeout; nothing new arrives either:
+			 * deliver what is buffered, then close. */
+			int pending = 0;
+			while (natsSubscription_GetPending(ws[i].sub, &pending, NULL) == NATS_OK &&
+			       pending > 0 && nats_Now() < deadline)
+				nats_Sleep(5);
+			natsSubscription_Unsubscribe(ws[i].sub);
+			continue;
+		}
+		s = natsSubscription_DrainTimeout(ws[i].sub, CHORIA_DRAIN_MS);
+		ws[i].draining = s == NATS_OK;
+		if (s == NATS_OK)
+			continue;
+		snprintf(what, sizeof(what), "%s: cannot drain the subscription, closing it",
+			 ws[i].conn.name);
+		nats_conn_log_status(self->host, self->ctx, CAD_LOG_WARN, s, what);
+		natsSubscription_Unsubscribe(ws[i].sub);
+	}
+	for (unsigned i = 0; i < self->n_workers; i++) {
+		if (ws[i].sub && !choria_end_subscription(self, &ws[i], deadline))
+			safe = false;
+	}
+	for (unsigned i = 0; i < self->n_workers; i++) {
+		nats_conn_close(&ws[i].conn, CHORIA_CLOSE_MS);
+		late += atomic_load(&ws[i].late);
+	}
+	if (late)
+		self->host->log(self->ctx, CAD_LOG_WARN,
+				"%lu messages delivered after the subscriptions ended were dropped", late);
+	if (safe)
+		free(ws);
+	self->workers = NULL;
+}
+
+static int choria_subscribe(struct choria *self, struct choria_worker *w)
+{
+	char what[256];
+	natsStatus s;
+
+	s = natsConnection_QueueSubscribe(&w->sub, w->conn.nc, self->topic, self->queue_group,
+					  choria_on_msg, w);
+	if (s == NATS_OK)
+		s = natsSubscription_SetOnCompleteCB(w->sub, choria_on_complete, w);
+	if (s == NATS_OK)
+		s = natsSubscription_SetPendingLimits(w->sub, CHORIA_PENDING_MSGS,
+						      CHORIA_PENDING_BYTES);
+	if (s == NATS_OK)
+		return 0;
+	snprintf(what, sizeof(what), "%s: cannot subscribe to %s", w->conn.name, self->topic);
+	nats_conn_log_status(self->host, self->ctx, CAD_LOG_ERROR, s, what);
+	return nats_status_errno(s);
+}
+
+static int choria_start(void *instance)
+{
+	struct choria *self = instance;
+	int rc = 0;
+
+	self->workers = calloc(self->n_workers, sizeof(*self->workers));
+	if (!self->workers) {
+		self->host->log(self->ctx, CAD_LOG_ERROR, "out of memory");
+		return -ENOMEM;
+	}
+	for (unsigned i = 0; i < self->n_workers; i++) {
+		struct choria_worker *w = &self->workers[i];
+		char name[32];
+
+		w->self = self;
+		atomic_init(&w->complete, false);
+		atomic_init(&w->stopped, false);
+		atomic_init(&w->busy, 0);
+		atomic_init(&w->late, 0);
+		snprintf(name, sizeof(name), "ingest %u", i + 1);
+		rc = nats_conn_open(&w->conn, &self->nats, self->host, self->ctx, name);
+		if (rc) /* logged by nats_conn_open */
+			goto fail;
+		rc = choria_subscribe(self, w);
+		if (rc)
+			goto fail;
+	}
+	return 0;
+
+fail:
+	choria_shutdown(self);
+	return rc;
+}
+
+static void choria_stop(void *instance)
+{
+	choria_shutdown(instance);
+}
+
+static void choria_destroy(void *instance)
+{
+	struct choria *self = instance;
+
+	if (!self)
+		return;
+	choria_shutdown(self);
+	choria_free(self);
+}
+
+static void choria_describe(void *instance, char *buf, size_t len)
+{
+	struct choria *self = instance;
+	char servers[512];
+
+	nats_conn_opts_servers(&self->nats, servers, sizeof(servers));
+	snprintf(buf, len, "servers %s, subject %s, protocol %s, security %s, queue group %s, workers %u",
+		 servers, self->topic, choria_kind_name(self->kind), self->verify ? "verify" : "none",
+		 self->queue_group, self->n_workers);
+}
+
+static const struct cad_module choria_module = {
+	.abi_major = CAD_ABI_MAJOR,
+	.abi_minor = CAD_ABI_MINOR,
+	.size = sizeof(struct cad_module),
+	.kind = CAD_KIND_INGEST,
+	.type = "choria",
+	.version = PACKAGE_VERSION,
+	.summary = "receive Choria protocol v1 requests or replies from NATS",
+	.options = choria_options,
+	.create = choria_create,
+	.start = choria_start,
+	.destroy = choria_destroy,
+	.describe = choria_describe,
+	.stop = choria_stop,
+};
+
+CAD_EXPORT const struct cad_module *cad_module_entry(void);
+CAD_EXPORT const struct cad_module *cad_module_entry(void)
+{
+	return &choria_module;
+}

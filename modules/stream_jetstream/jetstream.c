@@ -1,0 +1,494 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The `jetstream` stream module: publishes each message's envelope to
+ * JetStream and gives it back to the host only once JetStream has
+ * acknowledged it. Publishes are asynchronous, at most `max_inflight` per
+ * worker; a failed or unanswered publish is sent again with capped
+ * exponential backoff, under the same Nats-Msg-Id, so the stream's
+ * duplicate window keeps a retry from landing twice.
+ *
+ * Concurrency & locking: each worker has its own connection and JetStream
+ * context. The worker thread publishes and resends; the acknowledgement
+ * handler runs on a cnats thread. `lock` guards the in-flight table and
+ * counters of a worker; `room` is signalled whenever an entry settles or
+ * becomes due for a retry. host->msg_done() is called outside the lock.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <nats/nats.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "build_config.h"
+#include "cad_module.h"
+#include "envelope.h"
+#include "inflight.h"
+#include "nats_conn.h"
+#include "subject.h"
+
+#define NS_PER_MS 1000000LL
+#define RETRY_FIRST_MS 100
+#define WARN_EVERY_NS (5000 * NS_PER_MS)
+
+struct jetstream {
+	const struct cad_host *host;
+	struct cad_context *ctx;
+	struct nats_conn_opts conn;
+	char *topic;
+	long max_inflight;
+	long ack_timeout_ms;
+	long retry_max_ms;
+	_Atomic int64_t next_warn_ns; /* rate limit for retry warnings */
+};
+
+struct js_worker {
+	struct jetstream *js;
+	unsigned index;
+	struct nats_conn conn;
+	jsCtx *ctx;
+	pthread_mutex_t lock;
+	pthread_cond_t room;
+	struct inflight table;
+	size_t waiting; /* entries due for a resend, not with the library */
+};
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* ------------------------------------------------------------ options */
+
+static const struct cad_option jetstream_options[] = {
+	NATS_CONN_OPTIONS,
+	{.name = "topic", .type = CAD_OPT_STRING,
+	 .help = "subject to publish to; %s is replaced by the sender (default: the adapter name)"},
+	{.name = "max_inflight", .type = CAD_OPT_INT, .def_int = 256, .min = 1, .max = 65536,
+	 .help = "unacknowledged publishes per worker"},
+	{.name = "ack_timeout", .type = CAD_OPT_INT, .def_int = 5, .min = 1, .max = 300,
+	 .help = "seconds to wait for an acknowledgement before publishing again"},
+	{.name = "retry_max_interval", .type = CAD_OPT_INT, .def_int = 10, .min = 1, .max = 3600,
+	 .help = "longest pause, in seconds, between attempts to publish a message"},
+	{.name = NULL},
+};
+
+static void jetstream_destroy(void *instance)
+{
+	struct jetstream *js = instance;
+	if (!js)
+		return;
+	nats_conn_opts_clear(&js->conn);
+	free(js->topic);
+	free(js);
+}
+
+static int jetstream_create(void **instance, const struct cad_host *host, struct cad_context *ctx,
+			    const struct cad_config *cfg)
+{
+	struct jetstream *js = calloc(1, sizeof(*js));
+	if (!js)
+		return -ENOMEM;
+	js->host = host;
+	js->ctx = ctx;
+	int rc = nats_conn_opts_read(&js->conn, host, cfg);
+	if (rc == -ENOMEM)
+		goto fail;
+
+	const char *topic = host->cfg_str(cfg, "topic");
+	js->topic = strdup(topic ? topic : host->adapter_name(ctx));
+	if (!js->topic) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	const char *why;
+	if (!subject_topic_valid(js->topic, &why)) {
+		host->cfg_error(cfg, "topic", "'%s': %s", js->topic, why);
+		rc = -EINVAL;
+	}
+	js->max_inflight = host->cfg_int(cfg, "max_inflight");
+	js->ack_timeout_ms = host->cfg_int(cfg, "ack_timeout") * 1000;
+	js->retry_max_ms = host->cfg_int(cfg, "retry_max_interval") * 1000;
+	if (rc != 0)
+		goto fail;
+	*instance = js;
+	return 0;
+fail:
+	jetstream_destroy(js);
+	return rc;
+}
+
+static int jetstream_start(void *instance)
+{
+	(void)instance; /* each worker connects on its own thread */
+	return 0;
+}
+
+static void jetstream_describe(void *instance, char *buf, size_t len)
+{
+	struct jetstream *js = instance;
+	char servers[512];
+	nats_conn_opts_servers(&js->conn, servers, sizeof(servers));
+	snprintf(buf, len, "servers %s, subject %s, %ld unacknowledged per worker", servers,
+		 js->topic, js->max_inflight);
+}
+
+/* ------------------------------------------------------------ workers */
+
+static void jetstream_warn(struct jetstream *js, const char *fmt, ...) CAD_PRINTF(2, 3);
+static void jetstream_warn(struct jetstream *js, const char *fmt, ...)
+{
+	int64_t now = now_ns(), next = atomic_load(&js->next_warn_ns);
+	if (now < next || !atomic_compare_exchange_strong(&js->next_warn_ns, &next,
+							  now + WARN_EVERY_NS))
+		return;
+	char line[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	js->host->log(js->ctx, CAD_LOG_WARN, "%s", line);
+}
+
+static int64_t backoff_ns(const struct jetstream *js, uint32_t attempts)
+{
+	int64_t ms = RETRY_FIRST_MS;
+	for (uint32_t i = 1; i < attempts && ms < js->retry_max_ms; i++)
+		ms *= 2;
+	return (ms < js->retry_max_ms ? ms : js->retry_max_ms) * NS_PER_MS;
+}
+
+/* Errors no retry can mend. */
+static bool is_permanent(natsStatus s, jsErrCode code)
+{
+	return s == NATS_MAX_PAYLOAD || code == JSStreamMessageExceedsMaximumErr;
+}
+
+/* Settle an entry: remove it and tell the host. Called with the lock
+ * held; returns with it released. */
+static void settle_unlock(struct js_worker *w, struct inflight_entry *e, int status,
+			  const char *reason)
+{
+	struct cad_msg *m = e->msg;
+	inflight_del(&w->table, e);
+	pthread_cond_broadcast(&w->room);
+	pthread_mutex_unlock(&w->lock);
+	w->js->host->msg_done(w->js->ctx, m, status, reason);
+}
+
+/* Park an entry for a resend after its backoff. Lock held. */
+static void park(struct js_worker *w, struct inflight_entry *e)
+{
+	e->retry_at_ns = now_ns() + backoff_ns(w->js, e->msg->attempts);
+	w->waiting++;
+	pthread_cond_broadcast(&w->room);
+}
+
+static void jetstream_on_ack(jsCtx *ctx, natsMsg *nm, jsPubAck *pa, jsPubAckErr *pae, void *closure)
+{
+	(void)ctx;
+	struct js_worker *w = closure;
+	struct jetstream *js = w->js;
+	pthread_mutex_lock(&w->lock);
+	struct inflight_entry *e = inflight_get(&w->table, nm);
+	if (!e) { /* given up at shutdown; nothing holds it any more */
+		pthread_mutex_unlock(&w->lock);
+		natsMsg_Destroy(nm);
+		return;
+	}
+	if (pa) {
+		settle_unlock(w, e, 0, NULL);
+		natsMsg_Destroy(nm);
+		return;
+	}
+	natsStatus s = pae ? pae->Err : NATS_ERR;
+	jsErrCode code = pae ? pae->ErrCode : 0;
+	const char *text = pae && pae->ErrText ? pae->ErrText : natsStatus_GetText(s);
+	if (is_permanent(s, code)) {
+		char id[160];
+		snprintf(id, sizeof(id), "%s", e->msg->request_id);
+		settle_unlock(w, e, -EMSGSIZE, "too_large");
+		natsMsg_Destroy(nm);
+		js->host->log(js->ctx, CAD_LOG_ERROR,
+			      "the stream refused message %s for good: %s", id, text);
+		return;
+	}
+	/* Keep the NATS message: it is sent again as it is. */
+	park(w, e);
+	pthread_mutex_unlock(&w->lock);
+	if (s == NATS_NO_RESPONDERS)
+		jetstream_warn(js, "no JetStream stream answers on %s: create a stream that captures it; retrying",
+			       natsMsg_GetSubject(nm));
+	else
+		jetstream_warn(js, "publishing to JetStream failed (%s); retrying", text);
+}
+
+static natsStatus send_async(struct js_worker *w, natsMsg **nm)
+{
+	jsPubOptions po;
+	jsPubOptions_Init(&po);
+	po.MaxWait = w->js->ack_timeout_ms;
+	return js_PublishMsgAsync(w->ctx, nm, &po);
+}
+
+/* Hand one entry's NATS message to the library. The entry is in the table
+ * before the send, because the acknowledgement may arrive before the call
+ * returns. */
+static void send_entry(struct js_worker *w, natsMsg *nm)
+{
+	natsMsg *owned = nm;
+	natsStatus s = send_async(w, &owned);
+	if (s == NATS_OK)
+		return;
+	pthread_mutex_lock(&w->lock);
+	struct inflight_entry *e = inflight_get(&w->table, nm);
+	if (is_permanent(s, 0)) {
+		settle_unlock(w, e, -EMSGSIZE, "too_large");
+		natsMsg_Destroy(nm);
+		w->js->host->log(w->js->ctx, CAD_LOG_ERROR,
+				 "a message is larger than the server accepts (max_payload)");
+		return;
+	}
+	park(w, e);
+	pthread_mutex_unlock(&w->lock);
+	jetstream_warn(w->js, "publishing to JetStream failed (%s); retrying",
+		       natsStatus_GetText(s));
+}
+
+/* Resend every parked entry whose time has come. */
+static void resend_due(struct js_worker *w)
+{
+	for (;;) {
+		natsMsg *nm = NULL;
+		pthread_mutex_lock(&w->lock);
+		if (w->waiting) {
+			int64_t now = now_ns();
+			for (size_t i = 0; i <= w->table.mask; i++) {
+				struct inflight_entry *e = &w->table.slots[i];
+				if (e->key && e->retry_at_ns && e->retry_at_ns <= now) {
+					e->retry_at_ns = 0;
+					e->msg->attempts++;
+					w->waiting--;
+					nm = (natsMsg *)e->key;
+					break;
+				}
+			}
+		}
+		pthread_mutex_unlock(&w->lock);
+		if (!nm)
+			return;
+		w->js->host->count_retry(w->js->ctx);
+		send_entry(w, nm);
+	}
+}
+
+/* Wait until `until_ns` or until something settles or falls due. Lock
+ * held. */
+static void wait_room(struct js_worker *w, int64_t until_ns)
+{
+	int64_t wake = now_ns() + 50 * NS_PER_MS;
+	if (until_ns && until_ns < wake)
+		wake = until_ns;
+	struct timespec ts = {.tv_sec = wake / 1000000000LL, .tv_nsec = wake % 1000000000LL};
+	pthread_cond_timedwait(&w->room, &w->lock, &ts);
+}
+
+static natsStatus build_nats_msg(natsMsg **out, struct jetstream *js, const struct cad_msg *m,
+				 int *err)
+{
+	char subject[1024];
+	int n = subject_build(subject, sizeof(subject), js->topic, m->sender, m->sender_len);
+	if (n < 0) {
+		*err = n;
+		return NATS_INVALID_SUBJECT;
+	}
+	char *data;
+	size_t len;
+	*err = envelope_encode(&data, &len, ENVELOPE_PROTOCOL_JETSTREAM, m);
+	if (*err != 0)
+		return NATS_ERR;
+	natsMsg *nm = NULL;
+	natsStatus s = natsMsg_Create(&nm, subject, NULL, data, (int)len);
+	free(data);
+	/* Request id and sender together: every node answers the same
+	 * request, so the request id alone is not unique. */
+	char id[1024];
+	snprintf(id, sizeof(id), "%s:%s", m->request_id, m->sender);
+	if (s == NATS_OK)
+		s = natsMsgHeader_Set(nm, "Nats-Msg-Id", id);
+	if (s != NATS_OK) {
+		natsMsg_Destroy(nm);
+		*err = -ENOMEM;
+		return s;
+	}
+	*out = nm;
+	return NATS_OK;
+}
+
+static void jetstream_publish(void *worker, struct cad_msg *m)
+{
+	struct js_worker *w = worker;
+	struct jetstream *js = w->js;
+	natsMsg *nm = NULL;
+	int err = 0;
+	if (build_nats_msg(&nm, js, m, &err) != NATS_OK) {
+		const char *reason = err == -EINVAL ? "bad_subject" : "encode_failed";
+		if (err == -EINVAL)
+			js->host->log(js->ctx, CAD_LOG_WARN,
+				      "sender '%s' cannot form a subject from '%s'", m->sender,
+				      js->topic);
+		js->host->msg_done(js->ctx, m, err ? err : -EIO, reason);
+		return;
+	}
+	m->attempts = 1;
+
+	pthread_mutex_lock(&w->lock);
+	while ((long)w->table.count >= js->max_inflight) {
+		if (w->waiting) {
+			pthread_mutex_unlock(&w->lock);
+			resend_due(w);
+			pthread_mutex_lock(&w->lock);
+			if ((long)w->table.count < js->max_inflight)
+				break;
+		}
+		wait_room(w, 0);
+	}
+	inflight_put(&w->table, nm, m);
+	pthread_mutex_unlock(&w->lock);
+	send_entry(w, nm);
+}
+
+static void jetstream_worker_idle(void *worker)
+{
+	resend_due(worker);
+}
+
+static void free_worker(struct js_worker *w)
+{
+	jsCtx_Destroy(w->ctx);
+	nats_conn_close(&w->conn, 1000);
+	inflight_destroy(&w->table);
+	pthread_cond_destroy(&w->room);
+	pthread_mutex_destroy(&w->lock);
+	free(w);
+}
+
+static int jetstream_worker_open(void **out, void *instance, unsigned index)
+{
+	struct jetstream *js = instance;
+	struct js_worker *w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	w->js = js;
+	w->index = index;
+	pthread_mutex_init(&w->lock, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&w->room, &ca);
+	pthread_condattr_destroy(&ca);
+	int rc = inflight_init(&w->table, (size_t)js->max_inflight);
+	if (rc != 0)
+		goto fail;
+
+	char name[32];
+	snprintf(name, sizeof(name), "stream %u", index + 1);
+	rc = nats_conn_open(&w->conn, &js->conn, js->host, js->ctx, name);
+	if (rc != 0)
+		goto fail;
+
+	jsOptions jo;
+	jsOptions_Init(&jo);
+	jo.PublishAsync.AckHandler = jetstream_on_ack;
+	jo.PublishAsync.AckHandlerClosure = w;
+	/* Our own window is the limit; the library's must never stall us. */
+	jo.PublishAsync.MaxPending = js->max_inflight + 1;
+	natsStatus s = natsConnection_JetStream(&w->ctx, w->conn.nc, &jo);
+	if (s != NATS_OK) {
+		nats_conn_log_status(js->host, js->ctx, CAD_LOG_ERROR, s, "JetStream context");
+		rc = nats_status_errno(s);
+		goto fail;
+	}
+	*out = w;
+	return 0;
+fail:
+	free_worker(w);
+	return rc;
+}
+
+/* Give every message still held back to the host as lost. */
+static void give_up_all(struct js_worker *w)
+{
+	/* The library keeps no pending list until the first asynchronous
+	 * publish, and cannot be asked for one before. */
+	pthread_mutex_lock(&w->lock);
+	bool with_library = w->table.count > w->waiting;
+	pthread_mutex_unlock(&w->lock);
+	natsMsgList pending = {0};
+	if (with_library && js_PublishAsyncGetPendingList(&pending, w->ctx) == NATS_OK)
+		natsMsgList_Destroy(&pending); /* the entries below still map them */
+	for (;;) {
+		pthread_mutex_lock(&w->lock);
+		struct inflight_entry *e = NULL;
+		for (size_t i = 0; i <= w->table.mask && !e; i++)
+			if (w->table.slots[i].key)
+				e = &w->table.slots[i];
+		if (!e) {
+			pthread_mutex_unlock(&w->lock);
+			return;
+		}
+		/* A parked message is ours; the others went with the list. */
+		natsMsg *parked = e->retry_at_ns ? (natsMsg *)e->key : NULL;
+		settle_unlock(w, e, -ETIMEDOUT, "shutdown");
+		natsMsg_Destroy(parked);
+	}
+}
+
+static void jetstream_worker_close(void *worker, int64_t deadline_ns)
+{
+	struct js_worker *w = worker;
+	for (;;) {
+		resend_due(w);
+		pthread_mutex_lock(&w->lock);
+		size_t left = w->table.count;
+		if (left && now_ns() < deadline_ns)
+			wait_room(w, deadline_ns);
+		pthread_mutex_unlock(&w->lock);
+		if (!left || now_ns() >= deadline_ns)
+			break;
+	}
+	give_up_all(w);
+	free_worker(w);
+	/* The library keeps error state per thread; this thread is ours. */
+	nats_ReleaseThreadMemory();
+}
+
+static const struct cad_module jetstream_module = {
+	.abi_major = CAD_ABI_MAJOR,
+	.abi_minor = CAD_ABI_MINOR,
+	.size = sizeof(struct cad_module),
+	.kind = CAD_KIND_STREAM,
+	.type = "jetstream",
+	.version = PACKAGE_VERSION,
+	.summary = "publish envelopes to NATS JetStream, acknowledged and de-duplicated",
+	.options = jetstream_options,
+	.create = jetstream_create,
+	.start = jetstream_start,
+	.destroy = jetstream_destroy,
+	.describe = jetstream_describe,
+	.worker_open = jetstream_worker_open,
+	.publish = jetstream_publish,
+	.worker_idle = jetstream_worker_idle,
+	.worker_close = jetstream_worker_close,
+};
+
+CAD_EXPORT const struct cad_module *cad_module_entry(void);
+CAD_EXPORT const struct cad_module *cad_module_entry(void)
+{
+	return &jetstream_module;
+}

@@ -1,0 +1,76 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "pipeline.h"
+
+#include <criterion/criterion.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tmpdir.h"
+
+bool pipeline_counts(struct daemon_proc *d, const char *adapter, struct adapter_counts *out)
+{
+	char *log = file_read(d->log);
+	char key[128];
+	snprintf(key, sizeof(key), "adapter %s: received=", adapter);
+	const char *last = NULL;
+	for (const char *p = log; p && (p = strstr(p, key)); p++)
+		last = p;
+	bool ok = false;
+	if (last) {
+		memset(out, 0, sizeof(*out));
+		ok = sscanf(last + strlen(key) - strlen("received="),
+			    "received=%" SCNu64 " published=%" SCNu64 " in_flight=%" SCNu64
+			    " retries=%" SCNu64 " rejected=%" SCNu64,
+			    &out->received, &out->published, &out->in_flight, &out->retries,
+			    &out->rejected) == 5;
+		const char *dr = strstr(last, " dropped="), *lo = strstr(last, " lost=");
+		if (ok && dr && lo) {
+			out->dropped = strtoull(dr + 9, NULL, 10);
+			out->lost = strtoull(lo + 6, NULL, 10);
+		} else {
+			ok = false;
+		}
+	}
+	free(log);
+	return ok;
+}
+
+void pipeline_request_id(char out[33], unsigned seed, int i)
+{
+	snprintf(out, 33, "%08x%08x%016x", seed, (unsigned)i, (unsigned)(i * 2654435761u));
+}
+
+void pipeline_publish(struct js_client *c, const char *subject, enum choria_msg_kind kind,
+		      int first, int n, unsigned seed)
+{
+	for (int i = first; i < first + n; i++) {
+		struct choria_msg_spec s = choria_msg_defaults(kind);
+		char sender[64], rid[33], body[128];
+		snprintf(sender, sizeof(sender), "node-%d.example.net", i);
+		pipeline_request_id(rid, seed, i);
+		snprintf(body, sizeof(body), "{\"n\":%d,\"html\":\"<b>&</b>\"}", i);
+		s.sender = sender;
+		s.request_id = rid;
+		s.body = body;
+		s.time = 1520088557 + i;
+		size_t len;
+		char *wire = choria_msg_build(&s, &len);
+		cr_assert_not_null(wire);
+		cr_assert_eq(nats_publish_raw(c, subject, wire, len), 0);
+		free(wire);
+	}
+}
+
+void pipeline_start_daemon(struct daemon_proc *d, const char *dir, const char *conf)
+{
+	cr_assert_eq(daemon_start(d, dir, conf), 0);
+	bool up = daemon_wait_log(d, "running", 15000);
+	if (!up) {
+		char *log = file_read(d->log);
+		cr_assert_fail("the daemon did not start; its log:\n%s", log ? log : "(none)");
+	}
+	/* Subscriptions reach the server with the connection's next flush. */
+	nats_Sleep(300);
+}

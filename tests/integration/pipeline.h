@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * What the integration tests share: a nats-server, a stream, the daemon
+ * with a generated configuration, Choria messages published like a fleet
+ * publishes them, and the daemon's own accounting read from its log.
+ */
+#ifndef CAD_TEST_PIPELINE_H
+#define CAD_TEST_PIPELINE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "choria_msg.h"
+#include "daemon_proc.h"
+#include "js_reader.h"
+#include "nats_server.h"
+
+struct adapter_counts {
+	uint64_t received, published, in_flight, retries, rejected, dropped, lost;
+};
+
+/* The last counter line the daemon logged for `adapter`; false if none. */
+bool pipeline_counts(struct daemon_proc *d, const char *adapter, struct adapter_counts *out);
+
+/* Publish `n` valid messages of `kind` on `subject`, sender "node-<i>.example.net"
+ * (i from `first`), request id derived from `seed` and i. */
+void pipeline_publish(struct js_client *c, const char *subject, enum choria_msg_kind kind,
+		      int first, int n, unsigned seed);
+/* The request id pipeline_publish() gives message i. */
+void pipeline_request_id(char out[33], unsigned seed, int i);
+
+/* Start the daemon on conf and wait until it runs (asserts). */
+void pipeline_start_daemon(struct daemon_proc *d, const char *dir, const char *conf);
+
+#endif

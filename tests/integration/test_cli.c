@@ -1,0 +1,116 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The command line: -t, -V, -h, usage errors, and start-up failures. */
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon_proc.h"
+#include "tmpdir.h"
+
+static char dir[512], moddir[600];
+
+static void setup(void)
+{
+	cr_assert_eq(tmpdir_make(dir, sizeof(dir)), 0);
+	cr_assert_eq(daemon_modules_dir(moddir, sizeof(moddir), dir), 0);
+}
+
+static void teardown(void)
+{
+	tmpdir_remove(dir);
+}
+
+TestSuite(cli, .init = setup, .fini = teardown, .timeout = 60);
+
+#define GOOD_CONF                                                                                  \
+	"identity = \"broker1.example.net\"\n"                                                     \
+	"adapter node_data {\n"                                                                    \
+	"  queue_len = 500\n"                                                                      \
+	"  ingest { type = \"choria\" topic = \"choria.discovery\" security = \"none\"\n"          \
+	"           servers = {\"nats://127.0.0.1:1\"} workers = 3 }\n"                            \
+	"  stream { type = \"jetstream\" topic = \"choria.node_metadata.%s\"\n"                    \
+	"           servers = {\"nats://127.0.0.1:1\"} workers = 4 }\n"                            \
+	"}\n"
+
+Test(cli, check_mode_accepts_a_good_config_and_summarises_it)
+{
+	char conf[700];
+	cr_assert_eq(tmpdir_write(dir, "good.conf", GOOD_CONF, conf, sizeof(conf)), 0);
+	char *out = NULL;
+	int st = daemon_run_cmd(&out, dir, "-t", "-c", conf, "-M", moddir, NULL);
+	cr_assert_eq(st, 0, "%s", out);
+	cr_assert_not_null(strstr(out, "configuration OK"), "%s", out);
+	cr_assert_not_null(strstr(out, "adapter node_data: ingest choria (3 workers"), "%s", out);
+	cr_assert_not_null(strstr(out, "queue 500"), "%s", out);
+	cr_assert_not_null(strstr(out, "subject choria.node_metadata.%s"), "%s", out);
+	cr_assert_not_null(strstr(out, "stream jetstream (4 workers"), "%s", out);
+	free(out);
+}
+
+Test(cli, check_mode_refuses_a_bad_config_with_file_and_line)
+{
+	char conf[700];
+	cr_assert_eq(tmpdir_write(dir, "bad.conf",
+				  "adapter a {\n  ingest { type = \"choria\" }\n"
+				  "  stream { type = \"jetstream\" }\n}\n",
+				  conf, sizeof(conf)),
+		     0);
+	char *out = NULL;
+	int st = daemon_run_cmd(&out, dir, "-t", "-c", conf, "-M", moddir, NULL);
+	cr_assert_eq(st, 1);
+	char want[800];
+	snprintf(want, sizeof(want), "%s:2: adapter a: ingest: topic: required option is missing",
+		 conf);
+	cr_assert_not_null(strstr(out, want), "expected '%s' in:\n%s", want, out);
+	free(out);
+}
+
+Test(cli, module_errors_found_at_create_fail_the_check)
+{
+	char conf[700];
+	cr_assert_eq(tmpdir_write(dir, "ca.conf",
+				  "adapter a {\n  ingest { type = \"choria\" topic = \"t\"\n"
+				  "    tls_ca = \"/nonexistent/ca.pem\" security = \"none\" }\n"
+				  "  stream { type = \"jetstream\" }\n}\n",
+				  conf, sizeof(conf)),
+		     0);
+	char *out = NULL;
+	int st = daemon_run_cmd(&out, dir, "-t", "-c", conf, "-M", moddir, NULL);
+	cr_assert_eq(st, 1, "%s", out);
+	cr_assert_not_null(strstr(out, ":3: adapter a: ingest: tls_ca: cannot read /nonexistent/ca.pem"),
+			   "%s", out);
+	free(out);
+}
+
+Test(cli, version_help_and_usage_errors)
+{
+	char *out = NULL;
+	cr_assert_eq(daemon_run_cmd(&out, dir, "-V", NULL), 0);
+	cr_assert_not_null(strstr(out, "choria-adapterd "), "%s", out);
+	free(out);
+	cr_assert_eq(daemon_run_cmd(&out, dir, "-h", NULL), 0);
+	cr_assert_not_null(strstr(out, "usage: choria-adapterd"), "%s", out);
+	free(out);
+	cr_assert_eq(daemon_run_cmd(&out, dir, "-x", NULL), 2);
+	cr_assert_not_null(strstr(out, "usage:"), "%s", out);
+	free(out);
+	cr_assert_eq(daemon_run_cmd(&out, dir, "extra", NULL), 2);
+	free(out);
+	cr_assert_eq(daemon_run_cmd(&out, dir, "-c", "/nonexistent.conf", NULL), 1);
+	cr_assert_not_null(strstr(out, "/nonexistent.conf: cannot read the configuration"), "%s",
+			   out);
+	free(out);
+}
+
+Test(cli, an_unreachable_server_does_not_stop_the_daemon_starting)
+{
+	char conf[700];
+	cr_assert_eq(tmpdir_write(dir, "c.conf", GOOD_CONF, conf, sizeof(conf)), 0);
+	struct daemon_proc d;
+	cr_assert_eq(daemon_start(&d, dir, GOOD_CONF), 0);
+	cr_assert(daemon_wait_log(&d, "running", 15000), "it runs while the servers are away");
+	cr_assert(daemon_wait_log(&d, "retrying in the background", 1000));
+	cr_assert_eq(daemon_stop(&d, SIGTERM, 20000), 0);
+}

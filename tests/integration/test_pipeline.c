@@ -1,0 +1,250 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * End to end: Choria messages published on a real nats-server are read by
+ * the built daemon and land in a JetStream stream, one envelope each.
+ */
+#include <criterion/criterion.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "pipeline.h"
+#include "tmpdir.h"
+
+static char dir[512];
+static struct nats_server server;
+static struct js_client client;
+static struct daemon_proc daemon_a;
+
+static void setup(void)
+{
+	cr_assert_eq(tmpdir_make(dir, sizeof(dir)), 0);
+	cr_assert_eq(nats_server_start(&server, dir, 0, NULL), 0, "nats-server must start");
+	cr_assert_eq(js_client_open(&client, server.url), 0);
+	cr_assert_eq(js_stream_create(&client, "NODES", "choria.node_metadata.>", 1), 0);
+}
+
+static void teardown(void)
+{
+	if (daemon_a.pid > 0)
+		daemon_stop(&daemon_a, SIGKILL, 5000);
+	js_client_close(&client);
+	nats_server_stop(&server);
+	tmpdir_remove(dir);
+}
+
+TestSuite(pipeline, .init = setup, .fini = teardown, .timeout = 120);
+
+static char *conf_one(const char *name, const char *protocol, const char *topic, int queue_len)
+{
+	char *c = NULL;
+	cr_assert(asprintf(&c,
+			   "identity = \"adapter.test\"\n"
+			   "log_level = \"info\"\n"
+			   "adapter %s {\n"
+			   "  queue_len = %d\n"
+			   "  ingest {\n"
+			   "    type = \"choria\"\n"
+			   "    servers = {\"%s\"}\n"
+			   "    topic = \"%s\"\n"
+			   "    protocol = \"%s\"\n"
+			   "    security = \"none\"\n"
+			   "    workers = 2\n"
+			   "  }\n"
+			   "  stream {\n"
+			   "    type = \"jetstream\"\n"
+			   "    servers = {\"%s\"}\n"
+			   "    topic = \"choria.node_metadata.%%s\"\n"
+			   "    workers = 2\n"
+			   "  }\n"
+			   "}\n",
+			   name, queue_len, server.url, topic, protocol, server.url) > 0);
+	return c;
+}
+
+/* Every field of stored message `seq` is the one published for index i. */
+static void check_envelope(uint64_t seq, enum choria_msg_kind kind, unsigned seed)
+{
+	natsMsg *m = js_stream_get(&client, "NODES", seq);
+	cr_assert_not_null(m, "message %lu is in the stream", (unsigned long)seq);
+	json_error_t e;
+	json_t *env = json_loadb(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), 0, &e);
+	cr_assert_not_null(env, "envelope is JSON: %s", e.text);
+	cr_assert_eq(json_object_size(env), 5, "exactly the five envelope fields");
+
+	const char *sender = json_string_value(json_object_get(env, "sender"));
+	cr_assert_not_null(sender);
+	int i = -1;
+	cr_assert_eq(sscanf(sender, "node-%d.example.net", &i), 1, "sender %s", sender);
+
+	char subject[128], rid[33], body[128], when[32], msgid[128];
+	snprintf(subject, sizeof(subject), "choria.node_metadata.%s", sender);
+	cr_assert_str_eq(natsMsg_GetSubject(m), subject);
+	pipeline_request_id(rid, seed, i);
+	snprintf(body, sizeof(body), "{\"n\":%d,\"html\":\"<b>&</b>\"}", i);
+	time_t t = 1520088557 + i;
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
+
+	cr_assert_str_eq(json_string_value(json_object_get(env, "protocol")),
+			 "choria:adapters:jetstream:output:1");
+	cr_assert_str_eq(json_string_value(json_object_get(env, "data")), body,
+			 "data is the body exactly as sent, escapes decoded");
+	cr_assert_str_eq(json_string_value(json_object_get(env, "time")), when);
+	cr_assert_str_eq(json_string_value(json_object_get(env, "requestid")), rid);
+
+	const char *id = NULL;
+	cr_assert_eq(natsMsgHeader_Get(m, "Nats-Msg-Id", &id), NATS_OK);
+	snprintf(msgid, sizeof(msgid), "%s:%s", rid, sender);
+	cr_assert_str_eq(id, msgid);
+	(void)kind;
+	json_decref(env);
+	natsMsg_Destroy(m);
+}
+
+Test(pipeline, requests_arrive_in_the_stream_with_every_envelope_field)
+{
+	char *conf = conf_one("node_data", "request", "choria.discovery", 1000);
+	pipeline_start_daemon(&daemon_a, dir, conf);
+	free(conf);
+
+	pipeline_publish(&client, "choria.discovery", CHORIA_MSG_REQUEST, 0, 50, 0xabc);
+	cr_assert(js_stream_wait_count(&client, "NODES", 50, 15000), "50 messages stored");
+	for (uint64_t seq = 1; seq <= 50; seq++)
+		check_envelope(seq, CHORIA_MSG_REQUEST, 0xabc);
+
+	cr_assert_eq(daemon_stop(&daemon_a, SIGTERM, 20000), 0, "SIGTERM exits 0");
+	struct adapter_counts n;
+	cr_assert(pipeline_counts(&daemon_a, "node_data", &n));
+	cr_assert_eq(n.received, 50);
+	cr_assert_eq(n.published, 50);
+	cr_assert_eq(n.rejected + n.dropped + n.lost + n.in_flight, 0);
+	cr_assert_eq(js_stream_count(&client, "NODES"), 50, "nothing more than published");
+}
+
+Test(pipeline, replies_from_many_nodes_to_one_request_are_all_kept)
+{
+	char *conf = conf_one("replies", "reply", "choria.reply.>", 1000);
+	pipeline_start_daemon(&daemon_a, dir, conf);
+	free(conf);
+
+	/* Every node answers request 7 of seed 1: same request id, 40 senders. */
+	for (int i = 0; i < 40; i++) {
+		struct choria_msg_spec s = choria_msg_defaults(CHORIA_MSG_REPLY);
+		char sender[64], rid[33];
+		snprintf(sender, sizeof(sender), "node-%d.example.net", i);
+		pipeline_request_id(rid, 1, 7);
+		s.sender = sender;
+		s.request_id = rid;
+		size_t len;
+		char *wire = choria_msg_build(&s, &len);
+		cr_assert_eq(nats_publish_raw(&client, "choria.reply.abc", wire, len), 0);
+		free(wire);
+	}
+	cr_assert(js_stream_wait_count(&client, "NODES", 40, 15000));
+	nats_Sleep(500);
+	cr_assert_eq(js_stream_count(&client, "NODES"), 40,
+		     "a shared request id does not make replies duplicates");
+	cr_assert_eq(daemon_stop(&daemon_a, SIGTERM, 20000), 0);
+}
+
+Test(pipeline, malformed_messages_are_counted_and_never_published)
+{
+	char *conf = conf_one("node_data", "request", "choria.discovery", 1000);
+	pipeline_start_daemon(&daemon_a, dir, conf);
+	free(conf);
+
+	const char *junk[] = {"", "not json", "{\"protocol\":\"choria:transport:1\"}", "[1,2]",
+			      "{\"protocol\":\"choria:transport:1\",\"data\":\"%%%\",\"headers\":{}}"};
+	for (size_t i = 0; i < sizeof(junk) / sizeof(*junk); i++)
+		cr_assert_eq(nats_publish_raw(&client, "choria.discovery", junk[i], strlen(junk[i])), 0);
+	struct choria_msg_spec s = choria_msg_defaults(CHORIA_MSG_REQUEST);
+	s.ttl = 10; /* below the schema's minimum */
+	size_t len;
+	char *wire = choria_msg_build(&s, &len);
+	cr_assert_eq(nats_publish_raw(&client, "choria.discovery", wire, len), 0);
+	free(wire);
+	struct choria_msg_spec r = choria_msg_defaults(CHORIA_MSG_REPLY); /* wrong protocol */
+	wire = choria_msg_build(&r, &len);
+	cr_assert_eq(nats_publish_raw(&client, "choria.discovery", wire, len), 0);
+	free(wire);
+	pipeline_publish(&client, "choria.discovery", CHORIA_MSG_REQUEST, 0, 3, 9);
+
+	cr_assert(js_stream_wait_count(&client, "NODES", 3, 15000), "good messages still flow");
+	cr_assert_eq(daemon_stop(&daemon_a, SIGTERM, 20000), 0, "bad input is never fatal");
+	struct adapter_counts n;
+	cr_assert(pipeline_counts(&daemon_a, "node_data", &n));
+	cr_assert_eq(n.received, 10);
+	cr_assert_eq(n.rejected, 7);
+	cr_assert_eq(n.published, 3);
+	cr_assert_eq(js_stream_count(&client, "NODES"), 3);
+	cr_assert_gt(daemon_log_count(&daemon_a, "rejected a message (not_json)"), 0);
+}
+
+Test(pipeline, several_adapters_in_one_daemon_keep_their_own_subjects)
+{
+	cr_assert_eq(js_stream_create(&client, "REPLIES", "replies.>", 1), 0);
+	char *conf = NULL;
+	cr_assert(asprintf(&conf,
+			   "adapter nodes {\n"
+			   "  ingest { type = \"choria\" servers = {\"%s\"} topic = \"choria.discovery\"\n"
+			   "           security = \"none\" }\n"
+			   "  stream { type = \"jetstream\" servers = {\"%s\"}\n"
+			   "           topic = \"choria.node_metadata.%%s\" }\n"
+			   "}\n"
+			   "adapter answers {\n"
+			   "  ingest { type = \"choria\" servers = {\"%s\"} topic = \"choria.reply.>\"\n"
+			   "           protocol = \"reply\" security = \"none\" }\n"
+			   "  stream { type = \"jetstream\" servers = {\"%s\"} topic = \"replies.%%s\" }\n"
+			   "}\n",
+			   server.url, server.url, server.url, server.url) > 0);
+	pipeline_start_daemon(&daemon_a, dir, conf);
+	free(conf);
+
+	pipeline_publish(&client, "choria.discovery", CHORIA_MSG_REQUEST, 0, 20, 1);
+	pipeline_publish(&client, "choria.reply.x", CHORIA_MSG_REPLY, 100, 30, 2);
+	cr_assert(js_stream_wait_count(&client, "NODES", 20, 15000));
+	cr_assert(js_stream_wait_count(&client, "REPLIES", 30, 15000));
+	nats_Sleep(300);
+	cr_assert_eq(js_stream_count(&client, "NODES"), 20);
+	cr_assert_eq(js_stream_count(&client, "REPLIES"), 30);
+	natsMsg *m = js_stream_get(&client, "REPLIES", 1);
+	cr_assert_not_null(m);
+	cr_assert_eq(strncmp(natsMsg_GetSubject(m), "replies.node-1", 14), 0, "%s",
+		     natsMsg_GetSubject(m));
+	natsMsg_Destroy(m);
+	cr_assert_eq(daemon_stop(&daemon_a, SIGTERM, 20000), 0);
+	struct adapter_counts n;
+	cr_assert(pipeline_counts(&daemon_a, "nodes", &n));
+	cr_assert_eq(n.received, 20);
+	cr_assert(pipeline_counts(&daemon_a, "answers", &n));
+	cr_assert_eq(n.received, 30);
+}
+
+Test(pipeline, daemons_sharing_a_queue_group_receive_each_message_once)
+{
+	char dir_b[600];
+	snprintf(dir_b, sizeof(dir_b), "%s/b", dir);
+	cr_assert_eq(mkdir(dir_b, 0755), 0);
+	char *conf = conf_one("node_data", "request", "choria.discovery", 1000);
+	pipeline_start_daemon(&daemon_a, dir, conf);
+	struct daemon_proc daemon_b;
+	pipeline_start_daemon(&daemon_b, dir_b, conf);
+	free(conf);
+
+	pipeline_publish(&client, "choria.discovery", CHORIA_MSG_REQUEST, 0, 300, 3);
+	cr_assert(js_stream_wait_count(&client, "NODES", 300, 20000));
+	cr_assert_eq(daemon_stop(&daemon_a, SIGTERM, 20000), 0);
+	cr_assert_eq(daemon_stop(&daemon_b, SIGTERM, 20000), 0);
+	struct adapter_counts a, b;
+	cr_assert(pipeline_counts(&daemon_a, "node_data", &a));
+	cr_assert(pipeline_counts(&daemon_b, "node_data", &b));
+	cr_assert_eq(a.received + b.received, 300, "a: %lu b: %lu", (unsigned long)a.received,
+		     (unsigned long)b.received);
+	cr_assert_gt(a.received, 0, "the queue group shares the load");
+	cr_assert_gt(b.received, 0, "the queue group shares the load");
+	cr_assert_eq(js_stream_count(&client, "NODES"), 300);
+}

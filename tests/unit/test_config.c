@@ -1,0 +1,148 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Configuration loading. Each tests/data/conf/bad/NAME.conf must be refused
+ * with every line of its NAME.err in the log (file:line: section: message).
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "config_opts.h"
+#include "daemon_proc.h"
+#include "tmpdir.h"
+
+static char dir[512], moddir[600];
+
+static void setup(void)
+{
+	cr_assert_eq(tmpdir_make(dir, sizeof(dir)), 0);
+	cr_assert_eq(daemon_modules_dir(moddir, sizeof(moddir), dir), 0);
+}
+
+static void teardown(void)
+{
+	tmpdir_remove(dir);
+}
+
+TestSuite(config, .init = setup, .fini = teardown);
+
+/* Load a bad file from its own folder (so messages name it short) with
+ * stderr captured, and check every expected line is there. */
+static void expect_refused(const char *name)
+{
+	char conf[256], err[256], log[700];
+	snprintf(conf, sizeof(conf), "%s.conf", name);
+	snprintf(err, sizeof(err), "%s.err", name);
+	snprintf(log, sizeof(log), "%s/stderr.log", dir);
+	cr_assert_eq(chdir(TOP_SRCDIR "/tests/data/conf/bad"), 0);
+
+	fflush(stderr);
+	int saved = dup(STDERR_FILENO);
+	cr_assert_not_null(freopen(log, "w", stderr));
+	struct config *c = NULL;
+	int rc = config_load(&c, conf, moddir);
+	fflush(stderr);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+
+	char *out = file_read(log);
+	char *want = file_read(err);
+	cr_assert_not_null(want, "missing %s", err);
+	cr_assert_eq(rc, -EINVAL, "%s must be refused; log:\n%s", conf, out);
+	cr_assert_null(c);
+	char *save = NULL;
+	int lines = 0;
+	for (char *line = strtok_r(want, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		cr_expect_not_null(strstr(out, line), "%s: expected\n  %s\nin the log:\n%s", conf,
+				   line, out);
+		lines++;
+	}
+	cr_assert_gt(lines, 0);
+	free(out);
+	free(want);
+}
+
+#define BAD(name, file)                                                                            \
+	Test(config, refuses_##name)                                                               \
+	{                                                                                          \
+		expect_refused(file);                                                              \
+	}
+
+BAD(unknown_global_option, "01-unknown-global")
+BAD(unknown_module_option, "02-unknown-ingest-option")
+BAD(wrong_value_type, "03-wrong-type")
+BAD(missing_required_option, "04-missing-topic")
+BAD(unknown_module_type, "05-unknown-module-type")
+BAD(duplicate_adapter_name, "06-duplicate-adapter")
+BAD(value_not_in_choices, "07-bad-choice")
+BAD(missing_stream_block, "08-missing-stream")
+BAD(workers_out_of_range, "09-workers-out-of-range")
+BAD(unknown_log_level, "10-bad-log-level")
+BAD(syntax_error, "11-syntax-error")
+BAD(no_adapter, "12-no-adapter")
+BAD(adapter_name_not_a_token, "13-bad-adapter-name")
+BAD(missing_type, "14-missing-type")
+BAD(option_of_another_kind, "15-option-of-other-kind")
+BAD(every_error_at_once, "16-several-errors")
+
+Test(config, missing_file_is_an_error)
+{
+	struct config *c = NULL;
+	cr_assert_eq(config_load(&c, "/nonexistent/choria-adapterd.conf", moddir), -ENOENT);
+}
+
+Test(config, loads_the_design_example)
+{
+	struct config *c = NULL;
+	int rc = config_load(&c, TOP_SRCDIR "/tests/data/conf/good/design.conf", moddir);
+	cr_assert_eq(rc, 0);
+	cr_assert_str_eq(c->identity, "broker1.example.net");
+	cr_assert_str_eq(c->module_path, moddir, "-M overrides module_path");
+	cr_assert_str_eq(c->metrics_listen, "127.0.0.1:8222");
+	cr_assert_eq(c->drain_timeout, 10);
+	cr_assert_eq(c->n_adapters, 2);
+
+	struct adapter_config *a = &c->adapters[0];
+	cr_assert_str_eq(a->name, "node_data");
+	cr_assert_eq(a->queue_len, 1000);
+	cr_assert_eq(a->ingest.workers, 10);
+	cr_assert_str_eq(a->ingest.module->type, "choria");
+	cr_assert_str_eq(block_cfg_str(&a->ingest, "topic"), "choria.discovery");
+	cr_assert_str_eq(block_cfg_str(&a->ingest, "ca"), "/etc/choria/ca.pem");
+	cr_assert_eq(block_cfg_list_len(&a->stream, "servers"), 2);
+	cr_assert_str_eq(block_cfg_list_str(&a->stream, "servers", 1), "nats://js2.example.net:4222");
+
+	/* Defaults: host-owned and module-declared. */
+	struct adapter_config *b = &c->adapters[1];
+	cr_assert_eq(b->queue_len, 1000);
+	cr_assert_eq(b->stream.workers, 10);
+	cr_assert_str_eq(block_cfg_str(&b->ingest, "protocol"), "reply");
+	cr_assert_eq(block_cfg_list_len(&b->ingest, "servers"), 1);
+	cr_assert_str_eq(block_cfg_list_str(&b->ingest, "servers", 0), "nats://127.0.0.1:4222");
+	cr_assert_null(block_cfg_str(&b->stream, "topic"), "unset without a default");
+	cr_assert_eq(block_cfg_int(&b->stream, "max_inflight"), 256);
+	cr_assert_eq(c->n_modules, 2, "each module is loaded once");
+	config_free(c);
+}
+
+Test(config, identity_defaults_to_the_host_name)
+{
+	char path[700];
+	cr_assert_eq(tmpdir_write(dir, "min.conf",
+				  "adapter a {\n ingest { type = \"choria\" topic = \"t\" }\n"
+				  " stream { type = \"jetstream\" }\n}\n",
+				  path, sizeof(path)),
+		     0);
+	struct config *c = NULL;
+	cr_assert_eq(config_load(&c, path, moddir), 0);
+	char host[256];
+	gethostname(host, sizeof(host));
+	cr_assert_str_eq(c->identity, host);
+	cr_assert_str_eq(c->log_level, "info");
+	cr_assert_str_eq(c->log_file, "stderr");
+	config_free(c);
+}

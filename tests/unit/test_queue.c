@@ -1,0 +1,148 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The bounded queue: capacity, order, close, and many threads at once. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "clock.h"
+#include "queue.h"
+
+Test(queue, refuses_zero_capacity)
+{
+	struct queue *q;
+	cr_assert_eq(queue_new(&q, 0), -EINVAL);
+}
+
+Test(queue, keeps_fifo_order_and_refuses_when_full)
+{
+	struct queue *q;
+	cr_assert_eq(queue_new(&q, 3), 0);
+	int items[4];
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(queue_push(q, &items[i]), 0);
+	cr_assert_eq(queue_push(q, &items[3]), -ENOBUFS, "a full queue refuses the newest item");
+	cr_assert_eq(queue_length(q), 3);
+	void *out;
+	for (int i = 0; i < 3; i++) {
+		cr_assert_eq(queue_pop(q, &out, 0), 0);
+		cr_assert_eq(out, &items[i]);
+	}
+	cr_assert_eq(queue_pop(q, &out, 0), -ETIMEDOUT);
+	queue_free(q);
+}
+
+Test(queue, pop_waits_for_the_timeout)
+{
+	struct queue *q;
+	cr_assert_eq(queue_new(&q, 1), 0);
+	void *out;
+	int64_t t0 = clock_mono_ns();
+	cr_assert_eq(queue_pop(q, &out, 50 * CAD_NS_PER_MS), -ETIMEDOUT);
+	cr_assert_geq(clock_mono_ns() - t0, 45 * CAD_NS_PER_MS);
+	queue_free(q);
+}
+
+Test(queue, close_refuses_pushes_but_delivers_what_is_queued)
+{
+	struct queue *q;
+	cr_assert_eq(queue_new(&q, 4), 0);
+	int a, b;
+	cr_assert_eq(queue_push(q, &a), 0);
+	queue_close(q);
+	cr_assert_eq(queue_push(q, &b), -ESHUTDOWN);
+	void *out;
+	cr_assert_eq(queue_pop(q, &out, CAD_NS_PER_SEC), 0);
+	cr_assert_eq(out, &a);
+	cr_assert_eq(queue_pop(q, &out, CAD_NS_PER_SEC), -ESHUTDOWN);
+	queue_free(q);
+}
+
+/* Several producers and consumers: every accepted item is taken exactly
+ * once, refused ones are counted, and closing wakes every consumer. */
+#define PRODUCERS 4
+#define CONSUMERS 4
+#define PER_PRODUCER 50000
+
+struct shared {
+	struct queue *q;
+	_Atomic uint64_t accepted, refused, taken, sum_in, sum_out;
+	_Atomic int producers_left;
+};
+
+static void *producer(void *arg)
+{
+	struct shared *s = arg;
+	for (uintptr_t i = 1; i <= PER_PRODUCER; i++) {
+		if (queue_push(s->q, (void *)i) == 0) {
+			atomic_fetch_add(&s->accepted, 1);
+			atomic_fetch_add(&s->sum_in, i);
+		} else {
+			atomic_fetch_add(&s->refused, 1);
+		}
+	}
+	atomic_fetch_sub(&s->producers_left, 1);
+	return NULL;
+}
+
+static void *consumer(void *arg)
+{
+	struct shared *s = arg;
+	void *item;
+	int rc;
+	while ((rc = queue_pop(s->q, &item, 10 * CAD_NS_PER_MS)) != -ESHUTDOWN) {
+		if (rc == 0) {
+			atomic_fetch_add(&s->taken, 1);
+			atomic_fetch_add(&s->sum_out, (uintptr_t)item);
+		}
+	}
+	return NULL;
+}
+
+Test(queue, concurrent_producers_and_consumers_lose_nothing, .timeout = 60)
+{
+	struct shared s = {.producers_left = PRODUCERS};
+	cr_assert_eq(queue_new(&s.q, 64), 0);
+	pthread_t p[PRODUCERS], c[CONSUMERS];
+	for (int i = 0; i < CONSUMERS; i++)
+		pthread_create(&c[i], NULL, consumer, &s);
+	for (int i = 0; i < PRODUCERS; i++)
+		pthread_create(&p[i], NULL, producer, &s);
+	for (int i = 0; i < PRODUCERS; i++)
+		pthread_join(p[i], NULL);
+	queue_close(s.q);
+	for (int i = 0; i < CONSUMERS; i++)
+		pthread_join(c[i], NULL);
+
+	cr_assert_eq(s.accepted + s.refused, (uint64_t)PRODUCERS * PER_PRODUCER);
+	cr_assert_eq(s.taken, s.accepted, "taken %lu, accepted %lu", (unsigned long)s.taken,
+		     (unsigned long)s.accepted);
+	cr_assert_eq(s.sum_out, s.sum_in, "every accepted item comes out exactly once");
+	cr_assert_gt(s.accepted, 0);
+	queue_free(s.q);
+}
+
+static void *blocked_consumer(void *arg)
+{
+	void *item;
+	return (void *)(intptr_t)queue_pop(arg, &item, 60 * CAD_NS_PER_SEC);
+}
+
+Test(queue, close_wakes_a_waiting_consumer_at_once, .timeout = 10)
+{
+	struct queue *q;
+	cr_assert_eq(queue_new(&q, 8), 0);
+	pthread_t t;
+	pthread_create(&t, NULL, blocked_consumer, q);
+	struct timespec pause = {0, 50 * 1000000L};
+	nanosleep(&pause, NULL);
+	int64_t t0 = clock_mono_ns();
+	queue_close(q);
+	void *rc;
+	pthread_join(t, &rc);
+	cr_assert_eq((intptr_t)rc, -ESHUTDOWN);
+	cr_assert_lt(clock_mono_ns() - t0, CAD_NS_PER_SEC);
+	queue_free(q);
+}
