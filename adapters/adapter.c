@@ -144,8 +144,11 @@ void adapter_free(struct adapter *a)
 
 uint64_t adapter_in_flight(struct adapter *a)
 {
-	int64_t held = atomic_load(&a->stats.in_stream);
-	return queue_length(a->queue) + (uint64_t)(held > 0 ? held : 0);
+	/* Settled counts are read first: read after `accepted`, a message
+	 * settled in between would show as a negative flight. */
+	uint64_t settled = atomic_load(&a->stats.published) + counters_total(&a->stats.lost);
+	uint64_t accepted = atomic_load(&a->stats.accepted);
+	return accepted > settled ? accepted - settled : 0;
 }
 
 struct label_list {

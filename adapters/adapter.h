@@ -41,14 +41,16 @@ struct cad_context {
 
 /* Every message received is, at any moment, in exactly one of: rejected,
  * dropped, published, lost, or in flight (queued or held by the stream
- * module). */
+ * module). In flight is derived, accepted - published - lost, so the
+ * balance holds without a counter to move between the queue and the
+ * stream. */
 struct adapter_stats {
 	_Atomic uint64_t received;
 	_Atomic uint64_t received_bytes;
 	_Atomic uint64_t published;
 	_Atomic uint64_t published_bytes;
 	_Atomic uint64_t retries;
-	_Atomic int64_t in_stream;         /* taken off the queue, not yet done */
+	_Atomic uint64_t accepted;         /* taken into the queue */
 	_Atomic uint64_t time_sum_ns;      /* receipt to acknowledgement */
 	_Atomic uint64_t time_count;
 	struct counter_set rejected;       /* by reason, before the queue */
@@ -91,7 +93,7 @@ void adapter_stop_ingest(struct adapter *a);
 void adapter_drain(struct adapter *a, int64_t deadline_ns);
 void adapter_free(struct adapter *a); /* accepts NULL */
 
-/* Messages in flight: queued plus held by the stream module. */
+/* Messages in flight: accepted and not yet published or lost. */
 uint64_t adapter_in_flight(struct adapter *a);
 /* One line per adapter with every counter, for the log. */
 void adapter_log_stats(struct adapter *a);

@@ -69,7 +69,6 @@ static void *worker_main(void *arg)
 		void *item;
 		rc = queue_pop(a->queue, &item, IDLE_NS);
 		if (rc == 0) {
-			atomic_fetch_add_explicit(&a->stats.in_stream, 1, memory_order_relaxed);
 			m->publish(mw, item);
 		} else if (rc == -ETIMEDOUT) {
 			if (m->worker_idle)

@@ -78,9 +78,12 @@ static int host_submit(struct cad_context *ctx, struct cad_msg **msg, size_t wir
 	*msg = NULL;
 	atomic_fetch_add_explicit(&a->stats.received, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&a->stats.received_bytes, wire_bytes, memory_order_relaxed);
+	/* Counted before the push: a worker may settle it at once. */
+	atomic_fetch_add_explicit(&a->stats.accepted, 1, memory_order_relaxed);
 	int rc = queue_push(a->queue, m);
 	if (rc == 0)
 		return 0;
+	atomic_fetch_sub_explicit(&a->stats.accepted, 1, memory_order_relaxed);
 	const char *reason = rc == -ENOBUFS ? "queue_full" : "shutdown";
 	counters_add(&a->stats.dropped, reason, 1);
 	uint64_t suppressed;
@@ -132,7 +135,6 @@ static void host_msg_done(struct cad_context *ctx, struct cad_msg *m, int status
 				  ctx->prefix, m->request_id, m->sender, reason ? reason : "error",
 				  strerror(-status), (unsigned long long)suppressed);
 	}
-	atomic_fetch_sub_explicit(&a->stats.in_stream, 1, memory_order_relaxed);
 	host_msg_free(m);
 }
 

@@ -74,3 +74,45 @@ void pipeline_start_daemon(struct daemon_proc *d, const char *dir, const char *c
 	/* Subscriptions reach the server with the connection's next flush. */
 	nats_Sleep(300);
 }
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+uint64_t pipeline_stream_ids(struct js_client *c, const char *stream, uint64_t *distinct)
+{
+	uint64_t n = js_stream_count(c, stream);
+	cr_assert_neq(n, UINT64_MAX, "stream %s is readable", stream);
+	char **ids = calloc(n ? n : 1, sizeof(char *));
+	uint64_t got = 0;
+	for (uint64_t seq = 1; seq <= n; seq++) {
+		natsMsg *m = js_stream_get(c, stream, seq);
+		cr_assert_not_null(m, "message %lu of %s", (unsigned long)seq, stream);
+		const char *id = NULL;
+		cr_assert_eq(natsMsgHeader_Get(m, "Nats-Msg-Id", &id), NATS_OK);
+		ids[got++] = strdup(id);
+		natsMsg_Destroy(m);
+	}
+	qsort(ids, got, sizeof(char *), cmp_str);
+	*distinct = 0;
+	for (uint64_t i = 0; i < got; i++)
+		if (i == 0 || strcmp(ids[i], ids[i - 1]) != 0)
+			(*distinct)++;
+	for (uint64_t i = 0; i < got; i++)
+		free(ids[i]);
+	free(ids);
+	return got;
+}
+
+void pipeline_assert_balance(struct daemon_proc *d, const struct adapter_counts *n)
+{
+	uint64_t settled = n->published + n->rejected + n->dropped + n->lost + n->in_flight;
+	if (n->received != settled) {
+		char *log = file_read(d->log);
+		cr_assert_fail("received %lu != published %lu + rejected %lu + dropped %lu + lost %lu + in flight %lu\n%s",
+			       (unsigned long)n->received, (unsigned long)n->published,
+			       (unsigned long)n->rejected, (unsigned long)n->dropped,
+			       (unsigned long)n->lost, (unsigned long)n->in_flight, log);
+	}
+}

@@ -32,4 +32,13 @@ void pipeline_request_id(char out[33], unsigned seed, int i);
 /* Start the daemon on conf and wait until it runs (asserts). */
 void pipeline_start_daemon(struct daemon_proc *d, const char *dir, const char *conf);
 
+
+
+/* Read every message of `stream`; *distinct receives how many different
+ * Nats-Msg-Id values they carry. Returns the number of messages read. */
+uint64_t pipeline_stream_ids(struct js_client *c, const char *stream, uint64_t *distinct);
+
+/* Fails the test with the daemon's log unless the balance holds:
+ * received = published + rejected + dropped + lost + in flight. */
+void pipeline_assert_balance(struct daemon_proc *d, const struct adapter_counts *n);
 #endif

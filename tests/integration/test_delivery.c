@@ -1,0 +1,264 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Delivery guarantees under faults: whatever the JetStream side does, a
+ * message the daemon accepted reaches the stream exactly once, or is
+ * counted as lost with a reason. The ingest and the stream use separate
+ * nats-servers so the stream side can fail alone.
+ */
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "pipeline.h"
+#include "tmpdir.h"
+
+static char dir[512];
+static struct nats_server ingest, stream, node[3];
+static struct js_client fleet; /* publishes on the ingest server */
+static struct daemon_proc daemon_p;
+
+static void setup(void)
+{
+	cr_assert_eq(tmpdir_make(dir, sizeof(dir)), 0);
+	char d[600];
+	snprintf(d, sizeof(d), "%s/ingest", dir);
+	cr_assert_eq(mkdir(d, 0755), 0);
+	cr_assert_eq(nats_server_start(&ingest, d, 0, NULL), 0);
+	cr_assert_eq(js_client_open(&fleet, ingest.url), 0);
+	snprintf(d, sizeof(d), "%s/stream", dir);
+	cr_assert_eq(mkdir(d, 0755), 0);
+}
+
+static void teardown(void)
+{
+	if (daemon_p.pid > 0)
+		daemon_stop(&daemon_p, SIGKILL, 5000);
+	js_client_close(&fleet);
+	nats_server_stop(&ingest);
+	nats_server_stop(&stream);
+	for (int i = 0; i < 3; i++)
+		nats_server_stop(&node[i]);
+	tmpdir_remove(dir);
+}
+
+TestSuite(delivery, .init = setup, .fini = teardown, .timeout = 180);
+
+static void start_stream_server(int port)
+{
+	char d[600];
+	snprintf(d, sizeof(d), "%s/stream", dir);
+	cr_assert_eq(nats_server_start(&stream, d, port, NULL), 0);
+}
+
+static void create_stream(const char *url)
+{
+	struct js_client c;
+	cr_assert_eq(js_client_open(&c, url), 0);
+	cr_assert_eq(js_stream_create(&c, "NODES", "choria.node_metadata.>", 1), 0);
+	js_client_close(&c);
+}
+
+static void start_daemon(const char *stream_urls, int queue_len, int workers, int inflight)
+{
+	char *conf = NULL;
+	cr_assert(asprintf(&conf,
+			   "drain_timeout = 30\n"
+			   "adapter node_data {\n"
+			   "  queue_len = %d\n"
+			   "  ingest { type = \"choria\" servers = {\"%s\"} topic = \"choria.discovery\"\n"
+			   "           security = \"none\" workers = 2 }\n"
+			   "  stream { type = \"jetstream\" servers = {%s}\n"
+			   "           topic = \"choria.node_metadata.%%s\" workers = %d\n"
+			   "           max_inflight = %d ack_timeout = 2 retry_max_interval = 1 }\n"
+			   "}\n",
+			   queue_len, ingest.url, stream_urls, workers, inflight) > 0);
+	pipeline_start_daemon(&daemon_p, dir, conf);
+	free(conf);
+}
+
+static char *quoted(const char *url)
+{
+	char *q = NULL;
+	cr_assert(asprintf(&q, "\"%s\"", url) > 0);
+	return q;
+}
+
+/* Stop the daemon, then check its books against the stream: published
+ * equals what the stream holds, nothing twice, nothing lost. */
+static struct adapter_counts finish(struct js_client *reader, uint64_t expect_received)
+{
+	cr_assert_eq(daemon_stop(&daemon_p, SIGTERM, 60000), 0, "SIGTERM exits 0 after draining");
+	struct adapter_counts n;
+	cr_assert(pipeline_counts(&daemon_p, "node_data", &n));
+	pipeline_assert_balance(&daemon_p, &n);
+	if (expect_received)
+		cr_assert_eq(n.received, expect_received);
+	cr_assert_eq(n.lost, 0, "nothing accepted is lost");
+	cr_assert_eq(n.in_flight, 0, "the drain finished everything");
+	uint64_t distinct = 0;
+	uint64_t stored = pipeline_stream_ids(reader, "NODES", &distinct);
+	cr_assert_eq(distinct, stored, "no message is stored twice (%lu stored)",
+		     (unsigned long)stored);
+	cr_assert_eq(stored, n.published, "stored %lu, published %lu", (unsigned long)stored,
+		     (unsigned long)n.published);
+	return n;
+}
+
+Test(delivery, stream_server_restarted_mid_flow_loses_and_duplicates_nothing)
+{
+	start_stream_server(0);
+	create_stream(stream.url);
+	char *q = quoted(stream.url);
+	start_daemon(q, 100000, 2, 64);
+	free(q);
+	struct js_client reader;
+	cr_assert_eq(js_client_open(&reader, stream.url), 0);
+
+	pipeline_publish(&fleet, "choria.discovery", CHORIA_MSG_REQUEST, 0, 500, 1);
+	cr_assert(js_stream_wait_count(&reader, "NODES", 500, 30000));
+	nats_server_stop(&stream);
+	pipeline_publish(&fleet, "choria.discovery", CHORIA_MSG_REQUEST, 500, 500, 1);
+	nats_Sleep(1500); /* publishes fail and are retried while it is down */
+	cr_assert_eq(nats_server_restart(&stream), 0);
+	pipeline_publish(&fleet, "choria.discovery", CHORIA_MSG_REQUEST, 1000, 500, 1);
+	cr_assert(js_stream_wait_count(&reader, "NODES", 1500, 60000),
+		  "all 1500 stored after the restart");
+
+	struct adapter_counts n = finish(&reader, 1500);
+	cr_assert_eq(n.published, 1500);
+	cr_assert_eq(n.dropped, 0);
+	cr_assert_gt(daemon_log_count(&daemon_p, "stream 1: disconnected"), 0,
+		     "the outage is logged");
+	js_client_close(&reader);
+}
+
+Test(delivery, stream_server_started_after_the_daemon_gets_everything)
+{
+	int port = free_port();
+	char url[64], *q;
+	snprintf(url, sizeof(url), "nats://127.0.0.1:%d", port);
+	q = quoted(url);
+	start_daemon(q, 10000, 2, 64);
+	free(q);
+	cr_assert(daemon_wait_log(&daemon_p, "retrying in the background", 2000),
+		  "the daemon says it keeps trying");
+
+	pipeline_publish(&fleet, "choria.discovery", CHORIA_MSG_REQUEST, 0, 200, 2);
+	nats_Sleep(1000);
+	start_stream_server(port);
+	create_stream(stream.url);
+	struct js_client reader;
+	cr_assert_eq(js_client_open(&reader, stream.url), 0);
+	cr_assert(js_stream_wait_count(&reader, "NODES", 200, 60000));
+	struct adapter_counts n = finish(&reader, 200);
+	cr_assert_eq(n.published, 200);
+	cr_assert_gt(daemon_log_count(&daemon_p, "stream 1: connected"), 0,
+		     "the late connection is logged");
+	js_client_close(&reader);
+}
+
+Test(delivery, a_full_queue_drops_exactly_what_is_not_delivered)
+{
+	int port = free_port();
+	char url[64], *q;
+	snprintf(url, sizeof(url), "nats://127.0.0.1:%d", port);
+	q = quoted(url);
+	start_daemon(q, 10, 1, 5);
+	free(q);
+
+	pipeline_publish(&fleet, "choria.discovery", CHORIA_MSG_REQUEST, 0, 300, 3);
+	nats_Sleep(500);
+	cr_assert(daemon_wait_log(&daemon_p, "the queue is full", 5000), "the drop is logged");
+	start_stream_server(port);
+	create_stream(stream.url);
+	struct js_client reader;
+	cr_assert_eq(js_client_open(&reader, stream.url), 0);
+	/* Whatever was accepted is now delivered; wait for the stream to settle. */
+	uint64_t last = 0;
+	for (int stable = 0, i = 0; stable < 10 && i < 600; i++) {
+		nats_Sleep(100);
+		uint64_t now = js_stream_count(&reader, "NODES");
+		stable = (now == last && now > 0) ? stable + 1 : 0;
+		last = now;
+	}
+	struct adapter_counts n = finish(&reader, 300);
+	cr_assert_gt(n.dropped, 0);
+	cr_assert_eq(n.dropped, 300 - n.published, "dropped %lu, published %lu",
+		     (unsigned long)n.dropped, (unsigned long)n.published);
+	cr_assert_geq(n.published, 10, "the queue's worth and the window were kept");
+	js_client_close(&reader);
+}
+
+Test(delivery, sigterm_right_after_a_burst_delivers_every_accepted_message)
+{
+	start_stream_server(0);
+	create_stream(stream.url);
+	char *q = quoted(stream.url);
+	start_daemon(q, 20000, 4, 256);
+	free(q);
+
+	pipeline_publish(&fleet, "choria.discovery", CHORIA_MSG_REQUEST, 0, 5000, 4);
+	struct js_client reader;
+	cr_assert_eq(js_client_open(&reader, stream.url), 0);
+	struct adapter_counts n = finish(&reader, 0);
+	cr_assert_gt(n.received, 0);
+	cr_assert_eq(n.published + n.dropped, n.received);
+	cr_assert_eq(n.dropped, 0, "a queue of 20000 holds a burst of 5000");
+	js_client_close(&reader);
+}
+
+/* Three clustered JetStream servers and a stream with three replicas:
+ * killing the stream's leader mid-flow loses nothing and stores nothing
+ * twice. */
+Test(delivery, killing_the_stream_leader_of_a_cluster_loses_nothing)
+{
+	int port[3], route[3];
+	for (int i = 0; i < 3; i++) {
+		port[i] = free_port();
+		route[i] = free_port();
+	}
+	char urls[256], quoted_urls[300];
+	snprintf(urls, sizeof(urls), "nats://127.0.0.1:%d,nats://127.0.0.1:%d,nats://127.0.0.1:%d",
+		 port[0], port[1], port[2]);
+	snprintf(quoted_urls, sizeof(quoted_urls),
+		 "\"nats://127.0.0.1:%d\", \"nats://127.0.0.1:%d\", \"nats://127.0.0.1:%d\"", port[0],
+		 port[1], port[2]);
+	for (int i = 0; i < 3; i++) {
+		char d[600], conf[1024];
+		snprintf(d, sizeof(d), "%s/n%d", dir, i + 1);
+		cr_assert_eq(mkdir(d, 0755), 0);
+		snprintf(conf, sizeof(conf),
+			 "server_name: n%d\n"
+			 "cluster {\n  name: cad\n  listen: 127.0.0.1:%d\n"
+			 "  routes: [nats-route://127.0.0.1:%d, nats-route://127.0.0.1:%d]\n}\n",
+			 i + 1, route[i], route[(i + 1) % 3], route[(i + 2) % 3]);
+		cr_assert_eq(nats_server_start(&node[i], d, port[i], conf), 0);
+	}
+	struct js_client reader;
+	cr_assert_eq(js_client_open(&reader, urls), 0);
+	cr_assert_eq(js_stream_create(&reader, "NODES", "choria.node_metadata.>", 3), 0);
+	start_daemon(quoted_urls, 100000, 3, 64);
+
+	pipeline_publish(&fleet, "choria.discovery", CHORIA_MSG_REQUEST, 0, 300, 5);
+	cr_assert(js_stream_wait_count(&reader, "NODES", 300, 30000));
+
+	jsStreamInfo *si = NULL;
+	jsErrCode code = 0;
+	cr_assert_eq(js_GetStreamInfo(&si, reader.js, "NODES", NULL, &code), NATS_OK);
+	cr_assert(si->Cluster && si->Cluster->Leader, "the stream has a leader");
+	int leader = -1;
+	sscanf(si->Cluster->Leader, "n%d", &leader);
+	jsStreamInfo_Destroy(si);
+	cr_assert(leader >= 1 && leader <= 3);
+	nats_server_kill(&node[leader - 1]);
+
+	pipeline_publish(&fleet, "choria.discovery", CHORIA_MSG_REQUEST, 300, 300, 5);
+	cr_assert(js_stream_wait_count(&reader, "NODES", 600, 90000),
+		  "a new leader takes all 600");
+	struct adapter_counts n = finish(&reader, 600);
+	cr_assert_eq(n.published, 600);
+	js_client_close(&reader);
+}
