@@ -161,7 +161,8 @@ static void on_disconnected(natsConnection *nc, void *closure)
 {
 	(void)nc;
 	struct nats_conn *c = closure;
-	c->host->conn_state(c->ctx, c->name, false);
+	if (!atomic_load(&c->closing))
+		c->host->conn_state(c->ctx, c->name, false);
 }
 
 static void on_reconnected(natsConnection *nc, void *closure)
@@ -247,6 +248,7 @@ int nats_conn_open(struct nats_conn *c, const struct nats_conn_opts *o, const st
 	c->host = h;
 	c->ctx = ctx;
 	c->nc = NULL;
+	atomic_store(&c->closing, false);
 	snprintf(c->name, sizeof(c->name), "%s", name);
 
 	natsOptions *opts = NULL;
@@ -278,6 +280,7 @@ void nats_conn_close(struct nats_conn *c, int64_t timeout_ms)
 {
 	if (!c->nc)
 		return;
+	atomic_store(&c->closing, true);
 	if (natsConnection_DrainTimeout(c->nc, timeout_ms) == NATS_OK) {
 		for (int64_t waited = 0; !natsConnection_IsClosed(c->nc) && waited < timeout_ms + 100;
 		     waited += 10)

@@ -9,6 +9,7 @@
 #define CAD_NATS_CONN_H
 
 #include <nats/nats.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 
 #include "cad_module.h"
@@ -51,6 +52,7 @@ struct nats_conn {
 	char name[48];
 	void (*on_reconnect)(struct nats_conn *c); /* optional, from a NATS thread */
 	void *user;                                 /* for on_reconnect */
+	_Atomic bool closing; /* set by nats_conn_close: a planned disconnect */
 };
 
 /* Connect. A server that cannot be reached is retried in the background,
