@@ -1,0 +1,426 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * cad-bench: how close choria-adapterd comes to what the machine can do.
+ *
+ * One run starts a nats-server with JetStream, builds the messages once,
+ * and measures over the same messages and server:
+ *   raw      a relay that republishes bytes unchanged (cad-bench-relay)
+ *   none     the daemon, security = none
+ *   verify   the daemon, security = verify
+ * plus the RSA-2048 verifications one core does per second. For each: the
+ * rate at which messages land in the stream, its ratio to raw, latency at
+ * a fixed moderate rate, the daemon's CPU per 100k messages and its peak
+ * memory, and loss. Each figure is the median of BENCH_REPEATS runs.
+ *
+ * Environment: BENCH_MESSAGES (200000), BENCH_REPEATS (3), BENCH_RATE
+ * (10000 msg/s for latency), BENCH_LATENCY_SECONDS (5), BENCH_MODES
+ * ("raw,none,verify").
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bench_certs.h"
+#include "corpus.h"
+#include "daemon_proc.h"
+#include "js_reader.h"
+#include "nats_server.h"
+#include "proc_stats.h"
+#include "tmpdir.h"
+
+#define IN_SUBJECT "choria.bench"
+#define STREAM "BENCH"
+#define MAX_REPEATS 15
+
+static char dir[512];
+static struct nats_server server;
+static struct js_client client;
+static struct corpus corpus;
+static struct bench_pki pki;
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static long env_long(const char *name, long def)
+{
+	const char *v = getenv(name);
+	return v && *v ? strtol(v, NULL, 10) : def;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+	qsort(v, (size_t)n, sizeof(double), cmp_double);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static void fresh_stream(void)
+{
+	jsErrCode code;
+	js_DeleteStream(client.js, STREAM, NULL, &code);
+	if (js_stream_create(&client, STREAM, "choria.node_metadata.>", 1) != 0) {
+		fprintf(stderr, "cad-bench: cannot create the stream\n");
+		exit(1);
+	}
+}
+
+/* ---------------------------------------------------------- processes */
+
+enum mode { MODE_RAW, MODE_NONE, MODE_VERIFY };
+static const char *const mode_name[] = {"raw", "none", "verify"};
+
+struct proc {
+	enum mode mode;
+	pid_t pid;
+	struct daemon_proc daemon;
+};
+
+static void start_relay(struct proc *p)
+{
+	char bin[600], log[600];
+	snprintf(bin, sizeof(bin), "%s/tests/bench/cad-bench-relay", TOP_BUILDDIR);
+	snprintf(log, sizeof(log), "%s/relay.log", dir);
+	int fds[2];
+	if (pipe(fds) != 0)
+		exit(1);
+	p->pid = fork();
+	if (p->pid == 0) {
+		dup2(fds[1], STDOUT_FILENO);
+		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+		dup2(fd, STDERR_FILENO);
+		close_range(3, ~0U, 0);
+		execl(bin, bin, server.url, IN_SUBJECT, "choria.node_metadata.raw", "2560", (char *)NULL);
+		_exit(127);
+	}
+	close(fds[1]);
+	char buf[16] = "";
+	if (read(fds[0], buf, sizeof(buf) - 1) <= 0) {
+		fprintf(stderr, "cad-bench: the relay did not start (see %s)\n", log);
+		exit(1);
+	}
+	close(fds[0]);
+}
+
+/* The example configuration's shape: 10 + 10 workers, a queue of 1000. */
+static void start_daemon(struct proc *p, const char *security)
+{
+	char *conf = NULL;
+	if (asprintf(&conf,
+		     "identity = \"bench\"\n"
+		     "adapter node_data {\n"
+		     "  queue_len = 1000\n"
+		     "  ingest { type = \"choria\" servers = {\"%s\"} topic = \"%s\"\n"
+		     "           protocol = \"request\" workers = 10 security = \"%s\" ca = \"%s\" }\n"
+		     "  stream { type = \"jetstream\" servers = {\"%s\"}\n"
+		     "           topic = \"choria.node_metadata.%%s\" workers = 10 }\n"
+		     "}\n",
+		     server.url, IN_SUBJECT, security, pki.ca_path, server.url) < 0)
+		exit(1);
+	char d[600];
+	snprintf(d, sizeof(d), "%s/daemon-%s-%ld", dir, security, (long)time(NULL));
+	mkdir(d, 0755);
+	if (daemon_start(&p->daemon, d, conf) != 0 ||
+	    !daemon_wait_log(&p->daemon, "running", 20000)) {
+		char *log = file_read(p->daemon.log);
+		fprintf(stderr, "cad-bench: the daemon did not start:\n%s\n", log ? log : "");
+		exit(1);
+	}
+	free(conf);
+	p->pid = p->daemon.pid;
+	nats_Sleep(300); /* subscriptions reach the server */
+}
+
+static void start_proc(struct proc *p, enum mode mode)
+{
+	memset(p, 0, sizeof(*p));
+	p->mode = mode;
+	if (mode == MODE_RAW)
+		start_relay(p);
+	else
+		start_daemon(p, mode == MODE_NONE ? "none" : "verify");
+}
+
+static void stop_proc(struct proc *p)
+{
+	kill(p->pid, SIGTERM);
+	int st;
+	for (int i = 0; i < 3000 && waitpid(p->pid, &st, WNOHANG) != p->pid; i++)
+		nats_Sleep(10);
+	kill(p->pid, SIGKILL);
+	waitpid(p->pid, NULL, WNOHANG);
+	p->daemon.pid = 0;
+}
+
+/* ---------------------------------------------------------- throughput */
+
+struct result {
+	double rate, cpu_per_100k, p50_ms, p99_ms;
+	long rss_kib;
+	uint64_t lost;
+};
+
+static void throughput(enum mode mode, struct result *r)
+{
+	fresh_stream();
+	struct proc p;
+	start_proc(&p, mode);
+	double cpu0 = proc_cpu_seconds(p.pid);
+	double t0 = now_s();
+	for (size_t i = 0; i < corpus.n; i++)
+		natsConnection_Publish(client.nc, IN_SUBJECT, corpus.wire[i], (int)corpus.len[i]);
+	natsConnection_FlushTimeout(client.nc, 60000);
+	uint64_t n = 0, last = 0;
+	double t_last = now_s(), t_done = 0;
+	for (;;) {
+		n = js_stream_count(&client, STREAM);
+		double t = now_s();
+		if (n != UINT64_MAX && n >= corpus.n) {
+			t_done = t;
+			break;
+		}
+		if (n != last) {
+			last = n;
+			t_last = t;
+		} else if (t - t_last > 10) {
+			break; /* no progress: the rest is lost */
+		}
+		nats_Sleep(20);
+	}
+	if (!t_done)
+		t_done = t_last;
+	double cpu1 = proc_cpu_seconds(p.pid);
+	r->rss_kib = proc_peak_rss_kib(p.pid);
+	r->rate = (double)(n == UINT64_MAX ? last : n) / (t_done - t0);
+	r->cpu_per_100k = (cpu1 - cpu0) * 100000.0 / (double)corpus.n;
+	r->lost = corpus.n - (n == UINT64_MAX ? last : n);
+	stop_proc(&p);
+}
+
+/* ---------------------------------------------------------- latency */
+
+struct latency {
+	double *sent;   /* publish time of message i */
+	double *delay;  /* arrival - sent, per arrival */
+	_Atomic size_t arrived;
+	size_t count;
+	enum mode mode;
+};
+
+static void on_stored(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *closure)
+{
+	(void)nc;
+	(void)sub;
+	struct latency *l = closure;
+	double t = now_s();
+	int64_t i = -1;
+	if (l->mode == MODE_RAW) {
+		i = corpus_find(&corpus, natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m));
+	} else {
+		json_t *env = json_loadb(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), 0, NULL);
+		json_t *rid = json_object_get(env, "requestid");
+		if (json_is_string(rid))
+			i = corpus_index_of_request_id(json_string_value(rid), json_string_length(rid));
+		json_decref(env);
+	}
+	if (i >= 0 && (size_t)i < l->count && l->sent[i] > 0) {
+		size_t k = atomic_fetch_add(&l->arrived, 1);
+		if (k < l->count)
+			l->delay[k] = t - l->sent[i];
+	}
+	natsMsg_Destroy(m);
+}
+
+static void latency(enum mode mode, long rate, long seconds, struct result *r)
+{
+	fresh_stream();
+	struct proc p;
+	start_proc(&p, mode);
+	struct latency l = {.mode = mode};
+	l.count = (size_t)(rate * seconds);
+	if (l.count > corpus.n)
+		l.count = corpus.n;
+	l.sent = calloc(l.count, sizeof(double));
+	l.delay = calloc(l.count, sizeof(double));
+	natsConnection *obs = NULL;
+	natsSubscription *sub = NULL;
+	natsConnection_ConnectTo(&obs, server.url);
+	natsConnection_Subscribe(&sub, obs, "choria.node_metadata.>", on_stored, &l);
+	natsSubscription_SetPendingLimits(sub, -1, -1);
+	natsConnection_Flush(obs);
+
+	/* Pace in 1 ms slots. */
+	double t0 = now_s();
+	size_t per_ms = (size_t)(rate / 1000 > 0 ? rate / 1000 : 1);
+	for (size_t i = 0; i < l.count;) {
+		double due = t0 + (double)(i / per_ms) / 1000.0;
+		while (now_s() < due)
+			;
+		for (size_t k = 0; k < per_ms && i < l.count; k++, i++) {
+			l.sent[i] = now_s();
+			natsConnection_Publish(client.nc, IN_SUBJECT, corpus.wire[i],
+					       (int)corpus.len[i]);
+		}
+		natsConnection_Flush(client.nc);
+	}
+	for (int i = 0; i < 1000 && atomic_load(&l.arrived) < l.count; i++)
+		nats_Sleep(10);
+	size_t got = atomic_load(&l.arrived);
+	natsSubscription_Destroy(sub);
+	natsConnection_Destroy(obs);
+	stop_proc(&p);
+	if (got > l.count)
+		got = l.count;
+	qsort(l.delay, got, sizeof(double), cmp_double);
+	r->p50_ms = got ? l.delay[got / 2] * 1000 : -1;
+	r->p99_ms = got ? l.delay[(size_t)((double)got * 0.99)] * 1000 : -1;
+	free(l.sent);
+	free(l.delay);
+}
+
+/* ---------------------------------------------------------- crypto limit */
+
+static double verify_limit(void)
+{
+	const char *msg = corpus.wire[0];
+	size_t len = corpus.len[0];
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	unsigned char sig[512];
+	size_t siglen = sizeof(sig);
+	EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, pki.node_key);
+	EVP_DigestSign(md, sig, &siglen, (const unsigned char *)msg, len);
+	long done = 0;
+	double t0 = now_s(), t;
+	do {
+		for (int k = 0; k < 100; k++) {
+			EVP_MD_CTX_reset(md);
+			EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, pki.node_key);
+			if (EVP_DigestVerify(md, sig, siglen, (const unsigned char *)msg, len) == 1)
+				done++;
+		}
+		t = now_s();
+	} while (t - t0 < 2.0);
+	EVP_MD_CTX_free(md);
+	return (double)done / (t - t0);
+}
+
+static int verify_available(void)
+{
+	char conf[4096], *out = NULL;
+	snprintf(conf, sizeof(conf),
+		 "adapter a {\n ingest { type = \"choria\" topic = \"t\" security = \"verify\"\n"
+		 "   ca = \"%s\" }\n stream { type = \"jetstream\" }\n}\n",
+		 pki.ca_path);
+	char path[700], moddir[700];
+	tmpdir_write(dir, "probe.conf", conf, path, sizeof(path));
+	daemon_modules_dir(moddir, sizeof(moddir), dir);
+	int st = daemon_run_cmd(&out, dir, "-t", "-c", path, "-M", moddir, NULL);
+	free(out);
+	return st == 0;
+}
+
+int main(void)
+{
+	long n = env_long("BENCH_MESSAGES", 200000);
+	int repeats = (int)env_long("BENCH_REPEATS", 3);
+	long rate = env_long("BENCH_RATE", 10000);
+	long lat_s = env_long("BENCH_LATENCY_SECONDS", 5);
+	const char *modes = getenv("BENCH_MODES") ? getenv("BENCH_MODES") : "raw,none,verify";
+	if (repeats < 1 || repeats > MAX_REPEATS)
+		repeats = 3;
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+
+	signal(SIGPIPE, SIG_IGN);
+	if (tmpdir_make(dir, sizeof(dir)) != 0 || nats_server_start(&server, dir, 0, NULL) != 0 ||
+	    js_client_open(&client, server.url) != 0) {
+		fprintf(stderr, "cad-bench: cannot start nats-server\n");
+		return 1;
+	}
+	fprintf(stderr, "building %ld signed messages from 1000 senders on %ld cores...\n", n,
+		cores);
+	double tb = now_s();
+	if (bench_pki_make(&pki, 1000, dir) != 0 ||
+	    corpus_build(&corpus, (size_t)n, &pki, (unsigned)cores) != 0) {
+		fprintf(stderr, "cad-bench: cannot build the messages\n");
+		return 1;
+	}
+	size_t bytes = 0;
+	for (size_t i = 0; i < corpus.n; i++)
+		bytes += corpus.len[i];
+	fprintf(stderr, "built in %.1f s, %.0f bytes per message on the wire\n", now_s() - tb,
+		(double)bytes / (double)corpus.n);
+
+	double vps = verify_limit();
+	int have_verify = verify_available();
+
+	double rate_v[3][MAX_REPEATS], cpu_v[3][MAX_REPEATS], p50_v[3][MAX_REPEATS],
+		p99_v[3][MAX_REPEATS], rss_v[3][MAX_REPEATS], lost_v[3][MAX_REPEATS];
+	int ran[3] = {0};
+	for (int r = 0; r < repeats; r++) {
+		for (int m = 0; m < 3; m++) {
+			if (!strstr(modes, mode_name[m]) || (m == MODE_VERIFY && !have_verify))
+				continue;
+			struct result res = {0};
+			fprintf(stderr, "run %d/%d: %s\n", r + 1, repeats, mode_name[m]);
+			throughput((enum mode)m, &res);
+			latency((enum mode)m, rate, lat_s, &res);
+			rate_v[m][r] = res.rate;
+			cpu_v[m][r] = res.cpu_per_100k;
+			p50_v[m][r] = res.p50_ms;
+			p99_v[m][r] = res.p99_ms;
+			rss_v[m][r] = (double)res.rss_kib;
+			lost_v[m][r] = (double)res.lost;
+			ran[m] = r + 1;
+		}
+	}
+
+	printf("choria-adapterd benchmark: %ld messages, %.0f bytes each, %ld cores, median of %d runs\n",
+	       n, (double)bytes / (double)corpus.n, cores, repeats);
+	printf("RSA-2048 SHA-256 verifications per second on one core: %.0f (%.1f us each)\n\n",
+	       vps, 1e6 / vps);
+	printf("%-8s %10s %8s %9s %9s %14s %14s %10s %6s\n", "mode", "msg/s", "vs raw",
+	       "p50 ms", "p99 ms", "CPU s/100k", "CPU/msg vs RSA", "peak RSS", "lost");
+	double raw_rate = ran[MODE_RAW] ? median(rate_v[MODE_RAW], ran[MODE_RAW]) : 0;
+	for (int m = 0; m < 3; m++) {
+		if (!ran[m]) {
+			printf("%-8s %s\n", mode_name[m],
+			       m == MODE_VERIFY && !have_verify ? "not available in this build" : "not run");
+			continue;
+		}
+		int k = ran[m];
+		double mr = median(rate_v[m], k), cpu = median(cpu_v[m], k);
+		double cpu_msg_us = cpu / 100000.0 * 1e6;
+		printf("%-8s %10.0f %8.2f %9.2f %9.2f %14.2f %14.2f %7.1f MiB %6.0f\n", mode_name[m],
+		       mr, raw_rate ? mr / raw_rate : 0, median(p50_v[m], k), median(p99_v[m], k), cpu,
+		       cpu_msg_us / (1e6 / vps), median(rss_v[m], k) / 1024.0,
+		       median(lost_v[m], k));
+	}
+	printf("\nlatency: at %ld msg/s for %ld s, from the fleet's publish to the republished message\n"
+	       "arriving at the JetStream server; CPU and RSS are the relay's or the daemon's own.\n",
+	       rate, lat_s);
+
+	js_client_close(&client);
+	nats_server_stop(&server);
+	corpus_free(&corpus);
+	bench_pki_free(&pki);
+	tmpdir_remove(dir);
+	return 0;
+}

@@ -1,0 +1,13 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* CPU time and peak memory of a process, from /proc. */
+#ifndef CAD_BENCH_PROC_STATS_H
+#define CAD_BENCH_PROC_STATS_H
+
+#include <sys/types.h>
+
+/* User plus system CPU seconds the process has used so far. */
+double proc_cpu_seconds(pid_t pid);
+/* Peak resident set (VmHWM) in KiB; -1 when unreadable. */
+long proc_peak_rss_kib(pid_t pid);
+
+#endif
