@@ -17,6 +17,17 @@
 #include "queue.h"
 #include "stream_workers.h"
 
+/* From half a millisecond (a local JetStream acknowledges in less) to five
+ * minutes (a stream that was down for a while). */
+const struct adapter_time_bucket adapter_time_buckets[ADAPTER_TIME_BUCKETS] = {
+	{500000ULL, "0.0005"},   {1000000ULL, "0.001"},    {2500000ULL, "0.0025"},
+	{5000000ULL, "0.005"},   {10000000ULL, "0.01"},    {25000000ULL, "0.025"},
+	{50000000ULL, "0.05"},   {100000000ULL, "0.1"},    {250000000ULL, "0.25"},
+	{500000000ULL, "0.5"},   {1000000000ULL, "1"},     {2500000000ULL, "2.5"},
+	{5000000000ULL, "5"},    {10000000000ULL, "10"},   {30000000000ULL, "30"},
+	{60000000000ULL, "60"},  {300000000000ULL, "300"},
+};
+
 static int create_instance(struct adapter *a, struct cad_context *ctx,
 			   const struct cad_config *block)
 {

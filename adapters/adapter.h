@@ -39,6 +39,15 @@ struct cad_context {
 	struct ratelimit log_limit;
 };
 
+/* Upper bounds of the receipt-to-acknowledgement histogram, in
+ * nanoseconds and as the exposition's `le` text. */
+#define ADAPTER_TIME_BUCKETS 17
+struct adapter_time_bucket {
+	uint64_t ns;
+	const char *le;
+};
+extern const struct adapter_time_bucket adapter_time_buckets[ADAPTER_TIME_BUCKETS];
+
 /* Every message received is, at any moment, in exactly one of: rejected,
  * dropped, published, lost, or in flight (queued or held by the stream
  * module). In flight is derived, accepted - published - lost, so the
@@ -53,6 +62,10 @@ struct adapter_stats {
 	_Atomic uint64_t accepted;         /* taken into the queue */
 	_Atomic uint64_t time_sum_ns;      /* receipt to acknowledgement */
 	_Atomic uint64_t time_count;
+	/* The same times by bucket: slot i counts times at most
+	 * adapter_time_buckets[i].ns and above the bound before it; the last
+	 * slot counts the rest. Not cumulative, so one increment each. */
+	_Atomic uint64_t time_hist[ADAPTER_TIME_BUCKETS + 1];
 	struct counter_set rejected;       /* by reason, before the queue */
 	struct counter_set dropped;        /* by reason, refused by the queue */
 	struct counter_set lost;           /* by reason, after the queue */
@@ -92,6 +105,17 @@ void adapter_stop_ingest(struct adapter *a);
  * join the workers, and count whatever remains as lost. */
 void adapter_drain(struct adapter *a, int64_t deadline_ns);
 void adapter_free(struct adapter *a); /* accepts NULL */
+
+/* Account one message acknowledged `ns` after its receipt. */
+static inline void adapter_stats_time(struct adapter_stats *st, uint64_t ns)
+{
+	size_t i = 0;
+	while (i < ADAPTER_TIME_BUCKETS && ns > adapter_time_buckets[i].ns)
+		i++;
+	atomic_fetch_add_explicit(&st->time_hist[i], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&st->time_sum_ns, ns, memory_order_relaxed);
+	atomic_fetch_add_explicit(&st->time_count, 1, memory_order_relaxed);
+}
 
 /* Messages in flight: accepted and not yet published or lost. */
 uint64_t adapter_in_flight(struct adapter *a);

@@ -19,6 +19,7 @@
 
 #include "config_opts.h"
 #include "log.h"
+#include "metrics.h"
 
 #ifndef CAD_PKGLIBDIR
 #define CAD_PKGLIBDIR "/usr/lib/choria-adapterd"
@@ -241,6 +242,12 @@ static int check_globals(struct config *c)
 		config_error_at(c, config_line_of(c, cfg, "drain_timeout", 0), NULL, NULL,
 				"drain_timeout", "%ld is out of range (0 to 3600 seconds)",
 				c->drain_timeout);
+		errors++;
+	}
+	const char *listen = cfg_getstr(cfg, "metrics_listen"), *why;
+	if (*listen && !metrics_listen_parse(NULL, NULL, listen, &why)) {
+		config_error_at(c, config_line_of(c, cfg, "metrics_listen", 0), NULL, NULL,
+				"metrics_listen", "'%s': %s", listen, why);
 		errors++;
 	}
 	if (c->n_adapters == 0) {

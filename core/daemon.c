@@ -6,7 +6,9 @@
  * SIGUSR1 logs every adapter's counters.
  *
  * Concurrency & locking: the main thread owns the adapters; it starts them,
- * and it stops and joins them.
+ * and it stops and joins them. The metrics server, when configured, reads
+ * them from its own thread: it is started once they exist, before they
+ * connect, and stopped after they drained and before they are freed.
  */
 #include "daemon.h"
 
@@ -22,11 +24,13 @@
 #include "clock.h"
 #include "host.h"
 #include "log.h"
+#include "metrics.h"
 
 struct daemon {
 	struct config *conf;
 	size_t n;
 	struct adapter **adapters;
+	struct metrics *metrics;
 };
 
 static void destroy_adapters(struct daemon *d)
@@ -139,6 +143,16 @@ int daemon_run(struct config *conf)
 	if (rc != 0)
 		return rc == -EINVAL ? EXIT_CONFIG : EXIT_RUNTIME;
 
+	/* Bound before anything connects, so that a port in use stops the
+	 * daemon at once. */
+	if (*conf->metrics_listen) {
+		rc = metrics_start(&d.metrics, conf->metrics_listen, d.adapters, d.n);
+		if (rc != 0) {
+			destroy_adapters(&d);
+			return rc == -EINVAL ? EXIT_CONFIG : EXIT_RUNTIME;
+		}
+	}
+
 	int status = EXIT_OK;
 	size_t started = 0;
 	for (; started < d.n; started++) {
@@ -149,11 +163,14 @@ int daemon_run(struct config *conf)
 		}
 	}
 	if (status == EXIT_OK) {
+		metrics_set_phase(d.metrics, METRICS_RUNNING);
 		log_info("choria-adapterd %s running %zu adapter%s as %s", PACKAGE_VERSION, d.n,
 			 d.n == 1 ? "" : "s", conf->identity);
 		wait_for_stop(&d, &set);
 	}
+	metrics_set_phase(d.metrics, METRICS_STOPPING);
 	stop_all(&d);
+	metrics_stop(d.metrics);
 	destroy_adapters(&d);
 	log_info("stopped");
 	return status;

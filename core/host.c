@@ -123,10 +123,7 @@ static void host_msg_done(struct cad_context *ctx, struct cad_msg *m, int status
 		atomic_fetch_add_explicit(&a->stats.published, 1, memory_order_relaxed);
 		atomic_fetch_add_explicit(&a->stats.published_bytes, m->body_len,
 					  memory_order_relaxed);
-		atomic_fetch_add_explicit(&a->stats.time_sum_ns,
-					  (uint64_t)(clock_mono_ns() - m->received_ns),
-					  memory_order_relaxed);
-		atomic_fetch_add_explicit(&a->stats.time_count, 1, memory_order_relaxed);
+		adapter_stats_time(&a->stats, (uint64_t)(clock_mono_ns() - m->received_ns));
 	} else {
 		counters_add(&a->stats.lost, reason ? reason : "error", 1);
 		uint64_t suppressed;

@@ -202,8 +202,19 @@ static void jetstream_on_ack(jsCtx *ctx, natsMsg *nm, jsPubAck *pa, jsPubAckErr 
 		return;
 	}
 	if (pa) {
+		/* Formatted before settling: settling frees the message. */
+		char line[400] = "";
+		if (js->host->log_enabled(CAD_LOG_DEBUG))
+			snprintf(line, sizeof(line),
+				 "stream %u: %.64s from %.128s stored in %.64s at %" PRIu64 "%s%s",
+				 w->index + 1, e->msg->request_id, e->msg->sender,
+				 pa->Stream ? pa->Stream : "?", pa->Sequence,
+				 pa->Duplicate ? ", a duplicate" : "",
+				 e->msg->attempts > 1 ? ", after a retry" : "");
 		settle_unlock(w, e, 0, NULL);
 		natsMsg_Destroy(nm);
+		if (*line)
+			js->host->log(js->ctx, CAD_LOG_DEBUG, "%s", line);
 		return;
 	}
 	natsStatus s = pae ? pae->Err : NATS_ERR;

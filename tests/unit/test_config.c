@@ -88,6 +88,7 @@ BAD(adapter_name_not_a_token, "13-bad-adapter-name")
 BAD(missing_type, "14-missing-type")
 BAD(option_of_another_kind, "15-option-of-other-kind")
 BAD(every_error_at_once, "16-several-errors")
+BAD(metrics_listen_not_an_address, "17-bad-metrics-listen")
 
 Test(config, missing_file_is_an_error)
 {

@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The metrics endpoint: an HTTP server (libmicrohttpd, one thread of its
+ * own) on the `metrics_listen` address, answering GET /metrics with the
+ * Prometheus exposition of every adapter and GET /healthz with the health
+ * verdict. Started and stopped by the daemon's main thread.
+ */
+#ifndef CAD_METRICS_H
+#define CAD_METRICS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/socket.h>
+
+#include "cad_module.h"
+#include "metrics_render.h"
+
+struct adapter;
+struct metrics;
+
+/* Parse `metrics_listen`: "IPV4:PORT" or "[IPV6]:PORT", numeric, with a
+ * port from 1 to 65535. On failure returns false and points *why at a
+ * sentence saying what is wrong (without the value). `sa` may be NULL to
+ * only check. */
+bool metrics_listen_parse(struct sockaddr_storage *sa, socklen_t *sa_len, const char *text,
+			  const char **why);
+
+/* Bind `listen` and serve the `n` adapters, which must outlive the server.
+ * The phase starts as METRICS_STARTING. Errors are logged, naming
+ * metrics_listen. Returns 0, -EINVAL for an address that does not parse,
+ * or the negative errno of the socket call that failed (-EADDRINUSE...). */
+CAD_MUSTCHECK int metrics_start(struct metrics **out, const char *listen,
+				struct adapter *const *adapters, size_t n);
+
+/* Move to another phase; /healthz is 200 only while METRICS_RUNNING. */
+void metrics_set_phase(struct metrics *m, enum metrics_phase phase);
+
+/* Stop serving: waits for the request in progress, closes the socket.
+ * Accepts NULL. */
+void metrics_stop(struct metrics *m);
+
+#endif
