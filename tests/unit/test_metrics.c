@@ -78,7 +78,8 @@ static struct adapter *counted_adapter(void)
 	atomic_store(&st->published, 5);
 	atomic_store(&st->published_bytes, 500);
 	atomic_store(&st->retries, 2);
-	atomic_store(&st->in_stream, 1);
+	/* In flight: 9 accepted - 5 published - 1 lost = 3, as queued 2 + held 1. */
+	atomic_store(&st->accepted, 9);
 	counters_add(&st->rejected, "not_json", 3);
 	counters_add(&st->rejected, "bad_message", 1);
 	counters_add(&st->dropped, "queue_full", 2);
