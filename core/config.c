@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "config_opts.h"
+#include "config_text.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -142,11 +143,15 @@ static int find_or_load(struct config *c, struct cad_config *b, const char *type
 static int parse_file(struct config *c, cfg_t *cfg)
 {
 	cfg_set_error_function(cfg, on_confuse_error);
-	int rc = cfg_parse(cfg, c->file);
-	if (rc == CFG_FILE_ERROR) {
-		log_error("%s: cannot read the configuration: %s", c->file, strerror(errno));
-		return -errno ? -errno : -ENOENT;
+	char *text = NULL;
+	int rc = config_text_read(&text, c->file);
+	if (rc != 0) {
+		log_error("%s: cannot read the configuration: %s", c->file,
+			  rc == -EINVAL ? "it is not a text file" : strerror(-rc));
+		return rc;
 	}
+	rc = cfg_parse_buf(cfg, text);
+	free(text);
 	return rc == CFG_SUCCESS ? 0 : -EINVAL;
 }
 

@@ -89,6 +89,25 @@ BAD(missing_type, "14-missing-type")
 BAD(option_of_another_kind, "15-option-of-other-kind")
 BAD(every_error_at_once, "16-several-errors")
 BAD(metrics_listen_not_an_address, "17-bad-metrics-listen")
+BAD(line_numbers_count_comment_lines_once, "18-comments-keep-lines")
+
+Test(config, comment_characters_inside_strings_are_kept)
+{
+	char path[700];
+	cr_assert_eq(tmpdir_write(dir, "strings.conf",
+				  "# identity = \"commented out\"\n"
+				  "identity = \"a#b//c /* d */ \\\" e\" // the real one\n"
+				  "/* adapter x { } */\n"
+				  "adapter a {\n ingest { type = \"choria\" topic = \"t\" }\n"
+				  " stream { type = \"jetstream\" }\n}\n",
+				  path, sizeof(path)),
+		     0);
+	struct config *c = NULL;
+	cr_assert_eq(config_load(&c, path, moddir), 0);
+	cr_assert_str_eq(c->identity, "a#b//c /* d */ \" e");
+	cr_assert_eq(c->n_adapters, 1);
+	config_free(c);
+}
 
 Test(config, missing_file_is_an_error)
 {
