@@ -71,6 +71,27 @@ void host_msg_free(struct cad_msg *m)
 	free(m);
 }
 
+/* A value from the network made safe for one log line: printable ASCII
+ * kept, anything else as \xNN, cut with "..." when long. */
+static const char *printable(char *buf, size_t len, const char *s, size_t n)
+{
+	size_t o = 0;
+	for (size_t i = 0; i < n && o + 5 < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c >= 0x20 && c < 0x7f && c != '\\')
+			buf[o++] = (char)c;
+		else
+			o += (size_t)snprintf(buf + o, len - o, "\\x%02x", c);
+		if (i + 1 < n && o + 5 >= len && len > 4) {
+			memcpy(buf + len - 4, "...", 3);
+			o = len - 1;
+			break;
+		}
+	}
+	buf[o < len ? o : len - 1] = '\0';
+	return buf;
+}
+
 static int host_submit(struct cad_context *ctx, struct cad_msg **msg, size_t wire_bytes)
 {
 	struct adapter *a = ctx->adapter;
@@ -87,9 +108,10 @@ static int host_submit(struct cad_context *ctx, struct cad_msg **msg, size_t wir
 	const char *reason = rc == -ENOBUFS ? "queue_full" : "shutdown";
 	counters_add(&a->stats.dropped, reason, 1);
 	uint64_t suppressed;
+	char who[128];
 	if (ratelimit_allow(&a->stats.drop_limit, &suppressed))
 		log_warn("adapter %s: dropped a message from %s: %s (%llu more dropped since the last report)",
-			 a->name, m->sender,
+			 a->name, printable(who, sizeof(who), m->sender, m->sender_len),
 			 rc == -ENOBUFS ? "the queue is full" : "the adapter is stopping",
 			 (unsigned long long)suppressed);
 	host_msg_free(m);
@@ -127,9 +149,12 @@ static void host_msg_done(struct cad_context *ctx, struct cad_msg *m, int status
 	} else {
 		counters_add(&a->stats.lost, reason ? reason : "error", 1);
 		uint64_t suppressed;
+		char id[128], who[128];
 		if (ratelimit_allow(&ctx->log_limit, &suppressed))
 			log_error("%slost the message %s from %s: %s: %s (%llu more reports suppressed)",
-				  ctx->prefix, m->request_id, m->sender, reason ? reason : "error",
+				  ctx->prefix, printable(id, sizeof(id), m->request_id, m->request_id_len),
+				  printable(who, sizeof(who), m->sender, m->sender_len),
+				  reason ? reason : "error",
 				  strerror(-status), (unsigned long long)suppressed);
 	}
 	host_msg_free(m);
