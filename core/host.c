@@ -76,19 +76,20 @@ void host_msg_free(struct cad_msg *m)
 static const char *printable(char *buf, size_t len, const char *s, size_t n)
 {
 	size_t o = 0;
-	for (size_t i = 0; i < n && o + 5 < len; i++) {
+	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)s[i];
-		if (c >= 0x20 && c < 0x7f && c != '\\')
-			buf[o++] = (char)c;
-		else
-			o += (size_t)snprintf(buf + o, len - o, "\\x%02x", c);
-		if (i + 1 < n && o + 5 >= len && len > 4) {
-			memcpy(buf + len - 4, "...", 3);
-			o = len - 1;
+		char one[8];
+		int k = c >= 0x20 && c < 0x7f && c != '\\' ? (one[0] = (char)c, 1)
+							     : snprintf(one, sizeof(one), "\\x%02x", c);
+		if (o + (size_t)k + 4 > len) { /* keep room for "..." and the NUL */
+			memcpy(buf + o, "...", 3);
+			o += 3;
 			break;
 		}
+		memcpy(buf + o, one, (size_t)k);
+		o += (size_t)k;
 	}
-	buf[o < len ? o : len - 1] = '\0';
+	buf[o] = '\0';
 	return buf;
 }
 
