@@ -103,9 +103,12 @@ static void notify(const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(state, sizeof(state), fmt, ap);
 	va_end(ap);
+	static bool warned; /* main thread only */
 	int rc = sd_notify(0, state);
-	if (rc < 0)
+	if (rc < 0 && !warned) {
 		log_warn("cannot notify systemd: %s", strerror(-rc));
+		warned = true;
+	}
 #else
 	(void)fmt;
 #endif

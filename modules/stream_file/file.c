@@ -123,6 +123,9 @@ static void file_destroy(void *instance)
  * `choria-adapterd -t` leaves no trace. */
 static int file_check_writable(const char *path)
 {
+	struct stat st;
+	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+		return -EISDIR;
 	if (access(path, W_OK) == 0)
 		return 0;
 	if (errno != ENOENT)
@@ -380,7 +383,6 @@ static const struct cad_module file_module = {
 	.worker_close = file_worker_close,
 };
 
-CAD_EXPORT const struct cad_module *cad_module_entry(void);
 CAD_EXPORT const struct cad_module *cad_module_entry(void)
 {
 	return &file_module;
