@@ -207,10 +207,10 @@ void adapter_describe(struct adapter *a, char *buf, size_t len)
 		a->ingest.module->describe(a->ingest.instance, in, sizeof(in));
 	if (a->stream.module->describe)
 		a->stream.module->describe(a->stream.instance, out, sizeof(out));
-	snprintf(buf, len, "ingest %s (%ld workers%s%s) -> queue %zu -> stream %s (%ld workers%s%s)",
-		 a->ingest.module->type, a->ingest_workers, *in ? ", " : "", in,
-		 queue_capacity(a->queue), a->stream.module->type, a->stream_workers,
-		 *out ? ", " : "", out);
+	snprintf(buf, len, "ingest %s (%ld worker%s%s%s) -> queue %zu -> stream %s (%ld worker%s%s%s)",
+		 a->ingest.module->type, a->ingest_workers, a->ingest_workers == 1 ? "" : "s",
+		 *in ? ", " : "", in, queue_capacity(a->queue), a->stream.module->type,
+		 a->stream_workers, a->stream_workers == 1 ? "" : "s", *out ? ", " : "", out);
 }
 
 size_t adapter_conns_down(struct adapter *a)

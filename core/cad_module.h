@@ -34,7 +34,9 @@
  * Building a module out of tree:
  *   cc -fPIC -shared -fvisibility=hidden $(pkg-config --cflags choria-adapterd) \
  *      -o stream_example.so example.c
- * and mark cad_module_entry() with CAD_EXPORT.
+ * and copy it into $(pkg-config --variable=moduledir choria-adapterd).
+ * cad_module_entry() is declared below with default visibility, so hidden
+ * visibility for everything else costs nothing.
  *
  * See choria-adapterd-module(3) for the full description.
  */
@@ -51,10 +53,14 @@ extern "C" {
 #endif
 
 /*
- * ABI version. The host loads a module whose abi_major equals CAD_ABI_MAJOR
- * and whose abi_minor is not greater than the host's. Minor versions only
- * append members at the end of the structs below; `size` tells the other
- * side how much of a struct it may read.
+ * ABI version. The host loads a module whose abi_major equals CAD_ABI_MAJOR,
+ * whose abi_minor is not greater than the host's, and whose descriptor
+ * `size` is at least the host's sizeof(struct cad_module); it refuses any
+ * other with a message naming both versions. A minor version gives meaning
+ * to `reserved` slots, so the structs keep their size: a module built for
+ * an older minor has those slots NULL, which the host reads as "not
+ * provided". A new major may change anything. `choria-adapterd -V` prints
+ * the version the daemon speaks.
  */
 #define CAD_ABI_MAJOR 1
 #define CAD_ABI_MINOR 0
@@ -251,7 +257,11 @@ struct cad_module {
 	void *reserved[8];
 };
 
-/* The one symbol a module exports. */
+/* The one symbol a module exports. The host calls it once, right after
+ * loading the file, from the main thread; it returns a descriptor that
+ * lives as long as the process (a static const object). Modules are never
+ * unloaded. */
+CAD_EXPORT const struct cad_module *cad_module_entry(void);
 typedef const struct cad_module *(*cad_module_entry_fn)(void);
 #define CAD_MODULE_ENTRY_SYMBOL "cad_module_entry"
 

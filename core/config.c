@@ -304,6 +304,21 @@ static int check_adapter(struct config *c, size_t i)
 	return errors;
 }
 
+/* The strict tables: the daemon's own options, with the blocks' tables
+ * (block_opts_new) inside. config_each_option() walks the same ones. */
+#define ADAPTER_OPTS(ingest, stream)                                                               \
+	{CFG_INT("queue_len", 1000, CFGF_NONE), CFG_SEC("ingest", ingest, CFGF_NONE),              \
+	 CFG_SEC("stream", stream, CFGF_NONE), CFG_END()}
+#define ROOT_OPTS(adapter)                                                                         \
+	{CFG_STR("identity", NULL, CFGF_NODEFAULT),                                                \
+	 CFG_STR("module_path", CAD_PKGLIBDIR, CFGF_NONE),                                         \
+	 CFG_STR("log_level", "info", CFGF_NONE),                                                  \
+	 CFG_STR("log_file", "stderr", CFGF_NONE),                                                 \
+	 CFG_STR("metrics_listen", "", CFGF_NONE),                                                 \
+	 CFG_INT("drain_timeout", 10, CFGF_NONE),                                                  \
+	 CFG_SEC("adapter", adapter, CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),               \
+	 CFG_END()}
+
 static int second_pass(struct config *c)
 {
 	int rc = -ENOMEM;
@@ -311,17 +326,8 @@ static int second_pass(struct config *c)
 	cfg_opt_t *stream = block_opts_new(c, CAD_KIND_STREAM, record_line);
 	if (!ingest || !stream)
 		goto out;
-	cfg_opt_t adapter[] = {CFG_INT("queue_len", 1000, CFGF_NONE),
-			       CFG_SEC("ingest", ingest, CFGF_NONE),
-			       CFG_SEC("stream", stream, CFGF_NONE), CFG_END()};
-	cfg_opt_t root[] = {CFG_STR("identity", NULL, CFGF_NODEFAULT),
-			    CFG_STR("module_path", CAD_PKGLIBDIR, CFGF_NONE),
-			    CFG_STR("log_level", "info", CFGF_NONE),
-			    CFG_STR("log_file", "stderr", CFGF_NONE),
-			    CFG_STR("metrics_listen", "", CFGF_NONE),
-			    CFG_INT("drain_timeout", 10, CFGF_NONE),
-			    CFG_SEC("adapter", adapter, CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
-			    CFG_END()};
+	cfg_opt_t adapter[] = ADAPTER_OPTS(ingest, stream);
+	cfg_opt_t root[] = ROOT_OPTS(adapter);
 	for (cfg_opt_t *o = root; o->name; o++)
 		o->validcb = record_line;
 	adapter[0].validcb = record_line;
@@ -396,4 +402,47 @@ void config_free(struct config *c)
 	free(c->log_file);
 	free(c->metrics_listen);
 	free(c);
+}
+
+static const char *type_word(const cfg_opt_t *o)
+{
+	if (o->flags & CFGF_LIST)
+		return "list";
+	switch (o->type) {
+	case CFGT_INT:
+		return "integer";
+	case CFGT_BOOL:
+		return "boolean";
+	default:
+		return "string";
+	}
+}
+
+static void each_in(const cfg_opt_t *opts, const char *where, config_option_fn fn, void *arg)
+{
+	for (const cfg_opt_t *o = opts; o && o->name; o++)
+		if (o->type != CFGT_SEC)
+			fn(arg, where, o->name, type_word(o));
+}
+
+int config_each_option(config_option_fn fn, void *arg)
+{
+	/* With no module loaded, a block's table holds the daemon's part. */
+	struct config none = {.file = "(options)"};
+	cfg_opt_t *ingest = block_opts_new(&none, CAD_KIND_INGEST, NULL);
+	cfg_opt_t *stream = block_opts_new(&none, CAD_KIND_STREAM, NULL);
+	if (!ingest || !stream) {
+		block_opts_free(ingest);
+		block_opts_free(stream);
+		return -ENOMEM;
+	}
+	cfg_opt_t adapter[] = ADAPTER_OPTS(ingest, stream);
+	cfg_opt_t root[] = ROOT_OPTS(adapter);
+	each_in(root, "global", fn, arg);
+	each_in(adapter, "adapter", fn, arg);
+	each_in(ingest, "ingest", fn, arg);
+	each_in(stream, "stream", fn, arg);
+	block_opts_free(ingest);
+	block_opts_free(stream);
+	return 0;
 }

@@ -70,6 +70,15 @@ struct config {
 CAD_MUSTCHECK int config_load(struct config **out, const char *file, const char *module_dir);
 void config_free(struct config *conf); /* accepts NULL */
 
+/* Call fn for every option the daemon itself accepts, from the tables the
+ * parser uses: `where` is "global", "adapter", "ingest" or "stream" (the
+ * options the daemon owns in every block), `type` is "string", "integer",
+ * "boolean" or "list". Modules' own options are in their descriptors. For
+ * the documentation tests. Returns 0 or -ENOMEM. */
+typedef void (*config_option_fn)(void *arg, const char *where, const char *name,
+				 const char *type);
+int config_each_option(config_option_fn fn, void *arg);
+
 /* The line an option was set on in a block, or the block's line. */
 int config_line_of(const struct config *conf, cfg_t *sec, const char *opt, int fallback);
 

@@ -5,6 +5,12 @@
  * library: SIGTERM and SIGINT drain and stop, SIGHUP reopens the log file,
  * SIGUSR1 logs every adapter's counters.
  *
+ * Under systemd (Type=notify), the daemon says READY=1 once every adapter
+ * has started, STOPPING=1 when a stop signal arrives, and, when the unit
+ * sets WatchdogSec=, pings WATCHDOG=1 from the main loop at half the
+ * interval. Built without libsystemd, or run without NOTIFY_SOCKET, these
+ * do nothing.
+ *
  * Concurrency & locking: the main thread owns the adapters; it starts them,
  * and it stops and joins them. The metrics server, when configured, reads
  * them from its own thread: it is started once they exist, before they
@@ -16,9 +22,15 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+#ifdef HAVE_LIBSYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
 
 #include "adapter.h"
 #include "clock.h"
@@ -85,6 +97,39 @@ int daemon_check(struct config *conf)
 	return EXIT_OK;
 }
 
+/* Tell systemd about a change of state; one "NAME=value" per line. */
+static void notify(const char *fmt, ...) CAD_PRINTF(1, 2);
+static void notify(const char *fmt, ...)
+{
+#ifdef HAVE_LIBSYSTEMD
+	char state[256];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(state, sizeof(state), fmt, ap);
+	va_end(ap);
+	static bool warned; /* main thread only */
+	int rc = sd_notify(0, state);
+	if (rc < 0 && !warned) {
+		log_warn("cannot notify systemd: %s", strerror(-rc));
+		warned = true;
+	}
+#else
+	(void)fmt;
+#endif
+}
+
+/* How often to ping the watchdog: half the unit's WatchdogSec=, or 0 when
+ * no watchdog is asked for. */
+static int64_t watchdog_every_ns(void)
+{
+#ifdef HAVE_LIBSYSTEMD
+	uint64_t usec = 0;
+	if (sd_watchdog_enabled(0, &usec) > 0 && usec > 0)
+		return (int64_t)usec * 1000 / 2;
+#endif
+	return 0;
+}
+
 static void block_signals(sigset_t *set)
 {
 	sigemptyset(set);
@@ -100,11 +145,25 @@ static void block_signals(sigset_t *set)
 
 static void wait_for_stop(struct daemon *d, const sigset_t *set)
 {
+	int64_t ping_every = watchdog_every_ns();
+	int64_t next_ping = clock_mono_ns();
 	for (;;) {
 		siginfo_t info;
-		int sig = sigwaitinfo(set, &info);
+		int sig;
+		if (ping_every) {
+			int64_t now = clock_mono_ns();
+			if (now >= next_ping) {
+				notify("WATCHDOG=1");
+				next_ping = now + ping_every;
+			}
+			int64_t wait = next_ping - now;
+			struct timespec ts = {wait / CAD_NS_PER_SEC, wait % CAD_NS_PER_SEC};
+			sig = sigtimedwait(set, &info, &ts);
+		} else {
+			sig = sigwaitinfo(set, &info);
+		}
 		if (sig < 0)
-			continue; /* EINTR */
+			continue; /* EINTR, or time to ping */
 		if (sig == SIGHUP) {
 			int rc = log_reopen();
 			if (rc != 0)
@@ -117,6 +176,10 @@ static void wait_for_stop(struct daemon *d, const sigset_t *set)
 		} else {
 			log_info("%s received: stopping ingest and draining for up to %ld s",
 				 sig == SIGTERM ? "SIGTERM" : "SIGINT", d->conf->drain_timeout);
+			/* The drain may outlast the unit's stop timeout. */
+			notify("STOPPING=1\nSTATUS=draining for up to %ld s\nEXTEND_TIMEOUT_USEC=%lld",
+			       d->conf->drain_timeout,
+			       (long long)(d->conf->drain_timeout + 5) * 1000000LL);
 			return;
 		}
 	}
@@ -166,6 +229,7 @@ int daemon_run(struct config *conf)
 		metrics_set_phase(d.metrics, METRICS_RUNNING);
 		log_info("choria-adapterd %s running %zu adapter%s as %s", PACKAGE_VERSION, d.n,
 			 d.n == 1 ? "" : "s", conf->identity);
+		notify("READY=1\nSTATUS=running %zu adapter%s", d.n, d.n == 1 ? "" : "s");
 		wait_for_stop(&d, &set);
 	}
 	metrics_set_phase(d.metrics, METRICS_STOPPING);

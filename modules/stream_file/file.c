@@ -1,0 +1,389 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The `file` stream module: appends each message's envelope to a file as
+ * one line of JSON, for debugging a fleet's traffic and for sites with no
+ * streaming server. A message counts as published once its line is
+ * written (and, with fsync = "always", on disk). A write that fails is
+ * taken back and tried again with backoff, so a full disk delays messages
+ * instead of losing them.
+ *
+ * The module notices log rotation by itself: before each write it checks
+ * that `path` still names the file it holds open, and opens it anew when
+ * the file was renamed or removed. The daemon's SIGHUP is not needed.
+ *
+ * Concurrency & locking: every worker writes to the one descriptor; `lock`
+ * guards it, its identity and the rotation check, so that lines never
+ * interleave and a partial line can be cut off again. A worker's list of
+ * messages waiting for a retry is its own. host->msg_done() is called
+ * outside the lock.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "build_config.h"
+#include "cad_module.h"
+#include "envelope.h"
+
+#define FILE_PROTOCOL "choria:adapters:file:output:1"
+#define NS_PER_MS 1000000LL
+#define RETRY_FIRST_MS 100
+#define RETRY_MAX_MS 5000
+#define WARN_EVERY_NS (5000 * NS_PER_MS)
+/* Messages a worker holds for a retry before publish() waits for the
+ * disk: past that the adapter's queue fills and counts what it drops. */
+#define HELD_MAX 1024
+
+struct file_out {
+	const struct cad_host *host;
+	struct cad_context *ctx;
+	char *path;
+	bool fsync_always;
+
+	pthread_mutex_t lock;
+	int fd; /* -1 until start() */
+	dev_t dev;
+	ino_t ino;
+	int64_t next_warn_ns;
+};
+
+struct file_worker {
+	struct file_out *f;
+	/* Messages whose write failed, oldest first, with their lines. */
+	struct held {
+		struct cad_msg *msg;
+		char *line;
+		size_t len;
+	} *held;
+	size_t n_held;
+	int64_t retry_at_ns;
+	unsigned failures; /* in a row, for the backoff */
+};
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void sleep_until(int64_t when_ns)
+{
+	int64_t d = when_ns - now_ns();
+	if (d <= 0)
+		return;
+	struct timespec ts = {.tv_sec = d / 1000000000LL, .tv_nsec = d % 1000000000LL};
+	nanosleep(&ts, NULL);
+}
+
+/* ------------------------------------------------------------ options */
+
+static const char *const file_fsync_choices[] = {"never", "always", NULL};
+
+static const struct cad_option file_options[] = {
+	{.name = "path", .type = CAD_OPT_STRING, .flags = CAD_OPT_REQUIRED,
+	 .help = "file the envelopes are appended to, one JSON line each"},
+	{.name = "fsync", .type = CAD_OPT_STRING, .def_str = "never", .choices = file_fsync_choices,
+	 .help = "always: a message is published once its line is on disk"},
+	{.name = NULL},
+};
+
+/* Lock held. Rate-limits warnings shared by all workers. */
+static bool file_warn_due(struct file_out *f)
+{
+	int64_t now = now_ns();
+	if (now < f->next_warn_ns)
+		return false;
+	f->next_warn_ns = now + WARN_EVERY_NS;
+	return true;
+}
+
+static void file_destroy(void *instance)
+{
+	struct file_out *f = instance;
+	if (!f)
+		return;
+	if (f->fd >= 0)
+		close(f->fd);
+	pthread_mutex_destroy(&f->lock);
+	free(f->path);
+	free(f);
+}
+
+/* Whether the file could be opened for appending, without creating it:
+ * `choria-adapterd -t` leaves no trace. */
+static int file_check_writable(const char *path)
+{
+	struct stat st;
+	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+		return -EISDIR;
+	if (access(path, W_OK) == 0)
+		return 0;
+	if (errno != ENOENT)
+		return -errno;
+	char *copy = strdup(path);
+	if (!copy)
+		return -ENOMEM;
+	int rc = access(dirname(copy), W_OK | X_OK) == 0 ? 0 : -errno;
+	free(copy);
+	return rc;
+}
+
+static int file_create(void **instance, const struct cad_host *host, struct cad_context *ctx,
+		       const struct cad_config *cfg)
+{
+	struct file_out *f = calloc(1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	f->host = host;
+	f->ctx = ctx;
+	f->fd = -1;
+	pthread_mutex_init(&f->lock, NULL);
+	int rc = 0;
+	const char *fsync_mode = host->cfg_str(cfg, "fsync");
+	f->fsync_always = fsync_mode && strcmp(fsync_mode, "always") == 0;
+	f->path = strdup(host->cfg_str(cfg, "path"));
+	if (!f->path) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	if (!*f->path) {
+		host->cfg_error(cfg, "path", "must name a file");
+		rc = -EINVAL;
+		goto fail;
+	}
+	rc = file_check_writable(f->path);
+	if (rc == -ENOMEM)
+		goto fail;
+	if (rc != 0) {
+		host->cfg_error(cfg, "path", "cannot write %s: %s", f->path, strerror(-rc));
+		rc = -EINVAL;
+		goto fail;
+	}
+	*instance = f;
+	return 0;
+fail:
+	file_destroy(f);
+	return rc;
+}
+
+/* Open `path` for appending and remember which file it is. Lock held, or
+ * no worker yet. */
+static int file_open(struct file_out *f)
+{
+	int fd = open(f->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+	if (fd < 0)
+		return -errno;
+	struct stat st;
+	if (fstat(fd, &st) != 0) {
+		int rc = -errno;
+		close(fd);
+		return rc;
+	}
+	if (f->fd >= 0)
+		close(f->fd);
+	f->fd = fd;
+	f->dev = st.st_dev;
+	f->ino = st.st_ino;
+	return 0;
+}
+
+static int file_start(void *instance)
+{
+	struct file_out *f = instance;
+	int rc = file_open(f);
+	if (rc != 0) {
+		f->host->log(f->ctx, CAD_LOG_ERROR, "cannot open %s: %s", f->path, strerror(-rc));
+		return rc;
+	}
+	f->host->log(f->ctx, CAD_LOG_INFO, "appending to %s", f->path);
+	return 0;
+}
+
+static void file_describe(void *instance, char *buf, size_t len)
+{
+	struct file_out *f = instance;
+	snprintf(buf, len, "file %s, fsync %s", f->path, f->fsync_always ? "always" : "never");
+}
+
+/* ------------------------------------------------------------ writing */
+
+/* When `path` no longer names the open file (rotated away or removed),
+ * open it anew. If that fails, lines keep going to the old file rather
+ * than nowhere. Lock held. */
+static void file_follow_rotation(struct file_out *f)
+{
+	struct stat st;
+	if (stat(f->path, &st) == 0 && st.st_dev == f->dev && st.st_ino == f->ino)
+		return;
+	int rc = file_open(f);
+	if (rc == 0)
+		f->host->log(f->ctx, CAD_LOG_INFO, "%s was rotated: reopened", f->path);
+	else if (file_warn_due(f))
+		f->host->log(f->ctx, CAD_LOG_WARN,
+			     "%s was rotated but cannot be opened again (%s): still writing to the old file",
+			     f->path, strerror(-rc));
+}
+
+/* Write one whole line, or nothing: a failed write is cut off again so
+ * that the retry does not leave half a line in front of it. */
+static int file_write_line(struct file_out *f, const char *line, size_t len)
+{
+	pthread_mutex_lock(&f->lock);
+	file_follow_rotation(f);
+	struct stat st;
+	off_t start = fstat(f->fd, &st) == 0 ? st.st_size : -1;
+	size_t done = 0;
+	int rc = 0;
+	while (done < len) {
+		ssize_t n = write(f->fd, line + done, len - done);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			rc = -errno;
+			break;
+		}
+		done += (size_t)n;
+	}
+	if (rc == 0 && f->fsync_always && fdatasync(f->fd) != 0)
+		rc = -errno;
+	/* A line that is not known to be whole and on disk is taken back,
+	 * so that its retry does not write it twice. When it cannot be cut,
+	 * it is ended, so that the retry starts on a line of its own. */
+	if (rc != 0 && done > 0 && (start < 0 || ftruncate(f->fd, start) != 0) && done < len)
+		(void)!write(f->fd, "\n", 1);
+	if (rc != 0 && file_warn_due(f))
+		f->host->log(f->ctx, CAD_LOG_WARN, "cannot write to %s: %s; retrying", f->path,
+			     strerror(-rc));
+	pthread_mutex_unlock(&f->lock);
+	return rc;
+}
+
+static int64_t file_backoff_ns(unsigned failures)
+{
+	int64_t ms = RETRY_FIRST_MS;
+	for (unsigned i = 1; i < failures && ms < RETRY_MAX_MS; i++)
+		ms *= 2;
+	return (ms < RETRY_MAX_MS ? ms : RETRY_MAX_MS) * NS_PER_MS;
+}
+
+/* Write what is held, oldest first, until one fails. */
+static void file_flush_held(struct file_worker *w)
+{
+	struct file_out *f = w->f;
+	size_t i = 0;
+	for (; i < w->n_held; i++) {
+		struct held *h = &w->held[i];
+		if (h->msg->attempts++ > 0)
+			f->host->count_retry(f->ctx);
+		if (file_write_line(f, h->line, h->len) != 0)
+			break;
+		free(h->line);
+		f->host->msg_done(f->ctx, h->msg, 0, NULL);
+	}
+	memmove(w->held, w->held + i, (w->n_held - i) * sizeof(*w->held));
+	w->n_held -= i;
+	if (w->n_held) {
+		w->failures++;
+		w->retry_at_ns = now_ns() + file_backoff_ns(w->failures);
+	} else {
+		w->failures = 0;
+	}
+}
+
+static void file_publish(void *worker, struct cad_msg *m)
+{
+	struct file_worker *w = worker;
+	struct file_out *f = w->f;
+	char *env = NULL;
+	size_t len = 0;
+	int rc = envelope_encode(&env, &len, FILE_PROTOCOL, m);
+	char *line = rc == 0 ? realloc(env, len + 1) : NULL;
+	if (!line) {
+		free(env);
+		f->host->msg_done(f->ctx, m, rc ? rc : -ENOMEM, "encode_failed");
+		return;
+	}
+	line[len++] = '\n';
+
+	/* Behind a failed write: keep the order, wait for room. */
+	while (w->n_held == HELD_MAX) {
+		sleep_until(w->retry_at_ns);
+		file_flush_held(w);
+	}
+	w->held[w->n_held++] = (struct held){m, line, len};
+	if (w->n_held == 1 || now_ns() >= w->retry_at_ns)
+		file_flush_held(w);
+}
+
+static void file_worker_idle(void *worker)
+{
+	struct file_worker *w = worker;
+	if (w->n_held && now_ns() >= w->retry_at_ns)
+		file_flush_held(w);
+}
+
+static int file_worker_open(void **out, void *instance, unsigned index)
+{
+	(void)index;
+	struct file_worker *w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	w->held = calloc(HELD_MAX, sizeof(*w->held));
+	if (!w->held) {
+		free(w);
+		return -ENOMEM;
+	}
+	w->f = instance;
+	*out = w;
+	return 0;
+}
+
+static void file_worker_close(void *worker, int64_t deadline_ns)
+{
+	struct file_worker *w = worker;
+	while (w->n_held && now_ns() < deadline_ns) {
+		sleep_until(w->retry_at_ns < deadline_ns ? w->retry_at_ns : deadline_ns);
+		if (now_ns() >= w->retry_at_ns)
+			file_flush_held(w);
+	}
+	for (size_t i = 0; i < w->n_held; i++) {
+		free(w->held[i].line);
+		w->f->host->msg_done(w->f->ctx, w->held[i].msg, -ETIMEDOUT, "shutdown");
+	}
+	free(w->held);
+	free(w);
+}
+
+static const struct cad_module file_module = {
+	.abi_major = CAD_ABI_MAJOR,
+	.abi_minor = CAD_ABI_MINOR,
+	.size = sizeof(struct cad_module),
+	.kind = CAD_KIND_STREAM,
+	.type = "file",
+	.version = PACKAGE_VERSION,
+	.summary = "append envelopes to a file as JSON lines",
+	.options = file_options,
+	.create = file_create,
+	.start = file_start,
+	.destroy = file_destroy,
+	.describe = file_describe,
+	.worker_open = file_worker_open,
+	.publish = file_publish,
+	.worker_idle = file_worker_idle,
+	.worker_close = file_worker_close,
+};
+
+CAD_EXPORT const struct cad_module *cad_module_entry(void)
+{
+	return &file_module;
+}

@@ -1,0 +1,272 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The bundled `file` stream module: Choria messages published on a real
+ * nats-server end up as JSON lines in a file, whole even with several
+ * workers; a rotated file is followed; a write that fails is retried until
+ * the file can be written, and nothing is lost or doubled.
+ */
+#include <criterion/criterion.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "pipeline.h"
+#include "tmpdir.h"
+
+static char dir[512], out_path[600];
+static struct nats_server server;
+static struct js_client client;
+static struct daemon_proc daemon_a;
+
+static void setup(void)
+{
+	cr_assert_eq(tmpdir_make(dir, sizeof(dir)), 0);
+	cr_assert_eq(nats_server_start(&server, dir, 0, NULL), 0, "nats-server must start");
+	cr_assert_eq(js_client_open(&client, server.url), 0);
+	snprintf(out_path, sizeof(out_path), "%s/out.jsonl", dir);
+}
+
+static void teardown(void)
+{
+	if (daemon_a.pid > 0)
+		daemon_stop(&daemon_a, SIGKILL, 5000);
+	js_client_close(&client);
+	nats_server_stop(&server);
+	tmpdir_remove(dir);
+}
+
+TestSuite(file_stream, .init = setup, .fini = teardown, .timeout = 120);
+
+static char *conf_file(const char *extra, int workers)
+{
+	char *c = NULL;
+	cr_assert(asprintf(&c,
+			   "identity = \"adapter.test\"\n"
+			   "drain_timeout = 2\n"
+			   "adapter to_file {\n"
+			   "  ingest {\n"
+			   "    type = \"choria\"\n"
+			   "    servers = {\"%s\"}\n"
+			   "    topic = \"choria.discovery\"\n"
+			   "    security = \"none\"\n"
+			   "    workers = 2\n"
+			   "  }\n"
+			   "  stream {\n"
+			   "    type = \"file\"\n"
+			   "    path = \"%s\"\n"
+			   "    workers = %d\n"
+			   "    %s\n"
+			   "  }\n"
+			   "}\n",
+			   server.url, out_path, workers, extra ? extra : "") > 0);
+	return c;
+}
+
+static int count_lines(const char *path)
+{
+	char *text = file_read(path);
+	int n = 0;
+	for (const char *p = text; p && *p; p++)
+		n += *p == '\n';
+	free(text);
+	return n;
+}
+
+static bool wait_lines(const char *path, int n, int timeout_ms)
+{
+	for (int waited = 0; waited <= timeout_ms; waited += 20) {
+		if (count_lines(path) >= n)
+			return true;
+		nats_Sleep(20);
+	}
+	return false;
+}
+
+/* Each line is one whole envelope of a message pipeline_publish() sent;
+ * every index in [first, first + n) appears exactly once. */
+static void check_lines(const char *path, int first, int n, unsigned seed)
+{
+	char *text = file_read(path);
+	cr_assert_not_null(text, "%s is readable", path);
+	char *seen = calloc((size_t)n, 1);
+	int lines = 0;
+	char *save = NULL;
+	for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		lines++;
+		json_error_t e;
+		json_t *env = json_loads(line, 0, &e);
+		cr_assert_not_null(env, "line %d is JSON (%s): %s", lines, e.text, line);
+		cr_assert_eq(json_object_size(env), 5, "the five envelope fields: %s", line);
+		cr_assert_str_eq(json_string_value(json_object_get(env, "protocol")),
+				 "choria:adapters:file:output:1");
+		int i = -1;
+		const char *sender = json_string_value(json_object_get(env, "sender"));
+		cr_assert_eq(sscanf(sender, "node-%d.example.net", &i), 1, "%s", line);
+		cr_assert(i >= first && i < first + n, "sender %s was published", sender);
+		cr_assert_eq(seen[i - first], 0, "message %d is written once", i);
+		seen[i - first] = 1;
+
+		char rid[33], body[128], when[32];
+		pipeline_request_id(rid, seed, i);
+		snprintf(body, sizeof(body), "{\"n\":%d,\"html\":\"<b>&</b>\"}", i);
+		time_t t = 1520088557 + i;
+		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
+		cr_assert_str_eq(json_string_value(json_object_get(env, "requestid")), rid);
+		cr_assert_str_eq(json_string_value(json_object_get(env, "data")), body);
+		cr_assert_str_eq(json_string_value(json_object_get(env, "time")), when);
+		json_decref(env);
+	}
+	cr_assert_eq(lines, n, "%s holds %d lines, not %d", path, lines, n);
+	free(seen);
+	free(text);
+}
+
+Test(file_stream, messages_become_whole_json_lines_with_several_workers)
+{
+	char *conf = conf_file(NULL, 4);
+	pipeline_start_daemon(&daemon_a, dir, conf);
+	free(conf);
+
+	pipeline_publish(&client, "choria.discovery", CHORIA_MSG_REQUEST, 0, 300, 0xf11e);
+	cr_assert(wait_lines(out_path, 300, 15000), "300 lines written");
+	cr_assert_eq(daemon_stop(&daemon_a, SIGTERM, 20000), 0);
+	check_lines(out_path, 0, 300, 0xf11e);
+
+	struct adapter_counts n;
+	cr_assert(pipeline_counts(&daemon_a, "to_file", &n));
+	cr_assert_eq(n.received, 300);
+	cr_assert_eq(n.published, 300);
+	cr_assert_eq(n.lost + n.dropped + n.in_flight + n.retries, 0);
+	struct stat st;
+	cr_assert_eq(stat(out_path, &st), 0);
+	cr_assert_eq(st.st_mode & 0777 & ~0640, 0, "created 0640 at most: %o", st.st_mode & 0777);
+}
+
+Test(file_stream, a_rotated_file_is_followed_without_a_signal)
+{
+	char *conf = conf_file("fsync = \"always\"", 1);
+	pipeline_start_daemon(&daemon_a, dir, conf);
+	free(conf);
+
+	pipeline_publish(&client, "choria.discovery", CHORIA_MSG_REQUEST, 0, 10, 0xabc);
+	cr_assert(wait_lines(out_path, 10, 15000));
+	char rotated[700];
+	snprintf(rotated, sizeof(rotated), "%s.1", out_path);
+	cr_assert_eq(rename(out_path, rotated), 0);
+
+	pipeline_publish(&client, "choria.discovery", CHORIA_MSG_REQUEST, 10, 15, 0xabc);
+	cr_assert(wait_lines(out_path, 15, 15000), "the new file gets the next messages");
+	cr_assert_eq(daemon_stop(&daemon_a, SIGTERM, 20000), 0);
+	check_lines(rotated, 0, 10, 0xabc);
+	check_lines(out_path, 10, 15, 0xabc);
+	cr_assert_eq(daemon_log_count(&daemon_a, "was rotated: reopened"), 1);
+}
+
+Test(file_stream, a_failing_write_is_retried_until_the_file_can_be_written)
+{
+	if (access("/dev/full", W_OK) != 0)
+		cr_skip_test("no /dev/full to make writes fail");
+	/* The path first names a device that fails every write (ENOSPC). */
+	cr_assert_eq(symlink("/dev/full", out_path), 0);
+	char *conf = conf_file(NULL, 1);
+	pipeline_start_daemon(&daemon_a, dir, conf);
+	free(conf);
+
+	pipeline_publish(&client, "choria.discovery", CHORIA_MSG_REQUEST, 0, 5, 0x5);
+	cr_assert(daemon_wait_log(&daemon_a, "No space left on device; retrying", 10000),
+		  "the failure is logged");
+	/* Ask for the counters until all five have arrived. */
+	struct adapter_counts held = {0};
+	for (int i = 0; i < 100 && held.received < 5; i++) {
+		kill(daemon_a.pid, SIGUSR1);
+		nats_Sleep(50);
+		pipeline_counts(&daemon_a, "to_file", &held);
+	}
+	cr_assert(held.received == 5 && held.in_flight == 5 && held.published == 0 && held.lost == 0,
+		  "nothing counted published or lost while the writes fail: received=%lu "
+		  "published=%lu in_flight=%lu lost=%lu",
+		  (unsigned long)held.received, (unsigned long)held.published,
+		  (unsigned long)held.in_flight, (unsigned long)held.lost);
+
+	/* The disk has room again: the path names a file that takes writes. */
+	cr_assert_eq(unlink(out_path), 0);
+	cr_assert(wait_lines(out_path, 5, 15000), "held messages are written once it can be");
+	pipeline_publish(&client, "choria.discovery", CHORIA_MSG_REQUEST, 5, 3, 0x5);
+	cr_assert(wait_lines(out_path, 8, 15000));
+	cr_assert_eq(daemon_stop(&daemon_a, SIGTERM, 20000), 0);
+	check_lines(out_path, 0, 8, 0x5);
+
+	struct adapter_counts n;
+	cr_assert(pipeline_counts(&daemon_a, "to_file", &n));
+	cr_assert_eq(n.published, 8);
+	cr_assert_geq(n.retries, 1, "the retries are counted");
+	cr_assert_eq(n.lost + n.dropped + n.in_flight, 0);
+}
+
+Test(file_stream, what_cannot_be_written_by_the_drain_timeout_is_lost_and_counted)
+{
+	if (access("/dev/full", W_OK) != 0)
+		cr_skip_test("no /dev/full to make writes fail");
+	cr_assert_eq(symlink("/dev/full", out_path), 0);
+	char *conf = conf_file(NULL, 1);
+	pipeline_start_daemon(&daemon_a, dir, conf);
+	free(conf);
+	pipeline_publish(&client, "choria.discovery", CHORIA_MSG_REQUEST, 0, 4, 0x7);
+	cr_assert(daemon_wait_log(&daemon_a, "retrying", 10000));
+	cr_assert_eq(daemon_stop(&daemon_a, SIGTERM, 20000), 0, "the drain ends at its timeout");
+	struct adapter_counts n;
+	cr_assert(pipeline_counts(&daemon_a, "to_file", &n));
+	cr_assert_eq(n.received, 4);
+	cr_assert_eq(n.published, 0);
+	cr_assert_eq(n.lost, 4, "given up at shutdown, counted");
+	cr_assert_gt(daemon_log_count(&daemon_a, "lost=4 (shutdown=4)"), 0);
+}
+
+Test(file_stream, the_check_refuses_a_path_that_cannot_be_written)
+{
+	char conf_path[700];
+	char text[1024];
+	snprintf(text, sizeof(text),
+		 "adapter a {\n"
+		 "  ingest { type = \"choria\" topic = \"t\" security = \"none\" }\n"
+		 "  stream {\n"
+		 "    type = \"file\"\n"
+		 "    path = \"%s/no/such/folder/out.jsonl\"\n"
+		 "  }\n"
+		 "}\n",
+		 dir);
+	cr_assert_eq(tmpdir_write(dir, "bad.conf", text, conf_path, sizeof(conf_path)), 0);
+	char moddir[700];
+	cr_assert_eq(daemon_modules_dir(moddir, sizeof(moddir), dir), 0);
+	char *out = NULL;
+	int st = daemon_run_cmd(&out, dir, "-t", "-c", conf_path, "-M", moddir, NULL);
+	cr_assert_eq(st, 1, "%s", out);
+	char want[2048];
+	snprintf(want, sizeof(want),
+		 "%s:5: adapter a: stream: path: cannot write %s/no/such/folder/out.jsonl: No such file or directory",
+		 conf_path, dir);
+	cr_assert_not_null(strstr(out, want), "want '%s' in:\n%s", want, out);
+	free(out);
+
+	/* A good one is summarised, and -t creates nothing. */
+	snprintf(text, sizeof(text),
+		 "adapter a {\n"
+		 "  ingest { type = \"choria\" topic = \"t\" security = \"none\" }\n"
+		 "  stream { type = \"file\" path = \"%s\" fsync = \"always\" workers = 2 }\n"
+		 "}\n",
+		 out_path);
+	cr_assert_eq(tmpdir_write(dir, "good.conf", text, conf_path, sizeof(conf_path)), 0);
+	st = daemon_run_cmd(&out, dir, "-t", "-c", conf_path, "-M", moddir, NULL);
+	cr_assert_eq(st, 0, "%s", out);
+	char summary[1024];
+	snprintf(summary, sizeof(summary), "stream file (2 workers, file %s, fsync always)",
+		 out_path);
+	cr_assert_not_null(strstr(out, summary), "want '%s' in:\n%s", summary, out);
+	cr_assert_neq(access(out_path, F_OK), 0, "the check creates no file");
+	free(out);
+}

@@ -1,0 +1,150 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * systemd notification without systemd: the test owns a unix datagram
+ * socket, hands it to the daemon as NOTIFY_SOCKET, and reads what a
+ * service manager would: READY=1 once the adapters run, WATCHDOG=1 at
+ * half of WATCHDOG_USEC, STOPPING=1 on SIGTERM. Built only with libsystemd.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "pipeline.h"
+#include "tmpdir.h"
+
+static char dir[512];
+static struct nats_server server;
+static struct daemon_proc daemon_a;
+static int sock = -1;
+
+static void setup(void)
+{
+	cr_assert_eq(tmpdir_make(dir, sizeof(dir)), 0);
+	cr_assert_eq(nats_server_start(&server, dir, 0, NULL), 0, "nats-server must start");
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	cr_assert_lt(strlen(dir) + sizeof("/notify"), sizeof(sa.sun_path), "socket path fits");
+	memcpy(sa.sun_path, dir, strlen(dir));
+	memcpy(sa.sun_path + strlen(dir), "/notify", sizeof("/notify"));
+	sock = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	cr_assert_geq(sock, 0);
+	cr_assert_eq(bind(sock, (struct sockaddr *)&sa, sizeof(sa)), 0, "%s", strerror(errno));
+	/* The daemon inherits the environment of this (forked) test. */
+	setenv("NOTIFY_SOCKET", sa.sun_path, 1);
+	unsetenv("WATCHDOG_USEC");
+	unsetenv("WATCHDOG_PID");
+}
+
+static void teardown(void)
+{
+	if (daemon_a.pid > 0)
+		daemon_stop(&daemon_a, SIGKILL, 5000);
+	if (sock >= 0)
+		close(sock);
+	nats_server_stop(&server);
+	tmpdir_remove(dir);
+}
+
+TestSuite(notify, .init = setup, .fini = teardown, .timeout = 60);
+
+static char *conf_text(void)
+{
+	char *c = NULL;
+	cr_assert(asprintf(&c,
+			   "drain_timeout = 3\n"
+			   "adapter a {\n"
+			   "  ingest { type = \"choria\" servers = {\"%s\"} topic = \"choria.discovery\"\n"
+			   "           security = \"none\" }\n"
+			   "  stream { type = \"file\" path = \"%s/out.jsonl\" }\n"
+			   "}\n",
+			   server.url, dir) > 0);
+	return c;
+}
+
+/* The next datagram within timeout_ms into buf; false if none came. */
+static bool receive(char *buf, size_t len, int timeout_ms)
+{
+	struct pollfd p = {.fd = sock, .events = POLLIN};
+	if (poll(&p, 1, timeout_ms) != 1)
+		return false;
+	ssize_t n = recv(sock, buf, len - 1, 0);
+	if (n < 0)
+		return false;
+	buf[n] = '\0';
+	return true;
+}
+
+/* Read datagrams until one holds `what`; the others are kept in `seen`. */
+static bool wait_for(const char *what, int timeout_ms, char *seen, size_t seen_len)
+{
+	char buf[1024];
+	for (int waited = 0; waited < timeout_ms; waited += 50) {
+		if (!receive(buf, sizeof(buf), 50))
+			continue;
+		size_t used = strlen(seen);
+		snprintf(seen + used, seen_len - used, "[%s] ", buf);
+		if (strstr(buf, what))
+			return true;
+	}
+	return false;
+}
+
+Test(notify, ready_once_running_and_stopping_on_sigterm)
+{
+	char *conf = conf_text();
+	pipeline_start_daemon(&daemon_a, dir, conf);
+	free(conf);
+	char seen[8192] = "";
+	cr_assert(wait_for("READY=1", 5000, seen, sizeof(seen)), "READY=1 arrives: %s", seen);
+	cr_assert_not_null(strstr(seen, "STATUS=running 1 adapter"), "%s", seen);
+	cr_assert_null(strstr(seen, "WATCHDOG=1"), "no watchdog was asked for: %s", seen);
+
+	kill(daemon_a.pid, SIGTERM);
+	cr_assert(wait_for("STOPPING=1", 5000, seen, sizeof(seen)), "STOPPING=1 arrives: %s", seen);
+	cr_assert_not_null(strstr(seen, "EXTEND_TIMEOUT_USEC=8000000"), "the drain's time: %s",
+			   seen);
+	cr_assert_eq(daemon_wait_exit(&daemon_a, 20000), 0);
+}
+
+Test(notify, watchdog_pings_at_half_the_interval)
+{
+	setenv("WATCHDOG_USEC", "400000", 1); /* 0.4 s: a ping every 0.2 s */
+	char *conf = conf_text();
+	pipeline_start_daemon(&daemon_a, dir, conf);
+	free(conf);
+	char seen[16384] = "";
+	cr_assert(wait_for("READY=1", 5000, seen, sizeof(seen)), "%s", seen);
+	/* Two seconds: about ten pings, whatever the machine's load. */
+	int pings = 0;
+	char buf[1024];
+	struct timespec t0, t;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	do {
+		if (receive(buf, sizeof(buf), 50) && strstr(buf, "WATCHDOG=1"))
+			pings++;
+		clock_gettime(CLOCK_MONOTONIC, &t);
+	} while ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 < 2000);
+	cr_assert_geq(pings, 5, "WATCHDOG=1 about every 0.2 s: %d in 2 s", pings);
+	cr_assert_leq(pings, 15, "not much more often: %d in 2 s", pings);
+	cr_assert_eq(daemon_stop(&daemon_a, SIGTERM, 20000), 0);
+}
+
+Test(notify, a_watchdog_for_another_process_is_not_ours)
+{
+	setenv("WATCHDOG_USEC", "400000", 1);
+	setenv("WATCHDOG_PID", "1", 1); /* the manager meant process 1 */
+	char *conf = conf_text();
+	pipeline_start_daemon(&daemon_a, dir, conf);
+	free(conf);
+	char seen[8192] = "";
+	cr_assert(wait_for("READY=1", 5000, seen, sizeof(seen)), "%s", seen);
+	cr_assert_not(wait_for("WATCHDOG=1", 1000, seen, sizeof(seen)), "no pings: %s", seen);
+	cr_assert_eq(daemon_stop(&daemon_a, SIGTERM, 20000), 0);
+}
