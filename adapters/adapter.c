@@ -110,6 +110,7 @@ void adapter_stop_ingest(struct adapter *a)
 void adapter_drain(struct adapter *a, int64_t deadline_ns)
 {
 	uint64_t before = atomic_load(&a->stats.published);
+	atomic_store(&a->drain_deadline_ns, deadline_ns ? deadline_ns : 1);
 	stream_workers_stop(a->workers, deadline_ns);
 	a->workers = NULL;
 	/* Whatever the workers did not take before the deadline. */

@@ -85,6 +85,7 @@ struct adapter {
 	struct stream_workers *workers;
 	struct adapter_stats stats;
 	bool ingest_started;
+	_Atomic int64_t drain_deadline_ns; /* 0 until adapter_drain() */
 
 	pthread_mutex_t conns_lock;
 	size_t n_conns;

@@ -63,7 +63,7 @@ extern "C" {
  * the version the daemon speaks.
  */
 #define CAD_ABI_MAJOR 1
-#define CAD_ABI_MINOR 0
+#define CAD_ABI_MINOR 1
 
 #define CAD_EXPORT __attribute__((visibility("default")))
 #define CAD_MUSTCHECK __attribute__((warn_unused_result))
@@ -209,7 +209,14 @@ struct cad_host {
 	 * identifies the connection within the instance ("ingest 1"). */
 	void (*conn_state)(struct cad_context *ctx, const char *name, bool up);
 
-	void *reserved[8];
+	/* Since ABI 1.1 (check host->abi_minor before calling). 0 while the
+	 * adapter runs; once it drains, the CLOCK_MONOTONIC time by which
+	 * stream work must end. A publish() that waits for room checks it, so
+	 * that a stream side that is away cannot hold the shutdown past
+	 * drain_timeout. */
+	int64_t (*drain_deadline)(struct cad_context *ctx);
+
+	void *reserved[7];
 };
 
 /* ---------------------------------------------------------------------

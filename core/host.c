@@ -192,6 +192,11 @@ static void host_conn_state(struct cad_context *ctx, const char *name, bool up)
 			up ? "connected" : "disconnected");
 }
 
+static int64_t host_drain_deadline(struct cad_context *ctx)
+{
+	return atomic_load(&ctx->adapter->drain_deadline_ns);
+}
+
 struct cad_host host_services = {
 	.abi_major = CAD_ABI_MAJOR,
 	.abi_minor = CAD_ABI_MINOR,
@@ -213,6 +218,7 @@ struct cad_host host_services = {
 	.msg_done = host_msg_done,
 	.count_retry = host_count_retry,
 	.conn_state = host_conn_state,
+	.drain_deadline = host_drain_deadline,
 };
 
 void host_set_identity(const char *identity)

@@ -309,6 +309,12 @@ static void wait_room(struct js_worker *w, int64_t until_ns)
 	pthread_cond_timedwait(&w->room, &w->lock, &ts);
 }
 
+/* 0 while running; the drain deadline once the adapter stops. */
+static int64_t jetstream_drain_deadline(const struct jetstream *js)
+{
+	return js->host->abi_minor >= 1 ? js->host->drain_deadline(js->ctx) : 0;
+}
+
 static natsStatus build_nats_msg(natsMsg **out, struct jetstream *js, const struct cad_msg *m,
 				 int *err)
 {
@@ -360,6 +366,14 @@ static void jetstream_publish(void *worker, struct cad_msg *m)
 
 	pthread_mutex_lock(&w->lock);
 	while ((long)w->table.count >= js->max_inflight) {
+		int64_t deadline = jetstream_drain_deadline(js);
+		if (deadline && now_ns() >= deadline) {
+			/* Draining, and no room came: this one is not sent. */
+			pthread_mutex_unlock(&w->lock);
+			natsMsg_Destroy(nm);
+			js->host->msg_done(js->ctx, m, -ETIMEDOUT, "shutdown");
+			return;
+		}
 		if (w->waiting) {
 			pthread_mutex_unlock(&w->lock);
 			resend_due(w);

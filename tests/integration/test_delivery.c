@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "pipeline.h"
 #include "tmpdir.h"
@@ -61,11 +62,13 @@ static void create_stream(const char *url)
 	js_client_close(&c);
 }
 
+static int drain_timeout = 30;
+
 static void start_daemon(const char *stream_urls, int queue_len, int workers, int inflight)
 {
 	char *conf = NULL;
 	cr_assert(asprintf(&conf,
-			   "drain_timeout = 30\n"
+			   "drain_timeout = %d\n"
 			   "adapter node_data {\n"
 			   "  queue_len = %d\n"
 			   "  ingest { type = \"choria\" servers = {\"%s\"} topic = \"choria.discovery\"\n"
@@ -74,7 +77,7 @@ static void start_daemon(const char *stream_urls, int queue_len, int workers, in
 			   "           topic = \"choria.node_metadata.%%s\" workers = %d\n"
 			   "           max_inflight = %d ack_timeout = 2 retry_max_interval = 1 }\n"
 			   "}\n",
-			   queue_len, ingest.url, stream_urls, workers, inflight) > 0);
+			   drain_timeout, queue_len, ingest.url, stream_urls, workers, inflight) > 0);
 	pipeline_start_daemon(&daemon_p, dir, conf);
 	free(conf);
 }
@@ -208,6 +211,36 @@ Test(delivery, sigterm_right_after_a_burst_delivers_every_accepted_message)
 	cr_assert_eq(n.published + n.dropped, n.received);
 	cr_assert_eq(n.dropped, 0, "a queue of 20000 holds a burst of 5000");
 	js_client_close(&reader);
+}
+
+Test(delivery, an_absent_stream_side_cannot_hold_the_shutdown_past_the_drain_timeout)
+{
+	int port = free_port();
+	char url[64], *q;
+	snprintf(url, sizeof(url), "nats://127.0.0.1:%d", port);
+	q = quoted(url);
+	drain_timeout = 2;
+	start_daemon(q, 20, 2, 4);
+	free(q);
+	pipeline_publish(&fleet, "choria.discovery", CHORIA_MSG_REQUEST, 0, 100, 6);
+	cr_assert(daemon_wait_log(&daemon_p, "the queue is full", 5000));
+
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	cr_assert_eq(daemon_stop(&daemon_p, SIGTERM, 30000), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	double took = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	cr_assert_lt(took, 5.0, "stopped in %.1f s with drain_timeout = 2", took);
+
+	struct adapter_counts n;
+	cr_assert(pipeline_counts(&daemon_p, "node_data", &n));
+	pipeline_assert_balance(&daemon_p, &n);
+	cr_assert_eq(n.received, 100);
+	cr_assert_eq(n.published, 0);
+	cr_assert_eq(n.in_flight, 0);
+	cr_assert_eq(n.lost + n.dropped, 100, "every message is accounted for");
+	cr_assert_gt(n.lost, 0, "what was accepted is reported lost at shutdown");
+	cr_assert_gt(daemon_log_count(&daemon_p, "could not be delivered before the drain timeout"), 0);
 }
 
 /* Three clustered JetStream servers and a stream with three replicas:
