@@ -315,10 +315,20 @@ static void file_publish(void *worker, struct cad_msg *m)
 	}
 	line[len++] = '\n';
 
-	/* Behind a failed write: keep the order, wait for room. */
+	/* Behind a failed write: keep the order, wait for room, but not past
+	 * the drain deadline. */
 	while (w->n_held == HELD_MAX) {
-		sleep_until(w->retry_at_ns);
-		file_flush_held(w);
+		int64_t deadline = f->host->abi_minor >= 1 ? f->host->drain_deadline(f->ctx) : 0;
+		int64_t now = now_ns();
+		if (deadline && now >= deadline) {
+			free(line);
+			f->host->msg_done(f->ctx, m, -ETIMEDOUT, "shutdown");
+			return;
+		}
+		int64_t wake = now + 100 * 1000000LL;
+		sleep_until(w->retry_at_ns < wake ? w->retry_at_ns : wake);
+		if (now_ns() >= w->retry_at_ns)
+			file_flush_held(w);
 	}
 	w->held[w->n_held++] = (struct held){m, line, len};
 	if (w->n_held == 1 || now_ns() >= w->retry_at_ns)
