@@ -11,6 +11,9 @@
 #ifndef FAKE_KIND
 #define FAKE_KIND CAD_KIND_INGEST
 #endif
+#ifndef FAKE_ABI_MINOR
+#define FAKE_ABI_MINOR CAD_ABI_MINOR
+#endif
 #ifndef FAKE_ABI_MAJOR
 #define FAKE_ABI_MAJOR CAD_ABI_MAJOR
 #endif
@@ -38,7 +41,7 @@ static void fake_void(void *i)
 
 static const struct cad_module fake = {
 	.abi_major = FAKE_ABI_MAJOR,
-	.abi_minor = CAD_ABI_MINOR,
+	.abi_minor = FAKE_ABI_MINOR,
 #ifdef FAKE_SHORT_SIZE
 	.size = offsetof(struct cad_module, reserved),
 #else

@@ -39,7 +39,12 @@ Test(module, refuses_a_missing_file)
 
 Test(module, refuses_another_abi_version)
 {
-	expect_refused(FAKES, "badabi", -EPROTO, "built for module ABI 99.0");
+	expect_refused(FAKES, "badabi", -EPROTO, "built for module ABI 99.");
+}
+
+Test(module, refuses_a_newer_minor_version)
+{
+	expect_refused(FAKES, "newminor", -EPROTO, "this daemon speaks");
 }
 
 Test(module, refuses_a_short_descriptor)
