@@ -30,6 +30,7 @@ static struct nats_server server;
 static struct js_client client;
 static struct stan_responder *stan;
 static struct daemon_proc daemon_a;
+static struct nats_server small; /* a second server, for one test */
 
 static void setup(void)
 {
@@ -46,6 +47,7 @@ static void teardown(void)
 	stan_responder_stop(stan);
 	stan = NULL;
 	js_client_close(&client);
+	nats_server_stop(&small);
 	nats_server_stop(&server);
 	tmpdir_remove(dir);
 }
@@ -54,7 +56,8 @@ TestSuite(natsstream, .init = setup, .fini = teardown, .timeout = 120);
 
 /* One adapter, node_data: requests on choria.discovery into channels
  * choria.node_metadata.<sender>, with `extra` stream options. */
-static char *conf_ns(int workers, const char *extra, int drain_timeout)
+static char *conf_ns_at(const char *stream_url, int workers, const char *extra,
+			int drain_timeout)
 {
 	char *c = NULL;
 	cr_assert(asprintf(&c,
@@ -77,8 +80,13 @@ static char *conf_ns(int workers, const char *extra, int drain_timeout)
 			   "    %s\n"
 			   "  }\n"
 			   "}\n",
-			   drain_timeout, server.url, server.url, workers, extra ? extra : "") > 0);
+			   drain_timeout, server.url, stream_url, workers, extra ? extra : "") > 0);
 	return c;
+}
+
+static char *conf_ns(int workers, const char *extra, int drain_timeout)
+{
+	return conf_ns_at(server.url, workers, extra, drain_timeout);
 }
 
 static void start(int workers, const char *extra, int drain_timeout)
@@ -456,76 +464,39 @@ Test(natsstream, sigterm_gives_up_at_the_drain_timeout_and_counts_the_loss)
 	cr_assert_gt(daemon_log_count(&daemon_a, "lost=10 (shutdown=10)"), 0);
 }
 
-/* ------------------------------------------------ configuration checks */
-
-static char cdir[512], moddir[600];
-
-static void cli_setup(void)
+Test(natsstream, a_message_larger_than_the_server_accepts_is_counted_lost)
 {
-	cr_assert_eq(tmpdir_make(cdir, sizeof(cdir)), 0);
-	cr_assert_eq(daemon_modules_dir(moddir, sizeof(moddir), cdir), 0);
-}
+	/* The stream side on a server with a small max_payload; the fleet
+	 * side on the usual one, which takes the large message in. */
+	char sdir[600];
+	snprintf(sdir, sizeof(sdir), "%s/small", dir);
+	cr_assert_eq(mkdir(sdir, 0755), 0);
+	cr_assert_eq(nats_server_start(&small, sdir, 0, "max_payload: 4096"), 0);
+	stan_responder_stop(stan);
+	cr_assert_eq(stan_responder_start(&stan, small.url, CLUSTER), 0);
+	char *conf = conf_ns_at(small.url, 1, NULL, 10);
+	pipeline_start_daemon(&daemon_a, dir, conf);
+	free(conf);
 
-static void cli_teardown(void)
-{
-	tmpdir_remove(cdir);
-}
-
-TestSuite(natsstream_config, .init = cli_setup, .fini = cli_teardown, .timeout = 60);
-
-static int check_conf(const char *stream_block, char **out, char *path, size_t len)
-{
-	char *text = NULL;
-	cr_assert(asprintf(&text,
-			   "adapter a {\n"
-			   "  ingest { type = \"choria\" topic = \"t\" security = \"none\" }\n"
-			   "  stream {\n"
-			   "    type = \"natsstream\"\n"
-			   "%s"
-			   "  }\n"
-			   "}\n",
-			   stream_block) > 0);
-	cr_assert_eq(tmpdir_write(cdir, "ns.conf", text, path, len), 0);
-	free(text);
-	return daemon_run_cmd(out, cdir, "-t", "-c", path, "-M", moddir, NULL);
-}
-
-Test(natsstream_config, a_good_block_is_described)
-{
-	char path[700], *out = NULL;
-	int st = check_conf("    clusterid = \"prod\"\n    topic = \"nodes.%s\"\n    workers = 3\n",
-			    &out, path, sizeof(path));
-	cr_assert_eq(st, 0, "%s", out);
-	cr_assert_not_null(strstr(out, "stream natsstream (3 workers"), "%s", out);
-	cr_assert_not_null(strstr(out, "cluster prod, channel nodes.%s"), "%s", out);
-	free(out);
-}
-
-Test(natsstream_config, clusterid_is_required)
-{
-	char path[700], *out = NULL;
-	int st = check_conf("    topic = \"nodes.%s\"\n", &out, path, sizeof(path));
-	cr_assert_eq(st, 1, "%s", out);
-	char want[800];
-	snprintf(want, sizeof(want), "%s:4: adapter a: stream: clusterid: required option is missing",
-		 path);
-	cr_assert_not_null(strstr(out, want), "expected '%s' in:\n%s", want, out);
-	free(out);
-}
-
-Test(natsstream_config, bad_values_name_their_line_and_option)
-{
-	char path[700], *out = NULL;
-	int st = check_conf("    clusterid = \"a b\"\n    topic = \"x.*\"\n", &out, path,
-			    sizeof(path));
-	cr_assert_eq(st, 1, "%s", out);
-	cr_assert_not_null(strstr(out, ":5: adapter a: stream: clusterid: 'a b' cannot stand in a NATS subject"),
-			   "%s", out);
-	cr_assert_not_null(strstr(out, ":6: adapter a: stream: topic: 'x.*'"), "%s", out);
-	free(out);
-	st = check_conf("    clusterid = \"c\"\n    ping_max_out = 1\n", &out, path, sizeof(path));
-	cr_assert_eq(st, 1, "%s", out);
-	cr_assert_not_null(strstr(out, ":6: adapter a: stream: ping_max_out: 1 is out of range (2 to 1000)"),
-			   "%s", out);
-	free(out);
+	char big[6000];
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	struct choria_msg_spec m = choria_msg_defaults(CHORIA_MSG_REQUEST);
+	m.sender = "big.example.net";
+	m.body = big;
+	size_t len;
+	char *wire = choria_msg_build(&m, &len);
+	cr_assert_not_null(wire);
+	cr_assert_eq(nats_publish_raw(&client, "choria.discovery", wire, len), 0);
+	free(wire);
+	publish(0, 3);
+	cr_assert(stan_responder_wait_stored(stan, 3, 15000), "the others still flow");
+	nats_Sleep(300);
+	struct adapter_counts c = stop_and_count(SIGTERM);
+	cr_assert_eq(c.received, 4);
+	cr_assert_eq(c.published, 3);
+	cr_assert_eq(c.lost, 1);
+	cr_assert_eq(c.retries, 0, "a message too large is never retried");
+	cr_assert_gt(daemon_log_count(&daemon_a, "lost=1 (too_large=1)"), 0);
+	assert_each_stored_once(3);
 }
