@@ -119,6 +119,7 @@ struct ns_worker {
 	struct ns_entry *free_list;
 	size_t used;       /* entries not free */
 	size_t waiting;    /* entries in NS_WAITING */
+	int64_t next_due_ns; /* no waiting entry is due before this */
 	size_t at_library; /* entries whose ack handler call is still due */
 	bool closing;      /* worker_close gave the connection up */
 };
@@ -335,6 +336,8 @@ static void park(struct ns_worker *w, struct ns_entry *e)
 	e->state = NS_WAITING;
 	e->retry_at_ns = now_ns() +
 			 backoff_ms(RETRY_FIRST_MS, w->ns->retry_max_ms, e->msg->attempts) * NS_PER_MS;
+	if (!w->waiting || e->retry_at_ns < w->next_due_ns)
+		w->next_due_ns = e->retry_at_ns;
 	w->waiting++;
 	pthread_cond_broadcast(&w->room);
 }
@@ -408,21 +411,39 @@ static void submit(struct ns_worker *w, struct ns_entry *e, bool retry)
 	natsstream_warn(ns, "publishing to NATS Streaming failed (%s); retrying", detail);
 }
 
-/* Send every waiting entry whose time has come, in one pass. */
+/* Send every waiting entry whose time has come, in one pass. The table is
+ * scanned only once something may be due: next_due_ns is a lower bound of
+ * the waiting entries' times, which park() lowers as entries come back. */
 static void resend_due(struct ns_worker *w)
 {
 	size_t n = (size_t)w->ns->max_inflight;
 	pthread_mutex_lock(&w->lock);
 	int64_t now = now_ns();
-	for (size_t i = 0; i < n && w->waiting && w->sc && !w->sc_closed; i++) {
+	if (!w->waiting || now < w->next_due_ns) {
+		pthread_mutex_unlock(&w->lock);
+		return;
+	}
+	w->next_due_ns = INT64_MAX; /* lowered below and by park() meanwhile */
+	int64_t next = INT64_MAX;
+	size_t i = 0;
+	for (; i < n && w->waiting && w->sc && !w->sc_closed; i++) {
 		struct ns_entry *e = &w->entries[i];
-		if (e->state != NS_WAITING || e->retry_at_ns > now)
+		if (e->state != NS_WAITING)
 			continue;
+		if (e->retry_at_ns > now) {
+			if (e->retry_at_ns < next)
+				next = e->retry_at_ns;
+			continue;
+		}
 		bool retry = claim(w, e);
 		pthread_mutex_unlock(&w->lock);
 		submit(w, e, retry);
 		pthread_mutex_lock(&w->lock);
 	}
+	if (i < n && w->waiting)
+		next = 0; /* cut short: the rest were not looked at */
+	if (next < w->next_due_ns)
+		w->next_due_ns = next;
 	pthread_mutex_unlock(&w->lock);
 }
 
@@ -435,7 +456,6 @@ static void natsstream_on_lost(stanConnection *sc, const char *error, void *clos
 	l->ns->host->log(l->ns->ctx, CAD_LOG_WARN,
 			 "%s: lost the NATS Streaming connection (%s); reconnecting", l->name,
 			 error ? error : "no reason given");
-	l->ns->host->conn_state(l->ns->ctx, l->name, false);
 }
 
 static void client_id(const struct ns_worker *w, char *buf, size_t len)
@@ -484,6 +504,7 @@ static void connect_now(struct ns_worker *w)
 	for (size_t i = 0; w->waiting && i < (size_t)ns->max_inflight; i++)
 		if (w->entries[i].state == NS_WAITING)
 			w->entries[i].retry_at_ns = 0;
+	w->next_due_ns = 0;
 	pthread_mutex_unlock(&w->lock);
 }
 
@@ -505,6 +526,7 @@ static void service(struct ns_worker *w, bool may_connect)
 	void *lost = atomic_exchange(&w->link->lost, NULL);
 	if (w->sc && (lost == (void *)w->sc || w->sc_closed)) {
 		drop_connection(w);
+		w->ns->host->conn_state(w->ns->ctx, w->link->name, false);
 		w->connect_at_ns = 0; /* the first attempt after a loss is at once */
 	}
 	if (!w->sc && may_connect && now_ns() >= w->connect_at_ns)
@@ -578,6 +600,8 @@ static void natsstream_publish(void *worker, struct cad_msg *m)
 	w->waiting++;
 	bool send = w->sc && !w->sc_closed;
 	bool retry = send && claim(w, e);
+	if (!send)
+		w->next_due_ns = 0; /* goes as soon as there is a connection */
 	pthread_mutex_unlock(&w->lock);
 	if (send)
 		submit(w, e, retry);
@@ -640,7 +664,14 @@ static int natsstream_worker_open(void **out, void *instance, unsigned index)
 	rc = nats_conn_options(&no, &l->nats, &ns->conn, ns->host, ns->ctx, l->name);
 	if (rc != 0)
 		goto fail;
-	natsStatus s = stanConnOptions_Create(&w->opts);
+	/* The worker thread reports the state of its streaming connection:
+	 * the NATS callbacks of a connection it has already replaced would
+	 * report a stale one. */
+	natsStatus s = natsOptions_SetDisconnectedCB(no, NULL, NULL);
+	if (s == NATS_OK)
+		s = natsOptions_SetReconnectedCB(no, NULL, NULL);
+	if (s == NATS_OK)
+		s = stanConnOptions_Create(&w->opts);
 	if (s == NATS_OK)
 		s = stanConnOptions_SetNATSOptions(w->opts, no);
 	natsOptions_Destroy(no);
