@@ -406,7 +406,8 @@ Test(natsstream, a_restarted_nats_server_is_ridden_out)
 	publish(0, 5);
 	cr_assert(stan_responder_wait_stored(stan, 5, 15000));
 	nats_server_kill(&server);
-	nats_Sleep(4000); /* longer than the pings allow */
+	/* Away for longer than the pings allow. */
+	cr_assert(daemon_wait_log(&daemon_a, "lost the NATS Streaming connection", 15000));
 	cr_assert_eq(nats_server_restart(&server), 0);
 	cr_assert(stan_responder_wait_connects(stan, 2, 30000), "the module connects again");
 	/* The ingest connection is back too once it has said so twice. */
