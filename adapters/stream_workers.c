@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Concurrency & locking: each thread owns its module worker; the module's
- * publish() may block to bound what is in flight. `deadline_ns` is written
- * by the owner before the queue is closed and read by the threads after
- * they see the close, so an atomic is enough. `lock`/`opened` gather the
- * start-up results.
+ * publish() may block to bound what is in flight. `deadline_ns` is read
+ * atomically by the threads; the owner writes it under `lock` and
+ * broadcasts `changed`, because stopping ingest closes the queue first and
+ * a thread that sees the close waits for the deadline. `lock`/`changed`
+ * also gather the start-up results.
  */
 #include "stream_workers.h"
 
@@ -77,8 +78,14 @@ static void *worker_main(void *arg)
 			break; /* closed and empty */
 		}
 	}
-	int64_t deadline = atomic_load(&s->deadline_ns);
-	m->worker_close(mw, deadline ? deadline : clock_mono_ns());
+	/* Stopping ingest closes the queue before the owner sets the drain
+	 * deadline: wait for it, or what is in flight gets no time at all. */
+	pthread_mutex_lock(&s->lock);
+	int64_t deadline;
+	while ((deadline = atomic_load(&s->deadline_ns)) == 0)
+		pthread_cond_wait(&s->changed, &s->lock);
+	pthread_mutex_unlock(&s->lock);
+	m->worker_close(mw, deadline);
 	return NULL;
 }
 
@@ -139,7 +146,10 @@ void stream_workers_stop(struct stream_workers *s, int64_t deadline_ns)
 {
 	if (!s)
 		return;
+	pthread_mutex_lock(&s->lock);
 	atomic_store(&s->deadline_ns, deadline_ns ? deadline_ns : 1);
+	pthread_cond_broadcast(&s->changed);
+	pthread_mutex_unlock(&s->lock);
 	queue_close(s->adapter->queue);
 	join_started(s);
 	pthread_cond_destroy(&s->changed);

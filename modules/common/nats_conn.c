@@ -242,6 +242,21 @@ static natsStatus build_options(natsOptions **out, struct nats_conn *c,
 	return NATS_OK;
 }
 
+int nats_conn_options(natsOptions **out, struct nats_conn *c, const struct nats_conn_opts *o,
+		      const struct cad_host *h, struct cad_context *ctx, const char *name)
+{
+	c->host = h;
+	c->ctx = ctx;
+	c->nc = NULL;
+	snprintf(c->name, sizeof(c->name), "%s", name);
+	natsStatus s = build_options(out, c, o);
+	if (s != NATS_OK) {
+		nats_conn_log_status(h, ctx, CAD_LOG_ERROR, s, c->name);
+		return nats_status_errno(s);
+	}
+	return 0;
+}
+
 int nats_conn_open(struct nats_conn *c, const struct nats_conn_opts *o, const struct cad_host *h,
 		   struct cad_context *ctx, const char *name)
 {

@@ -59,6 +59,12 @@ struct nats_conn {
  * so this fails only for errors no retry can mend (bad TLS files). */
 int nats_conn_open(struct nats_conn *c, const struct nats_conn_opts *o, const struct cad_host *host,
 		   struct cad_context *ctx, const char *name);
+/* Build the natsOptions nats_conn_open() connects with, for a connection
+ * another layer makes (NATS Streaming). The callbacks report through c,
+ * which must outlive that connection; c->nc stays NULL. The caller
+ * destroys *out. Returns 0 or a negative errno (bad TLS files), logged. */
+int nats_conn_options(natsOptions **out, struct nats_conn *c, const struct nats_conn_opts *o,
+		      const struct cad_host *host, struct cad_context *ctx, const char *name);
 /* Drain (flushing what was published) for at most timeout_ms, then close
  * and destroy. Accepts a connection that was never opened. */
 void nats_conn_close(struct nats_conn *c, int64_t timeout_ms);

@@ -1,0 +1,779 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The `natsstream` stream module: publishes each message's envelope to a
+ * NATS Streaming (STAN) cluster and gives it back to the host only once the
+ * cluster has acknowledged it. Publishes are asynchronous, at most
+ * `max_inflight` per worker; a failed or unanswered publish is sent again
+ * with capped exponential backoff. NATS Streaming has no duplicate
+ * detection: a publish whose acknowledgement was lost is stored again by
+ * its retry, so delivery is at least once.
+ *
+ * Each worker owns one streaming connection. When the library reports it
+ * lost (the server stopped answering pings, or answers that it no longer
+ * knows the client), the worker thread closes it and connects again with
+ * backoff, under a new client id, and sends again what was in flight.
+ *
+ * Concurrency & locking: only the worker thread connects, publishes and
+ * closes; `sc` and the connection bookkeeping are its own. Outcomes arrive
+ * on cnats threads: the ack subscription (acknowledgements) and the ack
+ * timer (timeouts, and "closed" for what a closed connection still held).
+ * `lock` guards the entry table and its counters; `room` is signalled
+ * whenever an entry settles or goes back to waiting. Every successful
+ * stanConnection_PublishAsync() is answered by exactly one call of the ack
+ * handler, so a worker is freed only once `at_library` is back to 0. The
+ * connection-lost handler runs on the cnats callback thread, possibly after
+ * its worker is gone: it touches only a link, which the instance owns, and
+ * never calls into the library. host->msg_done() is called outside the lock.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <nats/nats.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "build_config.h"
+#include "cad_module.h"
+#include "envelope.h"
+#include "nats_conn.h"
+#include "subject.h"
+
+#define NS_PER_MS 1000000LL
+#define RETRY_FIRST_MS 100
+#define RECONNECT_FIRST_MS 250
+#define WARN_EVERY_NS (5000 * NS_PER_MS)
+/* How long a connect or close request waits for the streaming server. */
+#define REQUEST_WAIT_MS 2000
+/* How long a closed connection may take to hand back what it held; it
+ * takes milliseconds, this only bounds a library that would not. */
+#define LIBRARY_WAIT_NS (10000 * NS_PER_MS)
+
+struct ns_link;
+
+struct natsstream {
+	const struct cad_host *host;
+	struct cad_context *ctx;
+	struct nats_conn_opts conn;
+	char *topic;
+	char *cluster_id;
+	char client_prefix[160]; /* "<adapter>_" with only [A-Za-z0-9_-] */
+	char run_id[16];         /* makes client ids unique per run */
+	long max_inflight;
+	long ack_timeout_ms;
+	long retry_max_ms;
+	long ping_interval;
+	long ping_max_out;
+	_Atomic int64_t next_warn_ns; /* rate limit for retry warnings */
+	pthread_mutex_t links_lock;
+	struct ns_link *links;
+};
+
+/* What cnats callbacks reach: kept by the instance until destroy(),
+ * because a callback may still run after its worker is freed. */
+struct ns_link {
+	struct ns_link *next;
+	struct natsstream *ns;
+	struct nats_conn nats;           /* closure of the NATS-level callbacks */
+	_Atomic(void *) lost;            /* the stanConnection reported lost */
+	char name[32];                   /* "stream N", for logs and state */
+};
+
+enum ns_state {
+	NS_FREE = 0,
+	NS_AT_LIBRARY, /* handed to stanConnection_PublishAsync() */
+	NS_WAITING,    /* to be sent (again) at retry_at_ns, when connected */
+};
+
+/* One message in a worker's window; its address is the publish closure. */
+struct ns_entry {
+	struct ns_worker *w;
+	struct cad_msg *msg;
+	char *channel;
+	char *data; /* the envelope */
+	size_t len;
+	enum ns_state state;
+	int64_t retry_at_ns;
+	struct ns_entry *next_free;
+};
+
+struct ns_worker {
+	struct natsstream *ns;
+	struct ns_link *link;
+	unsigned index;
+	stanConnOptions *opts;
+	/* The worker thread's own. */
+	stanConnection *sc;
+	bool sc_closed;            /* a publish found sc closed */
+	unsigned connects;         /* connection attempts, for client ids */
+	uint32_t connect_failures; /* in a row */
+	int64_t connect_at_ns;     /* next attempt while sc is NULL */
+	/* Under lock. */
+	pthread_mutex_t lock;
+	pthread_cond_t room;
+	struct ns_entry *entries; /* max_inflight of them */
+	struct ns_entry *free_list;
+	size_t used;       /* entries not free */
+	size_t waiting;    /* entries in NS_WAITING */
+	int64_t next_due_ns; /* no waiting entry is due before this */
+	size_t at_library; /* entries whose ack handler call is still due */
+	bool closing;      /* worker_close gave the connection up */
+};
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* ------------------------------------------------------------ options */
+
+static const struct cad_option natsstream_options[] = {
+	NATS_CONN_OPTIONS,
+	{.name = "clusterid", .type = CAD_OPT_STRING, .flags = CAD_OPT_REQUIRED,
+	 .help = "the NATS Streaming cluster id"},
+	{.name = "topic", .type = CAD_OPT_STRING,
+	 .help = "channel to publish to; %s is replaced by the sender (default: the adapter name)"},
+	{.name = "max_inflight", .type = CAD_OPT_INT, .def_int = 256, .min = 1, .max = 65536,
+	 .help = "unacknowledged publishes per worker"},
+	{.name = "ack_timeout", .type = CAD_OPT_INT, .def_int = 5, .min = 1, .max = 300,
+	 .help = "seconds to wait for an acknowledgement before publishing again"},
+	{.name = "retry_max_interval", .type = CAD_OPT_INT, .def_int = 10, .min = 1, .max = 3600,
+	 .help = "longest pause, in seconds, between attempts to publish a message or to connect"},
+	{.name = "ping_interval", .type = CAD_OPT_INT, .def_int = 5, .min = 1, .max = 3600,
+	 .help = "seconds between pings to the streaming server"},
+	{.name = "ping_max_out", .type = CAD_OPT_INT, .def_int = 3, .min = 2, .max = 1000,
+	 .help = "unanswered pings after which the streaming connection counts as lost"},
+	{.name = NULL},
+};
+
+static void natsstream_destroy(void *instance)
+{
+	struct natsstream *ns = instance;
+	if (!ns)
+		return;
+	while (ns->links) {
+		struct ns_link *l = ns->links;
+		ns->links = l->next;
+		free(l);
+	}
+	pthread_mutex_destroy(&ns->links_lock);
+	nats_conn_opts_clear(&ns->conn);
+	free(ns->topic);
+	free(ns->cluster_id);
+	free(ns);
+}
+
+/* Client ids may hold only [A-Za-z0-9_-]. */
+static void client_safe(char *out, size_t len, const char *in)
+{
+	size_t n = 0;
+	for (; *in && n + 1 < len; in++, n++) {
+		char c = *in;
+		bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+			  c == '_' || c == '-';
+		out[n] = ok ? c : '_';
+	}
+	out[n] = '\0';
+}
+
+/* Twelve base-36 digits from the kernel's random source (the time and the
+ * PID should it fail), so that two runs never share a client id. */
+static void make_run_id(char *out, size_t len)
+{
+	static const char digits[] = "0123456789abcdefghijklmnopqrstuvwxyz";
+	uint64_t r = 0;
+	if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r)) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		r = ((uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec) ^
+		    ((uint64_t)getpid() << 40);
+	}
+	size_t n = 0;
+	for (; n < 12 && n + 1 < len; n++) {
+		out[n] = digits[r % 36];
+		r /= 36;
+	}
+	out[n] = '\0';
+}
+
+static int natsstream_create(void **instance, const struct cad_host *host, struct cad_context *ctx,
+			     const struct cad_config *cfg)
+{
+	struct natsstream *ns = calloc(1, sizeof(*ns));
+	if (!ns)
+		return -ENOMEM;
+	ns->host = host;
+	ns->ctx = ctx;
+	pthread_mutex_init(&ns->links_lock, NULL);
+	int rc = nats_conn_opts_read(&ns->conn, host, cfg);
+	if (rc == -ENOMEM)
+		goto fail;
+
+	const char *cluster = host->cfg_str(cfg, "clusterid");
+	if (cluster) {
+		/* The cluster id is the last token of the discovery subject. */
+		if (!subject_sender_valid(cluster, strlen(cluster))) {
+			host->cfg_error(cfg, "clusterid", "'%s' cannot stand in a NATS subject",
+					cluster);
+			rc = -EINVAL;
+		}
+		if (!(ns->cluster_id = strdup(cluster))) {
+			rc = -ENOMEM;
+			goto fail;
+		}
+	}
+	const char *topic = host->cfg_str(cfg, "topic");
+	ns->topic = strdup(topic ? topic : host->adapter_name(ctx));
+	if (!ns->topic) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	const char *why;
+	if (!subject_topic_valid(ns->topic, &why)) {
+		host->cfg_error(cfg, "topic", "'%s': %s", ns->topic, why);
+		rc = -EINVAL;
+	}
+	ns->max_inflight = host->cfg_int(cfg, "max_inflight");
+	ns->ack_timeout_ms = host->cfg_int(cfg, "ack_timeout") * 1000;
+	ns->retry_max_ms = host->cfg_int(cfg, "retry_max_interval") * 1000;
+	ns->ping_interval = host->cfg_int(cfg, "ping_interval");
+	ns->ping_max_out = host->cfg_int(cfg, "ping_max_out");
+	char adapter[128];
+	client_safe(adapter, sizeof(adapter), host->adapter_name(ctx));
+	snprintf(ns->client_prefix, sizeof(ns->client_prefix), "%s_", adapter);
+	make_run_id(ns->run_id, sizeof(ns->run_id));
+	if (rc != 0)
+		goto fail;
+	*instance = ns;
+	return 0;
+fail:
+	natsstream_destroy(ns);
+	return rc;
+}
+
+static int natsstream_start(void *instance)
+{
+	(void)instance; /* each worker connects on its own thread */
+	return 0;
+}
+
+static void natsstream_describe(void *instance, char *buf, size_t len)
+{
+	struct natsstream *ns = instance;
+	char servers[512];
+	nats_conn_opts_servers(&ns->conn, servers, sizeof(servers));
+	snprintf(buf, len, "servers %s, cluster %s, channel %s, %ld unacknowledged per worker",
+		 servers, ns->cluster_id, ns->topic, ns->max_inflight);
+}
+
+/* ------------------------------------------------------------ helpers */
+
+static void natsstream_warn(struct natsstream *ns, const char *fmt, ...) CAD_PRINTF(2, 3);
+static void natsstream_warn(struct natsstream *ns, const char *fmt, ...)
+{
+	int64_t now = now_ns(), next = atomic_load(&ns->next_warn_ns);
+	if (now < next || !atomic_compare_exchange_strong(&ns->next_warn_ns, &next,
+							  now + WARN_EVERY_NS))
+		return;
+	char line[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	ns->host->log(ns->ctx, CAD_LOG_WARN, "%s", line);
+}
+
+static int64_t backoff_ms(int64_t first_ms, int64_t max_ms, uint32_t attempts)
+{
+	int64_t ms = first_ms;
+	for (uint32_t i = 1; i < attempts && ms < max_ms; i++)
+		ms *= 2;
+	return ms < max_ms ? ms : max_ms;
+}
+
+/* The library's last error detail, or its status text. */
+static const char *status_detail(natsStatus s)
+{
+	const char *d = nats_GetLastError(NULL);
+	return d && *d ? d : natsStatus_GetText(s);
+}
+
+/* ---------------------------------------------------- the entry table */
+
+/* Free an entry and return the message it held. Lock held. */
+static struct cad_msg *release_entry(struct ns_worker *w, struct ns_entry *e)
+{
+	struct cad_msg *m = e->msg;
+	if (e->state == NS_WAITING)
+		w->waiting--;
+	free(e->channel);
+	free(e->data);
+	*e = (struct ns_entry){.w = w, .next_free = w->free_list};
+	w->free_list = e;
+	w->used--;
+	pthread_cond_broadcast(&w->room);
+	return m;
+}
+
+/* Settle an entry: free it and tell the host. Called with the lock held;
+ * returns with it released. */
+static void settle_unlock(struct ns_worker *w, struct ns_entry *e, int status, const char *reason)
+{
+	struct cad_msg *m = release_entry(w, e);
+	pthread_mutex_unlock(&w->lock);
+	w->ns->host->msg_done(w->ns->ctx, m, status, reason);
+}
+
+/* Put an entry back to wait for its next attempt. Lock held. */
+static void park(struct ns_worker *w, struct ns_entry *e)
+{
+	e->state = NS_WAITING;
+	e->retry_at_ns = now_ns() +
+			 backoff_ms(RETRY_FIRST_MS, w->ns->retry_max_ms, e->msg->attempts) * NS_PER_MS;
+	if (!w->waiting || e->retry_at_ns < w->next_due_ns)
+		w->next_due_ns = e->retry_at_ns;
+	w->waiting++;
+	pthread_cond_broadcast(&w->room);
+}
+
+/* Mark an entry as handed to the library, before the call: its ack may
+ * arrive before the call returns. Lock held. Returns whether this attempt
+ * is a retry. */
+static bool claim(struct ns_worker *w, struct ns_entry *e)
+{
+	if (e->state == NS_WAITING)
+		w->waiting--;
+	e->state = NS_AT_LIBRARY;
+	w->at_library++;
+	return ++e->msg->attempts > 1;
+}
+
+static void natsstream_on_ack(const char *guid, const char *error, void *closure)
+{
+	(void)guid;
+	struct ns_entry *e = closure;
+	struct ns_worker *w = e->w;
+	struct natsstream *ns = w->ns;
+	bool quiet = false;
+	pthread_mutex_lock(&w->lock);
+	if (!error) {
+		struct cad_msg *m = release_entry(w, e);
+		pthread_mutex_unlock(&w->lock);
+		ns->host->msg_done(ns->ctx, m, 0, NULL);
+		pthread_mutex_lock(&w->lock);
+	} else {
+		park(w, e);
+		/* A closed connection has been reported already, or is being
+		 * closed on purpose. */
+		quiet = w->closing || strcmp(error, natsStatus_GetText(NATS_CONNECTION_CLOSED)) == 0;
+	}
+	/* Last: once this reaches 0 the worker may be freed. */
+	w->at_library--;
+	pthread_cond_broadcast(&w->room);
+	pthread_mutex_unlock(&w->lock);
+	if (error && !quiet)
+		natsstream_warn(ns, "NATS Streaming did not acknowledge a publish (%s); retrying",
+				error);
+}
+
+/* Hand a claimed entry to the library. */
+static void submit(struct ns_worker *w, struct ns_entry *e, bool retry)
+{
+	struct natsstream *ns = w->ns;
+	if (retry)
+		ns->host->count_retry(ns->ctx);
+	natsStatus s = stanConnection_PublishAsync(w->sc, e->channel, e->data, (int)e->len,
+						   natsstream_on_ack, e);
+	if (s == NATS_OK)
+		return;
+	/* Not taken: no ack handler call will come for it. */
+	const char *detail = status_detail(s);
+	pthread_mutex_lock(&w->lock);
+	w->at_library--;
+	if (s == NATS_MAX_PAYLOAD) {
+		settle_unlock(w, e, -EMSGSIZE, "too_large");
+		ns->host->log(ns->ctx, CAD_LOG_ERROR,
+			      "a message is larger than the server accepts (max_payload)");
+		return;
+	}
+	park(w, e);
+	pthread_mutex_unlock(&w->lock);
+	if (s == NATS_CONNECTION_CLOSED) {
+		w->sc_closed = true; /* the lost handler may not have run yet */
+		return;
+	}
+	natsstream_warn(ns, "publishing to NATS Streaming failed (%s); retrying", detail);
+}
+
+/* Send every waiting entry whose time has come, in one pass. The table is
+ * scanned only once something may be due: next_due_ns is a lower bound of
+ * the waiting entries' times, which park() lowers as entries come back. */
+static void resend_due(struct ns_worker *w)
+{
+	size_t n = (size_t)w->ns->max_inflight;
+	pthread_mutex_lock(&w->lock);
+	int64_t now = now_ns();
+	if (!w->waiting || now < w->next_due_ns) {
+		pthread_mutex_unlock(&w->lock);
+		return;
+	}
+	w->next_due_ns = INT64_MAX; /* lowered below and by park() meanwhile */
+	int64_t next = INT64_MAX;
+	size_t i = 0;
+	for (; i < n && w->waiting && w->sc && !w->sc_closed; i++) {
+		struct ns_entry *e = &w->entries[i];
+		if (e->state != NS_WAITING)
+			continue;
+		if (e->retry_at_ns > now) {
+			if (e->retry_at_ns < next)
+				next = e->retry_at_ns;
+			continue;
+		}
+		bool retry = claim(w, e);
+		pthread_mutex_unlock(&w->lock);
+		submit(w, e, retry);
+		pthread_mutex_lock(&w->lock);
+	}
+	if (i < n && w->waiting)
+		next = 0; /* cut short: the rest were not looked at */
+	if (next < w->next_due_ns)
+		w->next_due_ns = next;
+	pthread_mutex_unlock(&w->lock);
+}
+
+/* --------------------------------------------------------- connection */
+
+static void natsstream_on_lost(stanConnection *sc, const char *error, void *closure)
+{
+	struct ns_link *l = closure;
+	atomic_store(&l->lost, (void *)sc);
+	l->ns->host->log(l->ns->ctx, CAD_LOG_WARN,
+			 "%s: lost the NATS Streaming connection (%s); reconnecting", l->name,
+			 error ? error : "no reason given");
+}
+
+static void client_id(const struct ns_worker *w, char *buf, size_t len)
+{
+	const struct natsstream *ns = w->ns;
+	snprintf(buf, len, "%s%u-%s-%u", ns->client_prefix, w->index + 1, ns->run_id, w->connects);
+}
+
+static void connect_now(struct ns_worker *w)
+{
+	struct natsstream *ns = w->ns;
+	char id[256];
+	w->connects++;
+	client_id(w, id, sizeof(id));
+	stanConnection *sc = NULL;
+	natsStatus s = stanConnection_Connect(&sc, ns->cluster_id, id, w->opts);
+	if (s != NATS_OK) {
+		int64_t delay = backoff_ms(RECONNECT_FIRST_MS, ns->retry_max_ms,
+					   ++w->connect_failures);
+		w->connect_at_ns = now_ns() + delay * NS_PER_MS;
+		char servers[512];
+		nats_conn_opts_servers(&ns->conn, servers, sizeof(servers));
+		const char *detail = s == NATS_NO_RESPONDERS
+					     ? "no streaming server answers for this cluster"
+					     : status_detail(s);
+		if (w->connect_failures == 1) {
+			ns->host->conn_state(ns->ctx, w->link->name, false);
+			ns->host->log(ns->ctx, CAD_LOG_WARN,
+				      "%s: cannot connect to NATS Streaming cluster %s at %s (%s); retrying in the background",
+				      w->link->name, ns->cluster_id, servers, detail);
+		} else {
+			natsstream_warn(ns,
+					"%s: still cannot connect to NATS Streaming cluster %s (%s); next attempt in %" PRId64 " ms",
+					w->link->name, ns->cluster_id, detail, delay);
+		}
+		return;
+	}
+	w->sc = sc;
+	w->sc_closed = false;
+	w->connect_failures = 0;
+	ns->host->log(ns->ctx, CAD_LOG_INFO, "%s: connected to NATS Streaming cluster %s as %s",
+		      w->link->name, ns->cluster_id, id);
+	ns->host->conn_state(ns->ctx, w->link->name, true);
+	/* What waited for the connection goes now. */
+	pthread_mutex_lock(&w->lock);
+	for (size_t i = 0; w->waiting && i < (size_t)ns->max_inflight; i++)
+		if (w->entries[i].state == NS_WAITING)
+			w->entries[i].retry_at_ns = 0;
+	w->next_due_ns = 0;
+	pthread_mutex_unlock(&w->lock);
+}
+
+/* Close the connection. What the library held comes back through the ack
+ * handler with an error and waits for the next connection. */
+static void drop_connection(struct ns_worker *w)
+{
+	if (!w->sc)
+		return;
+	stanConnection_Destroy(w->sc);
+	w->sc = NULL;
+	w->sc_closed = false;
+}
+
+/* The worker's housekeeping: notice a lost connection, connect when due,
+ * send what is due. Worker thread only. */
+static void service(struct ns_worker *w, bool may_connect)
+{
+	void *lost = atomic_exchange(&w->link->lost, NULL);
+	if (w->sc && (lost == (void *)w->sc || w->sc_closed)) {
+		drop_connection(w);
+		w->ns->host->conn_state(w->ns->ctx, w->link->name, false);
+		w->connect_at_ns = 0; /* the first attempt after a loss is at once */
+	}
+	if (!w->sc && may_connect && now_ns() >= w->connect_at_ns)
+		connect_now(w);
+	if (w->sc)
+		resend_due(w);
+}
+
+/* Wait until `until_ns` or until something settles or falls due. Lock
+ * held. */
+static void wait_room(struct ns_worker *w, int64_t until_ns)
+{
+	int64_t wake = now_ns() + 50 * NS_PER_MS;
+	if (until_ns && until_ns < wake)
+		wake = until_ns;
+	struct timespec ts = {.tv_sec = wake / 1000000000LL, .tv_nsec = wake % 1000000000LL};
+	pthread_cond_timedwait(&w->room, &w->lock, &ts);
+}
+
+/* ------------------------------------------------------------ workers */
+
+static int encode(struct natsstream *ns, const struct cad_msg *m, char **channel, char **data,
+		  size_t *len)
+{
+	char subject[1024];
+	int n = subject_build(subject, sizeof(subject), ns->topic, m->sender, m->sender_len);
+	if (n < 0)
+		return n;
+	int rc = envelope_encode(data, len, ENVELOPE_PROTOCOL_NATSSTREAM, m);
+	if (rc != 0)
+		return rc;
+	if ((*len > (size_t)INT32_MAX) || !(*channel = strdup(subject))) {
+		free(*data);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+static void natsstream_publish(void *worker, struct cad_msg *m)
+{
+	struct ns_worker *w = worker;
+	struct natsstream *ns = w->ns;
+	char *channel = NULL, *data = NULL;
+	size_t len = 0;
+	int err = encode(ns, m, &channel, &data, &len);
+	if (err != 0) {
+		const char *reason = err == -EINVAL ? "bad_subject" : "encode_failed";
+		if (err == -EINVAL)
+			ns->host->log(ns->ctx, CAD_LOG_WARN,
+				      "sender '%s' cannot form a channel from '%s'", m->sender,
+				      ns->topic);
+		ns->host->msg_done(ns->ctx, m, err, reason);
+		return;
+	}
+	service(w, true);
+
+	pthread_mutex_lock(&w->lock);
+	while ((long)w->used >= ns->max_inflight) {
+		pthread_mutex_unlock(&w->lock);
+		service(w, true);
+		pthread_mutex_lock(&w->lock);
+		if ((long)w->used < ns->max_inflight)
+			break;
+		wait_room(w, 0);
+	}
+	struct ns_entry *e = w->free_list;
+	w->free_list = e->next_free;
+	*e = (struct ns_entry){.w = w, .msg = m, .channel = channel, .data = data, .len = len,
+			       .state = NS_WAITING, .retry_at_ns = 0};
+	w->used++;
+	w->waiting++;
+	bool send = w->sc && !w->sc_closed;
+	bool retry = send && claim(w, e);
+	if (!send)
+		w->next_due_ns = 0; /* goes as soon as there is a connection */
+	pthread_mutex_unlock(&w->lock);
+	if (send)
+		submit(w, e, retry);
+}
+
+static void natsstream_worker_idle(void *worker)
+{
+	service(worker, true);
+}
+
+static void free_worker(struct ns_worker *w)
+{
+	stanConnOptions_Destroy(w->opts);
+	free(w->entries);
+	pthread_cond_destroy(&w->room);
+	pthread_mutex_destroy(&w->lock);
+	free(w);
+}
+
+static int natsstream_worker_open(void **out, void *instance, unsigned index)
+{
+	struct natsstream *ns = instance;
+	struct ns_worker *w = calloc(1, sizeof(*w));
+	struct ns_link *l = calloc(1, sizeof(*l));
+	if (!w || !l) {
+		free(w);
+		free(l);
+		return -ENOMEM;
+	}
+	l->ns = ns;
+	snprintf(l->name, sizeof(l->name), "stream %u", index + 1);
+	pthread_mutex_lock(&ns->links_lock);
+	l->next = ns->links;
+	ns->links = l;
+	pthread_mutex_unlock(&ns->links_lock);
+
+	w->ns = ns;
+	w->link = l;
+	w->index = index;
+	pthread_mutex_init(&w->lock, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&w->room, &ca);
+	pthread_condattr_destroy(&ca);
+	int rc = -ENOMEM;
+	w->entries = calloc((size_t)ns->max_inflight, sizeof(*w->entries));
+	if (!w->entries)
+		goto fail;
+	for (size_t i = (size_t)ns->max_inflight; i-- > 0;) {
+		w->entries[i].w = w;
+		w->entries[i].next_free = w->free_list;
+		w->free_list = &w->entries[i];
+	}
+
+	/* The streaming connection rides on a NATS connection built like
+	 * every other one (servers, TLS, credentials); the library then
+	 * sets its own name, reconnect buffer and first-connect policy. */
+	natsOptions *no = NULL;
+	rc = nats_conn_options(&no, &l->nats, &ns->conn, ns->host, ns->ctx, l->name);
+	if (rc != 0)
+		goto fail;
+	/* The worker thread reports the state of its streaming connection:
+	 * the NATS callbacks of a connection it has already replaced would
+	 * report a stale one. */
+	natsStatus s = natsOptions_SetDisconnectedCB(no, NULL, NULL);
+	if (s == NATS_OK)
+		s = natsOptions_SetReconnectedCB(no, NULL, NULL);
+	if (s == NATS_OK)
+		s = stanConnOptions_Create(&w->opts);
+	if (s == NATS_OK)
+		s = stanConnOptions_SetNATSOptions(w->opts, no);
+	natsOptions_Destroy(no);
+	if (s == NATS_OK)
+		s = stanConnOptions_SetPubAckWait(w->opts, ns->ack_timeout_ms);
+	if (s == NATS_OK)
+		s = stanConnOptions_SetConnectionWait(w->opts, REQUEST_WAIT_MS);
+	/* Our own window is the limit; the library's must never stall us. */
+	if (s == NATS_OK)
+		s = stanConnOptions_SetMaxPubAcksInflight(w->opts, (int)ns->max_inflight + 1, 1.0f);
+	if (s == NATS_OK)
+		s = stanConnOptions_SetPings(w->opts, (int)ns->ping_interval, (int)ns->ping_max_out);
+	if (s == NATS_OK)
+		s = stanConnOptions_SetConnectionLostHandler(w->opts, natsstream_on_lost, l);
+	if (s != NATS_OK) {
+		nats_conn_log_status(ns->host, ns->ctx, CAD_LOG_ERROR, s, l->name);
+		rc = nats_status_errno(s);
+		goto fail;
+	}
+	/* A cluster that cannot be reached now is tried again from
+	 * publish() and worker_idle(). */
+	connect_now(w);
+	*out = w;
+	return 0;
+fail:
+	free_worker(w); /* the link stays with the instance */
+	return rc;
+}
+
+/* Give every message still held back to the host as lost. Lock held. */
+static void give_up_all(struct ns_worker *w)
+{
+	for (size_t i = 0; w->used > w->at_library && i < (size_t)w->ns->max_inflight; i++) {
+		struct ns_entry *e = &w->entries[i];
+		if (e->state != NS_WAITING)
+			continue;
+		settle_unlock(w, e, -ETIMEDOUT, "shutdown");
+		pthread_mutex_lock(&w->lock);
+	}
+}
+
+static void natsstream_worker_close(void *worker, int64_t deadline_ns)
+{
+	struct ns_worker *w = worker;
+	struct natsstream *ns = w->ns;
+	for (;;) {
+		service(w, now_ns() < deadline_ns);
+		pthread_mutex_lock(&w->lock);
+		size_t left = w->used;
+		if (left && now_ns() < deadline_ns)
+			wait_room(w, deadline_ns);
+		pthread_mutex_unlock(&w->lock);
+		if (!left || now_ns() >= deadline_ns)
+			break;
+	}
+	pthread_mutex_lock(&w->lock);
+	w->closing = true;
+	pthread_mutex_unlock(&w->lock);
+	/* Closing tells the server the client is gone, and makes the
+	 * library answer every publish it still holds. */
+	drop_connection(w);
+
+	int64_t until = now_ns() + LIBRARY_WAIT_NS;
+	pthread_mutex_lock(&w->lock);
+	while (w->at_library && now_ns() < until)
+		wait_room(w, until);
+	give_up_all(w);
+	size_t stuck = w->at_library;
+	pthread_mutex_unlock(&w->lock);
+	if (stuck) {
+		/* Their ack handler calls would find freed memory: keep it. */
+		ns->host->log(ns->ctx, CAD_LOG_ERROR,
+			      "%s: the NATS library still holds %zu publishes after closing; leaving them",
+			      w->link->name, stuck);
+	} else {
+		free_worker(w);
+	}
+	/* The library keeps error state per thread; this thread is ours. */
+	nats_ReleaseThreadMemory();
+}
+
+static const struct cad_module natsstream_module = {
+	.abi_major = CAD_ABI_MAJOR,
+	.abi_minor = CAD_ABI_MINOR,
+	.size = sizeof(struct cad_module),
+	.kind = CAD_KIND_STREAM,
+	.type = "natsstream",
+	.version = PACKAGE_VERSION,
+	.summary = "publish envelopes to NATS Streaming (STAN), acknowledged, at least once",
+	.options = natsstream_options,
+	.create = natsstream_create,
+	.start = natsstream_start,
+	.destroy = natsstream_destroy,
+	.describe = natsstream_describe,
+	.worker_open = natsstream_worker_open,
+	.publish = natsstream_publish,
+	.worker_idle = natsstream_worker_idle,
+	.worker_close = natsstream_worker_close,
+};
+
+CAD_EXPORT const struct cad_module *cad_module_entry(void);
+CAD_EXPORT const struct cad_module *cad_module_entry(void)
+{
+	return &natsstream_module;
+}
