@@ -585,6 +585,15 @@ static void natsstream_publish(void *worker, struct cad_msg *m)
 
 	pthread_mutex_lock(&w->lock);
 	while ((long)w->used >= ns->max_inflight) {
+		int64_t deadline = ns->host->abi_minor >= 1 ? ns->host->drain_deadline(ns->ctx) : 0;
+		if (deadline && now_ns() >= deadline) {
+			/* Draining, and no room came: this one is not sent. */
+			pthread_mutex_unlock(&w->lock);
+			free(channel);
+			free(data);
+			ns->host->msg_done(ns->ctx, m, -ETIMEDOUT, "shutdown");
+			return;
+		}
 		pthread_mutex_unlock(&w->lock);
 		service(w, true);
 		pthread_mutex_lock(&w->lock);
