@@ -5,8 +5,10 @@
  * is read, so that a wrong file is a configuration error naming its option.
  *
  * Concurrency & locking: the connection callbacks run on cnats threads and
- * only call host->conn_state() and host->log(), both thread-safe, and read
- * the connection's `closing` flag (atomic).
+ * only call host->conn_state() and host->log(), both thread-safe, and use
+ * the connection's `closing` and `closed_cb` flags (atomic). cnats makes
+ * them after natsConnection_Close() returns, so closing waits for the last
+ * one (on_closed) before the owner can free the connection.
  */
 #include "nats_conn.h"
 
@@ -26,6 +28,8 @@ const char *const nats_conn_default_servers[] = {"nats://127.0.0.1:4222", NULL};
 /* Reconnect backoff: 250 ms doubling to 5 s, with jitter from cnats. */
 #define RECONNECT_FIRST_MS 250
 #define RECONNECT_MAX_MS 5000
+/* How long nats_conn_close() waits for cnats's last callback. */
+#define CLOSE_CB_WAIT_MS 5000
 
 static char *dup_opt(const struct cad_host *h, const struct cad_config *cfg, const char *name,
 		     int *nomem)
@@ -322,20 +326,26 @@ static int64_t reconnect_delay(natsConnection *nc, int attempts, void *closure)
 	return d < RECONNECT_MAX_MS ? d : RECONNECT_MAX_MS;
 }
 
-/* The client closes a connection for good only when told to, or when a
+/*
+ * The client closes a connection for good only when told to, or when a
  * server refused the same credentials twice in a row while reconnecting:
- * the second case needs the operator. */
+ * the second case needs the operator. This is the last callback cnats
+ * makes for a connection (they run in order on one thread), so
+ * nats_conn_close() waits for `closed_cb` before the owner may free `c`:
+ * nothing may touch `c` after it is set.
+ */
 static void on_closed(natsConnection *nc, void *closure)
 {
 	struct nats_conn *c = closure;
 	char why[256];
 
-	if (atomic_load(&c->closing))
-		return;
-	c->host->conn_state(c->ctx, c->name, false);
-	c->host->log(c->ctx, CAD_LOG_ERROR,
-		     "%s: the NATS client gave up the connection to %s: %s; restart the daemon once this is fixed",
-		     c->name, c->servers, last_error(nc, why, sizeof(why)));
+	if (!atomic_load(&c->closing)) {
+		c->host->conn_state(c->ctx, c->name, false);
+		c->host->log(c->ctx, CAD_LOG_ERROR,
+			     "%s: the NATS client gave up the connection to %s: %s; restart the daemon once this is fixed",
+			     c->name, c->servers, last_error(nc, why, sizeof(why)));
+	}
+	atomic_store(&c->closed_cb, true);
 }
 
 /* `retry`: keep trying in the background when no server can be reached. */
@@ -427,6 +437,7 @@ int nats_conn_open(struct nats_conn *c, const struct nats_conn_opts *o, const st
 	c->ctx = ctx;
 	c->nc = NULL;
 	atomic_init(&c->closing, false);
+	atomic_init(&c->closed_cb, false);
 	snprintf(c->name, sizeof(c->name), "%s", name);
 	nats_conn_opts_servers(o, c->servers, sizeof(c->servers));
 
@@ -467,6 +478,14 @@ void nats_conn_close(struct nats_conn *c, int64_t timeout_ms)
 			nats_Sleep(10);
 	}
 	natsConnection_Close(c->nc);
+	/* cnats runs the connection's callbacks on its own thread, after
+	 * Close() returns: wait for the last one, which points at c. */
+	for (int waited = 0; !atomic_load(&c->closed_cb) && waited < CLOSE_CB_WAIT_MS; waited += 5)
+		nats_Sleep(5);
+	if (!atomic_load(&c->closed_cb))
+		c->host->log(c->ctx, CAD_LOG_WARN,
+			     "%s: the NATS client did not confirm the close within %d ms",
+			     c->name, CLOSE_CB_WAIT_MS);
 	natsConnection_Destroy(c->nc);
 	c->nc = NULL;
 }

@@ -54,6 +54,7 @@ struct nats_conn {
 	char name[48];
 	char servers[256];    /* for log lines */
 	atomic_bool closing;  /* nats_conn_close() started: quiet callbacks */
+	atomic_bool closed_cb; /* cnats made its last callback for nc */
 	void (*on_reconnect)(struct nats_conn *c); /* optional, from a NATS thread */
 	void *user;                                 /* for on_reconnect */
 };
