@@ -242,7 +242,7 @@ Test(security, allowed_certs_and_privileged_certs_come_from_the_configuration)
 	char extra[1200];
 	snprintf(extra, sizeof(extra),
 		 "security = \"verify\"\n    ca = \"%s\"\n"
-		 "    allowed_certs = {\"^web1[.]example[.]net$\", \"^admin[.]\"}\n"
+		 "    allowed_certs = {'^web1\\.example\\.net$', \"^admin\\\\.\"}\n"
 		 "    privileged_certs = {\"^admin[.]privileged[.]choria$\"}\n"
 		 "    cert_cache_size = 2",
 		 test_pki_path("ca.pem"));
