@@ -51,6 +51,7 @@ void cert_verdict_clear(struct cert_verdict *v)
 {
 	if (!v)
 		return;
+	EVP_PKEY_CTX_free(v->verify_ctx);
 	EVP_PKEY_free(v->pkey);
 	free(v->names);
 	memset(v, 0, sizeof(*v));
@@ -112,17 +113,19 @@ void certcache_free(struct certcache *c)
 	free(c);
 }
 
-int certcache_key(const struct certcache *c, const char *pem, size_t len,
+int certcache_key(const struct certcache *c, EVP_MD_CTX *md, const char *pem, size_t len,
 		  unsigned char key[CERTCACHE_KEY_LEN])
 {
-	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	EVP_MD_CTX *own = md ? NULL : EVP_MD_CTX_new();
 	unsigned int n = 0;
 	int ok;
 
+	if (!md)
+		md = own;
 	ok = md && EVP_DigestInit_ex(md, c->sha256, NULL) &&
 	     EVP_DigestUpdate(md, c->salt, sizeof(c->salt)) && EVP_DigestUpdate(md, pem, len) &&
 	     EVP_DigestFinal_ex(md, key, &n) && n == CERTCACHE_KEY_LEN;
-	EVP_MD_CTX_free(md);
+	EVP_MD_CTX_free(own);
 	return ok ? 0 : -EIO;
 }
 

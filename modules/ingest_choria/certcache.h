@@ -31,6 +31,10 @@ struct cert_verdict {
 	                         cert_purpose */
 	char detail[CERTCACHE_DETAIL_LEN]; /* why, when reason is set */
 	EVP_PKEY *pkey;       /* trusted only: the signer's public key */
+	EVP_PKEY_CTX *verify_ctx; /* trusted only: pkey set up for RSA PKCS#1
+	                         v1.5 SHA-256 verification, a template that
+	                         is duplicated, never used itself, so that
+	                         threads share it read-only */
 	int64_t not_before;   /* trusted only: the window in which the whole */
 	int64_t not_after;    /* chain is valid, Unix seconds */
 	bool privileged;      /* a name matches privileged_certs */
@@ -60,9 +64,10 @@ void certcache_free(struct certcache *c);
 /*
  * The key for a PEM text: SHA-256 over the cache's random salt and the
  * text, so that nobody sending certificates can choose where they land in
- * the table. Returns 0, or -EIO when OpenSSL fails.
+ * the table. `md` is a digest context the caller reuses (no allocation),
+ * or NULL. Returns 0, or -EIO when OpenSSL fails.
  */
-int certcache_key(const struct certcache *c, const char *pem, size_t len,
+int certcache_key(const struct certcache *c, EVP_MD_CTX *md, const char *pem, size_t len,
 		  unsigned char key[CERTCACHE_KEY_LEN]);
 
 /* The verdict for `key`, held for the caller (release it), or NULL. */

@@ -53,6 +53,7 @@ struct choria_worker {
 	struct nats_conn conn; /* stable address: cnats callbacks point at it */
 	natsSubscription *sub;
 	struct choria *self;
+	struct choria_verify_scratch *scratch; /* security = verify, requests */
 	atomic_bool complete; /* subscription closed, handler returned */
 	atomic_bool stopped;  /* late callbacks must not submit */
 	atomic_int busy;      /* callbacks running */
@@ -332,12 +333,15 @@ static void choria_on_complete(void *closure)
 
 /* security = verify: the reply's hash, or the request's certificate,
  * caller and signature, as of now. */
-static int choria_check(struct choria *self, const struct choria_decoded *d, const char **reason,
-			char *detail, size_t len)
+static int choria_check(struct choria_worker *w, const struct choria_decoded *d,
+			const char **reason, char *detail, size_t len)
 {
+	struct choria *self = w->self;
+
 	if (self->kind == CHORIA_REPLY)
 		return choria_verify_reply(d, reason, detail, len);
-	return choria_verify_request(self->verifier, d, (int64_t)time(NULL), reason, detail, len);
+	return choria_verify_request(self->verifier, w->scratch, d, (int64_t)time(NULL), reason,
+				     detail, len);
 }
 
 static void choria_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *closure)
@@ -365,7 +369,7 @@ static void choria_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m,
 		self->host->reject(self->ctx, reason, wire, "%s", detail);
 		goto out;
 	}
-	if (self->verify && choria_check(self, &d, &reason, detail, sizeof(detail)) < 0) {
+	if (self->verify && choria_check(w, &d, &reason, detail, sizeof(detail)) < 0) {
 		self->host->reject(self->ctx, reason, wire, "%s", detail);
 		goto out;
 	}
@@ -487,8 +491,11 @@ static void choria_shutdown(struct choria *self)
 	if (late)
 		self->host->log(self->ctx, CAD_LOG_WARN,
 				"%lu messages delivered after the subscriptions ended were dropped", late);
-	if (safe)
+	if (safe) {
+		for (unsigned i = 0; i < self->n_workers; i++)
+			choria_verify_scratch_free(ws[i].scratch);
 		free(ws);
+	}
 	self->workers = NULL;
 }
 
@@ -530,6 +537,11 @@ static int choria_start(void *instance)
 		atomic_init(&w->stopped, false);
 		atomic_init(&w->busy, 0);
 		atomic_init(&w->late, 0);
+		if (self->verifier && choria_verify_scratch_new(&w->scratch) != 0) {
+			self->host->log(self->ctx, CAD_LOG_ERROR, "out of memory");
+			rc = -ENOMEM;
+			goto fail;
+		}
 		snprintf(name, sizeof(name), "ingest %u", i + 1);
 		rc = nats_conn_open(&w->conn, &self->nats, self->host, self->ctx, name);
 		if (rc) /* logged by nats_conn_open */

@@ -13,7 +13,10 @@
  * Concurrency & locking: after choria_verifier_new() the verifier is
  * read-only except for its cache, which locks itself (certcache.c). The
  * X509_STORE is only read by X509_verify_cert(), which OpenSSL allows from
- * many threads; regexec() on a compiled pattern is thread-safe in glibc.
+ * many threads; regexec() on a compiled pattern is thread-safe in glibc. A
+ * cached verdict's verify_ctx is only ever duplicated (EVP_PKEY_CTX_dup
+ * reads its source and takes references atomically), never used. A
+ * scratch belongs to one thread at a time.
  * OpenSSL's per-thread error queue is cleared before returning so that no
  * stale error is left for the NATS client's TLS code on the same thread.
  */
@@ -44,6 +47,11 @@
 /* Certificates after the first in a pubcert: untrusted intermediates. */
 #define VERIFY_MAX_INTERMEDIATES 8
 #define VERIFY_NAME_LEN 96 /* a name quoted in a log line */
+
+struct choria_verify_scratch {
+	EVP_MD_CTX *key_md; /* the certificate's cache key */
+	EVP_MD_CTX *msg_md; /* the signed message */
+};
 
 struct choria_verifier {
 	X509_STORE *store;
@@ -257,6 +265,32 @@ fail:
 	ERR_clear_error();
 	choria_verifier_free(v);
 	return rc;
+}
+
+int choria_verify_scratch_new(struct choria_verify_scratch **out)
+{
+	struct choria_verify_scratch *s = calloc(1, sizeof(*s));
+
+	*out = NULL;
+	if (!s)
+		return -ENOMEM;
+	s->key_md = EVP_MD_CTX_new();
+	s->msg_md = EVP_MD_CTX_new();
+	if (!s->key_md || !s->msg_md) {
+		choria_verify_scratch_free(s);
+		return -ENOMEM;
+	}
+	*out = s;
+	return 0;
+}
+
+void choria_verify_scratch_free(struct choria_verify_scratch *s)
+{
+	if (!s)
+		return;
+	EVP_MD_CTX_free(s->key_md);
+	EVP_MD_CTX_free(s->msg_md);
+	free(s);
 }
 
 void choria_verifier_cache_stats(struct choria_verifier *v, struct certcache_stats *out)
@@ -482,9 +516,21 @@ static int verify_check_cert(const struct choria_verifier *v, const char *pem, s
 	}
 	cv->privileged = verify_any_name_matches(cv, v->privileged, v->n_privileged);
 	cv->allowed = v->n_allowed == 0 || verify_any_name_matches(cv, v->allowed, v->n_allowed);
+	/* Set up once what every message from this signer needs. */
+	cv->verify_ctx = EVP_PKEY_CTX_new_from_pkey(NULL, cv->pkey, NULL);
+	if (!cv->verify_ctx || EVP_PKEY_verify_init(cv->verify_ctx) != 1 ||
+	    EVP_PKEY_CTX_set_rsa_padding(cv->verify_ctx, RSA_PKCS1_PADDING) <= 0 ||
+	    EVP_PKEY_CTX_set_signature_md(cv->verify_ctx, v->sha256) <= 0) {
+		verify_verdict(cv, "bad_cert",
+			       "the key of the certificate of %s cannot verify RSA signatures",
+			       verify_cert_name(cv, name, sizeof(name)));
+		goto out;
+	}
 out:
 	if (cv->reason) {
 		/* Only the label and detail matter for a rejected certificate. */
+		EVP_PKEY_CTX_free(cv->verify_ctx);
+		cv->verify_ctx = NULL;
 		EVP_PKEY_free(cv->pkey);
 		cv->pkey = NULL;
 	}
@@ -563,15 +609,16 @@ static int verify_base64(const char *s, size_t n, unsigned char *out)
 }
 
 /* Look up or work out the verdict for the message's certificate. */
-static int verify_verdict_for(struct choria_verifier *v, const struct choria_decoded *d,
-			      const struct cert_verdict **out)
+static int verify_verdict_for(struct choria_verifier *v, struct choria_verify_scratch *scratch,
+			      const struct choria_decoded *d, const struct cert_verdict **out)
 {
 	unsigned char key[CERTCACHE_KEY_LEN];
 	struct cert_verdict fresh;
 	int rc;
 
 	*out = NULL;
-	if (certcache_key(v->cache, d->pubcert, d->pubcert_len, key))
+	if (certcache_key(v->cache, scratch ? scratch->key_md : NULL, d->pubcert, d->pubcert_len,
+			  key))
 		return -ENOMEM;
 	*out = certcache_get(v->cache, key);
 	if (*out)
@@ -585,25 +632,42 @@ static int verify_verdict_for(struct choria_verifier *v, const struct choria_dec
 	return *out ? 0 : -ENOMEM;
 }
 
-static int verify_signature(const struct choria_verifier *v, EVP_PKEY *pkey,
-			    const unsigned char *sig, size_t sig_len, const struct choria_decoded *d)
+/*
+ * SHA-256 of the message with the scratch context, then RSA PKCS#1 v1.5
+ * with a copy of the signer's prepared context: a copy because a context
+ * is not for two threads at once, and copying costs less than setting one
+ * up from the key.
+ */
+static int verify_signature(const struct choria_verifier *v, struct choria_verify_scratch *scratch,
+			    const struct cert_verdict *cv, const unsigned char *sig, size_t sig_len,
+			    const struct choria_decoded *d)
 {
-	EVP_MD_CTX *md = EVP_MD_CTX_new();
-	EVP_PKEY_CTX *pctx = NULL;
+	unsigned char digest[EVP_MAX_MD_SIZE];
+	unsigned int digest_len = 0;
+	EVP_MD_CTX *own = scratch ? NULL : EVP_MD_CTX_new();
+	EVP_MD_CTX *md = scratch ? scratch->msg_md : own;
+	EVP_PKEY_CTX *pctx;
 	int ok;
 
 	if (!md)
 		return -ENOMEM;
-	ok = EVP_DigestVerifyInit(md, &pctx, v->sha256, NULL, pkey) == 1 &&
-	     EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) > 0 &&
-	     EVP_DigestVerify(md, sig, sig_len, (const unsigned char *)d->secure_message,
-			      d->secure_message_len) == 1;
-	EVP_MD_CTX_free(md);
+	ok = EVP_DigestInit_ex(md, v->sha256, NULL) &&
+	     EVP_DigestUpdate(md, d->secure_message, d->secure_message_len) &&
+	     EVP_DigestFinal_ex(md, digest, &digest_len);
+	EVP_MD_CTX_free(own);
+	if (!ok)
+		return -ENOMEM;
+	pctx = EVP_PKEY_CTX_dup(cv->verify_ctx);
+	if (!pctx)
+		return -ENOMEM;
+	ok = EVP_PKEY_verify(pctx, sig, sig_len, digest, digest_len) == 1;
+	EVP_PKEY_CTX_free(pctx);
 	return ok ? 0 : -EBADMSG;
 }
 
-int choria_verify_request(struct choria_verifier *v, const struct choria_decoded *d, int64_t now,
-			  const char **reason, char *detail, size_t detail_len)
+int choria_verify_request(struct choria_verifier *v, struct choria_verify_scratch *scratch,
+			  const struct choria_decoded *d, int64_t now, const char **reason,
+			  char *detail, size_t detail_len)
 {
 	unsigned char sig[VERIFY_MAX_SIG + 3];
 	const struct cert_verdict *cv = NULL;
@@ -641,7 +705,7 @@ int choria_verify_request(struct choria_verifier *v, const struct choria_decoded
 				   choria_printable(who, sizeof(who), d->callerid, d->callerid_len),
 				   sender);
 
-	rc = verify_verdict_for(v, d, &cv);
+	rc = verify_verdict_for(v, scratch, d, &cv);
 	if (rc) {
 		rc = verify_fail(reason, detail, detail_len, rc, "no_memory",
 				 "out of memory checking a certificate (sender %s)", sender);
@@ -679,7 +743,7 @@ int choria_verify_request(struct choria_verifier *v, const struct choria_decoded
 				 verify_cert_name(cv, name, sizeof(name)), sender);
 		goto out;
 	}
-	rc = verify_signature(v, cv->pkey, sig, (size_t)sig_len, d);
+	rc = verify_signature(v, scratch, cv, sig, (size_t)sig_len, d);
 	if (rc == -ENOMEM)
 		rc = verify_fail(reason, detail, detail_len, rc, "no_memory",
 				 "out of memory checking a signature (sender %s)", sender);

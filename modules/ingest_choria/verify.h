@@ -47,7 +47,18 @@ int choria_verifier_new(struct choria_verifier **out, const struct choria_verify
 void choria_verifier_free(struct choria_verifier *v); /* accepts NULL */
 
 /*
- * Check a decoded secure request at time `now` (Unix seconds). Returns 0
+ * Per-thread working memory for choria_verify_request(): digest contexts
+ * reused from message to message, so that a message costs no allocation
+ * but OpenSSL's own inside the RSA verification. One per thread (or per
+ * NATS subscription, whose messages are handled one at a time).
+ */
+struct choria_verify_scratch;
+int choria_verify_scratch_new(struct choria_verify_scratch **out); /* 0 or -ENOMEM */
+void choria_verify_scratch_free(struct choria_verify_scratch *s);  /* accepts NULL */
+
+/*
+ * Check a decoded secure request at time `now` (Unix seconds), with the
+ * calling thread's scratch (NULL: allocate for this call). Returns 0
  * when it may pass; else -EBADMSG with *reason set to one of the labels
  * below (string literals, stable, used as metric labels) and `detail`
  * saying why in printable ASCII, or -ENOMEM with "no_memory".
@@ -64,8 +75,9 @@ void choria_verifier_free(struct choria_verifier *v); /* accepts NULL */
  *   caller_mismatch   the caller's name is not one of the certificate's
  *                     names, and the certificate is not privileged
  */
-int choria_verify_request(struct choria_verifier *v, const struct choria_decoded *d, int64_t now,
-			  const char **reason, char *detail, size_t detail_len);
+int choria_verify_request(struct choria_verifier *v, struct choria_verify_scratch *scratch,
+			  const struct choria_decoded *d, int64_t now, const char **reason,
+			  char *detail, size_t detail_len);
 
 /*
  * Check a decoded secure reply: its hash must be base64(SHA-256(message)).

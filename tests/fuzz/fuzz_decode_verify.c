@@ -11,8 +11,8 @@
  *          1: the bytes are the secure layer's JSON; the target wraps
  *             them in a transport, so mutations reach the inner layers
  *             without having to keep the base64 intact
- * Each request is verified twice: a cache miss, then a hit, which must
- * agree. Any crash, sanitizer report or broken promise (a failure without
+ * Each request is verified twice: a cache miss (with a scratch), then a
+ * hit (without), which must agree. Any crash, sanitizer report or broken promise (a failure without
  * a reason, a detail that is not printable ASCII) is a finding.
  */
 #include <stdint.h>
@@ -31,6 +31,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static struct choria_verifier *fuzz_verifier;
+static struct choria_verify_scratch *fuzz_scratch;
 static int fuzz_verbose; /* CAD_FUZZ_VERBOSE: say what each input came to */
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -56,7 +57,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 				       .privileged = privileged,
 				       .n_privileged = 2,
 				       .cache_size = 64};
-	if (choria_verifier_new(&fuzz_verifier, &o, NULL, NULL, NULL) != 0) {
+	if (choria_verifier_new(&fuzz_verifier, &o, NULL, NULL, NULL) != 0 ||
+	    choria_verify_scratch_new(&fuzz_scratch) != 0) {
 		fprintf(stderr, "fuzz_decode_verify: cannot load the fixed CA\n");
 		abort();
 	}
@@ -121,10 +123,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		rc = choria_verify_reply(&d, &reason, detail, sizeof(detail));
 		fuzz_check_detail(rc, reason, detail);
 	} else if (rc == 0) {
-		rc = choria_verify_request(fuzz_verifier, &d, FUZZ_NOW, &reason, detail,
-					   sizeof(detail));
+		rc = choria_verify_request(fuzz_verifier, fuzz_scratch, &d, FUZZ_NOW, &reason,
+					   detail, sizeof(detail));
 		fuzz_check_detail(rc, reason, detail);
-		int rc2 = choria_verify_request(fuzz_verifier, &d, FUZZ_NOW, &again, detail2,
+		int rc2 = choria_verify_request(fuzz_verifier, NULL, &d, FUZZ_NOW, &again, detail2,
 						sizeof(detail2));
 		if (rc2 != rc || (rc && strcmp(reason, again) != 0))
 			abort(); /* the cached verdict must be the same */

@@ -84,7 +84,13 @@ static const char *check_at(struct choria_verifier *v, const char *wire, size_t 
 	struct choria_decoded d;
 	const char *reason = NULL;
 	decode(&d, CHORIA_REQUEST, wire, len);
-	int rc = choria_verify_request(v, &d, now, &reason, detail, detail_len);
+	/* Alternate between a scratch of the caller's and none. */
+	static struct choria_verify_scratch *scratch;
+	static unsigned calls;
+	if (!scratch)
+		cr_assert_eq(choria_verify_scratch_new(&scratch), 0);
+	int rc = choria_verify_request(v, calls++ % 2 ? scratch : NULL, &d, now, &reason, detail,
+				       detail_len);
 	choria_decoded_clear(&d);
 	if (rc == 0) {
 		cr_assert_null(reason);
@@ -548,6 +554,7 @@ Test(verify, the_cache_keeps_at_most_cert_cache_size_verdicts)
 
 struct worker_arg {
 	struct choria_verifier *v;
+	struct choria_verify_scratch *scratch; /* each thread its own */
 	char *wires[4];
 	size_t lens[4];
 	const char *want[4];
@@ -565,7 +572,8 @@ static void *worker(void *p)
 			a->bad++;
 			continue;
 		}
-		int rc = choria_verify_request(a->v, &d, (int64_t)time(NULL), &reason, NULL, 0);
+		int rc = choria_verify_request(a->v, a->scratch, &d, (int64_t)time(NULL), &reason,
+					       NULL, 0);
 		if (strcmp(rc ? reason : "ok", a->want[k]) != 0)
 			a->bad++;
 		choria_decoded_clear(&d);
@@ -585,6 +593,7 @@ Test(verify, threads_share_one_verifier_and_a_small_cache)
 	pthread_t t[4];
 	for (int w = 0; w < 4; w++) {
 		args[w] = (struct worker_arg){.v = v};
+		cr_assert_eq(choria_verify_scratch_new(&args[w].scratch), 0);
 		for (int k = 0; k < 4; k++) {
 			args[w].wires[k] = signed_request(pems[(k + w) % 4], NULL, false,
 							  &args[w].lens[k]);
@@ -601,6 +610,7 @@ Test(verify, threads_share_one_verifier_and_a_small_cache)
 		cr_assert_eq(args[w].bad, 0, "worker %d saw %d wrong verdicts", w, args[w].bad);
 		for (int k = 0; k < 4; k++)
 			free(args[w].wires[k]);
+		choria_verify_scratch_free(args[w].scratch);
 	}
 	cr_assert_eq(st.hits + st.misses, 1600);
 	cr_assert_leq(st.entries, 2);
