@@ -32,7 +32,7 @@ struct certcache_entry {
 	struct cert_verdict v; /* first: release() maps a verdict back */
 	unsigned char key[CERTCACHE_KEY_LEN];
 	atomic_uint refs;
-	struct certcache_entry *chain;      /* next in the bucket */
+	struct certcache_entry *chain;       /* next in the bucket */
 	struct certcache_entry *prev, *next; /* recency: head is the newest */
 };
 
@@ -57,7 +57,7 @@ void cert_verdict_clear(struct cert_verdict *v)
 	memset(v, 0, sizeof(*v));
 }
 
-static void certcache_entry_unref(struct certcache_entry *e)
+static void choria_certcache_entry_unref(struct certcache_entry *e)
 {
 	if (atomic_fetch_sub_explicit(&e->refs, 1, memory_order_acq_rel) != 1)
 		return;
@@ -105,7 +105,7 @@ void certcache_free(struct certcache *c)
 		return;
 	for (e = c->head; e; e = next) {
 		next = e->next;
-		certcache_entry_unref(e);
+		choria_certcache_entry_unref(e);
 	}
 	pthread_mutex_destroy(&c->lock);
 	EVP_MD_free(c->sha256);
@@ -130,7 +130,7 @@ int certcache_key(const struct certcache *c, EVP_MD_CTX *md, const char *pem, si
 }
 
 /* The key is a salted SHA-256: any 8 of its bytes are as good as any hash. */
-static size_t certcache_bucket(const struct certcache *c, const unsigned char *key)
+static size_t choria_certcache_bucket(const struct certcache *c, const unsigned char *key)
 {
 	uint64_t h;
 
@@ -139,16 +139,17 @@ static size_t certcache_bucket(const struct certcache *c, const unsigned char *k
 }
 
 /* Under the lock. */
-static struct certcache_entry *certcache_find(struct certcache *c, const unsigned char *key)
+static struct certcache_entry *choria_certcache_find(struct certcache *c, const unsigned char *key)
 {
-	for (struct certcache_entry *e = c->buckets[certcache_bucket(c, key)]; e; e = e->chain)
+	for (struct certcache_entry *e = c->buckets[choria_certcache_bucket(c, key)]; e;
+	     e = e->chain)
 		if (memcmp(e->key, key, CERTCACHE_KEY_LEN) == 0)
 			return e;
 	return NULL;
 }
 
 /* Under the lock. */
-static void certcache_list_unlink(struct certcache *c, struct certcache_entry *e)
+static void choria_certcache_list_unlink(struct certcache *c, struct certcache_entry *e)
 {
 	if (e->prev)
 		e->prev->next = e->next;
@@ -162,7 +163,7 @@ static void certcache_list_unlink(struct certcache *c, struct certcache_entry *e
 }
 
 /* Under the lock. */
-static void certcache_list_push(struct certcache *c, struct certcache_entry *e)
+static void choria_certcache_list_push(struct certcache *c, struct certcache_entry *e)
 {
 	e->prev = NULL;
 	e->next = c->head;
@@ -175,19 +176,19 @@ static void certcache_list_push(struct certcache *c, struct certcache_entry *e)
 
 /* Under the lock: take the least recently used entry out; the caller
  * drops the cache's reference after unlocking. */
-static struct certcache_entry *certcache_evict(struct certcache *c)
+static struct certcache_entry *choria_certcache_evict(struct certcache *c)
 {
 	struct certcache_entry *e = c->tail, **pp;
 
 	if (!e)
 		return NULL;
-	for (pp = &c->buckets[certcache_bucket(c, e->key)]; *pp; pp = &(*pp)->chain) {
+	for (pp = &c->buckets[choria_certcache_bucket(c, e->key)]; *pp; pp = &(*pp)->chain) {
 		if (*pp == e) {
 			*pp = e->chain;
 			break;
 		}
 	}
-	certcache_list_unlink(c, e);
+	choria_certcache_list_unlink(c, e);
 	c->entries--;
 	return e;
 }
@@ -198,12 +199,12 @@ const struct cert_verdict *certcache_get(struct certcache *c,
 	struct certcache_entry *e;
 
 	pthread_mutex_lock(&c->lock);
-	e = certcache_find(c, key);
+	e = choria_certcache_find(c, key);
 	if (e) {
 		atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
 		if (c->head != e) {
-			certcache_list_unlink(c, e);
-			certcache_list_push(c, e);
+			choria_certcache_list_unlink(c, e);
+			choria_certcache_list_push(c, e);
 		}
 	}
 	pthread_mutex_unlock(&c->lock);
@@ -228,7 +229,7 @@ const struct cert_verdict *certcache_put(struct certcache *c,
 	atomic_init(&e->refs, 2); /* the cache's and the caller's */
 
 	pthread_mutex_lock(&c->lock);
-	old = certcache_find(c, key);
+	old = choria_certcache_find(c, key);
 	if (old) {
 		/* Another thread checked the same certificate meanwhile. */
 		atomic_fetch_add_explicit(&old->refs, 1, memory_order_relaxed);
@@ -238,18 +239,18 @@ const struct cert_verdict *certcache_put(struct certcache *c,
 		return &old->v;
 	}
 	if (c->entries >= c->capacity)
-		evicted = certcache_evict(c);
-	b = certcache_bucket(c, key);
+		evicted = choria_certcache_evict(c);
+	b = choria_certcache_bucket(c, key);
 	e->chain = c->buckets[b];
 	c->buckets[b] = e;
-	certcache_list_push(c, e);
+	choria_certcache_list_push(c, e);
 	c->entries++;
 	pthread_mutex_unlock(&c->lock);
 
 	atomic_fetch_add_explicit(&c->inserts, 1, memory_order_relaxed);
 	if (evicted) {
 		atomic_fetch_add_explicit(&c->evictions, 1, memory_order_relaxed);
-		certcache_entry_unref(evicted);
+		choria_certcache_entry_unref(evicted);
 	}
 	return &e->v;
 }
@@ -259,8 +260,9 @@ void certcache_release(struct certcache *c, const struct cert_verdict *v)
 	(void)c;
 	if (!v)
 		return;
-	certcache_entry_unref((struct certcache_entry *)(void *)((char *)(uintptr_t)v -
-								 offsetof(struct certcache_entry, v)));
+	choria_certcache_entry_unref(
+	    (struct certcache_entry *)(void *)((char *)(uintptr_t)v -
+					       offsetof(struct certcache_entry, v)));
 }
 
 void certcache_get_stats(struct certcache *c, struct certcache_stats *out)

@@ -64,14 +64,15 @@ struct choria_verifier {
 };
 
 /* Choria's markers for unsigned messages, as the decoded signature. */
-static const char verify_insecure_registration[] = "insecure registration";
-static const char verify_insecure[] = "insecure";
+static const char choria_verify_insecure_registration[] = "insecure registration";
+static const char choria_verify_insecure[] = "insecure";
 
-static int verify_fail(const char **reason, char *detail, size_t detail_len, int err,
-		       const char *label, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+static int choria_verify_fail(const char **reason, char *detail, size_t detail_len, int err,
+			      const char *label, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
 
-static int verify_fail(const char **reason, char *detail, size_t detail_len, int err,
-		       const char *label, const char *fmt, ...)
+static int choria_verify_fail(const char **reason, char *detail, size_t detail_len, int err,
+			      const char *label, const char *fmt, ...)
 {
 	if (reason)
 		*reason = label;
@@ -85,11 +86,11 @@ static int verify_fail(const char **reason, char *detail, size_t detail_len, int
 	return err;
 }
 
-static void verify_error(choria_verify_error_fn error, void *arg, const char *option,
-			 const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void choria_verify_error(choria_verify_error_fn error, void *arg, const char *option,
+				const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
-static void verify_error(choria_verify_error_fn error, void *arg, const char *option,
-			 const char *fmt, ...)
+static void choria_verify_error(choria_verify_error_fn error, void *arg, const char *option,
+				const char *fmt, ...)
 {
 	char msg[512];
 	va_list ap;
@@ -103,7 +104,7 @@ static void verify_error(choria_verify_error_fn error, void *arg, const char *op
 }
 
 /* The last OpenSSL error as text, for configuration messages. */
-static const char *verify_ssl_error(char *buf, size_t len)
+static const char *choria_verify_ssl_error(char *buf, size_t len)
 {
 	unsigned long e = ERR_peek_last_error();
 
@@ -115,8 +116,8 @@ static const char *verify_ssl_error(char *buf, size_t len)
 
 /* ---------------------------------------------------------------- setup */
 
-static int verify_load_ca(struct choria_verifier *v, const char *path, choria_verify_error_fn error,
-			  void *arg, unsigned *n_ca)
+static int choria_verify_load_ca(struct choria_verifier *v, const char *path,
+				 choria_verify_error_fn error, void *arg, unsigned *n_ca)
 {
 	char why[256];
 	unsigned n = 0;
@@ -126,7 +127,7 @@ static int verify_load_ca(struct choria_verifier *v, const char *path, choria_ve
 
 	f = fopen(path, "r");
 	if (!f) {
-		verify_error(error, arg, "ca", "cannot read %s: %s", path, strerror(errno));
+		choria_verify_error(error, arg, "ca", "cannot read %s: %s", path, strerror(errno));
 		return -EINVAL;
 	}
 	bio = BIO_new_fp(f, BIO_CLOSE);
@@ -138,8 +139,9 @@ static int verify_load_ca(struct choria_verifier *v, const char *path, choria_ve
 		int ok = X509_STORE_add_cert(v->store, x);
 		X509_free(x);
 		if (!ok) {
-			verify_error(error, arg, "ca", "%s: cannot add certificate %u to the trust store: %s",
-				     path, n + 1, verify_ssl_error(why, sizeof(why)));
+			choria_verify_error(error, arg, "ca",
+					    "%s: cannot add certificate %u to the trust store: %s",
+					    path, n + 1, choria_verify_ssl_error(why, sizeof(why)));
 			BIO_free(bio);
 			ERR_clear_error();
 			return -EINVAL;
@@ -150,10 +152,11 @@ static int verify_load_ca(struct choria_verifier *v, const char *path, choria_ve
 	 * that is not a certificate. */
 	if (ERR_GET_REASON(ERR_peek_last_error()) != PEM_R_NO_START_LINE || n == 0) {
 		if (n == 0)
-			verify_error(error, arg, "ca", "%s holds no PEM certificate", path);
+			choria_verify_error(error, arg, "ca", "%s holds no PEM certificate", path);
 		else
-			verify_error(error, arg, "ca", "%s: certificate %u cannot be read: %s", path,
-				     n + 1, verify_ssl_error(why, sizeof(why)));
+			choria_verify_error(error, arg, "ca",
+					    "%s: certificate %u cannot be read: %s", path, n + 1,
+					    choria_verify_ssl_error(why, sizeof(why)));
 		BIO_free(bio);
 		ERR_clear_error();
 		return -EINVAL;
@@ -165,8 +168,9 @@ static int verify_load_ca(struct choria_verifier *v, const char *path, choria_ve
 	return 0;
 }
 
-static int verify_compile(regex_t **out, unsigned *n_out, const char *const *patterns, unsigned n,
-			  const char *option, choria_verify_error_fn error, void *arg)
+static int choria_verify_compile(regex_t **out, unsigned *n_out, const char *const *patterns,
+				 unsigned n, const char *option, choria_verify_error_fn error,
+				 void *arg)
 {
 	regex_t *re;
 	int errors = 0;
@@ -183,8 +187,9 @@ static int verify_compile(regex_t **out, unsigned *n_out, const char *const *pat
 		if (rc) {
 			char why[160];
 			regerror(rc, &re[*n_out], why, sizeof(why));
-			verify_error(error, arg, option, "'%s' is not a valid regular expression: %s",
-				     patterns[i], why);
+			choria_verify_error(error, arg, option,
+					    "'%s' is not a valid regular expression: %s",
+					    patterns[i], why);
 			errors++;
 			continue;
 		}
@@ -194,7 +199,7 @@ static int verify_compile(regex_t **out, unsigned *n_out, const char *const *pat
 	return errors ? -EINVAL : 0;
 }
 
-static void verify_free_patterns(regex_t *re, unsigned n)
+static void choria_verify_free_patterns(regex_t *re, unsigned n)
 {
 	for (unsigned i = 0; i < n; i++)
 		regfree(&re[i]);
@@ -206,8 +211,8 @@ void choria_verifier_free(struct choria_verifier *v)
 	if (!v)
 		return;
 	certcache_free(v->cache);
-	verify_free_patterns(v->privileged, v->n_privileged);
-	verify_free_patterns(v->allowed, v->n_allowed);
+	choria_verify_free_patterns(v->privileged, v->n_privileged);
+	choria_verify_free_patterns(v->allowed, v->n_allowed);
 	EVP_MD_free(v->sha256);
 	X509_STORE_free(v->store);
 	free(v);
@@ -233,23 +238,24 @@ int choria_verifier_new(struct choria_verifier **out, const struct choria_verify
 		goto fail;
 	}
 	if (!o->ca_file || !*o->ca_file) {
-		verify_error(error, arg, "ca", "a CA file is needed to verify request signatures");
+		choria_verify_error(error, arg, "ca",
+				    "a CA file is needed to verify request signatures");
 		failed = -EINVAL;
 	} else {
-		rc = verify_load_ca(v, o->ca_file, error, arg, n_ca);
+		rc = choria_verify_load_ca(v, o->ca_file, error, arg, n_ca);
 		if (rc == -ENOMEM)
 			goto fail;
 		if (rc)
 			failed = rc;
 	}
-	rc = verify_compile(&v->privileged, &v->n_privileged, o->privileged, o->n_privileged,
-			    "privileged_certs", error, arg);
+	rc = choria_verify_compile(&v->privileged, &v->n_privileged, o->privileged, o->n_privileged,
+				   "privileged_certs", error, arg);
 	if (rc == -ENOMEM)
 		goto fail;
 	if (rc)
 		failed = rc;
-	rc = verify_compile(&v->allowed, &v->n_allowed, o->allowed, o->n_allowed, "allowed_certs",
-			    error, arg);
+	rc = choria_verify_compile(&v->allowed, &v->n_allowed, o->allowed, o->n_allowed,
+				   "allowed_certs", error, arg);
 	if (rc == -ENOMEM)
 		goto fail;
 	if (rc)
@@ -302,7 +308,7 @@ void choria_verifier_cache_stats(struct choria_verifier *v, struct certcache_sta
 
 /* Append a name to the verdict's list; names with NUL bytes are skipped
  * (they could only be an attempt to pass for a shorter name). */
-static int verify_add_name(struct cert_verdict *cv, const unsigned char *s, int n)
+static int choria_verify_add_name(struct cert_verdict *cv, const unsigned char *s, int n)
 {
 	char *grown;
 
@@ -320,7 +326,7 @@ static int verify_add_name(struct cert_verdict *cv, const unsigned char *s, int 
 }
 
 /* The CNs, then the DNS subject alternative names. */
-static int verify_collect_names(struct cert_verdict *cv, X509 *x)
+static int choria_verify_collect_names(struct cert_verdict *cv, X509 *x)
 {
 	const X509_NAME *subject = X509_get_subject_name(x);
 	GENERAL_NAMES *sans;
@@ -331,7 +337,7 @@ static int verify_collect_names(struct cert_verdict *cv, X509 *x)
 		unsigned char *utf8 = NULL;
 		int n = s ? ASN1_STRING_to_UTF8(&utf8, s) : -1;
 		if (n > 0)
-			rc = verify_add_name(cv, utf8, n);
+			rc = choria_verify_add_name(cv, utf8, n);
 		OPENSSL_free(utf8);
 		if (rc)
 			return rc;
@@ -340,14 +346,15 @@ static int verify_collect_names(struct cert_verdict *cv, X509 *x)
 	for (int i = 0; sans && i < sk_GENERAL_NAME_num(sans) && !rc; i++) {
 		const GENERAL_NAME *g = sk_GENERAL_NAME_value(sans, i);
 		if (g->type == GEN_DNS)
-			rc = verify_add_name(cv, ASN1_STRING_get0_data(g->d.dNSName),
-					     ASN1_STRING_length(g->d.dNSName));
+			rc = choria_verify_add_name(cv, ASN1_STRING_get0_data(g->d.dNSName),
+						    ASN1_STRING_length(g->d.dNSName));
 	}
 	GENERAL_NAMES_free(sans);
 	return rc;
 }
 
-static bool verify_any_name_matches(const struct cert_verdict *cv, const regex_t *re, unsigned n)
+static bool choria_verify_any_name_matches(const struct cert_verdict *cv, const regex_t *re,
+					   unsigned n)
 {
 	const char *name = cv->names;
 
@@ -359,14 +366,14 @@ static bool verify_any_name_matches(const struct cert_verdict *cv, const regex_t
 }
 
 /* The first name, printable, for log lines. */
-static const char *verify_cert_name(const struct cert_verdict *cv, char *buf, size_t len)
+static const char *choria_verify_cert_name(const struct cert_verdict *cv, char *buf, size_t len)
 {
 	if (!cv->n_names)
 		return "(a certificate without names)";
 	return choria_printable(buf, len, cv->names, strlen(cv->names));
 }
 
-static int verify_asn1_time(const ASN1_TIME *t, int64_t *out)
+static int choria_verify_asn1_time(const ASN1_TIME *t, int64_t *out)
 {
 	struct tm tm;
 
@@ -377,15 +384,15 @@ static int verify_asn1_time(const ASN1_TIME *t, int64_t *out)
 }
 
 /* The window in which every certificate of the chain is valid. */
-static int verify_chain_window(struct cert_verdict *cv, STACK_OF(X509) *chain)
+static int choria_verify_chain_window(struct cert_verdict *cv, STACK_OF(X509) * chain)
 {
 	cv->not_before = INT64_MIN;
 	cv->not_after = INT64_MAX;
 	for (int i = 0; i < sk_X509_num(chain); i++) {
 		X509 *x = sk_X509_value(chain, i);
 		int64_t nb, na;
-		if (verify_asn1_time(X509_get0_notBefore(x), &nb) ||
-		    verify_asn1_time(X509_get0_notAfter(x), &na))
+		if (choria_verify_asn1_time(X509_get0_notBefore(x), &nb) ||
+		    choria_verify_asn1_time(X509_get0_notAfter(x), &na))
 			return -1;
 		if (nb > cv->not_before)
 			cv->not_before = nb;
@@ -395,10 +402,10 @@ static int verify_chain_window(struct cert_verdict *cv, STACK_OF(X509) *chain)
 	return 0;
 }
 
-static void verify_verdict(struct cert_verdict *cv, const char *label, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+static void choria_verify_verdict(struct cert_verdict *cv, const char *label, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
-static void verify_verdict(struct cert_verdict *cv, const char *label, const char *fmt, ...)
+static void choria_verify_verdict(struct cert_verdict *cv, const char *label, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -412,7 +419,7 @@ static void verify_verdict(struct cert_verdict *cv, const char *label, const cha
 }
 
 /* Read the pubcert: the signer first, then any intermediates. */
-static int verify_read_pem(const char *pem, size_t len, X509 **leaf, STACK_OF(X509) **rest)
+static int choria_verify_read_pem(const char *pem, size_t len, X509 **leaf, STACK_OF(X509) * *rest)
 {
 	BIO *bio;
 	X509 *x;
@@ -450,8 +457,8 @@ static int verify_read_pem(const char *pem, size_t len, X509 **leaf, STACK_OF(X5
  * collect names, key and window. Returns 0 with *cv filled, whatever the
  * verdict, or -ENOMEM.
  */
-static int verify_check_cert(const struct choria_verifier *v, const char *pem, size_t len,
-			     struct cert_verdict *cv)
+static int choria_verify_check_cert(const struct choria_verifier *v, const char *pem, size_t len,
+				    struct cert_verdict *cv)
 {
 	STACK_OF(X509) *rest = NULL;
 	X509_STORE_CTX *ctx = NULL;
@@ -460,28 +467,30 @@ static int verify_check_cert(const struct choria_verifier *v, const char *pem, s
 	char name[VERIFY_NAME_LEN];
 
 	memset(cv, 0, sizeof(*cv));
-	rc = verify_read_pem(pem, len, &leaf, &rest);
+	rc = choria_verify_read_pem(pem, len, &leaf, &rest);
 	if (rc == -ENOMEM)
 		goto out;
 	if (rc) {
-		verify_verdict(cv, "bad_cert", "secure.pubcert is not a PEM certificate");
+		choria_verify_verdict(cv, "bad_cert", "secure.pubcert is not a PEM certificate");
 		rc = 0;
 		goto out;
 	}
-	rc = verify_collect_names(cv, leaf);
+	rc = choria_verify_collect_names(cv, leaf);
 	if (rc)
 		goto out;
 	cv->pkey = X509_get_pubkey(leaf);
 	if (!cv->pkey) {
-		verify_verdict(cv, "bad_cert", "the certificate of %s has no usable public key",
-			       verify_cert_name(cv, name, sizeof(name)));
+		choria_verify_verdict(cv, "bad_cert",
+				      "the certificate of %s has no usable public key",
+				      choria_verify_cert_name(cv, name, sizeof(name)));
 		goto out;
 	}
 	if (EVP_PKEY_get_base_id(cv->pkey) != EVP_PKEY_RSA) {
-		verify_verdict(cv, "bad_cert",
-			       "the certificate of %s has a %s key; protocol v1 signs with RSA",
-			       verify_cert_name(cv, name, sizeof(name)),
-			       OBJ_nid2sn(EVP_PKEY_get_base_id(cv->pkey)));
+		choria_verify_verdict(
+		    cv, "bad_cert",
+		    "the certificate of %s has a %s key; protocol v1 signs with RSA",
+		    choria_verify_cert_name(cv, name, sizeof(name)),
+		    OBJ_nid2sn(EVP_PKEY_get_base_id(cv->pkey)));
 		goto out;
 	}
 
@@ -498,32 +507,36 @@ static int verify_check_cert(const struct choria_verifier *v, const char *pem, s
 	if (ok != 1) {
 		err = X509_STORE_CTX_get_error(ctx);
 		if (err == X509_V_ERR_INVALID_PURPOSE)
-			verify_verdict(cv, "cert_purpose",
-				       "the certificate of %s (or a CA above it) is not for client authentication (extended key usage)",
-				       verify_cert_name(cv, name, sizeof(name)));
+			choria_verify_verdict(cv, "cert_purpose",
+					      "the certificate of %s (or a CA above it) is not for "
+					      "client authentication (extended key usage)",
+					      choria_verify_cert_name(cv, name, sizeof(name)));
 		else
-			verify_verdict(cv, "untrusted_cert",
-				       "the certificate of %s does not chain to the CA: %s (depth %d)",
-				       verify_cert_name(cv, name, sizeof(name)),
-				       X509_verify_cert_error_string(err),
-				       X509_STORE_CTX_get_error_depth(ctx));
+			choria_verify_verdict(
+			    cv, "untrusted_cert",
+			    "the certificate of %s does not chain to the CA: %s (depth %d)",
+			    choria_verify_cert_name(cv, name, sizeof(name)),
+			    X509_verify_cert_error_string(err),
+			    X509_STORE_CTX_get_error_depth(ctx));
 		goto out;
 	}
-	if (verify_chain_window(cv, X509_STORE_CTX_get0_chain(ctx))) {
-		verify_verdict(cv, "bad_cert", "the certificate of %s has unreadable validity dates",
-			       verify_cert_name(cv, name, sizeof(name)));
+	if (choria_verify_chain_window(cv, X509_STORE_CTX_get0_chain(ctx))) {
+		choria_verify_verdict(cv, "bad_cert",
+				      "the certificate of %s has unreadable validity dates",
+				      choria_verify_cert_name(cv, name, sizeof(name)));
 		goto out;
 	}
-	cv->privileged = verify_any_name_matches(cv, v->privileged, v->n_privileged);
-	cv->allowed = v->n_allowed == 0 || verify_any_name_matches(cv, v->allowed, v->n_allowed);
+	cv->privileged = choria_verify_any_name_matches(cv, v->privileged, v->n_privileged);
+	cv->allowed =
+	    v->n_allowed == 0 || choria_verify_any_name_matches(cv, v->allowed, v->n_allowed);
 	/* Set up once what every message from this signer needs. */
 	cv->verify_ctx = EVP_PKEY_CTX_new_from_pkey(NULL, cv->pkey, NULL);
 	if (!cv->verify_ctx || EVP_PKEY_verify_init(cv->verify_ctx) != 1 ||
 	    EVP_PKEY_CTX_set_rsa_padding(cv->verify_ctx, RSA_PKCS1_PADDING) <= 0 ||
 	    EVP_PKEY_CTX_set_signature_md(cv->verify_ctx, v->sha256) <= 0) {
-		verify_verdict(cv, "bad_cert",
-			       "the key of the certificate of %s cannot verify RSA signatures",
-			       verify_cert_name(cv, name, sizeof(name)));
+		choria_verify_verdict(
+		    cv, "bad_cert", "the key of the certificate of %s cannot verify RSA signatures",
+		    choria_verify_cert_name(cv, name, sizeof(name)));
 		goto out;
 	}
 out:
@@ -566,7 +579,7 @@ size_t choria_callerid_name(const char *callerid, size_t len, const char **name)
 }
 
 /* DNS names compare without regard to ASCII case. */
-static bool verify_has_name(const struct cert_verdict *cv, const char *name, size_t len)
+static bool choria_verify_has_name(const struct cert_verdict *cv, const char *name, size_t len)
 {
 	const char *n = cv->names;
 
@@ -579,7 +592,7 @@ static bool verify_has_name(const struct cert_verdict *cv, const char *name, siz
 	return false;
 }
 
-static bool verify_b64_char(char c)
+static bool choria_verify_b64_char(char c)
 {
 	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
 	       c == '+' || c == '/';
@@ -588,7 +601,7 @@ static bool verify_b64_char(char c)
 /* Strict standard base64 into out (VERIFY_MAX_SIG bytes); OpenSSL decodes,
  * this only checks the alphabet and padding it would let through. Returns
  * the byte count or -1. */
-static int verify_base64(const char *s, size_t n, unsigned char *out)
+static int choria_verify_base64(const char *s, size_t n, unsigned char *out)
 {
 	size_t pad = 0;
 	int got;
@@ -600,7 +613,7 @@ static int verify_base64(const char *s, size_t n, unsigned char *out)
 	if (s[n - 2] == '=')
 		pad++;
 	for (size_t i = 0; i < n - pad; i++)
-		if (!verify_b64_char(s[i]))
+		if (!choria_verify_b64_char(s[i]))
 			return -1;
 	got = EVP_DecodeBlock(out, (const unsigned char *)s, (int)n);
 	if (got < 0 || (size_t)got != n / 4 * 3)
@@ -609,8 +622,10 @@ static int verify_base64(const char *s, size_t n, unsigned char *out)
 }
 
 /* Look up or work out the verdict for the message's certificate. */
-static int verify_verdict_for(struct choria_verifier *v, struct choria_verify_scratch *scratch,
-			      const struct choria_decoded *d, const struct cert_verdict **out)
+static int choria_verify_verdict_for(struct choria_verifier *v,
+				     struct choria_verify_scratch *scratch,
+				     const struct choria_decoded *d,
+				     const struct cert_verdict **out)
 {
 	unsigned char key[CERTCACHE_KEY_LEN];
 	struct cert_verdict fresh;
@@ -623,7 +638,7 @@ static int verify_verdict_for(struct choria_verifier *v, struct choria_verify_sc
 	*out = certcache_get(v->cache, key);
 	if (*out)
 		return 0;
-	rc = verify_check_cert(v, d->pubcert, d->pubcert_len, &fresh);
+	rc = choria_verify_check_cert(v, d->pubcert, d->pubcert_len, &fresh);
 	if (rc) {
 		cert_verdict_clear(&fresh);
 		return rc;
@@ -638,9 +653,10 @@ static int verify_verdict_for(struct choria_verifier *v, struct choria_verify_sc
  * is not for two threads at once, and copying costs less than setting one
  * up from the key.
  */
-static int verify_signature(const struct choria_verifier *v, struct choria_verify_scratch *scratch,
-			    const struct cert_verdict *cv, const unsigned char *sig, size_t sig_len,
-			    const struct choria_decoded *d)
+static int choria_verify_signature(const struct choria_verifier *v,
+				   struct choria_verify_scratch *scratch,
+				   const struct cert_verdict *cv, const unsigned char *sig,
+				   size_t sig_len, const struct choria_decoded *d)
 {
 	unsigned char digest[EVP_MAX_MD_SIZE];
 	unsigned int digest_len = 0;
@@ -681,77 +697,84 @@ int choria_verify_request(struct choria_verifier *v, struct choria_verify_scratc
 	if (detail && detail_len)
 		detail[0] = '\0';
 	if (d->kind != CHORIA_REQUEST || !d->signature || !d->pubcert || !d->callerid)
-		return verify_fail(reason, detail, detail_len, -EINVAL, "bad_argument",
-				   "not a decoded request");
+		return choria_verify_fail(reason, detail, detail_len, -EINVAL, "bad_argument",
+					  "not a decoded request");
 	choria_printable(sender, sizeof(sender), d->sender, d->sender_len);
 
-	sig_len = verify_base64(d->signature, d->signature_len, sig);
+	sig_len = choria_verify_base64(d->signature, d->signature_len, sig);
 	if (sig_len < 0)
-		return verify_fail(reason, detail, detail_len, -EBADMSG, "bad_signature",
-				   "secure.signature is not base64 of at most %d bytes (sender %s)",
-				   VERIFY_MAX_SIG, sender);
-	if (((size_t)sig_len == sizeof(verify_insecure_registration) - 1 &&
-	     memcmp(sig, verify_insecure_registration, (size_t)sig_len) == 0) ||
-	    ((size_t)sig_len == sizeof(verify_insecure) - 1 &&
-	     memcmp(sig, verify_insecure, (size_t)sig_len) == 0))
-		return verify_fail(reason, detail, detail_len, -EBADMSG, "insecure",
-				   "the request is not signed (\"%.*s\" marker) (sender %s)", sig_len,
-				   (const char *)sig, sender);
+		return choria_verify_fail(
+		    reason, detail, detail_len, -EBADMSG, "bad_signature",
+		    "secure.signature is not base64 of at most %d bytes (sender %s)",
+		    VERIFY_MAX_SIG, sender);
+	if (((size_t)sig_len == sizeof(choria_verify_insecure_registration) - 1 &&
+	     memcmp(sig, choria_verify_insecure_registration, (size_t)sig_len) == 0) ||
+	    ((size_t)sig_len == sizeof(choria_verify_insecure) - 1 &&
+	     memcmp(sig, choria_verify_insecure, (size_t)sig_len) == 0))
+		return choria_verify_fail(reason, detail, detail_len, -EBADMSG, "insecure",
+					  "the request is not signed (\"%.*s\" marker) (sender %s)",
+					  sig_len, (const char *)sig, sender);
 
 	caller_len = choria_callerid_name(d->callerid, d->callerid_len, &caller);
 	if (!caller_len)
-		return verify_fail(reason, detail, detail_len, -EBADMSG, "bad_callerid",
-				   "envelope.callerid \"%s\" is not <kind>=<name> (sender %s)",
-				   choria_printable(who, sizeof(who), d->callerid, d->callerid_len),
-				   sender);
+		return choria_verify_fail(
+		    reason, detail, detail_len, -EBADMSG, "bad_callerid",
+		    "envelope.callerid \"%s\" is not <kind>=<name> (sender %s)",
+		    choria_printable(who, sizeof(who), d->callerid, d->callerid_len), sender);
 
-	rc = verify_verdict_for(v, scratch, d, &cv);
+	rc = choria_verify_verdict_for(v, scratch, d, &cv);
 	if (rc) {
-		rc = verify_fail(reason, detail, detail_len, rc, "no_memory",
-				 "out of memory checking a certificate (sender %s)", sender);
+		rc = choria_verify_fail(reason, detail, detail_len, rc, "no_memory",
+					"out of memory checking a certificate (sender %s)", sender);
 		goto out;
 	}
 	if (cv->reason) {
-		rc = verify_fail(reason, detail, detail_len, -EBADMSG, cv->reason, "%s (sender %s)",
-				 cv->detail, sender);
+		rc = choria_verify_fail(reason, detail, detail_len, -EBADMSG, cv->reason,
+					"%s (sender %s)", cv->detail, sender);
 		goto out;
 	}
 	if (now > cv->not_after) {
-		rc = verify_fail(reason, detail, detail_len, -EBADMSG, "cert_expired",
-				 "the certificate of %s (or its CA) expired %lld seconds ago (sender %s)",
-				 verify_cert_name(cv, name, sizeof(name)),
-				 (long long)(now - cv->not_after), sender);
+		rc = choria_verify_fail(
+		    reason, detail, detail_len, -EBADMSG, "cert_expired",
+		    "the certificate of %s (or its CA) expired %lld seconds ago (sender %s)",
+		    choria_verify_cert_name(cv, name, sizeof(name)),
+		    (long long)(now - cv->not_after), sender);
 		goto out;
 	}
 	if (now < cv->not_before) {
-		rc = verify_fail(reason, detail, detail_len, -EBADMSG, "cert_not_yet_valid",
-				 "the certificate of %s (or its CA) is valid only in %lld seconds (sender %s)",
-				 verify_cert_name(cv, name, sizeof(name)),
-				 (long long)(cv->not_before - now), sender);
+		rc = choria_verify_fail(
+		    reason, detail, detail_len, -EBADMSG, "cert_not_yet_valid",
+		    "the certificate of %s (or its CA) is valid only in %lld seconds (sender %s)",
+		    choria_verify_cert_name(cv, name, sizeof(name)),
+		    (long long)(cv->not_before - now), sender);
 		goto out;
 	}
 	if (!cv->allowed) {
-		rc = verify_fail(reason, detail, detail_len, -EBADMSG, "cert_not_allowed",
-				 "no name of the certificate of %s matches allowed_certs (sender %s)",
-				 verify_cert_name(cv, name, sizeof(name)), sender);
+		rc = choria_verify_fail(
+		    reason, detail, detail_len, -EBADMSG, "cert_not_allowed",
+		    "no name of the certificate of %s matches allowed_certs (sender %s)",
+		    choria_verify_cert_name(cv, name, sizeof(name)), sender);
 		goto out;
 	}
-	if (!cv->privileged && !verify_has_name(cv, caller, caller_len)) {
-		rc = verify_fail(reason, detail, detail_len, -EBADMSG, "caller_mismatch",
-				 "caller %s is not a name of the certificate of %s, which is not privileged (sender %s)",
-				 choria_printable(who, sizeof(who), caller, caller_len),
-				 verify_cert_name(cv, name, sizeof(name)), sender);
+	if (!cv->privileged && !choria_verify_has_name(cv, caller, caller_len)) {
+		rc = choria_verify_fail(reason, detail, detail_len, -EBADMSG, "caller_mismatch",
+					"caller %s is not a name of the certificate of %s, which "
+					"is not privileged (sender %s)",
+					choria_printable(who, sizeof(who), caller, caller_len),
+					choria_verify_cert_name(cv, name, sizeof(name)), sender);
 		goto out;
 	}
-	rc = verify_signature(v, scratch, cv, sig, (size_t)sig_len, d);
+	rc = choria_verify_signature(v, scratch, cv, sig, (size_t)sig_len, d);
 	if (rc == -ENOMEM)
-		rc = verify_fail(reason, detail, detail_len, rc, "no_memory",
-				 "out of memory checking a signature (sender %s)", sender);
+		rc = choria_verify_fail(reason, detail, detail_len, rc, "no_memory",
+					"out of memory checking a signature (sender %s)", sender);
 	else if (rc)
-		rc = verify_fail(reason, detail, detail_len, rc, "bad_signature",
-				 "the signature does not verify with the certificate of %s (caller %s, sender %s)",
-				 verify_cert_name(cv, name, sizeof(name)),
-				 choria_printable(who, sizeof(who), caller, caller_len), sender);
+		rc = choria_verify_fail(reason, detail, detail_len, rc, "bad_signature",
+					"the signature does not verify with the certificate of %s "
+					"(caller %s, sender %s)",
+					choria_verify_cert_name(cv, name, sizeof(name)),
+					choria_printable(who, sizeof(who), caller, caller_len),
+					sender);
 out:
 	certcache_release(v->cache, cv);
 	return rc;
@@ -770,16 +793,16 @@ int choria_verify_reply(const struct choria_decoded *d, const char **reason, cha
 	if (detail && detail_len)
 		detail[0] = '\0';
 	if (d->kind != CHORIA_REPLY || !d->hash || !d->secure_message)
-		return verify_fail(reason, detail, detail_len, -EINVAL, "bad_argument",
-				   "not a decoded reply");
+		return choria_verify_fail(reason, detail, detail_len, -EINVAL, "bad_argument",
+					  "not a decoded reply");
 	choria_printable(sender, sizeof(sender), d->sender, d->sender_len);
 	if (!EVP_Digest(d->secure_message, d->secure_message_len, md, &md_len, EVP_sha256(), NULL))
-		return verify_fail(reason, detail, detail_len, -EIO, "bad_hash",
-				   "OpenSSL cannot compute SHA-256 (sender %s)", sender);
+		return choria_verify_fail(reason, detail, detail_len, -EIO, "bad_hash",
+					  "OpenSSL cannot compute SHA-256 (sender %s)", sender);
 	n = EVP_EncodeBlock((unsigned char *)want, md, (int)md_len);
 	if (n < 0 || d->hash_len != (size_t)n || CRYPTO_memcmp(want, d->hash, (size_t)n) != 0)
-		return verify_fail(reason, detail, detail_len, -EBADMSG, "bad_hash",
-				   "secure.hash is not base64(SHA-256) of secure.message (sender %s)",
-				   sender);
+		return choria_verify_fail(
+		    reason, detail, detail_len, -EBADMSG, "bad_hash",
+		    "secure.hash is not base64(SHA-256) of secure.message (sender %s)", sender);
 	return 0;
 }
