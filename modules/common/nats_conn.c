@@ -1,7 +1,14 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
+ * NATS connection options and connections for the bundled modules (see
+ * nats_conn.h). TLS files are checked with OpenSSL when the configuration
+ * is read, so that a wrong file is a configuration error naming its option.
+ *
  * Concurrency & locking: the connection callbacks run on cnats threads and
- * only call host->conn_state() and host->log(), both thread-safe.
+ * only call host->conn_state() and host->log(), both thread-safe, and use
+ * the connection's `closing` and `closed_cb` flags (atomic). cnats makes
+ * them after natsConnection_Close() returns, so closing waits for the last
+ * one (on_closed) before the owner can free the connection.
  */
 #include "nats_conn.h"
 
@@ -11,11 +18,18 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
 const char *const nats_conn_default_servers[] = {"nats://127.0.0.1:4222", NULL};
 
 /* Reconnect backoff: 250 ms doubling to 5 s, with jitter from cnats. */
 #define RECONNECT_FIRST_MS 250
 #define RECONNECT_MAX_MS 5000
+/* How long nats_conn_close() waits for cnats's last callback. */
+#define CLOSE_CB_WAIT_MS 5000
 
 static char *dup_opt(const struct cad_host *h, const struct cad_config *cfg, const char *name,
 		     int *nomem)
@@ -36,6 +50,69 @@ static int check_readable(const struct cad_host *h, const struct cad_config *cfg
 		return 0;
 	h->cfg_error(cfg, name, "cannot read %s: %s", path, strerror(errno));
 	return 1;
+}
+
+static BIO *open_pem(const char *path)
+{
+	return BIO_new_file(path, "r");
+}
+
+/* tls_ca: at least one certificate, and nothing unreadable among them. */
+static int check_ca_file(const struct cad_host *h, const struct cad_config *cfg, const char *path)
+{
+	BIO *b = open_pem(path);
+	unsigned n = 0;
+	X509 *x;
+	int bad;
+
+	if (!b)
+		return 0; /* reported by check_readable() */
+	while ((x = PEM_read_bio_X509(b, NULL, NULL, NULL))) {
+		X509_free(x);
+		n++;
+	}
+	bad = n == 0 || ERR_GET_REASON(ERR_peek_last_error()) != PEM_R_NO_START_LINE;
+	BIO_free(b);
+	ERR_clear_error();
+	if (!bad)
+		return 0;
+	if (n == 0)
+		h->cfg_error(cfg, "tls_ca", "%s holds no PEM certificate", path);
+	else
+		h->cfg_error(cfg, "tls_ca", "%s: certificate %u is not a valid PEM certificate", path,
+			     n + 1);
+	return 1;
+}
+
+/* tls_cert starts with a certificate, tls_key is a private key, and the
+ * two belong together. */
+static int check_cert_and_key(const struct cad_host *h, const struct cad_config *cfg,
+			      const char *cert_path, const char *key_path)
+{
+	BIO *cb = open_pem(cert_path), *kb = key_path ? open_pem(key_path) : NULL;
+	X509 *cert = cb ? PEM_read_bio_X509(cb, NULL, NULL, NULL) : NULL;
+	EVP_PKEY *key = kb ? PEM_read_bio_PrivateKey(kb, NULL, NULL, NULL) : NULL;
+	int errors = 0;
+
+	if (cb && !cert) {
+		h->cfg_error(cfg, "tls_cert", "%s does not start with a PEM certificate", cert_path);
+		errors++;
+	}
+	if (kb && !key) {
+		h->cfg_error(cfg, "tls_key", "%s is not an unencrypted PEM private key", key_path);
+		errors++;
+	}
+	if (cert && key && X509_check_private_key(cert, key) != 1) {
+		h->cfg_error(cfg, "tls_key", "%s is not the private key of the certificate in %s",
+			     key_path, cert_path);
+		errors++;
+	}
+	X509_free(cert);
+	EVP_PKEY_free(key);
+	BIO_free(cb);
+	BIO_free(kb);
+	ERR_clear_error();
+	return errors;
 }
 
 int nats_conn_opts_read(struct nats_conn_opts *o, const struct cad_host *h,
@@ -74,6 +151,10 @@ int nats_conn_opts_read(struct nats_conn_opts *o, const struct cad_host *h,
 	errors += check_readable(h, cfg, "tls_cert", o->tls_cert);
 	errors += check_readable(h, cfg, "tls_key", o->tls_key);
 	errors += check_readable(h, cfg, "credentials", o->credentials);
+	if (o->tls_ca)
+		errors += check_ca_file(h, cfg, o->tls_ca);
+	if (o->tls_cert)
+		errors += check_cert_and_key(h, cfg, o->tls_cert, o->tls_key);
 	if (!o->tls_cert != !o->tls_key) {
 		h->cfg_error(cfg, o->tls_cert ? "tls_key" : "tls_cert",
 			     "tls_cert and tls_key go together");
@@ -188,18 +269,89 @@ static void on_async_error(natsConnection *nc, natsSubscription *sub, natsStatus
 		c->host->log(c->ctx, CAD_LOG_WARN, "%s: %s", c->name, natsStatus_GetText(err));
 }
 
+/*
+ * What OpenSSL last said on this thread, emptying its error queue: a TLS
+ * alert from the server ("sslv3 alert bad certificate") is often the only
+ * reason given for a refused handshake, which the NATS client reports as
+ * a connection closed without an answer. NULL when there is nothing.
+ */
+static const char *tls_reason(char *buf, size_t len)
+{
+	unsigned long e, last = 0;
+	const char *r;
+
+	while ((e = ERR_get_error()))
+		last = e;
+	if (!last || !(r = ERR_reason_error_string(last)))
+		return NULL;
+	snprintf(buf, len, "%s", r);
+	return buf;
+}
+
+/* The connection's last error as text, for a log line; cnats calls the
+ * reconnect callbacks on the thread that made the attempt, so OpenSSL's
+ * queue holds that attempt's TLS errors. */
+static const char *last_error(natsConnection *nc, char *buf, size_t len)
+{
+	const char *text = NULL;
+	char tls[160];
+	natsStatus err = natsConnection_GetLastError(nc, &text);
+	const char *alert = tls_reason(tls, sizeof(tls));
+
+	const char *status = err == NATS_OK ? "refused" : natsStatus_GetText(err);
+
+	if (err == NATS_OK && !alert)
+		return "no server answered";
+	if (text && (!*text || strcmp(text, status) == 0))
+		text = NULL; /* nothing the status does not say */
+	snprintf(buf, len, "%s%s%s%s%s", status, text ? ": " : "", text ? text : "",
+		 alert ? "; TLS: " : "", alert ? alert : "");
+	return buf;
+}
+
+/* cnats calls this once per pass over the servers that found none; the
+ * operator hears of the 1st, 2nd, 4th, 8th... pass, then every 64th. */
 static int64_t reconnect_delay(natsConnection *nc, int attempts, void *closure)
 {
-	(void)nc;
-	(void)closure;
+	struct nats_conn *c = closure;
+	char why[256];
 	int64_t d = RECONNECT_FIRST_MS;
+
+	if (!atomic_load(&c->closing) &&
+	    ((attempts & (attempts - 1)) == 0 || attempts % 64 == 0))
+		c->host->log(c->ctx, CAD_LOG_WARN, "%s: cannot connect to %s yet (%d attempt%s): %s",
+			     c->name, c->servers, attempts, attempts == 1 ? "" : "s",
+			     last_error(nc, why, sizeof(why)));
 	for (int i = 1; i < attempts && d < RECONNECT_MAX_MS; i++)
 		d *= 2;
 	return d < RECONNECT_MAX_MS ? d : RECONNECT_MAX_MS;
 }
 
+/*
+ * The client closes a connection for good only when told to, or when a
+ * server refused the same credentials twice in a row while reconnecting:
+ * the second case needs the operator. This is the last callback cnats
+ * makes for a connection (they run in order on one thread), so
+ * nats_conn_close() waits for `closed_cb` before the owner may free `c`:
+ * nothing may touch `c` after it is set.
+ */
+static void on_closed(natsConnection *nc, void *closure)
+{
+	struct nats_conn *c = closure;
+	char why[256];
+
+	if (!atomic_load(&c->closing)) {
+		c->host->conn_state(c->ctx, c->name, false);
+		c->host->log(c->ctx, CAD_LOG_ERROR,
+			     "%s: the NATS client gave up the connection to %s: %s; restart the daemon once this is fixed",
+			     c->name, c->servers, last_error(nc, why, sizeof(why)));
+	}
+	atomic_store(&c->closed_cb, true);
+}
+
+/* `retry`: keep trying in the background when no server can be reached. */
 static natsStatus build_options(natsOptions **out, struct nats_conn *c,
-				const struct nats_conn_opts *o)
+				const struct nats_conn_opts *o, bool retry)
 {
 	natsOptions *opts = NULL;
 	natsStatus s = natsOptions_Create(&opts);
@@ -211,8 +363,10 @@ static natsStatus build_options(natsOptions **out, struct nats_conn *c,
 		s = natsOptions_SetMaxReconnect(opts, -1);
 	if (s == NATS_OK)
 		s = natsOptions_SetCustomReconnectDelay(opts, reconnect_delay, c);
-	if (s == NATS_OK)
+	if (s == NATS_OK && retry)
 		s = natsOptions_SetRetryOnFailedConnect(opts, true, on_connected, c);
+	if (s == NATS_OK)
+		s = natsOptions_SetClosedCB(opts, on_closed, c);
 	if (s == NATS_OK)
 		s = natsOptions_SetDisconnectedCB(opts, on_disconnected, c);
 	if (s == NATS_OK)
@@ -248,8 +402,11 @@ int nats_conn_options(natsOptions **out, struct nats_conn *c, const struct nats_
 	c->host = h;
 	c->ctx = ctx;
 	c->nc = NULL;
+	atomic_init(&c->closing, false);
+	atomic_init(&c->closed_cb, false);
 	snprintf(c->name, sizeof(c->name), "%s", name);
-	natsStatus s = build_options(out, c, o);
+	nats_conn_opts_servers(o, c->servers, sizeof(c->servers));
+	natsStatus s = build_options(out, c, o, true);
 	if (s != NATS_OK) {
 		nats_conn_log_status(h, ctx, CAD_LOG_ERROR, s, c->name);
 		return nats_status_errno(s);
@@ -257,33 +414,71 @@ int nats_conn_options(natsOptions **out, struct nats_conn *c, const struct nats_
 	return 0;
 }
 
+/* What to check when a server refused the connection. */
+static const char *refusal_hint(natsStatus s)
+{
+	switch (s) {
+	case NATS_SSL_ERROR:
+	case NATS_SECURE_CONNECTION_WANTED:
+	case NATS_SECURE_CONNECTION_REQUIRED:
+		return "; check tls_ca, tls_cert and tls_key against the server's TLS settings";
+	case NATS_CONNECTION_AUTH_FAILED:
+	case NATS_NOT_PERMITTED:
+		return "; check user, password, token or credentials";
+	default:
+		return "";
+	}
+}
+
+static natsStatus connect_with(struct nats_conn *c, const struct nats_conn_opts *o, bool retry)
+{
+	natsOptions *opts = NULL;
+	natsStatus s = build_options(&opts, c, o, retry);
+
+	if (s == NATS_OK)
+		s = natsConnection_Connect(&c->nc, opts);
+	natsOptions_Destroy(opts);
+	return s;
+}
+
+/*
+ * The first attempt does not retry, so that its outcome tells a server
+ * that cannot be reached (NATS_NO_SERVER: retried in the background from
+ * then on) from one that answered and refused: a TLS handshake or
+ * credentials it rejects are reported with the server's reason and fail
+ * the start, as a configuration error would, since retrying them cannot
+ * help and would leave the daemon running without its connection.
+ */
 int nats_conn_open(struct nats_conn *c, const struct nats_conn_opts *o, const struct cad_host *h,
 		   struct cad_context *ctx, const char *name)
 {
 	c->host = h;
 	c->ctx = ctx;
 	c->nc = NULL;
-	atomic_store(&c->closing, false);
+	atomic_init(&c->closing, false);
+	atomic_init(&c->closed_cb, false);
 	snprintf(c->name, sizeof(c->name), "%s", name);
+	nats_conn_opts_servers(o, c->servers, sizeof(c->servers));
 
-	natsOptions *opts = NULL;
-	natsStatus s = build_options(&opts, c, o);
-	if (s != NATS_OK) {
-		nats_conn_log_status(h, ctx, CAD_LOG_ERROR, s, c->name);
-		return nats_status_errno(s);
+	ERR_clear_error(); /* what is left afterwards is this handshake's */
+	natsStatus s = connect_with(c, o, false);
+	if (s == NATS_NO_SERVER) {
+		c->nc = NULL;
+		s = connect_with(c, o, true);
 	}
-	s = natsConnection_Connect(&c->nc, opts);
-	natsOptions_Destroy(opts);
 	if (s == NATS_NOT_YET_CONNECTED) {
-		char servers[512];
-		nats_conn_opts_servers(o, servers, sizeof(servers));
 		h->log(ctx, CAD_LOG_WARN, "%s: cannot reach %s yet; retrying in the background",
-		       c->name, servers);
+		       c->name, c->servers);
 		h->conn_state(ctx, c->name, false);
 		return 0;
 	}
 	if (s != NATS_OK) {
-		nats_conn_log_status(h, ctx, CAD_LOG_ERROR, s, c->name);
+		char tls[160];
+		const char *detail = nats_GetLastError(NULL), *alert = tls_reason(tls, sizeof(tls));
+		h->log(ctx, CAD_LOG_ERROR, "%s: cannot connect to %s: %s%s%s%s%s%s", c->name,
+		       c->servers, natsStatus_GetText(s), detail && *detail ? ": " : "",
+		       detail && *detail ? detail : "", alert ? "; TLS: " : "", alert ? alert : "",
+		       refusal_hint(alert ? NATS_SSL_ERROR : s));
 		c->nc = NULL;
 		return nats_status_errno(s);
 	}
@@ -302,6 +497,14 @@ void nats_conn_close(struct nats_conn *c, int64_t timeout_ms)
 			nats_Sleep(10);
 	}
 	natsConnection_Close(c->nc);
+	/* cnats runs the connection's callbacks on its own thread, after
+	 * Close() returns: wait for the last one, which points at c. */
+	for (int waited = 0; !atomic_load(&c->closed_cb) && waited < CLOSE_CB_WAIT_MS; waited += 5)
+		nats_Sleep(5);
+	if (!atomic_load(&c->closed_cb))
+		c->host->log(c->ctx, CAD_LOG_WARN,
+			     "%s: the NATS client did not confirm the close within %d ms",
+			     c->name, CLOSE_CB_WAIT_MS);
 	natsConnection_Destroy(c->nc);
 	c->nc = NULL;
 }

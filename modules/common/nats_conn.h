@@ -37,7 +37,9 @@ struct nats_conn_opts {
 };
 
 /* Read and check the options of a block; every problem is reported with
- * host->cfg_error. Returns 0, -EINVAL or -ENOMEM. */
+ * host->cfg_error: files that cannot be read, a tls_ca without
+ * certificates, a tls_cert that is no certificate, a tls_key that is not
+ * its private key. Returns 0, -EINVAL or -ENOMEM. */
 int nats_conn_opts_read(struct nats_conn_opts *o, const struct cad_host *host,
 			const struct cad_config *cfg);
 void nats_conn_opts_clear(struct nats_conn_opts *o);
@@ -50,13 +52,18 @@ struct nats_conn {
 	const struct cad_host *host;
 	struct cad_context *ctx;
 	char name[48];
+	char servers[256];    /* for log lines */
+	atomic_bool closing;  /* nats_conn_close() started: quiet callbacks */
+	atomic_bool closed_cb; /* cnats made its last callback for nc */
 	void (*on_reconnect)(struct nats_conn *c); /* optional, from a NATS thread */
 	void *user;                                 /* for on_reconnect */
 	_Atomic bool closing; /* set by nats_conn_close: a planned disconnect */
 };
 
-/* Connect. A server that cannot be reached is retried in the background,
- * so this fails only for errors no retry can mend (bad TLS files). */
+/* Connect. A server that cannot be reached is retried in the background;
+ * this fails (logged, with the server's reason) when a server answers and
+ * refuses the TLS handshake or the credentials, or for errors no retry can
+ * mend (bad TLS files). */
 int nats_conn_open(struct nats_conn *c, const struct nats_conn_opts *o, const struct cad_host *host,
 		   struct cad_context *ctx, const char *name);
 /* Build the natsOptions nats_conn_open() connects with, for a connection

@@ -2,7 +2,8 @@
 /*
  * The `choria` ingest module: subscribes to a Choria subject with `workers`
  * NATS connections sharing one queue group, decodes and checks every
- * protocol v1 message (protocol.c) and hands the good ones to the adapter's
+ * protocol v1 message (protocol.c), verifies its hash or signature unless
+ * `security = none` (verify.c), and hands the good ones to the adapter's
  * queue; the bad ones are counted and logged by host->reject().
  *
  * Concurrency & locking:
@@ -11,7 +12,9 @@
  * - choria_on_msg() runs on the delivery thread of its worker's
  *   subscription (one per subscription, in cnats). It decodes into stack
  *   memory and calls host->reject(), msg_new(), submit(), log() and
- *   log_enabled(), which are thread-safe. No lock is taken.
+ *   log_enabled(), which are thread-safe. The verifier is shared by every
+ *   worker: read-only but for its certificate cache, which has its own
+ *   lock (certcache.c). No other lock is taken.
  * - Ending a subscription: cnats calls choria_on_complete() once the
  *   subscription is closed and its message handler has returned for the
  *   last time; stop() waits for that (bounded) before it destroys the
@@ -27,11 +30,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "build_config.h"
 #include "cad_module.h"
 #include "nats_conn.h"
 #include "protocol.h"
+#include "verify.h"
 
 #define CHORIA_MAX_WORKERS 256
 /* Messages cnats buffers per subscription while the handler is busy. */
@@ -48,6 +53,7 @@ struct choria_worker {
 	struct nats_conn conn; /* stable address: cnats callbacks point at it */
 	natsSubscription *sub;
 	struct choria *self;
+	struct choria_verify_scratch *scratch; /* security = verify, requests */
 	atomic_bool complete; /* subscription closed, handler returned */
 	atomic_bool stopped;  /* late callbacks must not submit */
 	atomic_int busy;      /* callbacks running */
@@ -61,7 +67,8 @@ struct choria {
 	struct nats_conn_opts nats;
 	char *topic;
 	char *queue_group;
-	char *ca; /* kept for security = verify */
+	char *ca; /* security = verify, requests */
+	struct choria_verifier *verifier; /* security = verify, requests */
 	enum choria_kind kind;
 	bool verify;
 	unsigned n_workers;
@@ -70,6 +77,7 @@ struct choria {
 
 static const char *const choria_protocols[] = {"request", "reply", NULL};
 static const char *const choria_securities[] = {"verify", "none", NULL};
+static const char *const choria_privileged_defaults[] = {CHORIA_PRIVILEGED_DEFAULTS, NULL};
 
 static const struct cad_option choria_options[] = {
 	NATS_CONN_OPTIONS,
@@ -90,6 +98,19 @@ static const struct cad_option choria_options[] = {
 	{.name = "ca",
 	 .type = CAD_OPT_STRING,
 	 .help = "CA certificate (PEM) that request signers must chain to"},
+	{.name = "privileged_certs",
+	 .type = CAD_OPT_STRING_LIST,
+	 .def_list = choria_privileged_defaults,
+	 .help = "regular expressions naming certificates that may sign for any caller"},
+	{.name = "allowed_certs",
+	 .type = CAD_OPT_STRING_LIST,
+	 .help = "regular expressions a signer certificate must match (empty: any from the CA)"},
+	{.name = "cert_cache_size",
+	 .type = CAD_OPT_INT,
+	 .def_int = CHORIA_CERT_CACHE_DEFAULT,
+	 .min = 1,
+	 .max = CHORIA_CERT_CACHE_MAX,
+	 .help = "signer certificates whose verdict is remembered"},
 	{.name = NULL},
 };
 
@@ -134,11 +155,68 @@ static bool choria_subject_valid(const char *s, const char **why)
 
 static void choria_free(struct choria *self)
 {
+	choria_verifier_free(self->verifier);
 	nats_conn_opts_clear(&self->nats);
 	free(self->topic);
 	free(self->queue_group);
 	free(self->ca);
 	free(self);
+}
+
+/* Report a verifier problem as a configuration error on its option. */
+struct choria_cfg_report {
+	const struct cad_host *host;
+	const struct cad_config *cfg;
+};
+
+static void choria_verify_error(void *arg, const char *option, const char *message)
+{
+	struct choria_cfg_report *r = arg;
+
+	r->host->cfg_error(r->cfg, option, "%s", message);
+}
+
+/* A string list option as an array of borrowed strings (valid during
+ * create()). Returns 0 or -ENOMEM. */
+static int choria_cfg_list(const struct cad_host *host, const struct cad_config *cfg,
+			   const char *name, const char ***out, unsigned *n)
+{
+	*n = host->cfg_list_len(cfg, name);
+	*out = calloc(*n + 1, sizeof(**out));
+	if (!*out)
+		return -ENOMEM;
+	for (unsigned i = 0; i < *n; i++)
+		(*out)[i] = host->cfg_list_str(cfg, name, i);
+	return 0;
+}
+
+/* security = verify for requests: the CA, the patterns, the cache. */
+static int choria_create_verifier(struct choria *self, const struct cad_host *host,
+				  const struct cad_config *cfg)
+{
+	struct choria_cfg_report report = {.host = host, .cfg = cfg};
+	struct choria_verify_opts o = {.ca_file = self->ca};
+	const char **privileged = NULL, **allowed = NULL;
+	unsigned n_ca = 0;
+	int rc;
+
+	o.cache_size = (size_t)host->cfg_int(cfg, "cert_cache_size");
+	rc = choria_cfg_list(host, cfg, "privileged_certs", &privileged, &o.n_privileged);
+	if (rc == 0)
+		rc = choria_cfg_list(host, cfg, "allowed_certs", &allowed, &o.n_allowed);
+	if (rc == 0) {
+		o.privileged = privileged;
+		o.allowed = allowed;
+		rc = choria_verifier_new(&self->verifier, &o, choria_verify_error, &report, &n_ca);
+	}
+	if (rc == 0)
+		host->log(self->ctx, CAD_LOG_INFO,
+			  "security = verify: request signers must chain to the %u CA certificate%s in %s; %u privileged and %u allowed pattern%s; %zu certificates cached",
+			  n_ca, n_ca == 1 ? "" : "s", self->ca, o.n_privileged, o.n_allowed,
+			  o.n_allowed == 1 ? "" : "s", o.cache_size);
+	free(privileged);
+	free(allowed);
+	return rc;
 }
 
 static int choria_create(void **instance, const struct cad_host *host, struct cad_context *ctx,
@@ -185,10 +263,7 @@ static int choria_create(void **instance, const struct cad_host *host, struct ca
 
 	security = host->cfg_str(cfg, "security");
 	if (!security || strcmp(security, "verify") == 0) {
-		/* Signature and hash verification come next. */
-		host->cfg_error(cfg, "security",
-				"security = verify is not implemented yet; set security = none");
-		errors++;
+		self->verify = true;
 	} else if (strcmp(security, "none") == 0) {
 		self->verify = false;
 	} else {
@@ -199,6 +274,13 @@ static int choria_create(void **instance, const struct cad_host *host, struct ca
 	ca = host->cfg_str(cfg, "ca");
 	if (ca && *ca && !(self->ca = strdup(ca)))
 		goto nomem;
+	if (self->verify && self->kind == CHORIA_REQUEST) {
+		rc = choria_create_verifier(self, host, cfg);
+		if (rc == -ENOMEM)
+			goto nomem;
+		if (rc)
+			errors++;
+	}
 
 	workers = host->cfg_int(cfg, "workers");
 	if (workers < 1 || workers > CHORIA_MAX_WORKERS) {
@@ -225,6 +307,9 @@ static int choria_create(void **instance, const struct cad_host *host, struct ca
 		choria_free(self);
 		return -EINVAL;
 	}
+	if (self->verify && self->kind == CHORIA_REPLY)
+		host->log(ctx, CAD_LOG_INFO,
+			  "security = verify: every reply's hash is checked against its message");
 	if (!self->verify)
 		host->log(ctx, CAD_LOG_WARN,
 			  "security = none: messages on %s are not verified; anyone who can publish there can inject data",
@@ -244,6 +329,19 @@ static void choria_on_complete(void *closure)
 	struct choria_worker *w = closure;
 
 	atomic_store(&w->complete, true);
+}
+
+/* security = verify: the reply's hash, or the request's certificate,
+ * caller and signature, as of now. */
+static int choria_check(struct choria_worker *w, const struct choria_decoded *d,
+			const char **reason, char *detail, size_t len)
+{
+	struct choria *self = w->self;
+
+	if (self->kind == CHORIA_REPLY)
+		return choria_verify_reply(d, reason, detail, len);
+	return choria_verify_request(self->verifier, w->scratch, d, (int64_t)time(NULL), reason,
+				     detail, len);
 }
 
 static void choria_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *closure)
@@ -268,6 +366,10 @@ static void choria_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m,
 	self = w->self;
 	if (choria_decode(&d, self->kind, natsMsg_GetData(m), wire, &reason, detail,
 			  sizeof(detail)) < 0) {
+		self->host->reject(self->ctx, reason, wire, "%s", detail);
+		goto out;
+	}
+	if (self->verify && choria_check(w, &d, &reason, detail, sizeof(detail)) < 0) {
 		self->host->reject(self->ctx, reason, wire, "%s", detail);
 		goto out;
 	}
@@ -389,8 +491,11 @@ static void choria_shutdown(struct choria *self)
 	if (late)
 		self->host->log(self->ctx, CAD_LOG_WARN,
 				"%lu messages delivered after the subscriptions ended were dropped", late);
-	if (safe)
+	if (safe) {
+		for (unsigned i = 0; i < self->n_workers; i++)
+			choria_verify_scratch_free(ws[i].scratch);
 		free(ws);
+	}
 	self->workers = NULL;
 }
 
@@ -432,6 +537,11 @@ static int choria_start(void *instance)
 		atomic_init(&w->stopped, false);
 		atomic_init(&w->busy, 0);
 		atomic_init(&w->late, 0);
+		if (self->verifier && choria_verify_scratch_new(&w->scratch) != 0) {
+			self->host->log(self->ctx, CAD_LOG_ERROR, "out of memory");
+			rc = -ENOMEM;
+			goto fail;
+		}
 		snprintf(name, sizeof(name), "ingest %u", i + 1);
 		rc = nats_conn_open(&w->conn, &self->nats, self->host, self->ctx, name);
 		if (rc) /* logged by nats_conn_open */
@@ -468,8 +578,10 @@ static void choria_describe(void *instance, char *buf, size_t len)
 	char servers[512];
 
 	nats_conn_opts_servers(&self->nats, servers, sizeof(servers));
-	snprintf(buf, len, "servers %s, subject %s, protocol %s, security %s, queue group %s, workers %u",
+	snprintf(buf, len,
+		 "servers %s, subject %s, protocol %s, security %s%s%s, queue group %s, workers %u",
 		 servers, self->topic, choria_kind_name(self->kind), self->verify ? "verify" : "none",
+		 self->verifier ? " against " : "", self->verifier ? self->ca : "",
 		 self->queue_group, self->n_workers);
 }
 

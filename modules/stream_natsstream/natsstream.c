@@ -679,6 +679,10 @@ static int natsstream_worker_open(void **out, void *instance, unsigned index)
 	natsStatus s = natsOptions_SetDisconnectedCB(no, NULL, NULL);
 	if (s == NATS_OK)
 		s = natsOptions_SetReconnectedCB(no, NULL, NULL);
+	/* Closing is this module's own doing when it replaces a streaming
+	 * connection, not the library giving up. */
+	if (s == NATS_OK)
+		s = natsOptions_SetClosedCB(no, NULL, NULL);
 	if (s == NATS_OK)
 		s = stanConnOptions_Create(&w->opts);
 	if (s == NATS_OK)

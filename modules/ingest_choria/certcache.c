@@ -1,0 +1,278 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * certcache.c - the certificate verdict cache: a chained hash table over a
+ * doubly linked recency list, both under one mutex, with reference counted
+ * entries so that a verdict stays usable while a caller checks a signature
+ * with it, even if the cache evicts it meanwhile.
+ *
+ * Concurrency & locking:
+ * - `lock` guards the table, the list, `entries` and every entry's links;
+ *   it is held only to find, link, unlink and move entries, never while a
+ *   certificate is parsed or a signature checked.
+ * - An entry's `refs` counts the cache's own reference (while linked) and
+ *   one per holder; it is atomic so that release() needs no lock. The
+ *   last reference frees the entry. A held verdict is read-only.
+ * - The statistics are relaxed atomics: they are for tests and logs.
+ */
+#include "certcache.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+
+#define CERTCACHE_SALT_LEN 16
+
+struct certcache_entry {
+	struct cert_verdict v; /* first: release() maps a verdict back */
+	unsigned char key[CERTCACHE_KEY_LEN];
+	atomic_uint refs;
+	struct certcache_entry *chain;       /* next in the bucket */
+	struct certcache_entry *prev, *next; /* recency: head is the newest */
+};
+
+struct certcache {
+	pthread_mutex_t lock;
+	struct certcache_entry **buckets;
+	size_t mask; /* buckets - 1, a power of two minus one */
+	size_t capacity, entries;
+	struct certcache_entry *head, *tail;
+	EVP_MD *sha256;
+	unsigned char salt[CERTCACHE_SALT_LEN];
+	atomic_uint_fast64_t hits, misses, inserts, evictions;
+};
+
+void cert_verdict_clear(struct cert_verdict *v)
+{
+	if (!v)
+		return;
+	EVP_PKEY_CTX_free(v->verify_ctx);
+	EVP_PKEY_free(v->pkey);
+	free(v->names);
+	memset(v, 0, sizeof(*v));
+}
+
+static void choria_certcache_entry_unref(struct certcache_entry *e)
+{
+	if (atomic_fetch_sub_explicit(&e->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	cert_verdict_clear(&e->v);
+	free(e);
+}
+
+int certcache_new(struct certcache **out, size_t capacity)
+{
+	struct certcache *c;
+	size_t n = 16;
+
+	*out = NULL;
+	if (capacity < 1)
+		capacity = 1;
+	while (n < capacity && n < ((size_t)1 << 30))
+		n <<= 1;
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->buckets = calloc(n, sizeof(*c->buckets));
+	c->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+	if (!c->buckets || !c->sha256 || RAND_bytes(c->salt, sizeof(c->salt)) != 1 ||
+	    pthread_mutex_init(&c->lock, NULL) != 0) {
+		EVP_MD_free(c->sha256);
+		free(c->buckets);
+		free(c);
+		return -ENOMEM;
+	}
+	c->mask = n - 1;
+	c->capacity = capacity;
+	atomic_init(&c->hits, 0);
+	atomic_init(&c->misses, 0);
+	atomic_init(&c->inserts, 0);
+	atomic_init(&c->evictions, 0);
+	*out = c;
+	return 0;
+}
+
+void certcache_free(struct certcache *c)
+{
+	struct certcache_entry *e, *next;
+
+	if (!c)
+		return;
+	for (e = c->head; e; e = next) {
+		next = e->next;
+		choria_certcache_entry_unref(e);
+	}
+	pthread_mutex_destroy(&c->lock);
+	EVP_MD_free(c->sha256);
+	free(c->buckets);
+	free(c);
+}
+
+int certcache_key(const struct certcache *c, EVP_MD_CTX *md, const char *pem, size_t len,
+		  unsigned char key[CERTCACHE_KEY_LEN])
+{
+	EVP_MD_CTX *own = md ? NULL : EVP_MD_CTX_new();
+	unsigned int n = 0;
+	int ok;
+
+	if (!md)
+		md = own;
+	ok = md && EVP_DigestInit_ex(md, c->sha256, NULL) &&
+	     EVP_DigestUpdate(md, c->salt, sizeof(c->salt)) && EVP_DigestUpdate(md, pem, len) &&
+	     EVP_DigestFinal_ex(md, key, &n) && n == CERTCACHE_KEY_LEN;
+	EVP_MD_CTX_free(own);
+	return ok ? 0 : -EIO;
+}
+
+/* The key is a salted SHA-256: any 8 of its bytes are as good as any hash. */
+static size_t choria_certcache_bucket(const struct certcache *c, const unsigned char *key)
+{
+	uint64_t h;
+
+	memcpy(&h, key, sizeof(h));
+	return (size_t)h & c->mask;
+}
+
+/* Under the lock. */
+static struct certcache_entry *choria_certcache_find(struct certcache *c, const unsigned char *key)
+{
+	for (struct certcache_entry *e = c->buckets[choria_certcache_bucket(c, key)]; e;
+	     e = e->chain)
+		if (memcmp(e->key, key, CERTCACHE_KEY_LEN) == 0)
+			return e;
+	return NULL;
+}
+
+/* Under the lock. */
+static void choria_certcache_list_unlink(struct certcache *c, struct certcache_entry *e)
+{
+	if (e->prev)
+		e->prev->next = e->next;
+	else
+		c->head = e->next;
+	if (e->next)
+		e->next->prev = e->prev;
+	else
+		c->tail = e->prev;
+	e->prev = e->next = NULL;
+}
+
+/* Under the lock. */
+static void choria_certcache_list_push(struct certcache *c, struct certcache_entry *e)
+{
+	e->prev = NULL;
+	e->next = c->head;
+	if (c->head)
+		c->head->prev = e;
+	c->head = e;
+	if (!c->tail)
+		c->tail = e;
+}
+
+/* Under the lock: take the least recently used entry out; the caller
+ * drops the cache's reference after unlocking. */
+static struct certcache_entry *choria_certcache_evict(struct certcache *c)
+{
+	struct certcache_entry *e = c->tail, **pp;
+
+	if (!e)
+		return NULL;
+	for (pp = &c->buckets[choria_certcache_bucket(c, e->key)]; *pp; pp = &(*pp)->chain) {
+		if (*pp == e) {
+			*pp = e->chain;
+			break;
+		}
+	}
+	choria_certcache_list_unlink(c, e);
+	c->entries--;
+	return e;
+}
+
+const struct cert_verdict *certcache_get(struct certcache *c,
+					 const unsigned char key[CERTCACHE_KEY_LEN])
+{
+	struct certcache_entry *e;
+
+	pthread_mutex_lock(&c->lock);
+	e = choria_certcache_find(c, key);
+	if (e) {
+		atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
+		if (c->head != e) {
+			choria_certcache_list_unlink(c, e);
+			choria_certcache_list_push(c, e);
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+	atomic_fetch_add_explicit(e ? &c->hits : &c->misses, 1, memory_order_relaxed);
+	return e ? &e->v : NULL;
+}
+
+const struct cert_verdict *certcache_put(struct certcache *c,
+					 const unsigned char key[CERTCACHE_KEY_LEN],
+					 struct cert_verdict *v)
+{
+	struct certcache_entry *e = calloc(1, sizeof(*e)), *old, *evicted = NULL;
+	size_t b;
+
+	if (!e) {
+		cert_verdict_clear(v);
+		return NULL;
+	}
+	e->v = *v;
+	memset(v, 0, sizeof(*v));
+	memcpy(e->key, key, CERTCACHE_KEY_LEN);
+	atomic_init(&e->refs, 2); /* the cache's and the caller's */
+
+	pthread_mutex_lock(&c->lock);
+	old = choria_certcache_find(c, key);
+	if (old) {
+		/* Another thread checked the same certificate meanwhile. */
+		atomic_fetch_add_explicit(&old->refs, 1, memory_order_relaxed);
+		pthread_mutex_unlock(&c->lock);
+		cert_verdict_clear(&e->v);
+		free(e);
+		return &old->v;
+	}
+	if (c->entries >= c->capacity)
+		evicted = choria_certcache_evict(c);
+	b = choria_certcache_bucket(c, key);
+	e->chain = c->buckets[b];
+	c->buckets[b] = e;
+	choria_certcache_list_push(c, e);
+	c->entries++;
+	pthread_mutex_unlock(&c->lock);
+
+	atomic_fetch_add_explicit(&c->inserts, 1, memory_order_relaxed);
+	if (evicted) {
+		atomic_fetch_add_explicit(&c->evictions, 1, memory_order_relaxed);
+		choria_certcache_entry_unref(evicted);
+	}
+	return &e->v;
+}
+
+void certcache_release(struct certcache *c, const struct cert_verdict *v)
+{
+	(void)c;
+	if (!v)
+		return;
+	choria_certcache_entry_unref(
+	    (struct certcache_entry *)(void *)((char *)(uintptr_t)v -
+					       offsetof(struct certcache_entry, v)));
+}
+
+void certcache_get_stats(struct certcache *c, struct certcache_stats *out)
+{
+	out->hits = atomic_load_explicit(&c->hits, memory_order_relaxed);
+	out->misses = atomic_load_explicit(&c->misses, memory_order_relaxed);
+	out->inserts = atomic_load_explicit(&c->inserts, memory_order_relaxed);
+	out->evictions = atomic_load_explicit(&c->evictions, memory_order_relaxed);
+	pthread_mutex_lock(&c->lock);
+	out->entries = c->entries;
+	out->capacity = c->capacity;
+	pthread_mutex_unlock(&c->lock);
+}

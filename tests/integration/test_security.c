@@ -1,0 +1,385 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * security = verify through the built daemon and a real nats-server:
+ * requests signed at test time with certificates from a PKI made by
+ * OpenSSL, replies with right and wrong hashes. Only what passes reaches
+ * the JetStream stream; every rejection is counted under its own reason
+ * in the daemon's counter line. Also what security = none lets through,
+ * and the configuration errors of the security options.
+ */
+#include <criterion/criterion.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "certs.h"
+#include "pipeline.h"
+#include "tmpdir.h"
+
+static char dir[512];
+static struct nats_server server;
+static struct js_client client;
+static struct daemon_proc daemon_a;
+
+static void setup(void)
+{
+	cr_assert_eq(tmpdir_make(dir, sizeof(dir)), 0);
+	cr_assert_eq(nats_server_start(&server, dir, 0, NULL), 0, "nats-server must start");
+	cr_assert_eq(js_client_open(&client, server.url), 0);
+	cr_assert_eq(js_stream_create(&client, "NODES", "choria.node_metadata.>", 1), 0);
+}
+
+static void teardown(void)
+{
+	if (daemon_a.pid > 0)
+		daemon_stop(&daemon_a, SIGKILL, 5000);
+	js_client_close(&client);
+	nats_server_stop(&server);
+	if (!getenv("CAD_TEST_KEEP")) /* set it to look at the logs afterwards */
+		tmpdir_remove(dir);
+}
+
+TestSuite(security, .init = setup, .fini = teardown, .timeout = 120);
+
+/* `extra` goes into the ingest block. */
+static char *conf_with(const char *protocol, const char *topic, const char *extra)
+{
+	char *c = NULL;
+	cr_assert(asprintf(&c,
+			   "log_level = \"info\"\n"
+			   "adapter node_data {\n"
+			   "  ingest {\n"
+			   "    type = \"choria\"\n"
+			   "    servers = {\"%s\"}\n"
+			   "    topic = \"%s\"\n"
+			   "    protocol = \"%s\"\n"
+			   "    workers = 2\n"
+			   "    %s\n"
+			   "  }\n"
+			   "  stream {\n"
+			   "    type = \"jetstream\"\n"
+			   "    servers = {\"%s\"}\n"
+			   "    topic = \"choria.node_metadata.%%s\"\n"
+			   "  }\n"
+			   "}\n",
+			   server.url, topic, protocol, extra, server.url) > 0);
+	return c;
+}
+
+/* The count for `reason` in the last "rejected=N (reason=n, ...)" of the
+ * adapter's counter line; 0 when absent. */
+static uint64_t rejected_for(struct daemon_proc *d, const char *reason)
+{
+	char *log = file_read(d->log), key[64];
+	const char *last = NULL, *p;
+	uint64_t n = 0;
+	for (p = log; p && (p = strstr(p, "adapter node_data: received=")); p++)
+		last = p;
+	cr_assert_not_null(last, "a counter line");
+	const char *eol = strchr(last, '\n');
+	const char *rej = strstr(last, " rejected=");
+	const char *open = rej ? strchr(rej, '(') : NULL;
+	const char *drop = strstr(last, " dropped=");
+	snprintf(key, sizeof(key), "%s=", reason);
+	if (open && drop && open < drop && (!eol || drop < eol)) {
+		for (p = open + 1; p < drop; p++) {
+			if ((p[-1] == '(' || p[-1] == ' ') && strncmp(p, key, strlen(key)) == 0) {
+				n = strtoull(p + strlen(key), NULL, 10);
+				break;
+			}
+		}
+	}
+	free(log);
+	return n;
+}
+
+/* Publish a request from `sender`, as `callerid`, signed with `pem`
+ * (corrupted if asked), or with the fields given in `s` when sign is off. */
+static void publish_signed(const char *sender, const char *callerid, const char *pem, bool corrupt)
+{
+	struct test_signer signer = {.key = test_pki()->leaf_key, .pem = pem, .corrupt = corrupt};
+	struct choria_msg_spec s = choria_msg_defaults(CHORIA_MSG_REQUEST);
+	char body[128];
+	snprintf(body, sizeof(body), "{\"identity\":\"%s\"}", sender);
+	s.sender = sender;
+	s.body = body;
+	s.callerid = callerid;
+	s.sign = test_sign;
+	s.sign_arg = &signer;
+	size_t len;
+	char *wire = choria_msg_build(&s, &len);
+	cr_assert_not_null(wire);
+	cr_assert_eq(nats_publish_raw(&client, "choria.discovery", wire, len), 0);
+	free(wire);
+}
+
+static void publish_spec(const struct choria_msg_spec *s, const char *subject)
+{
+	size_t len;
+	char *wire = choria_msg_build(s, &len);
+	cr_assert_not_null(wire);
+	cr_assert_eq(nats_publish_raw(&client, subject, wire, len), 0);
+	free(wire);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The senders stored in the stream, sorted, comma-separated. */
+static char *stored_senders(uint64_t n)
+{
+	char **names = calloc(n, sizeof(*names));
+	size_t total = 1;
+	for (uint64_t seq = 1; seq <= n; seq++) {
+		natsMsg *m = js_stream_get(&client, "NODES", seq);
+		cr_assert_not_null(m);
+		json_t *env = json_loadb(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), 0,
+					 NULL);
+		cr_assert_not_null(env);
+		names[seq - 1] = strdup(json_string_value(json_object_get(env, "sender")));
+		total += strlen(names[seq - 1]) + 1;
+		json_decref(env);
+		natsMsg_Destroy(m);
+	}
+	qsort(names, n, sizeof(*names), cmp_str);
+	char *out = calloc(1, total);
+	for (uint64_t i = 0; i < n; i++) {
+		if (i)
+			strcat(out, ",");
+		strcat(out, names[i]);
+		free(names[i]);
+	}
+	free(names);
+	return out;
+}
+
+Test(security, only_correctly_signed_requests_reach_the_stream)
+{
+	char extra[900];
+	snprintf(extra, sizeof(extra), "security = \"verify\"\n    ca = \"%s\"",
+		 test_pki_path("ca.pem"));
+	char *conf = conf_with("request", "choria.discovery", extra);
+	pipeline_start_daemon(&daemon_a, dir, conf);
+	free(conf);
+	cr_assert_gt(daemon_log_count(&daemon_a, "request signers must chain to the 1 CA certificate"),
+		     0);
+
+	const struct test_pki *p = test_pki();
+	const char *web1 = "choria=web1.example.net";
+	/* Accepted: 3 from the node's own certificate, 1 by its alias, 2
+	 * from the privileged certificate speaking for other callers. */
+	publish_signed("ok-1", web1, p->signer, false);
+	publish_signed("ok-2", web1, p->signer, false);
+	publish_signed("ok-3", web1, p->signer, false);
+	publish_signed("ok-alias", "choria=web1-alias.example.net", p->signer, false);
+	publish_signed("ok-priv-1", "choria=web7.example.net", p->privileged, false);
+	publish_signed("ok-priv-2", "choria=someone", p->privileged, false);
+	/* Rejected, one reason each (two bad signatures). */
+	publish_signed("bad-sig", web1, p->signer, true);
+	publish_signed("other-ca", web1, p->foreign, false);
+	publish_signed("expired", web1, p->expired, false);
+	publish_signed("mismatch", "choria=web2.example.net", p->signer, false);
+	publish_signed("purpose", web1, p->server_only, false);
+
+	/* A tampered message: the secure layer's message replaced after signing. */
+	struct test_signer signer = {.key = p->leaf_key, .pem = p->signer};
+	struct choria_msg_spec forged = choria_msg_defaults(CHORIA_MSG_REQUEST);
+	forged.sender = "tampered";
+	char *text = NULL;
+	size_t len, text_len;
+	free(choria_msg_build_ex(&forged, &len, &text, &text_len));
+	json_t *patch = json_pack("{s:s}", "message", text);
+	char *patch_text = json_dumps(patch, JSON_COMPACT);
+	struct choria_msg_spec s = choria_msg_defaults(CHORIA_MSG_REQUEST);
+	s.sender = "original";
+	s.sign = test_sign;
+	s.sign_arg = &signer;
+	s.secure.patch = patch_text;
+	publish_spec(&s, "choria.discovery");
+	free(patch_text);
+	json_decref(patch);
+	free(text);
+
+	/* Unsigned registration. */
+	s = choria_msg_defaults(CHORIA_MSG_REQUEST);
+	s.sender = "insecure";
+	publish_spec(&s, "choria.discovery");
+	/* A pubcert that is no certificate. */
+	s.sender = "no-cert";
+	s.signature = "c2lnbmF0dXJl";
+	publish_spec(&s, "choria.discovery");
+
+	cr_assert(js_stream_wait_count(&client, "NODES", 6, 15000), "the good ones arrive");
+	nats_Sleep(500);
+	cr_assert_eq(daemon_stop(&daemon_a, SIGTERM, 20000), 0);
+	cr_assert_eq(js_stream_count(&client, "NODES"), 6, "nothing rejected is published");
+	char *senders = stored_senders(6);
+	cr_assert_str_eq(senders, "ok-1,ok-2,ok-3,ok-alias,ok-priv-1,ok-priv-2");
+	free(senders);
+
+	struct adapter_counts n;
+	cr_assert(pipeline_counts(&daemon_a, "node_data", &n));
+	cr_assert_eq(n.received, 14);
+	cr_assert_eq(n.published, 6);
+	cr_assert_eq(n.rejected, 8);
+	cr_assert_eq(rejected_for(&daemon_a, "bad_signature"), 2);
+	cr_assert_eq(rejected_for(&daemon_a, "untrusted_cert"), 1);
+	cr_assert_eq(rejected_for(&daemon_a, "cert_expired"), 1);
+	cr_assert_eq(rejected_for(&daemon_a, "caller_mismatch"), 1);
+	cr_assert_eq(rejected_for(&daemon_a, "cert_purpose"), 1);
+	cr_assert_eq(rejected_for(&daemon_a, "insecure"), 1);
+	cr_assert_eq(rejected_for(&daemon_a, "bad_cert"), 1);
+	/* The first rejection is logged with its reason and detail. */
+	cr_assert_gt(daemon_log_count(&daemon_a, "rejected a message ("), 0);
+}
+
+Test(security, allowed_certs_and_privileged_certs_come_from_the_configuration)
+{
+	char extra[1200];
+	snprintf(extra, sizeof(extra),
+		 "security = \"verify\"\n    ca = \"%s\"\n"
+		 "    allowed_certs = {'^web1\\.example\\.net$', \"^admin\\\\.\"}\n"
+		 "    privileged_certs = {\"^admin[.]privileged[.]choria$\"}\n"
+		 "    cert_cache_size = 2",
+		 test_pki_path("ca.pem"));
+	char *conf = conf_with("request", "choria.discovery", extra);
+	pipeline_start_daemon(&daemon_a, dir, conf);
+	free(conf);
+
+	const struct test_pki *p = test_pki();
+	publish_signed("ok-1", "choria=web1.example.net", p->signer, false);
+	publish_signed("ok-priv", "choria=anyone", p->privileged, false);
+	publish_signed("not-allowed", "choria=web2.example.net", p->san_only, false);
+	publish_signed("ok-2", "choria=web1.example.net", p->signer, false);
+	cr_assert(js_stream_wait_count(&client, "NODES", 3, 15000));
+	nats_Sleep(300);
+	cr_assert_eq(daemon_stop(&daemon_a, SIGTERM, 20000), 0);
+	char *senders = stored_senders(3);
+	cr_assert_str_eq(senders, "ok-1,ok-2,ok-priv");
+	free(senders);
+	cr_assert_eq(rejected_for(&daemon_a, "cert_not_allowed"), 1);
+	cr_assert_eq(js_stream_count(&client, "NODES"), 3);
+}
+
+Test(security, replies_with_a_wrong_hash_are_rejected)
+{
+	char *conf = conf_with("reply", "choria.reply.>", "security = \"verify\"");
+	pipeline_start_daemon(&daemon_a, dir, conf);
+	free(conf);
+	cr_assert_gt(daemon_log_count(&daemon_a, "every reply's hash is checked"), 0);
+
+	pipeline_publish(&client, "choria.reply.x", CHORIA_MSG_REPLY, 0, 5, 4);
+	struct choria_msg_spec s = choria_msg_defaults(CHORIA_MSG_REPLY);
+	char *wrong = choria_msg_sha256_base64("another message", 15);
+	s.sender = "wrong-hash";
+	s.hash = wrong;
+	publish_spec(&s, "choria.reply.x");
+	s.sender = "not-base64-hash";
+	s.hash = "####";
+	publish_spec(&s, "choria.reply.x");
+	free(wrong);
+
+	cr_assert(js_stream_wait_count(&client, "NODES", 5, 15000));
+	nats_Sleep(300);
+	cr_assert_eq(daemon_stop(&daemon_a, SIGTERM, 20000), 0);
+	cr_assert_eq(js_stream_count(&client, "NODES"), 5);
+	struct adapter_counts n;
+	cr_assert(pipeline_counts(&daemon_a, "node_data", &n));
+	cr_assert_eq(n.received, 7);
+	cr_assert_eq(n.rejected, 2);
+	cr_assert_eq(rejected_for(&daemon_a, "bad_hash"), 2);
+	cr_assert_gt(daemon_log_count(&daemon_a, "rejected a message (bad_hash)"), 0);
+}
+
+Test(security, security_none_lets_well_formed_but_wrongly_signed_messages_through)
+{
+	char *conf = conf_with("request", "choria.discovery", "security = \"none\"");
+	pipeline_start_daemon(&daemon_a, dir, conf);
+	free(conf);
+	cr_assert_eq(daemon_log_count(&daemon_a, "security = none: messages on choria.discovery are not verified"),
+		     1, "said once at start-up");
+
+	const struct test_pki *p = test_pki();
+	publish_signed("bad-sig", "choria=web1.example.net", p->signer, true);
+	publish_signed("other-ca", "choria=web1.example.net", p->foreign, false);
+	publish_signed("mismatch", "choria=nobody", p->signer, false);
+	struct choria_msg_spec s = choria_msg_defaults(CHORIA_MSG_REQUEST);
+	s.sender = "insecure";
+	publish_spec(&s, "choria.discovery");
+
+	cr_assert(js_stream_wait_count(&client, "NODES", 4, 15000));
+	cr_assert_eq(daemon_stop(&daemon_a, SIGTERM, 20000), 0);
+	char *senders = stored_senders(4);
+	cr_assert_str_eq(senders, "bad-sig,insecure,mismatch,other-ca");
+	free(senders);
+	struct adapter_counts n;
+	cr_assert(pipeline_counts(&daemon_a, "node_data", &n));
+	cr_assert_eq(n.rejected, 0);
+	cr_assert_eq(daemon_log_count(&daemon_a, "are not verified"), 1, "and only once");
+}
+
+/* `choria-adapterd -t` on an ingest block with `extra`; the output must
+ * hold `want` (a leading %s stands for the config file) and the status be
+ * `status`. */
+static void check_config(const char *protocol, const char *extra, int status, const char *want)
+{
+	char moddir[600], path[700], block[1500], expect[2000];
+	cr_assert_eq(daemon_modules_dir(moddir, sizeof(moddir), dir), 0);
+	snprintf(block, sizeof(block),
+		 "adapter a {\n"
+		 "  ingest { type = \"choria\" topic = \"t\" protocol = \"%s\"\n"
+		 "    %s }\n"
+		 "  stream { type = \"jetstream\" }\n"
+		 "}\n",
+		 protocol, extra);
+	cr_assert_eq(tmpdir_write(dir, "check.conf", block, path, sizeof(path)), 0);
+	char *out = NULL;
+	int st = daemon_run_cmd(&out, dir, "-t", "-c", path, "-M", moddir, NULL);
+	cr_assert_eq(st, status, "exit %d for [%s]:\n%s", st, extra, out);
+	if (strncmp(want, "%s", 2) == 0)
+		snprintf(expect, sizeof(expect), "%s%s", path, want + 2);
+	else
+		snprintf(expect, sizeof(expect), "%s", want);
+	cr_assert_not_null(strstr(out, expect), "expected '%s' in:\n%s", expect, out);
+	free(out);
+}
+
+Test(security, verify_without_a_readable_ca_is_a_configuration_error)
+{
+	check_config("request", "", 1,
+		     "%s:2: adapter a: ingest: ca: a CA file is needed to verify request signatures");
+	check_config("request", "security = \"verify\" ca = \"/nonexistent/ca.pem\"", 1,
+		     "%s:3: adapter a: ingest: ca: cannot read /nonexistent/ca.pem");
+	char bad[900];
+	snprintf(bad, sizeof(bad), "ca = \"%s\"", test_pki_path("leaf.key"));
+	check_config("request", bad, 1, "holds no PEM certificate");
+	/* Replies need no CA; requests unverified need none either. */
+	check_config("reply", "security = \"verify\"", 0, "security verify");
+	check_config("request", "security = \"none\"", 0, "security none");
+}
+
+Test(security, bad_patterns_and_cache_sizes_are_configuration_errors)
+{
+	char extra[1200];
+	snprintf(extra, sizeof(extra), "ca = \"%s\" privileged_certs = {\"(\"}",
+		 test_pki_path("ca.pem"));
+	check_config("request", extra, 1,
+		     "%s:3: adapter a: ingest: privileged_certs: '(' is not a valid regular expression");
+	snprintf(extra, sizeof(extra), "ca = \"%s\" allowed_certs = {\"ok\", \"[b-a]\"}",
+		 test_pki_path("ca.pem"));
+	check_config("request", extra, 1,
+		     "%s:3: adapter a: ingest: allowed_certs: '[b-a]' is not a valid regular expression");
+	snprintf(extra, sizeof(extra), "ca = \"%s\" cert_cache_size = 0", test_pki_path("ca.pem"));
+	check_config("request", extra, 1, "cert_cache_size");
+	snprintf(extra, sizeof(extra), "ca = \"%s\" cert_cache_size = 50", test_pki_path("ca.pem"));
+	check_config("request", extra, 0, "security verify against");
+}
+
+int main(int argc, char **argv)
+{
+	return test_pki_main(argc, argv);
+}
