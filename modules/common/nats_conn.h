@@ -57,7 +57,6 @@ struct nats_conn {
 	atomic_bool closed_cb; /* cnats made its last callback for nc */
 	void (*on_reconnect)(struct nats_conn *c); /* optional, from a NATS thread */
 	void *user;                                 /* for on_reconnect */
-	_Atomic bool closing; /* set by nats_conn_close: a planned disconnect */
 };
 
 /* Connect. A server that cannot be reached is retried in the background;
