@@ -579,10 +579,10 @@ static void choria_describe(void *instance, char *buf, size_t len)
 
 	nats_conn_opts_servers(&self->nats, servers, sizeof(servers));
 	snprintf(buf, len,
-		 "servers %s, subject %s, protocol %s, security %s%s%s, queue group %s, workers %u",
-		 servers, self->topic, choria_kind_name(self->kind), self->verify ? "verify" : "none",
+		 "servers %s, subject %s, protocol %s, security %s%s%s, queue group %s", servers,
+		 self->topic, choria_kind_name(self->kind), self->verify ? "verify" : "none",
 		 self->verifier ? " against " : "", self->verifier ? self->ca : "",
-		 self->queue_group, self->n_workers);
+		 self->queue_group);
 }
 
 static const struct cad_module choria_module = {

@@ -573,11 +573,8 @@ static void natsstream_publish(void *worker, struct cad_msg *m)
 	size_t len = 0;
 	int err = encode(ns, m, &channel, &data, &len);
 	if (err != 0) {
+		/* The host logs the loss, with the sender made printable. */
 		const char *reason = err == -EINVAL ? "bad_subject" : "encode_failed";
-		if (err == -EINVAL)
-			ns->host->log(ns->ctx, CAD_LOG_WARN,
-				      "sender '%s' cannot form a channel from '%s'", m->sender,
-				      ns->topic);
 		ns->host->msg_done(ns->ctx, m, err, reason);
 		return;
 	}
