@@ -275,20 +275,32 @@ static int choria_check_chars(const char *s, size_t n, size_t chars, const char 
 	return 0;
 }
 
+/* The first byte of s (NUL-terminated after n) outside the standard base64
+ * alphabet (RFC 4648, table 1): a NUL stops the span as any other stray
+ * byte does. */
+static size_t choria_b64_span(const char *s)
+{
+	static const char alphabet[] =
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	return strspn(s, alphabet);
+}
+
 /*
  * Standard base64 with padding, strictly: length a multiple of 4, only the
- * alphabet, at most two '=' and only at the end. The characters are checked
- * here; OpenSSL does the decoding, into `buf` (n / 4 * 3 bytes at least).
- * EVP_DecodeBlock() counts padding as zero bytes, so the padding is taken
- * off its result.
+ * alphabet, at most two '=' and only at the end. OpenSSL decodes, into
+ * `buf` (n / 4 * 3 bytes at least).
+ *
+ * EVP_DecodeBlock() refuses every byte outside the alphabet but '=', which
+ * it reads as zero bits anywhere, and trims white space at either end
+ * (which shortens its result). So: no '=' before the padding, and a result
+ * of full length, is exactly "only the alphabet, then the padding"; the
+ * byte-by-byte scan that names the culprit runs only for a bad message.
  */
 static int choria_base64(const char *s, size_t n, unsigned char *buf, size_t *out_len,
 			 struct choria_err *e)
 {
-	/* RFC 4648, table 1 */
-	static const char alphabet[] =
-		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-	size_t pad = 0, ok;
+	size_t pad = 0, bad;
+	const char *eq;
 	int got;
 
 	*out_len = 0;
@@ -305,19 +317,19 @@ static int choria_base64(const char *s, size_t n, unsigned char *buf, size_t *ou
 		pad++;
 	if (s[n - 2] == '=')
 		pad++;
-	/* The string is NUL-terminated, so a NUL inside stops the span as any
-	 * other stray byte does. */
-	ok = strspn(s, alphabet);
-	if (ok < n - pad) {
-		char q[8];
-		return choria_fail(e, -EBADMSG, R_BASE64,
-				   "transport.data is not valid base64: unexpected \"%s\" at offset %zu",
-				   choria_printable(q, sizeof(q), s + ok, 1), ok);
-	}
-	got = EVP_DecodeBlock(buf, (const unsigned char *)s, (int)n);
-	if (got < 0 || (size_t)got != n / 4 * 3)
+	eq = memchr(s, '=', n - pad);
+	got = eq ? -1 : EVP_DecodeBlock(buf, (const unsigned char *)s, (int)n);
+	if (got < 0 || (size_t)got != n / 4 * 3) {
+		bad = choria_b64_span(s);
+		if (bad < n - pad) {
+			char q[8];
+			return choria_fail(e, -EBADMSG, R_BASE64,
+					   "transport.data is not valid base64: unexpected \"%s\" at offset %zu",
+					   choria_printable(q, sizeof(q), s + bad, 1), bad);
+		}
 		return choria_fail(e, -EBADMSG, R_BASE64,
 				   "transport.data is not valid base64: OpenSSL could not decode it");
+	}
 	*out_len = (size_t)got - pad;
 	return 0;
 }
