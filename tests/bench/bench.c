@@ -179,11 +179,16 @@ struct result {
 	uint64_t lost, stalls;
 };
 
+/* Static: the subscription's last callbacks may run after its destruction
+ * returns. */
+static _Atomic uint64_t landed;
+
 static void on_landed(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *closure)
 {
 	(void)nc;
 	(void)sub;
-	atomic_fetch_add((_Atomic uint64_t *)closure, 1);
+	(void)closure;
+	atomic_fetch_add(&landed, 1);
 	natsMsg_Destroy(m);
 }
 
@@ -197,13 +202,13 @@ static void on_landed(natsConnection *nc, natsSubscription *sub, natsMsg *m, voi
  */
 static void publish_all(long window, uint64_t *stalls)
 {
-	_Atomic uint64_t landed = 0;
 	natsConnection *obs = NULL;
 	natsSubscription *sub = NULL;
 	*stalls = 0;
+	atomic_store(&landed, 0);
 	if (window > 0) {
 		natsConnection_ConnectTo(&obs, server.url);
-		natsConnection_Subscribe(&sub, obs, "choria.node_metadata.>", on_landed, &landed);
+		natsConnection_Subscribe(&sub, obs, "choria.node_metadata.>", on_landed, NULL);
 		natsSubscription_SetPendingLimits(sub, -1, -1);
 		natsConnection_Flush(obs);
 	}
