@@ -3,9 +3,11 @@
  * A ring buffer of pointers under one mutex.
  *
  * Concurrency & locking: `lock` guards every field but `capacity`, which is
- * fixed. `nonempty` is signalled on each push and broadcast on close. The
- * critical sections are a few loads and stores, so one lock serves many
- * producers (NATS delivery threads) and consumers (stream workers).
+ * fixed. `nonempty` is signalled on each push (after the lock is released,
+ * so the woken consumer does not block on it at once) and broadcast on
+ * close. The critical sections are a few loads and stores, so one lock
+ * serves many producers (NATS delivery threads) and consumers (stream
+ * workers).
  */
 #include "queue.h"
 
@@ -64,9 +66,10 @@ int queue_push(struct queue *q, void *item)
 	} else {
 		q->slots[(q->head + q->count) % q->capacity] = item;
 		q->count++;
-		pthread_cond_signal(&q->nonempty);
 	}
 	pthread_mutex_unlock(&q->lock);
+	if (rc == 0)
+		pthread_cond_signal(&q->nonempty);
 	return rc;
 }
 

@@ -1,10 +1,25 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The envelope, written directly: one pass over each value that checks its
+ * UTF-8 and escapes it. The bytes are the ones jansson's compact dump wrote
+ * before (keys in design order; '"', '\\' and control characters escaped,
+ * the common ones as \b \f \n \r \t and the others as \u00XX in upper case;
+ * '/', DEL and all non-ASCII characters as they are), which test_envelope
+ * checks against jansson itself.
+ */
 #include "envelope.h"
 
 #include <errno.h>
-#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
+
+/* Worst case per input byte: a control character becomes \u00XX. */
+#define ENVELOPE_ESCAPE_MAX 6
+/* Keys, quotes, punctuation and the time: far less than this. */
+#define ENVELOPE_FIXED_MAX 96
 
 int envelope_time(char *buf, size_t len, int64_t t)
 {
@@ -16,34 +31,173 @@ int envelope_time(char *buf, size_t len, int64_t t)
 	return strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm) ? 0 : -EINVAL;
 }
 
-int envelope_encode(char **out, size_t *len, const char *protocol, const struct cad_msg *m)
+/* Bytes in a UTF-8 sequence starting with `c`, or 0 for a byte that cannot
+ * start one (continuation bytes, overlong C0/C1, F5 and above). */
+static size_t envelope_utf8_len(unsigned char c)
+{
+	if (c < 0x80)
+		return 1;
+	if (c < 0xc2)
+		return 0;
+	if (c < 0xe0)
+		return 2;
+	if (c < 0xf0)
+		return 3;
+	if (c < 0xf5)
+		return 4;
+	return 0;
+}
+
+/* A complete sequence of `n` bytes at s: continuation bytes, no overlong
+ * form, no UTF-16 surrogate, nothing past U+10FFFF. */
+static bool envelope_utf8_valid(const unsigned char *s, size_t n)
+{
+	uint32_t cp = s[0] & (0x7fu >> n);
+
+	for (size_t i = 1; i < n; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return false;
+		cp = (cp << 6) | (s[i] & 0x3fu);
+	}
+	if (cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return false;
+	return !((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000));
+}
+
+/* ASCII that goes out as it is: all but control characters, '"' and '\\'. */
+static const bool envelope_plain[256] = {
+	[0x20 ... 0x21] = true, /* '"' is 0x22 */
+	[0x23 ... 0x5b] = true, /* '\\' is 0x5c */
+	[0x5d ... 0x7f] = true,
+};
+
+/*
+ * Write `n` bytes of `s` as a quoted JSON string at `out`, which has room
+ * for n * ENVELOPE_ESCAPE_MAX + 2 bytes. Returns the bytes written, or 0
+ * when s is not UTF-8.
+ */
+static size_t envelope_string(char *out, const char *s, size_t n)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	const unsigned char *p = (const unsigned char *)s, *end = p + n;
+	char *o = out;
+
+	*o++ = '"';
+	while (p < end) {
+		/* The common case: a run that needs neither escape nor check. */
+		const unsigned char *run = p;
+		while (p < end && envelope_plain[*p])
+			p++;
+		memcpy(o, run, (size_t)(p - run));
+		o += p - run;
+		if (p == end)
+			break;
+		unsigned char c = *p;
+		if (c >= 0x80) {
+			size_t len = envelope_utf8_len(c);
+			if (len == 0 || len > (size_t)(end - p) || !envelope_utf8_valid(p, len))
+				return 0;
+			memcpy(o, p, len);
+			o += len;
+			p += len;
+			continue;
+		}
+		*o++ = '\\';
+		switch (c) {
+		case '"':
+		case '\\':
+			*o++ = (char)c;
+			break;
+		case '\b':
+			*o++ = 'b';
+			break;
+		case '\f':
+			*o++ = 'f';
+			break;
+		case '\n':
+			*o++ = 'n';
+			break;
+		case '\r':
+			*o++ = 'r';
+			break;
+		case '\t':
+			*o++ = 't';
+			break;
+		default:
+			memcpy(o, "u00", 3);
+			o[3] = hex[c >> 4];
+			o[4] = hex[c & 0xf];
+			o += 5;
+			break;
+		}
+		p++;
+	}
+	*o++ = '"';
+	return (size_t)(o - out);
+}
+
+static char *envelope_lit(char *o, const char *lit, size_t n)
+{
+	memcpy(o, lit, n);
+	return o + n;
+}
+
+#define ENVELOPE_LIT(o, s) envelope_lit((o), (s), sizeof(s) - 1)
+
+size_t envelope_max_len(const char *protocol, const struct cad_msg *m)
+{
+	return ENVELOPE_FIXED_MAX +
+	       ENVELOPE_ESCAPE_MAX * (strlen(protocol) + m->body_len + m->sender_len +
+				      m->request_id_len);
+}
+
+int envelope_write(char *buf, size_t cap, size_t *len, const char *protocol,
+		   const struct cad_msg *m)
 {
 	char when[32];
+	size_t n;
+	char *o = buf;
+
+	if (cap < envelope_max_len(protocol, m))
+		return -ENOSPC;
 	if (envelope_time(when, sizeof(when), m->time) != 0)
 		return -EINVAL;
-	/* Insertion order is kept by jansson, so the keys come out as listed. */
-	json_t *o = json_object();
-	if (!o)
+	o = ENVELOPE_LIT(o, "{\"protocol\":");
+	if (!(n = envelope_string(o, protocol, strlen(protocol))))
+		return -EINVAL;
+	o += n;
+	o = ENVELOPE_LIT(o, ",\"data\":");
+	if (!(n = envelope_string(o, m->body, m->body_len)))
+		return -EINVAL;
+	o += n;
+	o = ENVELOPE_LIT(o, ",\"sender\":");
+	if (!(n = envelope_string(o, m->sender, m->sender_len)))
+		return -EINVAL;
+	o += n;
+	o = ENVELOPE_LIT(o, ",\"time\":");
+	o += envelope_string(o, when, strlen(when));
+	o = ENVELOPE_LIT(o, ",\"requestid\":");
+	if (!(n = envelope_string(o, m->request_id, m->request_id_len)))
+		return -EINVAL;
+	o += n;
+	*o++ = '}';
+	*len = (size_t)(o - buf);
+	return 0;
+}
+
+int envelope_encode(char **out, size_t *len, const char *protocol, const struct cad_msg *m)
+{
+	size_t cap = envelope_max_len(protocol, m);
+	char *buf = malloc(cap);
+	int rc;
+
+	if (!buf)
 		return -ENOMEM;
-	int rc = -EINVAL;
-	if (json_object_set_new(o, "protocol", json_string(protocol)) ||
-	    json_object_set_new(o, "data", json_stringn(m->body, m->body_len)) ||
-	    json_object_set_new(o, "sender", json_stringn(m->sender, m->sender_len)) ||
-	    json_object_set_new(o, "time", json_string(when)) ||
-	    json_object_set_new(o, "requestid", json_stringn(m->request_id, m->request_id_len)))
-		goto out;
-	size_t need = json_dumpb(o, NULL, 0, JSON_COMPACT);
-	if (need == 0)
-		goto out;
-	char *buf = malloc(need);
-	if (!buf) {
-		rc = -ENOMEM;
-		goto out;
+	rc = envelope_write(buf, cap, len, protocol, m);
+	if (rc != 0) {
+		free(buf);
+		return rc;
 	}
-	*len = json_dumpb(o, buf, need, JSON_COMPACT);
 	*out = buf;
-	rc = 0;
-out:
-	json_decref(o);
-	return rc;
+	return 0;
 }

@@ -1,9 +1,16 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * protocol.c - the Choria protocol v1 decoder: parses the three nested
- * layers with jansson, decodes the transport's base64 with OpenSSL, and
- * enforces what the published v1 schemas require, layer by layer, reporting
- * the first violation with a stable label and a precise detail.
+ * layers with json_dom (simdjson, as strict as jansson was), decodes the
+ * transport's base64 with OpenSSL, and enforces what the published v1
+ * schemas require, layer by layer, reporting the first violation with a
+ * stable label and a precise detail.
+ *
+ * Memory: one message's documents live in a scratch leased from the
+ * calling thread (json_dom.h) and held by the result until
+ * choria_decoded_clear(), so decoding allocates nothing in the steady
+ * state. Strings point into the scratch's parsers: the transport parser is
+ * reused for the request/reply layer once the transport's data is decoded.
  */
 #include "protocol.h"
 
@@ -15,8 +22,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <jansson.h>
 #include <openssl/evp.h>
+
+#include "json_dom.h"
 
 #define CHORIA_V1_TRANSPORT "choria:transport:1"
 #define CHORIA_V1_SECURE_REQUEST "choria:secure:request:1"
@@ -39,19 +47,17 @@
 #define CHORIA_NONEMPTY 0x2u /* minLength 1 */
 #define CHORIA_NO_NUL 0x4u   /* becomes a C string downstream */
 
+/* Parsers of the scratch: the transport, then the request/reply layer; and
+ * the secure layer, whose strings must outlive the request/reply parse. */
+#define CHORIA_PARSER_OUTER 0
+#define CHORIA_PARSER_SECURE 1
+
 /* Where a failure is reported. */
 struct choria_err {
 	const char **reason;
 	char *detail;
 	size_t detail_len;
 };
-
-/* In the standard base64 alphabet (RFC 4648 table 1)? */
-static bool choria_b64_char(char c)
-{
-	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-	       c == '+' || c == '/';
-}
 
 static size_t choria_escape_byte(unsigned char c, char tmp[5])
 {
@@ -96,8 +102,8 @@ const char *choria_kind_name(enum choria_kind kind)
 	return kind == CHORIA_REPLY ? "reply" : "request";
 }
 
-/* Record a failure: the label, and the detail made printable ASCII (jansson
- * error texts may quote raw input). Returns err. */
+/* Record a failure: the label, and the detail made printable ASCII (it may
+ * quote raw input). Returns err. */
 static int choria_fail(struct choria_err *e, int err, const char *reason, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
@@ -117,29 +123,28 @@ static int choria_fail(struct choria_err *e, int err, const char *reason, const 
 	return err;
 }
 
-static const char *choria_type_name(const json_t *v)
+static const char *choria_type_name(const struct jdom_value *v)
 {
-	switch (json_typeof(v)) {
-	case JSON_OBJECT:
+	switch (jdom_type(v)) {
+	case JDOM_OBJECT:
 		return "an object";
-	case JSON_ARRAY:
+	case JDOM_ARRAY:
 		return "an array";
-	case JSON_STRING:
+	case JDOM_STRING:
 		return "a string";
-	case JSON_INTEGER:
+	case JDOM_INTEGER:
 		return "an integer";
-	case JSON_REAL:
+	case JDOM_REAL:
 		return "a non-integer number";
-	case JSON_TRUE:
-	case JSON_FALSE:
+	case JDOM_BOOL:
 		return "a boolean";
-	case JSON_NULL:
+	case JDOM_NULL:
 		return "null";
 	}
 	return "an unknown JSON type";
 }
 
-/* Characters (code points) in a UTF-8 string jansson has validated. */
+/* Characters (code points) in a UTF-8 string the parser has validated. */
 static size_t choria_utf8_chars(const char *s, size_t n)
 {
 	size_t chars = 0;
@@ -149,52 +154,47 @@ static size_t choria_utf8_chars(const char *s, size_t n)
 	return chars;
 }
 
-/* Parse one layer, which must be a JSON object. */
-static int choria_parse(json_t **out, const char *data, size_t len, const char *layer,
-			struct choria_err *e)
+/* Parse one layer, which must be a JSON object, with parser `p`. `padded`:
+ * JDOM_PADDING readable bytes follow the data. */
+static int choria_parse(struct jdom_value *out, struct jdom_parser *p, const char *data,
+			size_t len, bool padded, const char *layer, struct choria_err *e)
 {
-	json_error_t jerr;
-	json_t *root;
+	const char *why;
+	int r;
 
-	*out = NULL;
 	if (len == 0 || !data)
 		return choria_fail(e, -EBADMSG, R_NOT_JSON, "%s is empty", layer);
-	root = json_loadb(data, len, JSON_DECODE_ANY | JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES, &jerr);
-	if (!root) {
-		if (json_error_code(&jerr) == json_error_out_of_memory)
-			return choria_fail(e, -ENOMEM, "no_memory", "%s: out of memory", layer);
-		return choria_fail(e, -EBADMSG, R_NOT_JSON, "%s is not valid JSON: %s (byte %d)",
-				   layer, jerr.text, jerr.position);
-	}
-	if (!json_is_object(root)) {
-		int r = choria_fail(e, -EBADMSG, R_NOT_JSON, "%s is %s, not a JSON object", layer,
-				    choria_type_name(root));
-		json_decref(root);
-		return r;
-	}
-	*out = root;
+	r = jdom_parse(p, data, len, padded, out, &why);
+	if (r == -ENOMEM)
+		return choria_fail(e, -ENOMEM, "no_memory", "%s: out of memory", layer);
+	if (r)
+		return choria_fail(e, -EBADMSG, R_NOT_JSON, "%s is not valid JSON: %s", layer,
+				   why);
+	if (jdom_type(out) != JDOM_OBJECT)
+		return choria_fail(e, -EBADMSG, R_NOT_JSON, "%s is %s, not a JSON object", layer,
+				   choria_type_name(out));
 	return 0;
 }
 
 /* obj[key] as a string. Returns 0, 1 when absent and CHORIA_OPTIONAL, or
  * a negative errno. */
-static int choria_member_str(const json_t *obj, const char *key, const char *path, unsigned flags,
-			     const char *reason, struct choria_err *e, const char **s, size_t *n)
+static int choria_member_str(const struct jdom_value *obj, const char *key, const char *path,
+			     unsigned flags, const char *reason, struct choria_err *e,
+			     const char **s, size_t *n)
 {
-	const json_t *v = json_object_get(obj, key);
+	struct jdom_value v;
 	const char *str;
 	size_t len;
 
-	if (!v) {
+	if (!jdom_member(obj, key, &v)) {
 		if (flags & CHORIA_OPTIONAL)
 			return 1;
 		return choria_fail(e, -EBADMSG, reason, "%s is missing", path);
 	}
-	if (!json_is_string(v))
+	if (jdom_type(&v) != JDOM_STRING)
 		return choria_fail(e, -EBADMSG, reason, "%s must be a string, got %s", path,
-				   choria_type_name(v));
-	str = json_string_value(v);
-	len = json_string_length(v);
+				   choria_type_name(&v));
+	jdom_string(&v, &str, &len);
 	if ((flags & CHORIA_NONEMPTY) && len == 0)
 		return choria_fail(e, -EBADMSG, reason, "%s must not be empty", path);
 	if ((flags & CHORIA_NO_NUL) && memchr(str, '\0', len))
@@ -208,45 +208,42 @@ static int choria_member_str(const json_t *obj, const char *key, const char *pat
 }
 
 /* obj[key] as an integer. */
-static int choria_member_int(const json_t *obj, const char *key, const char *path,
-			     const char *reason, struct choria_err *e, json_int_t *out)
+static int choria_member_int(const struct jdom_value *obj, const char *key, const char *path,
+			     const char *reason, struct choria_err *e, int64_t *out)
 {
-	const json_t *v = json_object_get(obj, key);
+	struct jdom_value v;
 
-	if (!v)
+	if (!jdom_member(obj, key, &v))
 		return choria_fail(e, -EBADMSG, reason, "%s is missing", path);
-	if (!json_is_integer(v))
+	if (jdom_type(&v) != JDOM_INTEGER)
 		return choria_fail(e, -EBADMSG, reason, "%s must be an integer, got %s", path,
-				   choria_type_name(v));
-	*out = json_integer_value(v);
+				   choria_type_name(&v));
+	*out = jdom_integer(&v);
 	return 0;
 }
 
 /* obj[key] as an object or an array (`type`). Returns 0, 1 when absent and
- * optional, or a negative errno. */
-static int choria_member_of_type(const json_t *obj, const char *key, const char *path,
-				 json_type type, bool optional, const char *reason,
-				 struct choria_err *e, const json_t **out)
+ * optional (*out is then an empty placeholder), or a negative errno. */
+static int choria_member_of_type(const struct jdom_value *obj, const char *key, const char *path,
+				 enum jdom_type type, bool optional, const char *reason,
+				 struct choria_err *e, struct jdom_value *out)
 {
-	const json_t *v = json_object_get(obj, key);
-
-	*out = NULL;
-	if (!v) {
+	memset(out, 0, sizeof(*out));
+	if (!jdom_member(obj, key, out)) {
 		if (optional)
 			return 1;
 		return choria_fail(e, -EBADMSG, reason, "%s is missing", path);
 	}
-	if (json_typeof(v) != type)
+	if (jdom_type(out) != type)
 		return choria_fail(e, -EBADMSG, reason, "%s must be %s, got %s", path,
-				   type == JSON_OBJECT ? "an object" : "an array",
-				   choria_type_name(v));
-	*out = v;
+				   type == JDOM_OBJECT ? "an object" : "an array",
+				   choria_type_name(out));
 	return 0;
 }
 
 /* The `protocol` member, which must equal `expected`. `other` is the value
  * the opposite kind carries: seeing it gets a hint in the detail. */
-static int choria_member_protocol(const json_t *obj, const char *path, const char *expected,
+static int choria_member_protocol(const struct jdom_value *obj, const char *path, const char *expected,
 				  const char *other, const char *hint, const char *reason,
 				  struct choria_err *e)
 {
@@ -278,20 +275,34 @@ static int choria_check_chars(const char *s, size_t n, size_t chars, const char 
 	return 0;
 }
 
+/* The first byte of s (NUL-terminated after n) outside the standard base64
+ * alphabet (RFC 4648, table 1): a NUL stops the span as any other stray
+ * byte does. */
+static size_t choria_b64_span(const char *s)
+{
+	static const char alphabet[] =
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	return strspn(s, alphabet);
+}
+
 /*
  * Standard base64 with padding, strictly: length a multiple of 4, only the
- * alphabet, at most two '=' and only at the end. The characters are checked
- * here; OpenSSL does the decoding. EVP_DecodeBlock() counts padding as
- * zero bytes, so the padding is taken off its result.
+ * alphabet, at most two '=' and only at the end. OpenSSL decodes, into
+ * `buf` (n / 4 * 3 bytes at least).
+ *
+ * EVP_DecodeBlock() refuses every byte outside the alphabet but '=', which
+ * it reads as zero bits anywhere, and trims white space at either end
+ * (which shortens its result). So: no '=' before the padding, and a result
+ * of full length, is exactly "only the alphabet, then the padding"; the
+ * byte-by-byte scan that names the culprit runs only for a bad message.
  */
-static int choria_base64(const char *s, size_t n, unsigned char **out, size_t *out_len,
+static int choria_base64(const char *s, size_t n, unsigned char *buf, size_t *out_len,
 			 struct choria_err *e)
 {
-	size_t pad = 0, cap;
-	unsigned char *buf;
+	size_t pad = 0, bad;
+	const char *eq;
 	int got;
 
-	*out = NULL;
 	*out_len = 0;
 	if (n % 4)
 		return choria_fail(e, -EBADMSG, R_BASE64,
@@ -306,35 +317,31 @@ static int choria_base64(const char *s, size_t n, unsigned char **out, size_t *o
 		pad++;
 	if (s[n - 2] == '=')
 		pad++;
-	for (size_t i = 0; i < n - pad; i++) {
-		if (!choria_b64_char(s[i])) {
+	eq = memchr(s, '=', n - pad);
+	got = eq ? -1 : EVP_DecodeBlock(buf, (const unsigned char *)s, (int)n);
+	if (got < 0 || (size_t)got != n / 4 * 3) {
+		bad = choria_b64_span(s);
+		if (bad < n - pad) {
 			char q[8];
 			return choria_fail(e, -EBADMSG, R_BASE64,
 					   "transport.data is not valid base64: unexpected \"%s\" at offset %zu",
-					   choria_printable(q, sizeof(q), s + i, 1), i);
+					   choria_printable(q, sizeof(q), s + bad, 1), bad);
 		}
-	}
-	cap = n / 4 * 3;
-	buf = malloc(cap);
-	if (!buf)
-		return choria_fail(e, -ENOMEM, "no_memory", "transport.data: out of memory");
-	got = EVP_DecodeBlock(buf, (const unsigned char *)s, (int)n);
-	if (got < 0 || (size_t)got != cap) {
-		free(buf);
 		return choria_fail(e, -EBADMSG, R_BASE64,
 				   "transport.data is not valid base64: OpenSSL could not decode it");
 	}
-	*out = buf;
-	*out_len = cap - pad;
+	*out_len = (size_t)got - pad;
 	return 0;
 }
 
 /* Optional header members, typed as transport.json says. */
-static int choria_v1_headers(const json_t *h, struct choria_err *e)
+static int choria_v1_headers(const struct jdom_value *h, struct choria_err *e)
 {
-	const json_t *seen, *fed, *targets, *v;
+	struct jdom_value seen, fed, targets, v, hop;
+	struct jdom_iter it, hops;
 	const char *req;
 	size_t n, i;
+	bool more;
 	int r;
 
 	r = choria_member_str(h, "reply-to", "transport.headers.reply-to",
@@ -346,33 +353,33 @@ static int choria_v1_headers(const json_t *h, struct choria_err *e)
 	if (r < 0)
 		return r;
 
-	r = choria_member_of_type(h, "seen-by", "transport.headers.seen-by", JSON_ARRAY, true,
+	r = choria_member_of_type(h, "seen-by", "transport.headers.seen-by", JDOM_ARRAY, true,
 				  R_TRANSPORT, e, &seen);
 	if (r < 0)
 		return r;
-	json_array_foreach(seen, i, v) {
-		if (!json_is_array(v))
+	for (i = 0, more = r == 0 && jdom_array_first(&seen, &it, &v); more;
+	     i++, more = jdom_array_next(&it, &v)) {
+		if (jdom_type(&v) != JDOM_ARRAY)
 			return choria_fail(e, -EBADMSG, R_TRANSPORT,
 					   "transport.headers.seen-by[%zu] must be an array, got %s", i,
-					   choria_type_name(v));
+					   choria_type_name(&v));
 		/* from, via, to */
-		for (size_t j = 0; j < 3 && j < json_array_size(v); j++) {
-			const json_t *hop = json_array_get(v, j);
-			if (!json_is_string(hop))
+		size_t j = 0;
+		for (bool hm = jdom_array_first(&v, &hops, &hop); hm && j < 3;
+		     j++, hm = jdom_array_next(&hops, &hop)) {
+			if (jdom_type(&hop) != JDOM_STRING)
 				return choria_fail(
 					e, -EBADMSG, R_TRANSPORT,
 					"transport.headers.seen-by[%zu][%zu] must be a string, got %s",
-					i, j, choria_type_name(hop));
+					i, j, choria_type_name(&hop));
 		}
 	}
 
-	r = choria_member_of_type(h, "federation", "transport.headers.federation", JSON_OBJECT,
+	r = choria_member_of_type(h, "federation", "transport.headers.federation", JDOM_OBJECT,
 				  true, R_TRANSPORT, e, &fed);
-	if (r < 0)
-		return r;
-	if (!fed)
-		return 0;
-	r = choria_member_str(fed, "req", "transport.headers.federation.req", 0, R_TRANSPORT, e,
+	if (r)
+		return r < 0 ? r : 0;
+	r = choria_member_str(&fed, "req", "transport.headers.federation.req", 0, R_TRANSPORT, e,
 			      &req, &n);
 	if (r)
 		return r;
@@ -380,53 +387,49 @@ static int choria_v1_headers(const json_t *h, struct choria_err *e)
 			       R_TRANSPORT, e);
 	if (r)
 		return r;
-	r = choria_member_str(fed, "reply-to", "transport.headers.federation.reply-to",
+	r = choria_member_str(&fed, "reply-to", "transport.headers.federation.reply-to",
 			      CHORIA_OPTIONAL | CHORIA_NONEMPTY, R_TRANSPORT, e, NULL, NULL);
 	if (r < 0)
 		return r;
-	r = choria_member_of_type(fed, "targets", "transport.headers.federation.targets",
-				  JSON_ARRAY, true, R_TRANSPORT, e, &targets);
+	r = choria_member_of_type(&fed, "targets", "transport.headers.federation.targets",
+				  JDOM_ARRAY, true, R_TRANSPORT, e, &targets);
 	if (r < 0)
 		return r;
-	json_array_foreach(targets, i, v) {
-		if (!json_is_string(v))
+	for (i = 0, more = r == 0 && jdom_array_first(&targets, &it, &v); more;
+	     i++, more = jdom_array_next(&it, &v)) {
+		if (jdom_type(&v) != JDOM_STRING)
 			return choria_fail(
 				e, -EBADMSG, R_TRANSPORT,
 				"transport.headers.federation.targets[%zu] must be a string, got %s",
-				i, choria_type_name(v));
+				i, choria_type_name(&v));
 	}
 	return 0;
 }
 
-/* The transport layer; hands back the decoded `data`. */
-static int choria_v1_transport(const json_t *t, unsigned char **raw, size_t *raw_len,
+/* The transport layer; hands back where its `data` is, still base64. */
+static int choria_v1_transport(const struct jdom_value *t, const char **data, size_t *data_len,
 			       struct choria_err *e)
 {
-	const json_t *headers;
-	const char *data;
-	size_t n;
+	struct jdom_value headers;
 	int r;
 
 	r = choria_member_protocol(t, "transport.protocol", CHORIA_V1_TRANSPORT, NULL, NULL,
 				   R_TRANSPORT, e);
 	if (r)
 		return r;
-	r = choria_member_str(t, "data", "transport.data", 0, R_TRANSPORT, e, &data, &n);
+	r = choria_member_str(t, "data", "transport.data", 0, R_TRANSPORT, e, data, data_len);
 	if (r)
 		return r;
-	r = choria_member_of_type(t, "headers", "transport.headers", JSON_OBJECT, false,
+	r = choria_member_of_type(t, "headers", "transport.headers", JDOM_OBJECT, false,
 				  R_TRANSPORT, e, &headers);
 	if (r)
 		return r;
-	r = choria_v1_headers(headers, e);
-	if (r)
-		return r;
-	return choria_base64(data, n, raw, raw_len, e);
+	return choria_v1_headers(&headers, e);
 }
 
-static int choria_v1_secure_request(struct choria_decoded *d, struct choria_err *e)
+static int choria_v1_secure_request(const struct jdom_value *s, struct choria_decoded *d,
+				    struct choria_err *e)
 {
-	const json_t *s = d->priv_secure;
 	int r;
 
 	r = choria_member_protocol(s, "secure.protocol", CHORIA_V1_SECURE_REQUEST,
@@ -446,9 +449,9 @@ static int choria_v1_secure_request(struct choria_decoded *d, struct choria_err 
 				 &d->pubcert, &d->pubcert_len);
 }
 
-static int choria_v1_secure_reply(struct choria_decoded *d, struct choria_err *e)
+static int choria_v1_secure_reply(const struct jdom_value *s, struct choria_decoded *d,
+				  struct choria_err *e)
 {
-	const json_t *s = d->priv_secure;
 	int r;
 
 	r = choria_member_protocol(s, "secure.protocol", CHORIA_V1_SECURE_REPLY,
@@ -467,28 +470,31 @@ static int choria_v1_secure_reply(struct choria_decoded *d, struct choria_err *e
 static const char *const choria_fact_operators[] = {">=", "<=", "<", ">", "!=", "==", "=~", NULL};
 
 /* envelope.filter.fact: objects {fact, operator, value}. */
-static int choria_v1_filter_facts(const json_t *facts, struct choria_err *e)
+static int choria_v1_filter_facts(const struct jdom_value *facts, struct choria_err *e)
 {
-	const json_t *f;
+	struct jdom_value f;
+	struct jdom_iter it;
 	size_t i;
+	bool more;
 
-	json_array_foreach(facts, i, f) {
+	for (i = 0, more = jdom_array_first(facts, &it, &f); more;
+	     i++, more = jdom_array_next(&it, &f)) {
 		char path[96];
 		const char *op;
 		size_t n;
 		bool known = false;
 		int r;
 
-		if (!json_is_object(f))
+		if (jdom_type(&f) != JDOM_OBJECT)
 			return choria_fail(e, -EBADMSG, R_MESSAGE,
 					   "envelope.filter.fact[%zu] must be an object, got %s", i,
-					   choria_type_name(f));
+					   choria_type_name(&f));
 		snprintf(path, sizeof(path), "envelope.filter.fact[%zu].fact", i);
-		r = choria_member_str(f, "fact", path, CHORIA_NONEMPTY, R_MESSAGE, e, NULL, NULL);
+		r = choria_member_str(&f, "fact", path, CHORIA_NONEMPTY, R_MESSAGE, e, NULL, NULL);
 		if (r)
 			return r;
 		snprintf(path, sizeof(path), "envelope.filter.fact[%zu].operator", i);
-		r = choria_member_str(f, "operator", path, 0, R_MESSAGE, e, &op, &n);
+		r = choria_member_str(&f, "operator", path, 0, R_MESSAGE, e, &op, &n);
 		if (r)
 			return r;
 		for (const char *const *o = choria_fact_operators; *o; o++)
@@ -500,7 +506,7 @@ static int choria_v1_filter_facts(const json_t *facts, struct choria_err *e)
 					   path, choria_printable(q, sizeof(q), op, n));
 		}
 		snprintf(path, sizeof(path), "envelope.filter.fact[%zu].value", i);
-		r = choria_member_str(f, "value", path, CHORIA_NONEMPTY, R_MESSAGE, e, NULL, NULL);
+		r = choria_member_str(&f, "value", path, CHORIA_NONEMPTY, R_MESSAGE, e, NULL, NULL);
 		if (r)
 			return r;
 	}
@@ -508,75 +514,83 @@ static int choria_v1_filter_facts(const json_t *facts, struct choria_err *e)
 }
 
 /* envelope.filter.<key>: an array of strings. */
-static int choria_v1_filter_strings(const json_t *filter, const char *key, bool optional,
-				    struct choria_err *e)
+static int choria_v1_filter_strings(const struct jdom_value *filter, const char *key,
+				    bool optional, struct choria_err *e)
 {
-	const json_t *arr, *v;
+	struct jdom_value arr, v;
+	struct jdom_iter it;
 	char path[64];
 	size_t i;
+	bool more;
 	int r;
 
 	snprintf(path, sizeof(path), "envelope.filter.%s", key);
-	r = choria_member_of_type(filter, key, path, JSON_ARRAY, optional, R_MESSAGE, e, &arr);
-	if (r < 0)
-		return r;
-	json_array_foreach(arr, i, v) {
-		if (!json_is_string(v))
+	r = choria_member_of_type(filter, key, path, JDOM_ARRAY, optional, R_MESSAGE, e, &arr);
+	if (r)
+		return r < 0 ? r : 0;
+	for (i = 0, more = jdom_array_first(&arr, &it, &v); more;
+	     i++, more = jdom_array_next(&it, &v)) {
+		if (jdom_type(&v) != JDOM_STRING)
 			return choria_fail(e, -EBADMSG, R_MESSAGE, "%s[%zu] must be a string, got %s",
-					   path, i, choria_type_name(v));
+					   path, i, choria_type_name(&v));
 	}
 	return 0;
 }
 
 /* envelope.filter, as request.json describes it. */
-static int choria_v1_filter(const json_t *env, struct choria_err *e)
+static int choria_v1_filter(const struct jdom_value *env, struct choria_err *e)
 {
-	const json_t *filter, *facts, *compound, *c, *v;
+	struct jdom_value filter, facts, compound, c, v;
+	struct jdom_iter it, inner;
 	size_t i, j;
+	bool more, more_inner;
 	int r;
 
-	r = choria_member_of_type(env, "filter", "envelope.filter", JSON_OBJECT, false, R_MESSAGE,
+	r = choria_member_of_type(env, "filter", "envelope.filter", JDOM_OBJECT, false, R_MESSAGE,
 				  e, &filter);
 	if (r)
 		return r;
-	r = choria_member_of_type(filter, "fact", "envelope.filter.fact", JSON_ARRAY, false,
+	r = choria_member_of_type(&filter, "fact", "envelope.filter.fact", JDOM_ARRAY, false,
 				  R_MESSAGE, e, &facts);
 	if (r)
 		return r;
-	r = choria_v1_filter_facts(facts, e);
+	r = choria_v1_filter_facts(&facts, e);
 	if (r)
 		return r;
-	r = choria_v1_filter_strings(filter, "cf_class", false, e);
+	r = choria_v1_filter_strings(&filter, "cf_class", false, e);
 	if (r)
 		return r;
-	r = choria_v1_filter_strings(filter, "identity", false, e);
+	r = choria_v1_filter_strings(&filter, "identity", false, e);
 	if (r)
 		return r;
-	r = choria_v1_filter_strings(filter, "agent", true, e);
+	r = choria_v1_filter_strings(&filter, "agent", true, e);
 	if (r)
 		return r;
-	r = choria_member_of_type(filter, "compound", "envelope.filter.compound", JSON_ARRAY, false,
-				  R_MESSAGE, e, &compound);
+	r = choria_member_of_type(&filter, "compound", "envelope.filter.compound", JDOM_ARRAY,
+				  false, R_MESSAGE, e, &compound);
 	if (r)
 		return r;
-	json_array_foreach(compound, i, c) {
-		if (!json_is_array(c))
+	for (i = 0, more = jdom_array_first(&compound, &it, &c); more;
+	     i++, more = jdom_array_next(&it, &c)) {
+		if (jdom_type(&c) != JDOM_ARRAY)
 			return choria_fail(e, -EBADMSG, R_MESSAGE,
 					   "envelope.filter.compound[%zu] must be an array, got %s", i,
-					   choria_type_name(c));
-		json_array_foreach(c, j, v) {
-			if (!json_is_object(v))
+					   choria_type_name(&c));
+		for (j = 0, more_inner = jdom_array_first(&c, &inner, &v); more_inner;
+		     j++, more_inner = jdom_array_next(&inner, &v)) {
+			if (jdom_type(&v) != JDOM_OBJECT)
 				return choria_fail(
 					e, -EBADMSG, R_MESSAGE,
 					"envelope.filter.compound[%zu][%zu] must be an object, got %s",
-					i, j, choria_type_name(v));
+					i, j, choria_type_name(&v));
 		}
 	}
 	return 0;
 }
 
 /* envelope.requestid and envelope.senderid, common to both kinds. */
-static int choria_v1_ids(const json_t *env, struct choria_decoded *d, struct choria_err *e)
+static int choria_v1_ids(const struct jdom_value *env, struct choria_decoded *d,
+			 struct choria_err *e)
 {
 	int r;
 
@@ -593,21 +607,17 @@ static int choria_v1_ids(const json_t *env, struct choria_decoded *d, struct cho
 				 &d->sender_len);
 }
 
-static int choria_v1_time(const json_t *env, struct choria_decoded *d, struct choria_err *e)
+static int choria_v1_time(const struct jdom_value *env, struct choria_decoded *d,
+			  struct choria_err *e)
 {
-	json_int_t t;
-	int r = choria_member_int(env, "time", "envelope.time", R_MESSAGE, e, &t);
-
-	if (r)
-		return r;
-	d->time = (int64_t)t;
-	return 0;
+	return choria_member_int(env, "time", "envelope.time", R_MESSAGE, e, &d->time);
 }
 
-static int choria_v1_request(struct choria_decoded *d, struct choria_err *e)
+static int choria_v1_request(const struct jdom_value *m, struct choria_decoded *d,
+			     struct choria_err *e)
 {
-	const json_t *m = d->priv_message, *env;
-	json_int_t ttl;
+	struct jdom_value env;
+	int64_t ttl;
 	int r;
 
 	r = choria_member_protocol(m, "request.protocol", CHORIA_V1_REQUEST, CHORIA_V1_REPLY,
@@ -618,41 +628,42 @@ static int choria_v1_request(struct choria_decoded *d, struct choria_err *e)
 			      &d->body, &d->body_len);
 	if (r)
 		return r;
-	r = choria_member_of_type(m, "envelope", "request.envelope", JSON_OBJECT, false,
+	r = choria_member_of_type(m, "envelope", "request.envelope", JDOM_OBJECT, false,
 				  R_MESSAGE, e, &env);
 	if (r)
 		return r;
-	r = choria_v1_ids(env, d, e);
+	r = choria_v1_ids(&env, d, e);
 	if (r)
 		return r;
-	r = choria_member_str(env, "callerid", "envelope.callerid",
+	r = choria_member_str(&env, "callerid", "envelope.callerid",
 			      CHORIA_NONEMPTY | CHORIA_NO_NUL, R_MESSAGE, e, &d->callerid,
 			      &d->callerid_len);
 	if (r)
 		return r;
-	r = choria_member_str(env, "collective", "envelope.collective", CHORIA_NONEMPTY,
+	r = choria_member_str(&env, "collective", "envelope.collective", CHORIA_NONEMPTY,
 			      R_MESSAGE, e, NULL, NULL);
 	if (r)
 		return r;
-	r = choria_member_str(env, "agent", "envelope.agent", CHORIA_NONEMPTY, R_MESSAGE, e, NULL,
+	r = choria_member_str(&env, "agent", "envelope.agent", CHORIA_NONEMPTY, R_MESSAGE, e, NULL,
 			      NULL);
 	if (r)
 		return r;
-	r = choria_member_int(env, "ttl", "envelope.ttl", R_MESSAGE, e, &ttl);
+	r = choria_member_int(&env, "ttl", "envelope.ttl", R_MESSAGE, e, &ttl);
 	if (r)
 		return r;
 	if (ttl < CHORIA_MIN_TTL)
 		return choria_fail(e, -EBADMSG, R_MESSAGE, "envelope.ttl must be at least %d, got %lld",
 				   CHORIA_MIN_TTL, (long long)ttl);
-	r = choria_v1_time(env, d, e);
+	r = choria_v1_time(&env, d, e);
 	if (r)
 		return r;
-	return choria_v1_filter(env, e);
+	return choria_v1_filter(&env, e);
 }
 
-static int choria_v1_reply(struct choria_decoded *d, struct choria_err *e)
+static int choria_v1_reply(const struct jdom_value *m, struct choria_decoded *d,
+			   struct choria_err *e)
 {
-	const json_t *m = d->priv_message, *env;
+	struct jdom_value env;
 	int r;
 
 	r = choria_member_protocol(m, "reply.protocol", CHORIA_V1_REPLY, CHORIA_V1_REQUEST,
@@ -663,61 +674,70 @@ static int choria_v1_reply(struct choria_decoded *d, struct choria_err *e)
 			      &d->body, &d->body_len);
 	if (r)
 		return r;
-	r = choria_member_of_type(m, "envelope", "reply.envelope", JSON_OBJECT, false, R_MESSAGE,
+	r = choria_member_of_type(m, "envelope", "reply.envelope", JDOM_OBJECT, false, R_MESSAGE,
 				  e, &env);
 	if (r)
 		return r;
-	r = choria_v1_ids(env, d, e);
+	r = choria_v1_ids(&env, d, e);
 	if (r)
 		return r;
-	r = choria_member_str(env, "agent", "envelope.agent", CHORIA_NONEMPTY, R_MESSAGE, e, NULL,
+	r = choria_member_str(&env, "agent", "envelope.agent", CHORIA_NONEMPTY, R_MESSAGE, e, NULL,
 			      NULL);
 	if (r)
 		return r;
-	return choria_v1_time(env, d, e);
+	return choria_v1_time(&env, d, e);
 }
 
 /* Protocol v1: transport > secure request/reply > request/reply. */
-static int choria_v1_decode(struct choria_decoded *d, enum choria_kind kind, const char *data,
-			    size_t len, struct choria_err *e)
+static int choria_v1_decode(struct choria_decoded *d, struct jdom_scratch *s,
+			    enum choria_kind kind, const char *data, size_t len,
+			    struct choria_err *e)
 {
+	struct jdom_parser *outer = jdom_scratch_parser(s, CHORIA_PARSER_OUTER);
+	struct jdom_parser *secure = jdom_scratch_parser(s, CHORIA_PARSER_SECURE);
 	bool request = kind == CHORIA_REQUEST;
-	json_t *transport = NULL;
-	unsigned char *raw = NULL;
-	size_t raw_len = 0;
+	struct jdom_value transport, sec, msg;
+	const char *b64;
+	unsigned char *raw;
+	size_t b64_len, raw_len;
 	int r;
 
 	d->version = 1;
 	d->kind = kind;
-	r = choria_parse(&transport, data, len, "transport", e);
+	r = choria_parse(&transport, outer, data, len, false, "transport", e);
 	if (r)
-		goto out;
-	r = choria_v1_transport(transport, &raw, &raw_len, e);
+		return r;
+	r = choria_v1_transport(&transport, &b64, &b64_len, e);
 	if (r)
-		goto out;
-	r = choria_parse(&d->priv_secure, (const char *)raw, raw_len,
+		return r;
+	raw = jdom_scratch_buffer(s, b64_len / 4 * 3);
+	if (!raw)
+		return choria_fail(e, -ENOMEM, "no_memory", "transport.data: out of memory");
+	r = choria_base64(b64, b64_len, raw, &raw_len, e);
+	if (r)
+		return r;
+	/* The buffer has JDOM_PADDING bytes to spare: parsed where it is. */
+	r = choria_parse(&sec, secure, (const char *)raw, raw_len, true,
 			 request ? "secure request (transport.data)" : "secure reply (transport.data)",
 			 e);
 	if (r)
-		goto out;
-	r = request ? choria_v1_secure_request(d, e) : choria_v1_secure_reply(d, e);
+		return r;
+	r = request ? choria_v1_secure_request(&sec, d, e) : choria_v1_secure_reply(&sec, d, e);
 	if (r)
-		goto out;
-	r = choria_parse(&d->priv_message, d->secure_message, d->secure_message_len,
+		return r;
+	/* The transport is done with: its parser takes the last layer. */
+	r = choria_parse(&msg, outer, d->secure_message, d->secure_message_len, false,
 			 request ? "request (secure.message)" : "reply (secure.message)", e);
 	if (r)
-		goto out;
-	r = request ? choria_v1_request(d, e) : choria_v1_reply(d, e);
-out:
-	json_decref(transport);
-	free(raw);
-	return r;
+		return r;
+	return request ? choria_v1_request(&msg, d, e) : choria_v1_reply(&msg, d, e);
 }
 
 int choria_decode(struct choria_decoded *out, enum choria_kind kind, const char *data, size_t len,
 		  const char **reason, char *detail, size_t detail_len)
 {
 	struct choria_err e = {.reason = reason, .detail = detail, .detail_len = detail_len};
+	struct jdom_scratch *s;
 	int r;
 
 	memset(out, 0, sizeof(*out));
@@ -728,17 +748,23 @@ int choria_decode(struct choria_decoded *out, enum choria_kind kind, const char 
 	if (kind != CHORIA_REQUEST && kind != CHORIA_REPLY)
 		return choria_fail(&e, -EINVAL, "bad_argument", "unknown message kind %d",
 				   (int)kind);
-	r = choria_v1_decode(out, kind, data, len, &e);
-	if (r)
-		choria_decoded_clear(out);
-	return r;
+	s = jdom_scratch_take();
+	if (!s)
+		return choria_fail(&e, -ENOMEM, "no_memory", "out of memory for the JSON parsers");
+	r = choria_v1_decode(out, s, kind, data, len, &e);
+	if (r) {
+		memset(out, 0, sizeof(*out));
+		jdom_scratch_give(s);
+		return r;
+	}
+	out->priv = s;
+	return 0;
 }
 
 void choria_decoded_clear(struct choria_decoded *d)
 {
 	if (!d)
 		return;
-	json_decref(d->priv_secure);
-	json_decref(d->priv_message);
+	jdom_scratch_give(d->priv);
 	memset(d, 0, sizeof(*d));
 }

@@ -3,8 +3,8 @@
  * protocol.h - decoder for Choria protocol v1 messages (transport, secure
  * request/reply, request/reply), as described in PROTOCOL.md.
  *
- * Pure: no NATS, no host, no global state; safe to call from any number of
- * threads at once. The result names the protocol version it was decoded
+ * Pure: no NATS, no host, no shared state; safe to call from any number of
+ * threads at once (each thread keeps its own parsers for reuse). The result names the protocol version it was decoded
  * from so that a v2 decoder can later fill the same structure.
  */
 #ifndef CHORIA_PROTOCOL_H
@@ -19,7 +19,7 @@ enum choria_kind {
 	CHORIA_REPLY,   /* transport > secure reply > reply */
 };
 
-struct json_t; /* jansson */
+struct jdom_scratch; /* json_dom.h */
 
 /*
  * A decoded message. Every string is NUL-terminated, carries its length
@@ -54,9 +54,9 @@ struct choria_decoded {
 	const char *hash;           /* secure reply: base64 text; else NULL */
 	size_t hash_len;
 
-	/* Private: the documents the strings above live in. */
-	struct json_t *priv_secure;
-	struct json_t *priv_message;
+	/* Private: the parsers the strings above live in, lent by the
+	   decoding thread until choria_decoded_clear(). */
+	struct jdom_scratch *priv;
 };
 
 /*

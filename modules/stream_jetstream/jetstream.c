@@ -54,6 +54,8 @@ struct js_worker {
 	pthread_cond_t room;
 	struct inflight table;
 	size_t waiting; /* entries due for a resend, not with the library */
+	char *env;      /* the envelope being built; worker thread only */
+	size_t env_cap;
 };
 
 static int64_t now_ns(void)
@@ -315,23 +317,38 @@ static int64_t jetstream_drain_deadline(const struct jetstream *js)
 	return js->host->abi_minor >= 1 ? js->host->drain_deadline(js->ctx) : 0;
 }
 
-static natsStatus build_nats_msg(natsMsg **out, struct jetstream *js, const struct cad_msg *m,
+/* The worker's envelope buffer, grown to `need` bytes. */
+static int env_room(struct js_worker *w, size_t need)
+{
+	if (need <= w->env_cap)
+		return 0;
+	char *b = realloc(w->env, need);
+	if (!b)
+		return -ENOMEM;
+	w->env = b;
+	w->env_cap = need;
+	return 0;
+}
+
+static natsStatus build_nats_msg(natsMsg **out, struct js_worker *w, const struct cad_msg *m,
 				 int *err)
 {
+	struct jetstream *js = w->js;
 	char subject[1024];
 	int n = subject_build(subject, sizeof(subject), js->topic, m->sender, m->sender_len);
 	if (n < 0) {
 		*err = n;
 		return NATS_INVALID_SUBJECT;
 	}
-	char *data;
 	size_t len;
-	*err = envelope_encode(&data, &len, ENVELOPE_PROTOCOL_JETSTREAM, m);
+	*err = env_room(w, envelope_max_len(ENVELOPE_PROTOCOL_JETSTREAM, m));
+	if (*err == 0)
+		*err = envelope_write(w->env, w->env_cap, &len, ENVELOPE_PROTOCOL_JETSTREAM, m);
 	if (*err != 0)
 		return NATS_ERR;
 	natsMsg *nm = NULL;
-	natsStatus s = natsMsg_Create(&nm, subject, NULL, data, (int)len);
-	free(data);
+	/* cnats copies the data into the message. */
+	natsStatus s = natsMsg_Create(&nm, subject, NULL, w->env, (int)len);
 	/* Request id and sender together: every node answers the same
 	 * request, so the request id alone is not unique. */
 	char id[1024];
@@ -353,7 +370,7 @@ static void jetstream_publish(void *worker, struct cad_msg *m)
 	struct jetstream *js = w->js;
 	natsMsg *nm = NULL;
 	int err = 0;
-	if (build_nats_msg(&nm, js, m, &err) != NATS_OK) {
+	if (build_nats_msg(&nm, w, m, &err) != NATS_OK) {
 		const char *reason = err == -EINVAL ? "bad_subject" : "encode_failed";
 		if (err == -EINVAL)
 			js->host->log(js->ctx, CAD_LOG_WARN,
@@ -398,6 +415,7 @@ static void free_worker(struct js_worker *w)
 	jsCtx_Destroy(w->ctx);
 	nats_conn_close(&w->conn, 1000);
 	inflight_destroy(&w->table);
+	free(w->env);
 	pthread_cond_destroy(&w->room);
 	pthread_mutex_destroy(&w->lock);
 	free(w);

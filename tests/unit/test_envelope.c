@@ -3,6 +3,8 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -63,6 +65,148 @@ Test(envelope, refuses_invalid_utf8_and_unrepresentable_time)
 	cr_assert_eq(envelope_encode(&out, &len, ENVELOPE_PROTOCOL_JETSTREAM, &bad_utf8), -EINVAL);
 	struct cad_msg far = msg("n1", "r", 400000000000LL, "{}", 2);
 	cr_assert_eq(envelope_encode(&out, &len, ENVELOPE_PROTOCOL_JETSTREAM, &far), -EINVAL);
+}
+
+/* What jansson writes for the same object, as the envelope was made
+ * before: NULL when jansson refuses a value. */
+static char *jansson_envelope(size_t *len, const char *protocol, const struct cad_msg *m)
+{
+	char when[32];
+	if (envelope_time(when, sizeof(when), m->time) != 0)
+		return NULL;
+	json_t *o = json_object();
+	char *buf = NULL;
+	if (json_object_set_new(o, "protocol", json_string(protocol)) ||
+	    json_object_set_new(o, "data", json_stringn(m->body, m->body_len)) ||
+	    json_object_set_new(o, "sender", json_stringn(m->sender, m->sender_len)) ||
+	    json_object_set_new(o, "time", json_string(when)) ||
+	    json_object_set_new(o, "requestid", json_stringn(m->request_id, m->request_id_len)))
+		goto out;
+	size_t need = json_dumpb(o, NULL, 0, JSON_COMPACT);
+	buf = malloc(need);
+	cr_assert_not_null(buf);
+	*len = json_dumpb(o, buf, need, JSON_COMPACT);
+out:
+	json_decref(o);
+	return buf;
+}
+
+static void same_as_jansson(const struct cad_msg *m)
+{
+	char *want, *got = NULL;
+	size_t want_len = 0, got_len = 0;
+	want = jansson_envelope(&want_len, ENVELOPE_PROTOCOL_JETSTREAM, m);
+	int rc = envelope_encode(&got, &got_len, ENVELOPE_PROTOCOL_JETSTREAM, m);
+	if (!want) {
+		cr_assert_eq(rc, -EINVAL, "jansson refuses, the envelope accepts: %.*s",
+			     (int)got_len, got);
+		return;
+	}
+	cr_assert_eq(rc, 0, "jansson accepts, the envelope refuses: %s", want);
+	cr_assert_eq(got_len, want_len, "got %.*s\nwant %.*s", (int)got_len, got,
+		     (int)want_len, want);
+	cr_assert_arr_eq(got, want, want_len, "got %.*s\nwant %.*s", (int)got_len, got,
+			 (int)want_len, want);
+	free(want);
+	free(got);
+}
+
+static uint64_t rng = 0x853c49e6748fea9bull;
+
+static uint32_t rnd(void)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return (uint32_t)(rng >> 16);
+}
+
+/* Text with every kind of byte jansson treats specially: ASCII, escapes,
+ * control characters, valid multi-byte UTF-8, and now and then a broken
+ * sequence. */
+static size_t random_text(char *buf, size_t cap, bool allow_invalid)
+{
+	static const char *const parts[] = {
+		"a", "Z", "0", " ", "/", "\"", "\\", "\b", "\f", "\n", "\r", "\t",
+		"\x01", "\x1b", "\x1f", "\x7f", "<", ">", "&", "\xc2\x80", "\xc3\xa9",
+		"\xdf\xbf", "\xe0\xa0\x80", "\xe2\x80\xa8", "\xed\x9f\xbf",
+		"\xee\x80\x80", "\xef\xbf\xbf", "\xf0\x90\x80\x80", "\xf4\x8f\xbf\xbf",
+	};
+	static const char *const broken[] = {
+		"\x80", "\xbf", "\xc0\x80", "\xc1\xbf", "\xc3", "\xe0\x80\x80",
+		"\xed\xa0\x80", "\xed\xbf\xbf", "\xf0\x80\x80\x80", "\xf4\x90\x80\x80",
+		"\xf5\x80\x80\x80", "\xff", "\xe2\x28\xa1", "\xc3\x28",
+	};
+	size_t n = 0, parts_n = rnd() % 40;
+	for (size_t i = 0; i < parts_n; i++) {
+		const char *p = parts[rnd() % (sizeof(parts) / sizeof(parts[0]))];
+		size_t pl = strlen(p);
+		if (rnd() % 7 == 0) { /* a NUL byte */
+			p = "";
+			pl = 1;
+		} else if (allow_invalid && rnd() % 60 == 0) {
+			p = broken[rnd() % (sizeof(broken) / sizeof(broken[0]))];
+			pl = strlen(p);
+		}
+		if (n + pl > cap)
+			break;
+		memcpy(buf + n, p, pl);
+		n += pl;
+	}
+	return n;
+}
+
+Test(envelope, same_bytes_as_jansson)
+{
+	char body[512], sender[128], id[128];
+	unsigned refused = 0;
+	for (int i = 0; i < 20000; i++) {
+		bool bad = i % 2;
+		struct cad_msg m = {0};
+		m.body_len = random_text(body, sizeof(body), bad);
+		m.sender_len = random_text(sender, sizeof(sender), bad && rnd() % 4 == 0);
+		m.request_id_len = random_text(id, sizeof(id), bad && rnd() % 4 == 0);
+		m.body = body;
+		m.sender = sender;
+		m.request_id = id;
+		m.time = ((int64_t)rnd() << 6) - 62135596800LL; /* year 1 to a little past 9999 */
+		size_t l;
+		char *j = jansson_envelope(&l, ENVELOPE_PROTOCOL_JETSTREAM, &m);
+		refused += j == NULL;
+		free(j);
+		same_as_jansson(&m);
+	}
+	/* Both outcomes were exercised. */
+	cr_assert_gt(refused, 500);
+	cr_assert_lt(refused, 15000);
+}
+
+Test(envelope, times_as_before)
+{
+	static const int64_t times[] = {-62135596800LL, -50000000000LL, -30000000000LL, -1, 0,
+					951782400, 1520088557, 4102444800LL, 253402300799LL};
+	for (size_t i = 0; i < sizeof(times) / sizeof(times[0]); i++) {
+		struct cad_msg m = msg("n1", "r", times[i], "{}", 2);
+		same_as_jansson(&m);
+	}
+}
+
+Test(envelope, write_reuses_a_buffer)
+{
+	struct cad_msg m = msg("web1", "5e8b2f0e1a4c4d8f9b7a6c5d4e3f2a1b", 1520088557,
+			       "{\"a\":\"\x01\"}", 10);
+	size_t cap = envelope_max_len(ENVELOPE_PROTOCOL_JETSTREAM, &m), len = 0;
+	char *buf = malloc(cap), *ref;
+	size_t ref_len;
+	cr_assert_not_null(buf);
+	cr_assert_eq(envelope_write(buf, cap - 1, &len, ENVELOPE_PROTOCOL_JETSTREAM, &m), -ENOSPC);
+	cr_assert_eq(envelope_write(buf, cap, &len, ENVELOPE_PROTOCOL_JETSTREAM, &m), 0);
+	cr_assert_lt(len, cap);
+	cr_assert_eq(envelope_encode(&ref, &ref_len, ENVELOPE_PROTOCOL_JETSTREAM, &m), 0);
+	cr_assert_eq(len, ref_len);
+	cr_assert_arr_eq(buf, ref, len);
+	free(ref);
+	free(buf);
 }
 
 Test(subject, replaces_the_sender)

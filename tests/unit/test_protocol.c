@@ -51,8 +51,7 @@ static void expect_bytes(const char *wire, size_t len, enum choria_kind kind, co
 		cr_assert_not_null(strstr(detail, part), "detail \"%s\" does not say \"%s\"", detail,
 				   part);
 	cr_assert_null(d.body);
-	cr_assert_null(d.priv_secure);
-	cr_assert_null(d.priv_message);
+	cr_assert_null(d.priv);
 	choria_decoded_clear(&d);
 }
 
