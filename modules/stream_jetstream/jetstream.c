@@ -371,11 +371,8 @@ static void jetstream_publish(void *worker, struct cad_msg *m)
 	natsMsg *nm = NULL;
 	int err = 0;
 	if (build_nats_msg(&nm, w, m, &err) != NATS_OK) {
+		/* The host logs the loss, with the sender made printable. */
 		const char *reason = err == -EINVAL ? "bad_subject" : "encode_failed";
-		if (err == -EINVAL)
-			js->host->log(js->ctx, CAD_LOG_WARN,
-				      "sender '%s' cannot form a subject from '%s'", m->sender,
-				      js->topic);
 		js->host->msg_done(js->ctx, m, err ? err : -EIO, reason);
 		return;
 	}
