@@ -396,8 +396,9 @@ static natsStatus build_options(natsOptions **out, struct nats_conn *c,
 	return NATS_OK;
 }
 
-int nats_conn_options(natsOptions **out, struct nats_conn *c, const struct nats_conn_opts *o,
-		      const struct cad_host *h, struct cad_context *ctx, const char *name)
+/* A connection record before its first callback can run. */
+static void conn_init(struct nats_conn *c, const struct nats_conn_opts *o, const struct cad_host *h,
+		      struct cad_context *ctx, const char *name)
 {
 	c->host = h;
 	c->ctx = ctx;
@@ -406,6 +407,12 @@ int nats_conn_options(natsOptions **out, struct nats_conn *c, const struct nats_
 	atomic_init(&c->closed_cb, false);
 	snprintf(c->name, sizeof(c->name), "%s", name);
 	nats_conn_opts_servers(o, c->servers, sizeof(c->servers));
+}
+
+int nats_conn_options(natsOptions **out, struct nats_conn *c, const struct nats_conn_opts *o,
+		      const struct cad_host *h, struct cad_context *ctx, const char *name)
+{
+	conn_init(c, o, h, ctx, name);
 	natsStatus s = build_options(out, c, o, true);
 	if (s != NATS_OK) {
 		nats_conn_log_status(h, ctx, CAD_LOG_ERROR, s, c->name);
@@ -452,13 +459,7 @@ static natsStatus connect_with(struct nats_conn *c, const struct nats_conn_opts 
 int nats_conn_open(struct nats_conn *c, const struct nats_conn_opts *o, const struct cad_host *h,
 		   struct cad_context *ctx, const char *name)
 {
-	c->host = h;
-	c->ctx = ctx;
-	c->nc = NULL;
-	atomic_init(&c->closing, false);
-	atomic_init(&c->closed_cb, false);
-	snprintf(c->name, sizeof(c->name), "%s", name);
-	nats_conn_opts_servers(o, c->servers, sizeof(c->servers));
+	conn_init(c, o, h, ctx, name);
 
 	ERR_clear_error(); /* what is left afterwards is this handshake's */
 	natsStatus s = connect_with(c, o, false);
