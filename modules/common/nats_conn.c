@@ -11,6 +11,7 @@
  * one (on_closed) before the owner can free the connection.
  */
 #include "nats_conn.h"
+#include "pacing.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -315,16 +316,14 @@ static int64_t reconnect_delay(natsConnection *nc, int attempts, void *closure)
 {
 	struct nats_conn *c = closure;
 	char why[256];
-	int64_t d = RECONNECT_FIRST_MS;
 
 	if (!atomic_load(&c->closing) &&
 	    ((attempts & (attempts - 1)) == 0 || attempts % 64 == 0))
 		c->host->log(c->ctx, CAD_LOG_WARN, "%s: cannot connect to %s yet (%d attempt%s): %s",
 			     c->name, c->servers, attempts, attempts == 1 ? "" : "s",
 			     last_error(nc, why, sizeof(why)));
-	for (int i = 1; i < attempts && d < RECONNECT_MAX_MS; i++)
-		d *= 2;
-	return d < RECONNECT_MAX_MS ? d : RECONNECT_MAX_MS;
+	return pacing_backoff_ms(RECONNECT_FIRST_MS, RECONNECT_MAX_MS,
+				 attempts > 0 ? (uint32_t)attempts : 1);
 }
 
 /*

@@ -28,6 +28,7 @@
 #include "envelope.h"
 #include "inflight.h"
 #include "nats_conn.h"
+#include "pacing.h"
 #include "subject.h"
 
 #define NS_PER_MS 1000000LL
@@ -39,9 +40,7 @@ struct jetstream {
 	struct cad_context *ctx;
 	struct nats_conn_opts conn;
 	char *topic;
-	long max_inflight;
-	long ack_timeout_ms;
-	long retry_max_ms;
+	struct publish_window win;
 	_Atomic int64_t next_warn_ns; /* rate limit for retry warnings */
 };
 
@@ -58,12 +57,6 @@ struct js_worker {
 	size_t env_cap;
 };
 
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
 
 /* ------------------------------------------------------------ options */
 
@@ -71,12 +64,7 @@ static const struct cad_option jetstream_options[] = {
 	NATS_CONN_OPTIONS,
 	{.name = "topic", .type = CAD_OPT_STRING,
 	 .help = "subject to publish to; %s is replaced by the sender (default: the adapter name)"},
-	{.name = "max_inflight", .type = CAD_OPT_INT, .def_int = 256, .min = 1, .max = 65536,
-	 .help = "unacknowledged publishes per worker"},
-	{.name = "ack_timeout", .type = CAD_OPT_INT, .def_int = 5, .min = 1, .max = 300,
-	 .help = "seconds to wait for an acknowledgement before publishing again"},
-	{.name = "retry_max_interval", .type = CAD_OPT_INT, .def_int = 10, .min = 1, .max = 3600,
-	 .help = "longest pause, in seconds, between attempts to publish a message"},
+	PUBLISH_WINDOW_OPTIONS,
 	{.name = NULL},
 };
 
@@ -113,9 +101,7 @@ static int jetstream_create(void **instance, const struct cad_host *host, struct
 		host->cfg_error(cfg, "topic", "'%s': %s", js->topic, why);
 		rc = -EINVAL;
 	}
-	js->max_inflight = host->cfg_int(cfg, "max_inflight");
-	js->ack_timeout_ms = host->cfg_int(cfg, "ack_timeout") * 1000;
-	js->retry_max_ms = host->cfg_int(cfg, "retry_max_interval") * 1000;
+	publish_window_read(&js->win, host, cfg);
 	if (rc != 0)
 		goto fail;
 	*instance = js;
@@ -137,7 +123,7 @@ static void jetstream_describe(void *instance, char *buf, size_t len)
 	char servers[512];
 	nats_conn_opts_servers(&js->conn, servers, sizeof(servers));
 	snprintf(buf, len, "servers %s, subject %s, %ld unacknowledged per worker", servers,
-		 js->topic, js->max_inflight);
+		 js->topic, js->win.max_inflight);
 }
 
 /* ------------------------------------------------------------ workers */
@@ -145,7 +131,7 @@ static void jetstream_describe(void *instance, char *buf, size_t len)
 static void jetstream_warn(struct jetstream *js, const char *fmt, ...) CAD_PRINTF(2, 3);
 static void jetstream_warn(struct jetstream *js, const char *fmt, ...)
 {
-	int64_t now = now_ns(), next = atomic_load(&js->next_warn_ns);
+	int64_t now = pacing_now_ns(), next = atomic_load(&js->next_warn_ns);
 	if (now < next || !atomic_compare_exchange_strong(&js->next_warn_ns, &next,
 							  now + WARN_EVERY_NS))
 		return;
@@ -155,14 +141,6 @@ static void jetstream_warn(struct jetstream *js, const char *fmt, ...)
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
 	js->host->log(js->ctx, CAD_LOG_WARN, "%s", line);
-}
-
-static int64_t backoff_ns(const struct jetstream *js, uint32_t attempts)
-{
-	int64_t ms = RETRY_FIRST_MS;
-	for (uint32_t i = 1; i < attempts && ms < js->retry_max_ms; i++)
-		ms *= 2;
-	return (ms < js->retry_max_ms ? ms : js->retry_max_ms) * NS_PER_MS;
 }
 
 /* Errors no retry can mend. */
@@ -186,7 +164,8 @@ static void settle_unlock(struct js_worker *w, struct inflight_entry *e, int sta
 /* Park an entry for a resend after its backoff. Lock held. */
 static void park(struct js_worker *w, struct inflight_entry *e)
 {
-	e->retry_at_ns = now_ns() + backoff_ns(w->js, e->msg->attempts);
+	e->retry_at_ns = pacing_now_ns() +
+			 pacing_backoff_ms(RETRY_FIRST_MS, w->js->win.retry_max_ms, e->msg->attempts) * NS_PER_MS;
 	w->waiting++;
 	pthread_cond_broadcast(&w->room);
 }
@@ -245,7 +224,7 @@ static natsStatus send_async(struct js_worker *w, natsMsg **nm)
 {
 	jsPubOptions po;
 	jsPubOptions_Init(&po);
-	po.MaxWait = w->js->ack_timeout_ms;
+	po.MaxWait = w->js->win.ack_timeout_ms;
 	return js_PublishMsgAsync(w->ctx, nm, &po);
 }
 
@@ -280,7 +259,7 @@ static void resend_due(struct js_worker *w)
 		natsMsg *nm = NULL;
 		pthread_mutex_lock(&w->lock);
 		if (w->waiting) {
-			int64_t now = now_ns();
+			int64_t now = pacing_now_ns();
 			for (size_t i = 0; i <= w->table.mask; i++) {
 				struct inflight_entry *e = &w->table.slots[i];
 				if (e->key && e->retry_at_ns && e->retry_at_ns <= now) {
@@ -304,7 +283,7 @@ static void resend_due(struct js_worker *w)
  * held. */
 static void wait_room(struct js_worker *w, int64_t until_ns)
 {
-	int64_t wake = now_ns() + 50 * NS_PER_MS;
+	int64_t wake = pacing_now_ns() + 50 * NS_PER_MS;
 	if (until_ns && until_ns < wake)
 		wake = until_ns;
 	struct timespec ts = {.tv_sec = wake / 1000000000LL, .tv_nsec = wake % 1000000000LL};
@@ -379,9 +358,9 @@ static void jetstream_publish(void *worker, struct cad_msg *m)
 	m->attempts = 1;
 
 	pthread_mutex_lock(&w->lock);
-	while ((long)w->table.count >= js->max_inflight) {
+	while ((long)w->table.count >= js->win.max_inflight) {
 		int64_t deadline = jetstream_drain_deadline(js);
-		if (deadline && now_ns() >= deadline) {
+		if (deadline && pacing_now_ns() >= deadline) {
 			/* Draining, and no room came: this one is not sent. */
 			pthread_mutex_unlock(&w->lock);
 			natsMsg_Destroy(nm);
@@ -392,7 +371,7 @@ static void jetstream_publish(void *worker, struct cad_msg *m)
 			pthread_mutex_unlock(&w->lock);
 			resend_due(w);
 			pthread_mutex_lock(&w->lock);
-			if ((long)w->table.count < js->max_inflight)
+			if ((long)w->table.count < js->win.max_inflight)
 				break;
 		}
 		wait_room(w, 0);
@@ -432,7 +411,7 @@ static int jetstream_worker_open(void **out, void *instance, unsigned index)
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&w->room, &ca);
 	pthread_condattr_destroy(&ca);
-	int rc = inflight_init(&w->table, (size_t)js->max_inflight);
+	int rc = inflight_init(&w->table, (size_t)js->win.max_inflight);
 	if (rc != 0)
 		goto fail;
 
@@ -447,7 +426,7 @@ static int jetstream_worker_open(void **out, void *instance, unsigned index)
 	jo.PublishAsync.AckHandler = jetstream_on_ack;
 	jo.PublishAsync.AckHandlerClosure = w;
 	/* Our own window is the limit; the library's must never stall us. */
-	jo.PublishAsync.MaxPending = js->max_inflight + 1;
+	jo.PublishAsync.MaxPending = js->win.max_inflight + 1;
 	natsStatus s = natsConnection_JetStream(&w->ctx, w->conn.nc, &jo);
 	if (s != NATS_OK) {
 		nats_conn_log_status(js->host, js->ctx, CAD_LOG_ERROR, s, "JetStream context");
@@ -496,10 +475,10 @@ static void jetstream_worker_close(void *worker, int64_t deadline_ns)
 		resend_due(w);
 		pthread_mutex_lock(&w->lock);
 		size_t left = w->table.count;
-		if (left && now_ns() < deadline_ns)
+		if (left && pacing_now_ns() < deadline_ns)
 			wait_room(w, deadline_ns);
 		pthread_mutex_unlock(&w->lock);
-		if (!left || now_ns() >= deadline_ns)
+		if (!left || pacing_now_ns() >= deadline_ns)
 			break;
 	}
 	give_up_all(w);

@@ -41,6 +41,7 @@
 #include "cad_module.h"
 #include "envelope.h"
 #include "nats_conn.h"
+#include "pacing.h"
 #include "subject.h"
 
 #define NS_PER_MS 1000000LL
@@ -63,9 +64,7 @@ struct natsstream {
 	char *cluster_id;
 	char client_prefix[160]; /* "<adapter>_" with only [A-Za-z0-9_-] */
 	char run_id[16];         /* makes client ids unique per run */
-	long max_inflight;
-	long ack_timeout_ms;
-	long retry_max_ms;
+	struct publish_window win;
 	long ping_interval;
 	long ping_max_out;
 	_Atomic int64_t next_warn_ns; /* rate limit for retry warnings */
@@ -124,12 +123,6 @@ struct ns_worker {
 	bool closing;      /* worker_close gave the connection up */
 };
 
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
 
 /* ------------------------------------------------------------ options */
 
@@ -139,12 +132,7 @@ static const struct cad_option natsstream_options[] = {
 	 .help = "the NATS Streaming cluster id"},
 	{.name = "topic", .type = CAD_OPT_STRING,
 	 .help = "channel to publish to; %s is replaced by the sender (default: the adapter name)"},
-	{.name = "max_inflight", .type = CAD_OPT_INT, .def_int = 256, .min = 1, .max = 65536,
-	 .help = "unacknowledged publishes per worker"},
-	{.name = "ack_timeout", .type = CAD_OPT_INT, .def_int = 5, .min = 1, .max = 300,
-	 .help = "seconds to wait for an acknowledgement before publishing again"},
-	{.name = "retry_max_interval", .type = CAD_OPT_INT, .def_int = 10, .min = 1, .max = 3600,
-	 .help = "longest pause, in seconds, between attempts to publish a message or to connect"},
+	PUBLISH_WINDOW_OPTIONS,
 	{.name = "ping_interval", .type = CAD_OPT_INT, .def_int = 5, .min = 1, .max = 3600,
 	 .help = "seconds between pings to the streaming server"},
 	{.name = "ping_max_out", .type = CAD_OPT_INT, .def_int = 3, .min = 2, .max = 1000,
@@ -239,9 +227,7 @@ static int natsstream_create(void **instance, const struct cad_host *host, struc
 		host->cfg_error(cfg, "topic", "'%s': %s", ns->topic, why);
 		rc = -EINVAL;
 	}
-	ns->max_inflight = host->cfg_int(cfg, "max_inflight");
-	ns->ack_timeout_ms = host->cfg_int(cfg, "ack_timeout") * 1000;
-	ns->retry_max_ms = host->cfg_int(cfg, "retry_max_interval") * 1000;
+	publish_window_read(&ns->win, host, cfg);
 	ns->ping_interval = host->cfg_int(cfg, "ping_interval");
 	ns->ping_max_out = host->cfg_int(cfg, "ping_max_out");
 	char adapter[128];
@@ -269,7 +255,7 @@ static void natsstream_describe(void *instance, char *buf, size_t len)
 	char servers[512];
 	nats_conn_opts_servers(&ns->conn, servers, sizeof(servers));
 	snprintf(buf, len, "servers %s, cluster %s, channel %s, %ld unacknowledged per worker",
-		 servers, ns->cluster_id, ns->topic, ns->max_inflight);
+		 servers, ns->cluster_id, ns->topic, ns->win.max_inflight);
 }
 
 /* ------------------------------------------------------------ helpers */
@@ -277,7 +263,7 @@ static void natsstream_describe(void *instance, char *buf, size_t len)
 static void natsstream_warn(struct natsstream *ns, const char *fmt, ...) CAD_PRINTF(2, 3);
 static void natsstream_warn(struct natsstream *ns, const char *fmt, ...)
 {
-	int64_t now = now_ns(), next = atomic_load(&ns->next_warn_ns);
+	int64_t now = pacing_now_ns(), next = atomic_load(&ns->next_warn_ns);
 	if (now < next || !atomic_compare_exchange_strong(&ns->next_warn_ns, &next,
 							  now + WARN_EVERY_NS))
 		return;
@@ -287,14 +273,6 @@ static void natsstream_warn(struct natsstream *ns, const char *fmt, ...)
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
 	ns->host->log(ns->ctx, CAD_LOG_WARN, "%s", line);
-}
-
-static int64_t backoff_ms(int64_t first_ms, int64_t max_ms, uint32_t attempts)
-{
-	int64_t ms = first_ms;
-	for (uint32_t i = 1; i < attempts && ms < max_ms; i++)
-		ms *= 2;
-	return ms < max_ms ? ms : max_ms;
 }
 
 /* The library's last error detail, or its status text. */
@@ -334,8 +312,8 @@ static void settle_unlock(struct ns_worker *w, struct ns_entry *e, int status, c
 static void park(struct ns_worker *w, struct ns_entry *e)
 {
 	e->state = NS_WAITING;
-	e->retry_at_ns = now_ns() +
-			 backoff_ms(RETRY_FIRST_MS, w->ns->retry_max_ms, e->msg->attempts) * NS_PER_MS;
+	e->retry_at_ns = pacing_now_ns() +
+			 pacing_backoff_ms(RETRY_FIRST_MS, w->ns->win.retry_max_ms, e->msg->attempts) * NS_PER_MS;
 	if (!w->waiting || e->retry_at_ns < w->next_due_ns)
 		w->next_due_ns = e->retry_at_ns;
 	w->waiting++;
@@ -416,9 +394,9 @@ static void submit(struct ns_worker *w, struct ns_entry *e, bool retry)
  * the waiting entries' times, which park() lowers as entries come back. */
 static void resend_due(struct ns_worker *w)
 {
-	size_t n = (size_t)w->ns->max_inflight;
+	size_t n = (size_t)w->ns->win.max_inflight;
 	pthread_mutex_lock(&w->lock);
-	int64_t now = now_ns();
+	int64_t now = pacing_now_ns();
 	if (!w->waiting || now < w->next_due_ns) {
 		pthread_mutex_unlock(&w->lock);
 		return;
@@ -473,9 +451,9 @@ static void connect_now(struct ns_worker *w)
 	stanConnection *sc = NULL;
 	natsStatus s = stanConnection_Connect(&sc, ns->cluster_id, id, w->opts);
 	if (s != NATS_OK) {
-		int64_t delay = backoff_ms(RECONNECT_FIRST_MS, ns->retry_max_ms,
+		int64_t delay = pacing_backoff_ms(RECONNECT_FIRST_MS, ns->win.retry_max_ms,
 					   ++w->connect_failures);
-		w->connect_at_ns = now_ns() + delay * NS_PER_MS;
+		w->connect_at_ns = pacing_now_ns() + delay * NS_PER_MS;
 		char servers[512];
 		nats_conn_opts_servers(&ns->conn, servers, sizeof(servers));
 		const char *detail = s == NATS_NO_RESPONDERS
@@ -501,7 +479,7 @@ static void connect_now(struct ns_worker *w)
 	ns->host->conn_state(ns->ctx, w->link->name, true);
 	/* What waited for the connection goes now. */
 	pthread_mutex_lock(&w->lock);
-	for (size_t i = 0; w->waiting && i < (size_t)ns->max_inflight; i++)
+	for (size_t i = 0; w->waiting && i < (size_t)ns->win.max_inflight; i++)
 		if (w->entries[i].state == NS_WAITING)
 			w->entries[i].retry_at_ns = 0;
 	w->next_due_ns = 0;
@@ -529,7 +507,7 @@ static void service(struct ns_worker *w, bool may_connect)
 		w->ns->host->conn_state(w->ns->ctx, w->link->name, false);
 		w->connect_at_ns = 0; /* the first attempt after a loss is at once */
 	}
-	if (!w->sc && may_connect && now_ns() >= w->connect_at_ns)
+	if (!w->sc && may_connect && pacing_now_ns() >= w->connect_at_ns)
 		connect_now(w);
 	if (w->sc)
 		resend_due(w);
@@ -539,7 +517,7 @@ static void service(struct ns_worker *w, bool may_connect)
  * held. */
 static void wait_room(struct ns_worker *w, int64_t until_ns)
 {
-	int64_t wake = now_ns() + 50 * NS_PER_MS;
+	int64_t wake = pacing_now_ns() + 50 * NS_PER_MS;
 	if (until_ns && until_ns < wake)
 		wake = until_ns;
 	struct timespec ts = {.tv_sec = wake / 1000000000LL, .tv_nsec = wake % 1000000000LL};
@@ -581,9 +559,9 @@ static void natsstream_publish(void *worker, struct cad_msg *m)
 	service(w, true);
 
 	pthread_mutex_lock(&w->lock);
-	while ((long)w->used >= ns->max_inflight) {
+	while ((long)w->used >= ns->win.max_inflight) {
 		int64_t deadline = ns->host->abi_minor >= 1 ? ns->host->drain_deadline(ns->ctx) : 0;
-		if (deadline && now_ns() >= deadline) {
+		if (deadline && pacing_now_ns() >= deadline) {
 			/* Draining, and no room came: this one is not sent. */
 			pthread_mutex_unlock(&w->lock);
 			free(channel);
@@ -594,7 +572,7 @@ static void natsstream_publish(void *worker, struct cad_msg *m)
 		pthread_mutex_unlock(&w->lock);
 		service(w, true);
 		pthread_mutex_lock(&w->lock);
-		if ((long)w->used < ns->max_inflight)
+		if ((long)w->used < ns->win.max_inflight)
 			break;
 		wait_room(w, 0);
 	}
@@ -654,10 +632,10 @@ static int natsstream_worker_open(void **out, void *instance, unsigned index)
 	pthread_cond_init(&w->room, &ca);
 	pthread_condattr_destroy(&ca);
 	int rc = -ENOMEM;
-	w->entries = calloc((size_t)ns->max_inflight, sizeof(*w->entries));
+	w->entries = calloc((size_t)ns->win.max_inflight, sizeof(*w->entries));
 	if (!w->entries)
 		goto fail;
-	for (size_t i = (size_t)ns->max_inflight; i-- > 0;) {
+	for (size_t i = (size_t)ns->win.max_inflight; i-- > 0;) {
 		w->entries[i].w = w;
 		w->entries[i].next_free = w->free_list;
 		w->free_list = &w->entries[i];
@@ -686,12 +664,12 @@ static int natsstream_worker_open(void **out, void *instance, unsigned index)
 		s = stanConnOptions_SetNATSOptions(w->opts, no);
 	natsOptions_Destroy(no);
 	if (s == NATS_OK)
-		s = stanConnOptions_SetPubAckWait(w->opts, ns->ack_timeout_ms);
+		s = stanConnOptions_SetPubAckWait(w->opts, ns->win.ack_timeout_ms);
 	if (s == NATS_OK)
 		s = stanConnOptions_SetConnectionWait(w->opts, REQUEST_WAIT_MS);
 	/* Our own window is the limit; the library's must never stall us. */
 	if (s == NATS_OK)
-		s = stanConnOptions_SetMaxPubAcksInflight(w->opts, (int)ns->max_inflight + 1, 1.0f);
+		s = stanConnOptions_SetMaxPubAcksInflight(w->opts, (int)ns->win.max_inflight + 1, 1.0f);
 	if (s == NATS_OK)
 		s = stanConnOptions_SetPings(w->opts, (int)ns->ping_interval, (int)ns->ping_max_out);
 	if (s == NATS_OK)
@@ -714,7 +692,7 @@ fail:
 /* Give every message still held back to the host as lost. Lock held. */
 static void give_up_all(struct ns_worker *w)
 {
-	for (size_t i = 0; w->used > w->at_library && i < (size_t)w->ns->max_inflight; i++) {
+	for (size_t i = 0; w->used > w->at_library && i < (size_t)w->ns->win.max_inflight; i++) {
 		struct ns_entry *e = &w->entries[i];
 		if (e->state != NS_WAITING)
 			continue;
@@ -728,13 +706,13 @@ static void natsstream_worker_close(void *worker, int64_t deadline_ns)
 	struct ns_worker *w = worker;
 	struct natsstream *ns = w->ns;
 	for (;;) {
-		service(w, now_ns() < deadline_ns);
+		service(w, pacing_now_ns() < deadline_ns);
 		pthread_mutex_lock(&w->lock);
 		size_t left = w->used;
-		if (left && now_ns() < deadline_ns)
+		if (left && pacing_now_ns() < deadline_ns)
 			wait_room(w, deadline_ns);
 		pthread_mutex_unlock(&w->lock);
-		if (!left || now_ns() >= deadline_ns)
+		if (!left || pacing_now_ns() >= deadline_ns)
 			break;
 	}
 	pthread_mutex_lock(&w->lock);
@@ -744,9 +722,9 @@ static void natsstream_worker_close(void *worker, int64_t deadline_ns)
 	 * library answer every publish it still holds. */
 	drop_connection(w);
 
-	int64_t until = now_ns() + LIBRARY_WAIT_NS;
+	int64_t until = pacing_now_ns() + LIBRARY_WAIT_NS;
 	pthread_mutex_lock(&w->lock);
-	while (w->at_library && now_ns() < until)
+	while (w->at_library && pacing_now_ns() < until)
 		wait_room(w, until);
 	give_up_all(w);
 	size_t stuck = w->at_library;
