@@ -14,13 +14,15 @@
  *
  * Environment: BENCH_MESSAGES (200000), BENCH_REPEATS (3), BENCH_RATE
  * (10000 msg/s for latency), BENCH_LATENCY_SECONDS (5), BENCH_MODES
- * ("raw,none,verify"), BENCH_WINDOW (2000 messages published but not yet
+ * ("raw,none,verify,scraped"; scraped is none with /metrics fetched every
+ * BENCH_SCRAPE_MS, default 10), BENCH_WINDOW (2000 messages published but not yet
  * republished, for the throughput runs; 0 publishes everything at once).
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -34,6 +36,7 @@
 #include "bench_certs.h"
 #include "corpus.h"
 #include "daemon_proc.h"
+#include "http_get.h"
 #include "js_reader.h"
 #include "nats_server.h"
 #include "proc_stats.h"
@@ -86,14 +89,38 @@ static void fresh_stream(void)
 
 /* ---------------------------------------------------------- processes */
 
-enum mode { MODE_RAW, MODE_NONE, MODE_VERIFY };
-static const char *const mode_name[] = {"raw", "none", "verify"};
+/* scraped: security = none, with /metrics fetched every BENCH_SCRAPE_MS
+ * throughout, to show what counting costs under an active scraper. */
+enum mode { MODE_RAW, MODE_NONE, MODE_VERIFY, MODE_SCRAPED, N_MODES };
+static const char *const mode_name[] = {"raw", "none", "verify", "scraped"};
 
 struct proc {
 	enum mode mode;
 	pid_t pid;
 	struct daemon_proc daemon;
+	int metrics_port;
+	pthread_t scraper;
+	_Atomic int scraping;
+	_Atomic unsigned long scrapes, scrape_errors;
 };
+
+static long scrape_ms = 10;
+
+static void *scrape(void *arg)
+{
+	struct proc *p = arg;
+	while (atomic_load(&p->scraping)) {
+		struct http_reply r;
+		if (http_request(&r, "127.0.0.1", p->metrics_port, "GET", "/metrics", 2000) == 0 &&
+		    r.status == 200)
+			atomic_fetch_add(&p->scrapes, 1);
+		else
+			atomic_fetch_add(&p->scrape_errors, 1);
+		http_reply_free(&r);
+		nats_Sleep(scrape_ms);
+	}
+	return NULL;
+}
 
 static void start_relay(struct proc *p)
 {
@@ -124,9 +151,14 @@ static void start_relay(struct proc *p)
 /* The example configuration's shape: 10 + 10 workers, a queue of 1000. */
 static void start_daemon(struct proc *p, const char *security)
 {
-	char *conf = NULL;
+	char *conf = NULL, listen[64] = "";
+	if (p->mode == MODE_SCRAPED) {
+		p->metrics_port = free_port();
+		snprintf(listen, sizeof(listen), "127.0.0.1:%d", p->metrics_port);
+	}
 	if (asprintf(&conf,
 		     "identity = \"bench\"\n"
+		     "metrics_listen = \"%s\"\n"
 		     "adapter node_data {\n"
 		     "  queue_len = 1000\n"
 		     "  ingest { type = \"choria\" servers = {\"%s\"} topic = \"%s\"\n"
@@ -134,7 +166,7 @@ static void start_daemon(struct proc *p, const char *security)
 		     "  stream { type = \"jetstream\" servers = {\"%s\"}\n"
 		     "           topic = \"choria.node_metadata.%%s\" workers = 10 }\n"
 		     "}\n",
-		     server.url, IN_SUBJECT, security, pki.ca_path, server.url) < 0)
+		     listen, server.url, IN_SUBJECT, security, pki.ca_path, server.url) < 0)
 		exit(1);
 	char d[600];
 	snprintf(d, sizeof(d), "%s/daemon-%s-%ld", dir, security, (long)time(NULL));
@@ -148,6 +180,10 @@ static void start_daemon(struct proc *p, const char *security)
 	free(conf);
 	p->pid = p->daemon.pid;
 	nats_Sleep(300); /* subscriptions reach the server */
+	if (p->mode == MODE_SCRAPED) {
+		atomic_store(&p->scraping, 1);
+		pthread_create(&p->scraper, NULL, scrape, p);
+	}
 }
 
 static void start_proc(struct proc *p, enum mode mode)
@@ -157,11 +193,19 @@ static void start_proc(struct proc *p, enum mode mode)
 	if (mode == MODE_RAW)
 		start_relay(p);
 	else
-		start_daemon(p, mode == MODE_NONE ? "none" : "verify");
+		start_daemon(p, mode == MODE_VERIFY ? "verify" : "none");
 }
 
 static void stop_proc(struct proc *p)
 {
+	if (atomic_exchange(&p->scraping, 0)) {
+		pthread_join(p->scraper, NULL);
+		if (!atomic_load(&p->scrapes))
+			fprintf(stderr, "cad-bench: no scrape of /metrics succeeded (%lu failed)\n",
+				(unsigned long)atomic_load(&p->scrape_errors));
+		else
+			fprintf(stderr, "  %lu scrapes of /metrics\n", (unsigned long)atomic_load(&p->scrapes));
+	}
 	kill(p->pid, SIGTERM);
 	int st;
 	for (int i = 0; i < 3000 && waitpid(p->pid, &st, WNOHANG) != p->pid; i++)
@@ -402,7 +446,8 @@ int main(void)
 	long rate = env_long("BENCH_RATE", 10000);
 	long lat_s = env_long("BENCH_LATENCY_SECONDS", 5);
 	long window = env_long("BENCH_WINDOW", 2000);
-	const char *modes = getenv("BENCH_MODES") ? getenv("BENCH_MODES") : "raw,none,verify";
+	const char *modes = getenv("BENCH_MODES") ? getenv("BENCH_MODES") : "raw,none,verify,scraped";
+	scrape_ms = env_long("BENCH_SCRAPE_MS", 10);
 	if (repeats < 1 || repeats > MAX_REPEATS)
 		repeats = 3;
 	long cores = sysconf(_SC_NPROCESSORS_ONLN);
@@ -430,11 +475,12 @@ int main(void)
 	double vps = verify_limit();
 	int have_verify = verify_available();
 
-	double rate_v[3][MAX_REPEATS], cpu_v[3][MAX_REPEATS], p50_v[3][MAX_REPEATS],
-		p99_v[3][MAX_REPEATS], rss_v[3][MAX_REPEATS], lost_v[3][MAX_REPEATS];
-	int ran[3] = {0};
+	double rate_v[N_MODES][MAX_REPEATS], cpu_v[N_MODES][MAX_REPEATS],
+		p50_v[N_MODES][MAX_REPEATS], p99_v[N_MODES][MAX_REPEATS], rss_v[N_MODES][MAX_REPEATS],
+		lost_v[N_MODES][MAX_REPEATS];
+	int ran[N_MODES] = {0};
 	for (int r = 0; r < repeats; r++) {
-		for (int m = 0; m < 3; m++) {
+		for (int m = 0; m < N_MODES; m++) {
 			if (!strstr(modes, mode_name[m]) || (m == MODE_VERIFY && !have_verify))
 				continue;
 			struct result res = {0};
@@ -461,7 +507,7 @@ int main(void)
 	printf("%-8s %10s %8s %9s %9s %14s %14s %10s %6s\n", "mode", "msg/s", "vs raw",
 	       "p50 ms", "p99 ms", "CPU s/100k", "CPU/msg vs RSA", "peak RSS", "lost");
 	double raw_rate = ran[MODE_RAW] ? median(rate_v[MODE_RAW], ran[MODE_RAW]) : 0;
-	for (int m = 0; m < 3; m++) {
+	for (int m = 0; m < N_MODES; m++) {
 		if (!ran[m]) {
 			printf("%-8s %s\n", mode_name[m],
 			       m == MODE_VERIFY && !have_verify ? "not available in this build" : "not run");
@@ -474,6 +520,15 @@ int main(void)
 		       mr, raw_rate ? mr / raw_rate : 0, median(p50_v[m], k), median(p99_v[m], k), cpu,
 		       cpu_msg_us / (1e6 / vps), median(rss_v[m], k) / 1024.0,
 		       median(lost_v[m], k));
+	}
+	if (ran[MODE_NONE] && ran[MODE_SCRAPED]) {
+		double r0 = median(rate_v[MODE_NONE], ran[MODE_NONE]);
+		double r1 = median(rate_v[MODE_SCRAPED], ran[MODE_SCRAPED]);
+		double c0 = median(cpu_v[MODE_NONE], ran[MODE_NONE]);
+		double c1 = median(cpu_v[MODE_SCRAPED], ran[MODE_SCRAPED]);
+		printf("\nscraped is none with /metrics fetched every %ld ms: %.2f of its msg/s, "
+		       "%.2f of its CPU per message\n",
+		       scrape_ms, r0 ? r1 / r0 : 0, c0 ? c1 / c0 : 0);
 	}
 	printf("\nthroughput: %s; latency: at %ld msg/s for %ld s, from the fleet's publish to the\n"
 	       "republished message arriving at the JetStream server; CPU and RSS are the relay's or\n"
