@@ -33,6 +33,7 @@
 #include "build_config.h"
 #include "cad_module.h"
 #include "envelope.h"
+#include "pacing.h"
 
 #define FILE_PROTOCOL "choria:adapters:file:output:1"
 #define NS_PER_MS 1000000LL
@@ -69,16 +70,9 @@ struct file_worker {
 	unsigned failures; /* in a row, for the backoff */
 };
 
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
 static void sleep_until(int64_t when_ns)
 {
-	int64_t d = when_ns - now_ns();
+	int64_t d = when_ns - pacing_now_ns();
 	if (d <= 0)
 		return;
 	struct timespec ts = {.tv_sec = d / 1000000000LL, .tv_nsec = d % 1000000000LL};
@@ -100,7 +94,7 @@ static const struct cad_option file_options[] = {
 /* Lock held. Rate-limits warnings shared by all workers. */
 static bool file_warn_due(struct file_out *f)
 {
-	int64_t now = now_ns();
+	int64_t now = pacing_now_ns();
 	if (now < f->next_warn_ns)
 		return false;
 	f->next_warn_ns = now + WARN_EVERY_NS;
@@ -268,14 +262,6 @@ static int file_write_line(struct file_out *f, const char *line, size_t len)
 	return rc;
 }
 
-static int64_t file_backoff_ns(unsigned failures)
-{
-	int64_t ms = RETRY_FIRST_MS;
-	for (unsigned i = 1; i < failures && ms < RETRY_MAX_MS; i++)
-		ms *= 2;
-	return (ms < RETRY_MAX_MS ? ms : RETRY_MAX_MS) * NS_PER_MS;
-}
-
 /* Write what is held, oldest first, until one fails. */
 static void file_flush_held(struct file_worker *w)
 {
@@ -294,7 +280,8 @@ static void file_flush_held(struct file_worker *w)
 	w->n_held -= i;
 	if (w->n_held) {
 		w->failures++;
-		w->retry_at_ns = now_ns() + file_backoff_ns(w->failures);
+		int64_t delay_ms = pacing_backoff_ms(RETRY_FIRST_MS, RETRY_MAX_MS, w->failures);
+		w->retry_at_ns = pacing_now_ns() + delay_ms * NS_PER_MS;
 	} else {
 		w->failures = 0;
 	}
@@ -319,7 +306,7 @@ static void file_publish(void *worker, struct cad_msg *m)
 	 * the drain deadline. */
 	while (w->n_held == HELD_MAX) {
 		int64_t deadline = f->host->abi_minor >= 1 ? f->host->drain_deadline(f->ctx) : 0;
-		int64_t now = now_ns();
+		int64_t now = pacing_now_ns();
 		if (deadline && now >= deadline) {
 			free(line);
 			f->host->msg_done(f->ctx, m, -ETIMEDOUT, "shutdown");
@@ -327,18 +314,18 @@ static void file_publish(void *worker, struct cad_msg *m)
 		}
 		int64_t wake = now + 100 * 1000000LL;
 		sleep_until(w->retry_at_ns < wake ? w->retry_at_ns : wake);
-		if (now_ns() >= w->retry_at_ns)
+		if (pacing_now_ns() >= w->retry_at_ns)
 			file_flush_held(w);
 	}
 	w->held[w->n_held++] = (struct held){m, line, len};
-	if (w->n_held == 1 || now_ns() >= w->retry_at_ns)
+	if (w->n_held == 1 || pacing_now_ns() >= w->retry_at_ns)
 		file_flush_held(w);
 }
 
 static void file_worker_idle(void *worker)
 {
 	struct file_worker *w = worker;
-	if (w->n_held && now_ns() >= w->retry_at_ns)
+	if (w->n_held && pacing_now_ns() >= w->retry_at_ns)
 		file_flush_held(w);
 }
 
@@ -361,9 +348,9 @@ static int file_worker_open(void **out, void *instance, unsigned index)
 static void file_worker_close(void *worker, int64_t deadline_ns)
 {
 	struct file_worker *w = worker;
-	while (w->n_held && now_ns() < deadline_ns) {
+	while (w->n_held && pacing_now_ns() < deadline_ns) {
 		sleep_until(w->retry_at_ns < deadline_ns ? w->retry_at_ns : deadline_ns);
-		if (now_ns() >= w->retry_at_ns)
+		if (pacing_now_ns() >= w->retry_at_ns)
 			file_flush_held(w);
 	}
 	for (size_t i = 0; i < w->n_held; i++) {

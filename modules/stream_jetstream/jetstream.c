@@ -33,7 +33,6 @@
 
 #define NS_PER_MS 1000000LL
 #define RETRY_FIRST_MS 100
-#define WARN_EVERY_NS (5000 * NS_PER_MS)
 
 struct jetstream {
 	const struct cad_host *host;
@@ -56,7 +55,6 @@ struct js_worker {
 	char *env;      /* the envelope being built; worker thread only */
 	size_t env_cap;
 };
-
 
 /* ------------------------------------------------------------ options */
 
@@ -128,21 +126,6 @@ static void jetstream_describe(void *instance, char *buf, size_t len)
 
 /* ------------------------------------------------------------ workers */
 
-static void jetstream_warn(struct jetstream *js, const char *fmt, ...) CAD_PRINTF(2, 3);
-static void jetstream_warn(struct jetstream *js, const char *fmt, ...)
-{
-	int64_t now = pacing_now_ns(), next = atomic_load(&js->next_warn_ns);
-	if (now < next || !atomic_compare_exchange_strong(&js->next_warn_ns, &next,
-							  now + WARN_EVERY_NS))
-		return;
-	char line[512];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	js->host->log(js->ctx, CAD_LOG_WARN, "%s", line);
-}
-
 /* Errors no retry can mend. */
 static bool is_permanent(natsStatus s, jsErrCode code)
 {
@@ -164,8 +147,9 @@ static void settle_unlock(struct js_worker *w, struct inflight_entry *e, int sta
 /* Park an entry for a resend after its backoff. Lock held. */
 static void park(struct js_worker *w, struct inflight_entry *e)
 {
-	e->retry_at_ns = pacing_now_ns() +
-			 pacing_backoff_ms(RETRY_FIRST_MS, w->js->win.retry_max_ms, e->msg->attempts) * NS_PER_MS;
+	int64_t delay_ms =
+		pacing_backoff_ms(RETRY_FIRST_MS, w->js->win.retry_max_ms, e->msg->attempts);
+	e->retry_at_ns = pacing_now_ns() + delay_ms * NS_PER_MS;
 	w->waiting++;
 	pthread_cond_broadcast(&w->room);
 }
@@ -214,10 +198,12 @@ static void jetstream_on_ack(jsCtx *ctx, natsMsg *nm, jsPubAck *pa, jsPubAckErr 
 	park(w, e);
 	pthread_mutex_unlock(&w->lock);
 	if (s == NATS_NO_RESPONDERS)
-		jetstream_warn(js, "no JetStream stream answers on %s: create a stream that captures it; retrying",
-			       natsMsg_GetSubject(nm));
+		pacing_warn(js->host, js->ctx, &js->next_warn_ns,
+			    "no JetStream stream answers on %s: create a stream that captures it; retrying",
+			    natsMsg_GetSubject(nm));
 	else
-		jetstream_warn(js, "publishing to JetStream failed (%s); retrying", text);
+		pacing_warn(js->host, js->ctx, &js->next_warn_ns,
+			    "publishing to JetStream failed (%s); retrying", text);
 }
 
 static natsStatus send_async(struct js_worker *w, natsMsg **nm)
@@ -248,8 +234,8 @@ static void send_entry(struct js_worker *w, natsMsg *nm)
 	}
 	park(w, e);
 	pthread_mutex_unlock(&w->lock);
-	jetstream_warn(w->js, "publishing to JetStream failed (%s); retrying",
-		       natsStatus_GetText(s));
+	pacing_warn(w->js->host, w->js->ctx, &w->js->next_warn_ns,
+		    "publishing to JetStream failed (%s); retrying", natsStatus_GetText(s));
 }
 
 /* Resend every parked entry whose time has come. */
@@ -277,17 +263,6 @@ static void resend_due(struct js_worker *w)
 		w->js->host->count_retry(w->js->ctx);
 		send_entry(w, nm);
 	}
-}
-
-/* Wait until `until_ns` or until something settles or falls due. Lock
- * held. */
-static void wait_room(struct js_worker *w, int64_t until_ns)
-{
-	int64_t wake = pacing_now_ns() + 50 * NS_PER_MS;
-	if (until_ns && until_ns < wake)
-		wake = until_ns;
-	struct timespec ts = {.tv_sec = wake / 1000000000LL, .tv_nsec = wake % 1000000000LL};
-	pthread_cond_timedwait(&w->room, &w->lock, &ts);
 }
 
 /* 0 while running; the drain deadline once the adapter stops. */
@@ -374,7 +349,7 @@ static void jetstream_publish(void *worker, struct cad_msg *m)
 			if ((long)w->table.count < js->win.max_inflight)
 				break;
 		}
-		wait_room(w, 0);
+		pacing_cond_wait(&w->room, &w->lock, 0);
 	}
 	inflight_put(&w->table, nm, m);
 	pthread_mutex_unlock(&w->lock);
@@ -476,7 +451,7 @@ static void jetstream_worker_close(void *worker, int64_t deadline_ns)
 		pthread_mutex_lock(&w->lock);
 		size_t left = w->table.count;
 		if (left && pacing_now_ns() < deadline_ns)
-			wait_room(w, deadline_ns);
+			pacing_cond_wait(&w->room, &w->lock, deadline_ns);
 		pthread_mutex_unlock(&w->lock);
 		if (!left || pacing_now_ns() >= deadline_ns)
 			break;

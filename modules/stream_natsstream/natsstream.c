@@ -47,7 +47,6 @@
 #define NS_PER_MS 1000000LL
 #define RETRY_FIRST_MS 100
 #define RECONNECT_FIRST_MS 250
-#define WARN_EVERY_NS (5000 * NS_PER_MS)
 /* How long a connect or close request waits for the streaming server. */
 #define REQUEST_WAIT_MS 2000
 /* How long a closed connection may take to hand back what it held; it
@@ -122,7 +121,6 @@ struct ns_worker {
 	size_t at_library; /* entries whose ack handler call is still due */
 	bool closing;      /* worker_close gave the connection up */
 };
-
 
 /* ------------------------------------------------------------ options */
 
@@ -260,21 +258,6 @@ static void natsstream_describe(void *instance, char *buf, size_t len)
 
 /* ------------------------------------------------------------ helpers */
 
-static void natsstream_warn(struct natsstream *ns, const char *fmt, ...) CAD_PRINTF(2, 3);
-static void natsstream_warn(struct natsstream *ns, const char *fmt, ...)
-{
-	int64_t now = pacing_now_ns(), next = atomic_load(&ns->next_warn_ns);
-	if (now < next || !atomic_compare_exchange_strong(&ns->next_warn_ns, &next,
-							  now + WARN_EVERY_NS))
-		return;
-	char line[512];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	ns->host->log(ns->ctx, CAD_LOG_WARN, "%s", line);
-}
-
 /* The library's last error detail, or its status text. */
 static const char *status_detail(natsStatus s)
 {
@@ -356,8 +339,8 @@ static void natsstream_on_ack(const char *guid, const char *error, void *closure
 	pthread_cond_broadcast(&w->room);
 	pthread_mutex_unlock(&w->lock);
 	if (error && !quiet)
-		natsstream_warn(ns, "NATS Streaming did not acknowledge a publish (%s); retrying",
-				error);
+		pacing_warn(ns->host, ns->ctx, &ns->next_warn_ns,
+			    "NATS Streaming did not acknowledge a publish (%s); retrying", error);
 }
 
 /* Hand a claimed entry to the library. */
@@ -386,7 +369,8 @@ static void submit(struct ns_worker *w, struct ns_entry *e, bool retry)
 		w->sc_closed = true; /* the lost handler may not have run yet */
 		return;
 	}
-	natsstream_warn(ns, "publishing to NATS Streaming failed (%s); retrying", detail);
+	pacing_warn(ns->host, ns->ctx, &ns->next_warn_ns,
+		    "publishing to NATS Streaming failed (%s); retrying", detail);
 }
 
 /* Send every waiting entry whose time has come, in one pass. The table is
@@ -465,9 +449,9 @@ static void connect_now(struct ns_worker *w)
 				      "%s: cannot connect to NATS Streaming cluster %s at %s (%s); retrying in the background",
 				      w->link->name, ns->cluster_id, servers, detail);
 		} else {
-			natsstream_warn(ns,
-					"%s: still cannot connect to NATS Streaming cluster %s (%s); next attempt in %" PRId64 " ms",
-					w->link->name, ns->cluster_id, detail, delay);
+			pacing_warn(ns->host, ns->ctx, &ns->next_warn_ns,
+				    "%s: still cannot connect to NATS Streaming cluster %s (%s); next attempt in %" PRId64 " ms",
+				    w->link->name, ns->cluster_id, detail, delay);
 		}
 		return;
 	}
@@ -511,17 +495,6 @@ static void service(struct ns_worker *w, bool may_connect)
 		connect_now(w);
 	if (w->sc)
 		resend_due(w);
-}
-
-/* Wait until `until_ns` or until something settles or falls due. Lock
- * held. */
-static void wait_room(struct ns_worker *w, int64_t until_ns)
-{
-	int64_t wake = pacing_now_ns() + 50 * NS_PER_MS;
-	if (until_ns && until_ns < wake)
-		wake = until_ns;
-	struct timespec ts = {.tv_sec = wake / 1000000000LL, .tv_nsec = wake % 1000000000LL};
-	pthread_cond_timedwait(&w->room, &w->lock, &ts);
 }
 
 /* ------------------------------------------------------------ workers */
@@ -574,7 +547,7 @@ static void natsstream_publish(void *worker, struct cad_msg *m)
 		pthread_mutex_lock(&w->lock);
 		if ((long)w->used < ns->win.max_inflight)
 			break;
-		wait_room(w, 0);
+		pacing_cond_wait(&w->room, &w->lock, 0);
 	}
 	struct ns_entry *e = w->free_list;
 	w->free_list = e->next_free;
@@ -710,7 +683,7 @@ static void natsstream_worker_close(void *worker, int64_t deadline_ns)
 		pthread_mutex_lock(&w->lock);
 		size_t left = w->used;
 		if (left && pacing_now_ns() < deadline_ns)
-			wait_room(w, deadline_ns);
+			pacing_cond_wait(&w->room, &w->lock, deadline_ns);
 		pthread_mutex_unlock(&w->lock);
 		if (!left || pacing_now_ns() >= deadline_ns)
 			break;
@@ -725,7 +698,7 @@ static void natsstream_worker_close(void *worker, int64_t deadline_ns)
 	int64_t until = pacing_now_ns() + LIBRARY_WAIT_NS;
 	pthread_mutex_lock(&w->lock);
 	while (w->at_library && pacing_now_ns() < until)
-		wait_room(w, until);
+		pacing_cond_wait(&w->room, &w->lock, until);
 	give_up_all(w);
 	size_t stuck = w->at_library;
 	pthread_mutex_unlock(&w->lock);
