@@ -162,11 +162,12 @@ static void start_daemon(struct proc *p, const char *security)
 		     "adapter node_data {\n"
 		     "  queue_len = 1000\n"
 		     "  ingest { type = \"choria\" servers = {\"%s\"} topic = \"%s\"\n"
-		     "           protocol = \"request\" workers = 10 security = \"%s\" ca = \"%s\" }\n"
+		     "           protocol = \"request\" workers = %ld security = \"%s\" ca = \"%s\" }\n"
 		     "  stream { type = \"jetstream\" servers = {\"%s\"}\n"
-		     "           topic = \"choria.node_metadata.%%s\" workers = 10 }\n"
+		     "           topic = \"choria.node_metadata.%%s\" workers = %ld }\n"
 		     "}\n",
-		     listen, server.url, IN_SUBJECT, security, pki.ca_path, server.url) < 0)
+		     listen, server.url, IN_SUBJECT, env_long("BENCH_INGEST_WORKERS", 10), security,
+		     pki.ca_path, server.url, env_long("BENCH_STREAM_WORKERS", 10)) < 0)
 		exit(1);
 	char d[600];
 	snprintf(d, sizeof(d), "%s/daemon-%s-%ld", dir, security, (long)time(NULL));
@@ -218,7 +219,7 @@ static void stop_proc(struct proc *p)
 /* ---------------------------------------------------------- throughput */
 
 struct result {
-	double rate, cpu_per_100k, p50_ms, p99_ms;
+	double rate, cpu_per_100k, p50_ms, p99_ms, switches_per_msg;
 	long rss_kib;
 	uint64_t lost, stalls;
 };
@@ -288,6 +289,7 @@ static void throughput(enum mode mode, long window, struct result *r)
 	struct proc p;
 	start_proc(&p, mode);
 	double cpu0 = proc_cpu_seconds(p.pid);
+	long sw0 = proc_context_switches(p.pid);
 	double t0 = now_s();
 	publish_all(window, &r->stalls);
 	uint64_t n = 0, last = 0;
@@ -310,7 +312,9 @@ static void throughput(enum mode mode, long window, struct result *r)
 	if (!t_done)
 		t_done = t_last;
 	double cpu1 = proc_cpu_seconds(p.pid);
+	long sw1 = proc_context_switches(p.pid);
 	r->rss_kib = proc_peak_rss_kib(p.pid);
+	r->switches_per_msg = (double)(sw1 - sw0) / (double)corpus.n;
 	r->rate = (double)(n == UINT64_MAX ? last : n) / (t_done - t0);
 	r->cpu_per_100k = (cpu1 - cpu0) * 100000.0 / (double)corpus.n;
 	r->lost = corpus.n - (n == UINT64_MAX ? last : n);
@@ -477,7 +481,7 @@ int main(void)
 
 	double rate_v[N_MODES][MAX_REPEATS], cpu_v[N_MODES][MAX_REPEATS],
 		p50_v[N_MODES][MAX_REPEATS], p99_v[N_MODES][MAX_REPEATS], rss_v[N_MODES][MAX_REPEATS],
-		lost_v[N_MODES][MAX_REPEATS];
+		lost_v[N_MODES][MAX_REPEATS], sw_v[N_MODES][MAX_REPEATS];
 	int ran[N_MODES] = {0};
 	for (int r = 0; r < repeats; r++) {
 		for (int m = 0; m < N_MODES; m++) {
@@ -496,6 +500,7 @@ int main(void)
 			p99_v[m][r] = res.p99_ms;
 			rss_v[m][r] = (double)res.rss_kib;
 			lost_v[m][r] = (double)res.lost;
+			sw_v[m][r] = res.switches_per_msg;
 			ran[m] = r + 1;
 		}
 	}
@@ -504,8 +509,8 @@ int main(void)
 	       n, (double)bytes / (double)corpus.n, cores, repeats, window);
 	printf("RSA-2048 SHA-256 verifications per second on one core: %.0f (%.1f us each)\n\n",
 	       vps, 1e6 / vps);
-	printf("%-8s %10s %8s %9s %9s %14s %14s %10s %6s\n", "mode", "msg/s", "vs raw",
-	       "p50 ms", "p99 ms", "CPU s/100k", "CPU/msg vs RSA", "peak RSS", "lost");
+	printf("%-8s %10s %8s %9s %9s %14s %14s %10s %6s %10s\n", "mode", "msg/s", "vs raw",
+	       "p50 ms", "p99 ms", "CPU s/100k", "CPU/msg vs RSA", "peak RSS", "lost", "sw/msg");
 	double raw_rate = ran[MODE_RAW] ? median(rate_v[MODE_RAW], ran[MODE_RAW]) : 0;
 	for (int m = 0; m < N_MODES; m++) {
 		if (!ran[m]) {
@@ -516,10 +521,10 @@ int main(void)
 		int k = ran[m];
 		double mr = median(rate_v[m], k), cpu = median(cpu_v[m], k);
 		double cpu_msg_us = cpu / 100000.0 * 1e6;
-		printf("%-8s %10.0f %8.2f %9.2f %9.2f %14.2f %14.2f %7.1f MiB %6.0f\n", mode_name[m],
-		       mr, raw_rate ? mr / raw_rate : 0, median(p50_v[m], k), median(p99_v[m], k), cpu,
-		       cpu_msg_us / (1e6 / vps), median(rss_v[m], k) / 1024.0,
-		       median(lost_v[m], k));
+		printf("%-8s %10.0f %8.2f %9.2f %9.2f %14.2f %14.2f %7.1f MiB %6.0f %10.2f\n",
+		       mode_name[m], mr, raw_rate ? mr / raw_rate : 0, median(p50_v[m], k),
+		       median(p99_v[m], k), cpu, cpu_msg_us / (1e6 / vps),
+		       median(rss_v[m], k) / 1024.0, median(lost_v[m], k), median(sw_v[m], k));
 	}
 	if (ran[MODE_NONE] && ran[MODE_SCRAPED]) {
 		double r0 = median(rate_v[MODE_NONE], ran[MODE_NONE]);
@@ -531,8 +536,8 @@ int main(void)
 		       scrape_ms, r0 ? r1 / r0 : 0, c0 ? c1 / c0 : 0);
 	}
 	printf("\nthroughput: %s; latency: at %ld msg/s for %ld s, from the fleet's publish to the\n"
-	       "republished message arriving at the JetStream server; CPU and RSS are the relay's or\n"
-	       "the daemon's own.\n",
+	       "republished message arriving at the JetStream server; CPU, RSS and sw/msg (context\n"
+	       "switches of its threads per message) are the relay's or the daemon's own.\n",
 	       window > 0 ? "at most BENCH_WINDOW messages between publication and republication"
 			  : "every message published at once (BENCH_WINDOW=0)",
 	       rate, lat_s);

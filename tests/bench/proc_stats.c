@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "proc_stats.h"
 
+#include <dirent.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -40,4 +41,32 @@ long proc_peak_rss_kib(pid_t pid)
 			break;
 	fclose(f);
 	return kib;
+}
+
+long proc_context_switches(pid_t pid)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	DIR *d = opendir(path);
+	if (!d)
+		return -1;
+	long total = 0;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		char status[600], line[256];
+		snprintf(status, sizeof(status), "%s/%s/status", path, e->d_name);
+		FILE *f = fopen(status, "r");
+		if (!f)
+			continue; /* the thread ended meanwhile */
+		long v;
+		while (fgets(line, sizeof(line), f))
+			if (sscanf(line, "voluntary_ctxt_switches: %ld", &v) == 1 ||
+			    sscanf(line, "nonvoluntary_ctxt_switches: %ld", &v) == 1)
+				total += v;
+		fclose(f);
+	}
+	closedir(d);
+	return total;
 }

@@ -10,4 +10,9 @@ double proc_cpu_seconds(pid_t pid);
 /* Peak resident set (VmHWM) in KiB; -1 when unreadable. */
 long proc_peak_rss_kib(pid_t pid);
 
+/* Context switches, voluntary and not, of all the process's threads so
+ * far; -1 when unreadable. Each is a thread that slept or was preempted:
+ * hand-offs between threads show up here. */
+long proc_context_switches(pid_t pid);
+
 #endif
