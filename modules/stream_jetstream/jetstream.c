@@ -2,15 +2,21 @@
 /*
  * The `jetstream` stream module: publishes each message's envelope to
  * JetStream and gives it back to the host only once JetStream has
- * acknowledged it. Publishes are asynchronous, at most `max_inflight` per
- * worker; a failed or unanswered publish is sent again with capped
- * exponential backoff, under the same Nats-Msg-Id, so the stream's
- * duplicate window keeps a retry from landing twice.
+ * acknowledged it. Publishes are asynchronous; a failed or unanswered
+ * publish is sent again with capped exponential backoff, under the same
+ * Nats-Msg-Id, so the stream's duplicate window keeps a retry from landing
+ * twice.
  *
- * Concurrency & locking: each worker has its own connection and JetStream
- * context. The worker thread publishes and resends; the acknowledgement
- * handler runs on a cnats thread. `lock` guards the in-flight table and
- * counters of a worker; `room` is signalled whenever an entry settles or
+ * The workers of an instance share one connection, one JetStream context
+ * and one window of workers x max_inflight publishes: every connection
+ * costs a reader, a flusher and an acknowledgement thread, and on a busy
+ * machine those wake-ups, not the publishing, were most of the cost. The
+ * workers build envelopes and publish in parallel.
+ *
+ * Concurrency & locking: start() connects on the main thread; the workers
+ * publish and resend on their own threads; the acknowledgement handler
+ * runs on a cnats thread. `lock` guards the in-flight table, `waiting`
+ * and `open_workers`; `room` is signalled whenever an entry settles or
  * becomes due for a retry. host->msg_done() is called outside the lock.
  */
 #include <errno.h>
@@ -18,6 +24,7 @@
 #include <nats/nats.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,22 +44,25 @@
 struct jetstream {
 	const struct cad_host *host;
 	struct cad_context *ctx;
-	struct nats_conn_opts conn;
+	struct nats_conn_opts conn_opts;
 	char *topic;
 	struct publish_window win;
+	long window; /* max_inflight for each worker */
 	_Atomic int64_t next_warn_ns; /* rate limit for retry warnings */
-};
 
-struct js_worker {
-	struct jetstream *js;
-	unsigned index;
-	struct nats_conn conn;
-	jsCtx *ctx;
+	struct nats_conn conn; /* stable address: cnats callbacks point at it */
+	bool connected;
+	jsCtx *js;
 	pthread_mutex_t lock;
 	pthread_cond_t room;
 	struct inflight table;
 	size_t waiting; /* entries due for a resend, not with the library */
-	char *env;      /* the envelope being built; worker thread only */
+	unsigned open_workers;
+};
+
+struct js_worker {
+	struct jetstream *js;
+	char *env; /* the envelope being built; this worker's thread only */
 	size_t env_cap;
 };
 
@@ -71,7 +81,13 @@ static void jetstream_destroy(void *instance)
 	struct jetstream *js = instance;
 	if (!js)
 		return;
-	nats_conn_opts_clear(&js->conn);
+	jsCtx_Destroy(js->js);
+	if (js->connected)
+		nats_conn_close(&js->conn, 1000);
+	inflight_destroy(&js->table);
+	pthread_cond_destroy(&js->room);
+	pthread_mutex_destroy(&js->lock);
+	nats_conn_opts_clear(&js->conn_opts);
 	free(js->topic);
 	free(js);
 }
@@ -84,7 +100,13 @@ static int jetstream_create(void **instance, const struct cad_host *host, struct
 		return -ENOMEM;
 	js->host = host;
 	js->ctx = ctx;
-	int rc = nats_conn_opts_read(&js->conn, host, cfg);
+	pthread_mutex_init(&js->lock, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&js->room, &ca);
+	pthread_condattr_destroy(&ca);
+	int rc = nats_conn_opts_read(&js->conn_opts, host, cfg);
 	if (rc == -ENOMEM)
 		goto fail;
 
@@ -100,6 +122,10 @@ static int jetstream_create(void **instance, const struct cad_host *host, struct
 		rc = -EINVAL;
 	}
 	publish_window_read(&js->win, host, cfg);
+	js->window = js->win.max_inflight * host->cfg_int(cfg, "workers");
+	if (rc != 0)
+		goto fail;
+	rc = inflight_init(&js->table, (size_t)js->window);
 	if (rc != 0)
 		goto fail;
 	*instance = js;
@@ -109,9 +135,28 @@ fail:
 	return rc;
 }
 
+static void jetstream_on_ack(jsCtx *ctx, natsMsg *nm, jsPubAck *pa, jsPubAckErr *pae,
+			     void *closure);
+
 static int jetstream_start(void *instance)
 {
-	(void)instance; /* each worker connects on its own thread */
+	struct jetstream *js = instance;
+	int rc = nats_conn_open(&js->conn, &js->conn_opts, js->host, js->ctx, "stream");
+	if (rc != 0) /* logged by nats_conn_open */
+		return rc;
+	js->connected = true;
+
+	jsOptions jo;
+	jsOptions_Init(&jo);
+	jo.PublishAsync.AckHandler = jetstream_on_ack;
+	jo.PublishAsync.AckHandlerClosure = js;
+	/* Our own window is the limit; the library's must never stall us. */
+	jo.PublishAsync.MaxPending = js->window + 1;
+	natsStatus s = natsConnection_JetStream(&js->js, js->conn.nc, &jo);
+	if (s != NATS_OK) {
+		nats_conn_log_status(js->host, js->ctx, CAD_LOG_ERROR, s, "JetStream context");
+		return nats_status_errno(s);
+	}
 	return 0;
 }
 
@@ -119,12 +164,12 @@ static void jetstream_describe(void *instance, char *buf, size_t len)
 {
 	struct jetstream *js = instance;
 	char servers[512];
-	nats_conn_opts_servers(&js->conn, servers, sizeof(servers));
-	snprintf(buf, len, "servers %s, subject %s, %ld unacknowledged per worker", servers,
-		 js->topic, js->win.max_inflight);
+	nats_conn_opts_servers(&js->conn_opts, servers, sizeof(servers));
+	snprintf(buf, len, "servers %s, subject %s, at most %ld unacknowledged", servers,
+		 js->topic, js->window);
 }
 
-/* ------------------------------------------------------------ workers */
+/* ------------------------------------------------------------ publishing */
 
 /* Errors no retry can mend. */
 static bool is_permanent(natsStatus s, jsErrCode code)
@@ -134,35 +179,38 @@ static bool is_permanent(natsStatus s, jsErrCode code)
 
 /* Settle an entry: remove it and tell the host. Called with the lock
  * held; returns with it released. */
-static void settle_unlock(struct js_worker *w, struct inflight_entry *e, int status,
+static void settle_unlock(struct jetstream *js, struct inflight_entry *e, int status,
 			  const char *reason)
 {
 	struct cad_msg *m = e->msg;
-	inflight_del(&w->table, e);
-	pthread_cond_broadcast(&w->room);
-	pthread_mutex_unlock(&w->lock);
-	w->js->host->msg_done(w->js->ctx, m, status, reason);
+	inflight_del(&js->table, e);
+	/* One slot for one waiting publisher; an empty window for everyone
+	 * (the closing workers wait for that). */
+	if (js->table.count == 0)
+		pthread_cond_broadcast(&js->room);
+	else
+		pthread_cond_signal(&js->room);
+	pthread_mutex_unlock(&js->lock);
+	js->host->msg_done(js->ctx, m, status, reason);
 }
 
 /* Park an entry for a resend after its backoff. Lock held. */
-static void park(struct js_worker *w, struct inflight_entry *e)
+static void park(struct jetstream *js, struct inflight_entry *e)
 {
-	int64_t delay_ms =
-		pacing_backoff_ms(RETRY_FIRST_MS, w->js->win.retry_max_ms, e->msg->attempts);
+	int64_t delay_ms = pacing_backoff_ms(RETRY_FIRST_MS, js->win.retry_max_ms, e->msg->attempts);
 	e->retry_at_ns = pacing_now_ns() + delay_ms * NS_PER_MS;
-	w->waiting++;
-	pthread_cond_broadcast(&w->room);
+	js->waiting++;
+	pthread_cond_broadcast(&js->room);
 }
 
 static void jetstream_on_ack(jsCtx *ctx, natsMsg *nm, jsPubAck *pa, jsPubAckErr *pae, void *closure)
 {
 	(void)ctx;
-	struct js_worker *w = closure;
-	struct jetstream *js = w->js;
-	pthread_mutex_lock(&w->lock);
-	struct inflight_entry *e = inflight_get(&w->table, nm);
+	struct jetstream *js = closure;
+	pthread_mutex_lock(&js->lock);
+	struct inflight_entry *e = inflight_get(&js->table, nm);
 	if (!e) { /* given up at shutdown; nothing holds it any more */
-		pthread_mutex_unlock(&w->lock);
+		pthread_mutex_unlock(&js->lock);
 		natsMsg_Destroy(nm);
 		return;
 	}
@@ -170,13 +218,11 @@ static void jetstream_on_ack(jsCtx *ctx, natsMsg *nm, jsPubAck *pa, jsPubAckErr 
 		/* Formatted before settling: settling frees the message. */
 		char line[400] = "";
 		if (js->host->log_enabled(CAD_LOG_DEBUG))
-			snprintf(line, sizeof(line),
-				 "stream %u: %.64s from %.128s stored in %.64s at %" PRIu64 "%s%s",
-				 w->index + 1, e->msg->request_id, e->msg->sender,
-				 pa->Stream ? pa->Stream : "?", pa->Sequence,
-				 pa->Duplicate ? ", a duplicate" : "",
+			snprintf(line, sizeof(line), "%.64s from %.128s stored in %.64s at %" PRIu64 "%s%s",
+				 e->msg->request_id, e->msg->sender, pa->Stream ? pa->Stream : "?",
+				 pa->Sequence, pa->Duplicate ? ", a duplicate" : "",
 				 e->msg->attempts > 1 ? ", after a retry" : "");
-		settle_unlock(w, e, 0, NULL);
+		settle_unlock(js, e, 0, NULL);
 		natsMsg_Destroy(nm);
 		if (*line)
 			js->host->log(js->ctx, CAD_LOG_DEBUG, "%s", line);
@@ -188,15 +234,15 @@ static void jetstream_on_ack(jsCtx *ctx, natsMsg *nm, jsPubAck *pa, jsPubAckErr 
 	if (is_permanent(s, code)) {
 		char id[160];
 		snprintf(id, sizeof(id), "%s", e->msg->request_id);
-		settle_unlock(w, e, -EMSGSIZE, "too_large");
+		settle_unlock(js, e, -EMSGSIZE, "too_large");
 		natsMsg_Destroy(nm);
-		js->host->log(js->ctx, CAD_LOG_ERROR,
-			      "the stream refused message %s for good: %s", id, text);
+		js->host->log(js->ctx, CAD_LOG_ERROR, "the stream refused message %s for good: %s", id,
+			      text);
 		return;
 	}
 	/* Keep the NATS message: it is sent again as it is. */
-	park(w, e);
-	pthread_mutex_unlock(&w->lock);
+	park(js, e);
+	pthread_mutex_unlock(&js->lock);
 	if (s == NATS_NO_RESPONDERS)
 		pacing_warn(js->host, js->ctx, &js->next_warn_ns,
 			    "no JetStream stream answers on %s: create a stream that captures it; retrying",
@@ -206,62 +252,62 @@ static void jetstream_on_ack(jsCtx *ctx, natsMsg *nm, jsPubAck *pa, jsPubAckErr 
 			    "publishing to JetStream failed (%s); retrying", text);
 }
 
-static natsStatus send_async(struct js_worker *w, natsMsg **nm)
+static natsStatus send_async(struct jetstream *js, natsMsg **nm)
 {
 	jsPubOptions po;
 	jsPubOptions_Init(&po);
-	po.MaxWait = w->js->win.ack_timeout_ms;
-	return js_PublishMsgAsync(w->ctx, nm, &po);
+	po.MaxWait = js->win.ack_timeout_ms;
+	return js_PublishMsgAsync(js->js, nm, &po);
 }
 
 /* Hand one entry's NATS message to the library. The entry is in the table
  * before the send, because the acknowledgement may arrive before the call
  * returns. */
-static void send_entry(struct js_worker *w, natsMsg *nm)
+static void send_entry(struct jetstream *js, natsMsg *nm)
 {
 	natsMsg *owned = nm;
-	natsStatus s = send_async(w, &owned);
+	natsStatus s = send_async(js, &owned);
 	if (s == NATS_OK)
 		return;
-	pthread_mutex_lock(&w->lock);
-	struct inflight_entry *e = inflight_get(&w->table, nm);
+	pthread_mutex_lock(&js->lock);
+	struct inflight_entry *e = inflight_get(&js->table, nm);
 	if (is_permanent(s, 0)) {
-		settle_unlock(w, e, -EMSGSIZE, "too_large");
+		settle_unlock(js, e, -EMSGSIZE, "too_large");
 		natsMsg_Destroy(nm);
-		w->js->host->log(w->js->ctx, CAD_LOG_ERROR,
-				 "a message is larger than the server accepts (max_payload)");
+		js->host->log(js->ctx, CAD_LOG_ERROR,
+			      "a message is larger than the server accepts (max_payload)");
 		return;
 	}
-	park(w, e);
-	pthread_mutex_unlock(&w->lock);
-	pacing_warn(w->js->host, w->js->ctx, &w->js->next_warn_ns,
+	park(js, e);
+	pthread_mutex_unlock(&js->lock);
+	pacing_warn(js->host, js->ctx, &js->next_warn_ns,
 		    "publishing to JetStream failed (%s); retrying", natsStatus_GetText(s));
 }
 
 /* Resend every parked entry whose time has come. */
-static void resend_due(struct js_worker *w)
+static void resend_due(struct jetstream *js)
 {
 	for (;;) {
 		natsMsg *nm = NULL;
-		pthread_mutex_lock(&w->lock);
-		if (w->waiting) {
+		pthread_mutex_lock(&js->lock);
+		if (js->waiting) {
 			int64_t now = pacing_now_ns();
-			for (size_t i = 0; i <= w->table.mask; i++) {
-				struct inflight_entry *e = &w->table.slots[i];
+			for (size_t i = 0; i <= js->table.mask; i++) {
+				struct inflight_entry *e = &js->table.slots[i];
 				if (e->key && e->retry_at_ns && e->retry_at_ns <= now) {
 					e->retry_at_ns = 0;
 					e->msg->attempts++;
-					w->waiting--;
+					js->waiting--;
 					nm = (natsMsg *)e->key;
 					break;
 				}
 			}
 		}
-		pthread_mutex_unlock(&w->lock);
+		pthread_mutex_unlock(&js->lock);
 		if (!nm)
 			return;
-		w->js->host->count_retry(w->js->ctx);
-		send_entry(w, nm);
+		js->host->count_retry(js->ctx);
+		send_entry(js, nm);
 	}
 }
 
@@ -332,136 +378,105 @@ static void jetstream_publish(void *worker, struct cad_msg *m)
 	}
 	m->attempts = 1;
 
-	pthread_mutex_lock(&w->lock);
-	while ((long)w->table.count >= js->win.max_inflight) {
+	pthread_mutex_lock(&js->lock);
+	while ((long)js->table.count >= js->window) {
 		int64_t deadline = jetstream_drain_deadline(js);
 		if (deadline && pacing_now_ns() >= deadline) {
 			/* Draining, and no room came: this one is not sent. */
-			pthread_mutex_unlock(&w->lock);
+			pthread_mutex_unlock(&js->lock);
 			natsMsg_Destroy(nm);
 			js->host->msg_done(js->ctx, m, -ETIMEDOUT, "shutdown");
 			return;
 		}
-		if (w->waiting) {
-			pthread_mutex_unlock(&w->lock);
-			resend_due(w);
-			pthread_mutex_lock(&w->lock);
-			if ((long)w->table.count < js->win.max_inflight)
+		if (js->waiting) {
+			pthread_mutex_unlock(&js->lock);
+			resend_due(js);
+			pthread_mutex_lock(&js->lock);
+			if ((long)js->table.count < js->window)
 				break;
 		}
-		pacing_cond_wait(&w->room, &w->lock, 0);
+		pacing_cond_wait(&js->room, &js->lock, 0);
 	}
-	inflight_put(&w->table, nm, m);
-	pthread_mutex_unlock(&w->lock);
-	send_entry(w, nm);
+	inflight_put(&js->table, nm, m);
+	pthread_mutex_unlock(&js->lock);
+	send_entry(js, nm);
 }
 
 static void jetstream_worker_idle(void *worker)
 {
-	resend_due(worker);
-}
-
-static void free_worker(struct js_worker *w)
-{
-	jsCtx_Destroy(w->ctx);
-	nats_conn_close(&w->conn, 1000);
-	inflight_destroy(&w->table);
-	free(w->env);
-	pthread_cond_destroy(&w->room);
-	pthread_mutex_destroy(&w->lock);
-	free(w);
+	struct js_worker *w = worker;
+	resend_due(w->js);
 }
 
 static int jetstream_worker_open(void **out, void *instance, unsigned index)
 {
+	(void)index;
 	struct jetstream *js = instance;
 	struct js_worker *w = calloc(1, sizeof(*w));
 	if (!w)
 		return -ENOMEM;
 	w->js = js;
-	w->index = index;
-	pthread_mutex_init(&w->lock, NULL);
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&w->room, &ca);
-	pthread_condattr_destroy(&ca);
-	int rc = inflight_init(&w->table, (size_t)js->win.max_inflight);
-	if (rc != 0)
-		goto fail;
-
-	char name[32];
-	snprintf(name, sizeof(name), "stream %u", index + 1);
-	rc = nats_conn_open(&w->conn, &js->conn, js->host, js->ctx, name);
-	if (rc != 0)
-		goto fail;
-
-	jsOptions jo;
-	jsOptions_Init(&jo);
-	jo.PublishAsync.AckHandler = jetstream_on_ack;
-	jo.PublishAsync.AckHandlerClosure = w;
-	/* Our own window is the limit; the library's must never stall us. */
-	jo.PublishAsync.MaxPending = js->win.max_inflight + 1;
-	natsStatus s = natsConnection_JetStream(&w->ctx, w->conn.nc, &jo);
-	if (s != NATS_OK) {
-		nats_conn_log_status(js->host, js->ctx, CAD_LOG_ERROR, s, "JetStream context");
-		rc = nats_status_errno(s);
-		goto fail;
-	}
+	pthread_mutex_lock(&js->lock);
+	js->open_workers++;
+	pthread_mutex_unlock(&js->lock);
 	*out = w;
 	return 0;
-fail:
-	free_worker(w);
-	return rc;
 }
 
 /* Give every message still held back to the host as lost. */
-static void give_up_all(struct js_worker *w)
+static void give_up_all(struct jetstream *js)
 {
 	/* The library keeps no pending list until the first asynchronous
 	 * publish, and cannot be asked for one before. */
-	pthread_mutex_lock(&w->lock);
-	bool with_library = w->table.count > w->waiting;
-	pthread_mutex_unlock(&w->lock);
+	pthread_mutex_lock(&js->lock);
+	bool with_library = js->table.count > js->waiting;
+	pthread_mutex_unlock(&js->lock);
 	natsMsgList pending = {0};
-	if (with_library && js_PublishAsyncGetPendingList(&pending, w->ctx) == NATS_OK)
+	if (with_library && js_PublishAsyncGetPendingList(&pending, js->js) == NATS_OK)
 		natsMsgList_Destroy(&pending); /* the entries below still map them */
 	for (;;) {
-		pthread_mutex_lock(&w->lock);
+		pthread_mutex_lock(&js->lock);
 		struct inflight_entry *e = NULL;
-		for (size_t i = 0; i <= w->table.mask && !e; i++)
-			if (w->table.slots[i].key)
-				e = &w->table.slots[i];
+		for (size_t i = 0; i <= js->table.mask && !e; i++)
+			if (js->table.slots[i].key)
+				e = &js->table.slots[i];
 		if (!e) {
-			pthread_mutex_unlock(&w->lock);
+			pthread_mutex_unlock(&js->lock);
 			return;
 		}
 		/* A parked message is ours; the others went with the list. */
 		natsMsg *parked = e->retry_at_ns ? (natsMsg *)e->key : NULL;
-		settle_unlock(w, e, -ETIMEDOUT, "shutdown");
+		settle_unlock(js, e, -ETIMEDOUT, "shutdown");
 		natsMsg_Destroy(parked);
 	}
 }
 
+/* Every worker helps the window drain until the deadline; the last one to
+ * leave gives up what is still unacknowledged. */
 static void jetstream_worker_close(void *worker, int64_t deadline_ns)
 {
 	struct js_worker *w = worker;
+	struct jetstream *js = w->js;
 	for (;;) {
-		resend_due(w);
-		pthread_mutex_lock(&w->lock);
-		size_t left = w->table.count;
+		resend_due(js);
+		pthread_mutex_lock(&js->lock);
+		size_t left = js->table.count;
 		if (left && pacing_now_ns() < deadline_ns)
-			pacing_cond_wait(&w->room, &w->lock, deadline_ns);
-		pthread_mutex_unlock(&w->lock);
+			pacing_cond_wait(&js->room, &js->lock, deadline_ns);
+		pthread_mutex_unlock(&js->lock);
 		if (!left || pacing_now_ns() >= deadline_ns)
 			break;
 	}
-	give_up_all(w);
-	free_worker(w);
+	pthread_mutex_lock(&js->lock);
+	bool last = --js->open_workers == 0;
+	pthread_mutex_unlock(&js->lock);
+	if (last)
+		give_up_all(js);
+	free(w->env);
+	free(w);
 	/* The library keeps error state per thread; this thread is ours. */
 	nats_ReleaseThreadMemory();
 }
-
 static const struct cad_module jetstream_module = {
 	.abi_major = CAD_ABI_MAJOR,
 	.abi_minor = CAD_ABI_MINOR,

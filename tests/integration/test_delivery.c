@@ -133,7 +133,7 @@ Test(delivery, stream_server_restarted_mid_flow_loses_and_duplicates_nothing)
 	struct adapter_counts n = finish(&reader, 1500);
 	cr_assert_eq(n.published, 1500);
 	cr_assert_eq(n.dropped, 0);
-	cr_assert_gt(daemon_log_count(&daemon_p, "stream 1: disconnected"), 0,
+	cr_assert_gt(daemon_log_count(&daemon_p, "stream: disconnected"), 0,
 		     "the outage is logged");
 	js_client_close(&reader);
 }
@@ -158,7 +158,7 @@ Test(delivery, stream_server_started_after_the_daemon_gets_everything)
 	cr_assert(js_stream_wait_count(&reader, "NODES", 200, 60000));
 	struct adapter_counts n = finish(&reader, 200);
 	cr_assert_eq(n.published, 200);
-	cr_assert_gt(daemon_log_count(&daemon_p, "stream 1: connected"), 0,
+	cr_assert_gt(daemon_log_count(&daemon_p, "stream: connected"), 0,
 		     "the late connection is logged");
 	js_client_close(&reader);
 }
