@@ -21,6 +21,7 @@
 #include "queue.h"
 
 #define IDLE_NS (100 * CAD_NS_PER_MS)
+#define BATCH 32 /* items a worker takes off the queue at once */
 
 struct worker {
 	struct stream_workers *owner;
@@ -63,14 +64,18 @@ static void *worker_main(void *arg)
 	if (rc != 0)
 		return NULL;
 
+	queue_consumer_add(a->queue);
 	for (;;) {
 		int64_t deadline = atomic_load(&s->deadline_ns);
 		if (deadline && clock_mono_ns() >= deadline)
 			break; /* what is still queued is counted by the owner */
-		void *item;
-		rc = queue_pop(a->queue, &item, IDLE_NS);
-		if (rc == 0) {
-			m->publish(mw, item);
+		void *items[BATCH];
+		rc = queue_pop_batch(a->queue, items, BATCH, IDLE_NS);
+		if (rc > 0) {
+			/* Taken items are ours to publish: past the deadline,
+			 * publish() gives them back to the host as lost. */
+			for (int i = 0; i < rc; i++)
+				m->publish(mw, items[i]);
 		} else if (rc == -ETIMEDOUT) {
 			if (m->worker_idle)
 				m->worker_idle(mw);
@@ -78,6 +83,7 @@ static void *worker_main(void *arg)
 			break; /* closed and empty */
 		}
 	}
+	queue_consumer_remove(a->queue);
 	/* Stopping ingest closes the queue before the owner sets the drain
 	 * deadline: wait for it, or what is in flight gets no time at all. */
 	pthread_mutex_lock(&s->lock);

@@ -2,12 +2,17 @@
 /*
  * A ring buffer of pointers under one mutex.
  *
+ * Waking a consumer costs two context switches, more than the work of a
+ * small message, so a push wakes a sleeping consumer only when no consumer
+ * is awake or the backlog outgrows what the awake ones take in a moment;
+ * consumers take items in batches. Under load a few consumers run without
+ * sleeping; when idle, each message still wakes one at once.
+ *
  * Concurrency & locking: `lock` guards every field but `capacity`, which is
- * fixed. `nonempty` is signalled on each push (after the lock is released,
- * so the woken consumer does not block on it at once) and broadcast on
- * close. The critical sections are a few loads and stores, so one lock
- * serves many producers (NATS delivery threads) and consumers (stream
- * workers).
+ * fixed. `nonempty` is signalled after the lock is released (so the woken
+ * consumer does not block on it at once) and broadcast on close. The
+ * critical sections are a few loads and stores, so one lock serves many
+ * producers (NATS delivery threads) and consumers (stream workers).
  */
 #include "queue.h"
 
@@ -24,6 +29,8 @@ struct queue {
 	size_t capacity;
 	size_t head; /* next slot to pop */
 	size_t count;
+	unsigned consumers; /* registered with queue_consumer_add() */
+	unsigned sleeping;  /* consumers waiting on `nonempty` */
 	bool closed;
 	void *slots[];
 };
@@ -55,9 +62,33 @@ void queue_free(struct queue *q)
 	free(q);
 }
 
+void queue_consumer_add(struct queue *q)
+{
+	pthread_mutex_lock(&q->lock);
+	q->consumers++;
+	pthread_mutex_unlock(&q->lock);
+}
+
+void queue_consumer_remove(struct queue *q)
+{
+	pthread_mutex_lock(&q->lock);
+	q->consumers--;
+	pthread_mutex_unlock(&q->lock);
+}
+
+/* Whether a push that left `count` items should wake a sleeper. Lock held. */
+static bool wake_needed(const struct queue *q)
+{
+	if (q->sleeping == 0)
+		return false;
+	size_t awake = q->consumers > q->sleeping ? q->consumers - q->sleeping : 0;
+	return q->count > awake * QUEUE_BACKLOG_PER_CONSUMER;
+}
+
 int queue_push(struct queue *q, void *item)
 {
 	int rc = 0;
+	bool wake = false;
 	pthread_mutex_lock(&q->lock);
 	if (q->closed) {
 		rc = -ESHUTDOWN;
@@ -66,14 +97,15 @@ int queue_push(struct queue *q, void *item)
 	} else {
 		q->slots[(q->head + q->count) % q->capacity] = item;
 		q->count++;
+		wake = wake_needed(q);
 	}
 	pthread_mutex_unlock(&q->lock);
-	if (rc == 0)
+	if (wake)
 		pthread_cond_signal(&q->nonempty);
 	return rc;
 }
 
-int queue_pop(struct queue *q, void **item, int64_t timeout_ns)
+int queue_pop_batch(struct queue *q, void **items, size_t max, int64_t timeout_ns)
 {
 	struct timespec until;
 	int64_t t = clock_mono_ns() + timeout_ns;
@@ -82,20 +114,32 @@ int queue_pop(struct queue *q, void **item, int64_t timeout_ns)
 
 	pthread_mutex_lock(&q->lock);
 	while (q->count == 0 && !q->closed) {
-		if (pthread_cond_timedwait(&q->nonempty, &q->lock, &until) == ETIMEDOUT)
+		q->sleeping++;
+		int e = pthread_cond_timedwait(&q->nonempty, &q->lock, &until);
+		q->sleeping--;
+		if (e == ETIMEDOUT)
 			break;
 	}
 	int rc;
 	if (q->count > 0) {
-		*item = q->slots[q->head];
-		q->head = (q->head + 1) % q->capacity;
-		q->count--;
-		rc = 0;
+		size_t n = q->count < max ? q->count : max;
+		for (size_t i = 0; i < n; i++) {
+			items[i] = q->slots[q->head];
+			q->head = (q->head + 1) % q->capacity;
+		}
+		q->count -= n;
+		rc = (int)n;
 	} else {
 		rc = q->closed ? -ESHUTDOWN : -ETIMEDOUT;
 	}
 	pthread_mutex_unlock(&q->lock);
 	return rc;
+}
+
+int queue_pop(struct queue *q, void **item, int64_t timeout_ns)
+{
+	int rc = queue_pop_batch(q, item, 1, timeout_ns);
+	return rc > 0 ? 0 : rc;
 }
 
 void queue_close(struct queue *q)

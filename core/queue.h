@@ -26,6 +26,18 @@ CAD_MUSTCHECK int queue_push(struct queue *q, void *item);
  * -ESHUTDOWN when the queue is closed and empty. */
 CAD_MUSTCHECK int queue_pop(struct queue *q, void **item, int64_t timeout_ns);
 
+/* Like queue_pop(), taking up to `max` items at once: returns how many
+ * (at least 1) or a negative errno. */
+CAD_MUSTCHECK int queue_pop_batch(struct queue *q, void **items, size_t max, int64_t timeout_ns);
+
+/* A push wakes a sleeping consumer only when more than this many items
+ * wait for each registered consumer that is awake (none awake: any item).
+ * Consumers that register say they come back for more without being
+ * woken; unregistered ones are woken by every push. */
+#define QUEUE_BACKLOG_PER_CONSUMER 8
+void queue_consumer_add(struct queue *q);
+void queue_consumer_remove(struct queue *q);
+
 /* Refuse further pushes and wake every consumer; items already queued can
  * still be popped. */
 void queue_close(struct queue *q);
