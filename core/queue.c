@@ -5,8 +5,12 @@
  * Waking a consumer costs two context switches, more than the work of a
  * small message, so a push wakes a sleeping consumer only when no consumer
  * is awake or the backlog outgrows what the awake ones take in a moment;
- * consumers take items in batches. Under load a few consumers run without
- * sleeping; when idle, each message still wakes one at once.
+ * consumers take items in batches. While items arrive faster than one per
+ * QUEUE_POLL_NS, one registered consumer looks again every QUEUE_POLL_NS
+ * instead of waiting to be woken, so a busy stream wakes its workers about
+ * once a poll rather than once a message, for at most QUEUE_POLL_NS of
+ * added latency. A quiet queue is not polled: each item wakes a consumer
+ * at once.
  *
  * Concurrency & locking: `lock` guards every field but `capacity`, which is
  * fixed. `nonempty` is signalled after the lock is released (so the woken
@@ -30,7 +34,9 @@ struct queue {
 	size_t head; /* next slot to pop */
 	size_t count;
 	unsigned consumers; /* registered with queue_consumer_add() */
-	unsigned sleeping;  /* consumers waiting on `nonempty` */
+	unsigned sleeping;  /* consumers waiting on `nonempty`, the poller too */
+	bool polling;       /* one of them waits only until the next poll */
+	int64_t last_push_ns;
 	bool closed;
 	void *slots[];
 };
@@ -81,8 +87,10 @@ static bool wake_needed(const struct queue *q)
 {
 	if (q->sleeping == 0)
 		return false;
+	/* Consumers that will come for items without being woken. */
 	size_t awake = q->consumers > q->sleeping ? q->consumers - q->sleeping : 0;
-	return q->count > awake * QUEUE_BACKLOG_PER_CONSUMER;
+	size_t takers = awake + (q->polling ? 1 : 0);
+	return q->count > takers * QUEUE_BACKLOG_PER_CONSUMER;
 }
 
 int queue_push(struct queue *q, void *item)
@@ -97,6 +105,7 @@ int queue_push(struct queue *q, void *item)
 	} else {
 		q->slots[(q->head + q->count) % q->capacity] = item;
 		q->count++;
+		q->last_push_ns = clock_mono_ns();
 		wake = wake_needed(q);
 	}
 	pthread_mutex_unlock(&q->lock);
@@ -105,20 +114,30 @@ int queue_push(struct queue *q, void *item)
 	return rc;
 }
 
+static struct timespec mono_timespec(int64_t ns)
+{
+	return (struct timespec){.tv_sec = ns / CAD_NS_PER_SEC, .tv_nsec = ns % CAD_NS_PER_SEC};
+}
+
 int queue_pop_batch(struct queue *q, void **items, size_t max, int64_t timeout_ns)
 {
-	struct timespec until;
-	int64_t t = clock_mono_ns() + timeout_ns;
-	until.tv_sec = t / CAD_NS_PER_SEC;
-	until.tv_nsec = t % CAD_NS_PER_SEC;
+	int64_t until_ns = clock_mono_ns() + timeout_ns;
 
 	pthread_mutex_lock(&q->lock);
 	while (q->count == 0 && !q->closed) {
-		q->sleeping++;
-		int e = pthread_cond_timedwait(&q->nonempty, &q->lock, &until);
-		q->sleeping--;
-		if (e == ETIMEDOUT)
+		int64_t now = clock_mono_ns();
+		if (now >= until_ns)
 			break;
+		/* Poll while items come faster than a poll; one poller at most. */
+		bool poll = q->consumers > 0 && !q->polling && now - q->last_push_ns < QUEUE_POLL_NS;
+		int64_t wake_ns = poll && now + QUEUE_POLL_NS < until_ns ? now + QUEUE_POLL_NS : until_ns;
+		struct timespec t = mono_timespec(wake_ns);
+		q->sleeping++;
+		q->polling |= poll;
+		pthread_cond_timedwait(&q->nonempty, &q->lock, &t);
+		q->sleeping--;
+		if (poll)
+			q->polling = false;
 	}
 	int rc;
 	if (q->count > 0) {

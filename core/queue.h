@@ -35,6 +35,9 @@ CAD_MUSTCHECK int queue_pop_batch(struct queue *q, void **items, size_t max, int
  * Consumers that register say they come back for more without being
  * woken; unregistered ones are woken by every push. */
 #define QUEUE_BACKLOG_PER_CONSUMER 8
+/* How often one registered consumer looks for items without being woken,
+ * while items arrive at least that often. */
+#define QUEUE_POLL_NS 1000000
 void queue_consumer_add(struct queue *q);
 void queue_consumer_remove(struct queue *q);
 

@@ -146,3 +146,108 @@ Test(queue, close_wakes_a_waiting_consumer_at_once, .timeout = 10)
 	cr_assert_lt(clock_mono_ns() - t0, CAD_NS_PER_SEC);
 	queue_free(q);
 }
+
+Test(queue, pop_batch_takes_at_most_max_in_order)
+{
+	struct queue *q;
+	cr_assert_eq(queue_new(&q, 8), 0);
+	int items[5];
+	for (int i = 0; i < 5; i++)
+		cr_assert_eq(queue_push(q, &items[i]), 0);
+	void *out[4];
+	cr_assert_eq(queue_pop_batch(q, out, 3, 0), 3);
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(out[i], &items[i]);
+	cr_assert_eq(queue_pop_batch(q, out, 4, 0), 2, "only what is there");
+	cr_assert_eq(out[0], &items[3]);
+	cr_assert_eq(out[1], &items[4]);
+	cr_assert_eq(queue_pop_batch(q, out, 4, 0), -ETIMEDOUT);
+	queue_close(q);
+	cr_assert_eq(queue_pop_batch(q, out, 4, 0), -ESHUTDOWN);
+	queue_free(q);
+}
+
+/*
+ * Registered consumers are not woken for every item: check that none is
+ * ever left waiting. Items come one at a time with pauses (each must wake
+ * a consumer), in fast runs (the poller takes them), and in bursts (the
+ * backlog wakes more consumers), then alone after long silences, when no
+ * consumer polls. The consumers wait a minute for work, so an item nobody
+ * was woken for waits for the next push or the close, 300 ms or more.
+ */
+#define PACED_ITEMS 6000
+#define LONE_ITEMS 3
+#define PACED_CONSUMERS 3
+
+struct paced {
+	struct queue *q;
+	int64_t pushed_ns[PACED_ITEMS + LONE_ITEMS + 1];
+	_Atomic int64_t worst_ns;
+	_Atomic uint64_t taken, sum;
+};
+
+static void *paced_consumer(void *arg)
+{
+	struct paced *s = arg;
+	queue_consumer_add(s->q);
+	void *items[32];
+	int n;
+	while ((n = queue_pop_batch(s->q, items, 32, 60 * CAD_NS_PER_SEC)) != -ESHUTDOWN) {
+		int64_t now = clock_mono_ns();
+		for (int i = 0; i < n; i++) {
+			uintptr_t k = (uintptr_t)items[i];
+			int64_t waited = now - s->pushed_ns[k];
+			int64_t worst = atomic_load(&s->worst_ns);
+			while (waited > worst && !atomic_compare_exchange_weak(&s->worst_ns, &worst, waited))
+				;
+			atomic_fetch_add(&s->taken, 1);
+			atomic_fetch_add(&s->sum, k);
+		}
+	}
+	queue_consumer_remove(s->q);
+	return NULL;
+}
+
+static void pause_us(long us)
+{
+	struct timespec t = {0, us * 1000L};
+	nanosleep(&t, NULL);
+}
+
+Test(queue, registered_consumers_leave_no_item_waiting, .timeout = 60)
+{
+	static struct paced s;
+	cr_assert_eq(queue_new(&s.q, 4096), 0);
+	pthread_t c[PACED_CONSUMERS];
+	for (int i = 0; i < PACED_CONSUMERS; i++)
+		pthread_create(&c[i], NULL, paced_consumer, &s);
+	pause_us(20000);
+	uint64_t sum = 0;
+	for (uintptr_t k = 1; k <= PACED_ITEMS; k++) {
+		s.pushed_ns[k] = clock_mono_ns();
+		cr_assert_eq(queue_push(s.q, (void *)k), 0);
+		sum += k;
+		int phase = (int)(k / 500) % 3;
+		if (phase == 0)
+			pause_us(k % 7 == 0 ? 3000 : 1500); /* quiet: slower than a poll */
+		else if (phase == 1)
+			pause_us(100); /* busy: faster than a poll */
+		else if (k % 100 == 0)
+			pause_us(5000); /* bursts of 100 at once */
+	}
+	for (uintptr_t k = PACED_ITEMS + 1; k <= PACED_ITEMS + LONE_ITEMS; k++) {
+		pause_us(300000);
+		s.pushed_ns[k] = clock_mono_ns();
+		cr_assert_eq(queue_push(s.q, (void *)k), 0);
+		sum += k;
+	}
+	pause_us(300000);
+	queue_close(s.q);
+	for (int i = 0; i < PACED_CONSUMERS; i++)
+		pthread_join(c[i], NULL);
+	cr_assert_eq(s.taken, PACED_ITEMS + LONE_ITEMS);
+	cr_assert_eq(s.sum, sum, "every item comes out exactly once");
+	cr_assert_lt(s.worst_ns, 200 * CAD_NS_PER_MS, "an item waited %.1f ms",
+		     (double)s.worst_ns / 1e6);
+	queue_free(s.q);
+}
