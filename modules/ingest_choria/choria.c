@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The `choria` ingest module: subscribes to a Choria subject with `workers`
- * NATS connections sharing one queue group, decodes and checks every
+ * subscriptions in one queue group, spread over `connections` NATS
+ * connections (one by default: each connection costs a reader thread and
+ * the server a socket to write to, while decoding runs on each
+ * subscription's own delivery thread either way), decodes and checks every
  * protocol v1 message (protocol.c), verifies its hash or signature unless
  * `security = none` (verify.c), and hands the good ones to the adapter's
  * queue; the bad ones are counted and logged by host->reject().
@@ -50,7 +53,7 @@
 struct choria;
 
 struct choria_worker {
-	struct nats_conn conn; /* stable address: cnats callbacks point at it */
+	struct nats_conn *conn; /* one of the instance's, shared */
 	natsSubscription *sub;
 	struct choria *self;
 	struct choria_verify_scratch *scratch; /* security = verify, requests */
@@ -73,6 +76,9 @@ struct choria {
 	bool verify;
 	unsigned n_workers;
 	struct choria_worker *workers; /* n_workers, from start() until stop() */
+	unsigned n_conns;
+	struct nats_conn *conns; /* n_conns, from start() until stop(); stable
+				  * addresses: cnats callbacks point at them */
 };
 
 static const char *const choria_protocols[] = {"request", "reply", NULL};
@@ -105,6 +111,12 @@ static const struct cad_option choria_options[] = {
 	{.name = "allowed_certs",
 	 .type = CAD_OPT_STRING_LIST,
 	 .help = "regular expressions a signer certificate must match (empty: any from the CA)"},
+	{.name = "connections",
+	 .type = CAD_OPT_INT,
+	 .def_int = 1,
+	 .min = 1,
+	 .max = CHORIA_MAX_WORKERS,
+	 .help = "NATS connections the workers' subscriptions share, at most one per worker"},
 	{.name = "cert_cache_size",
 	 .type = CAD_OPT_INT,
 	 .def_int = CHORIA_CERT_CACHE_DEFAULT,
@@ -290,6 +302,14 @@ static int choria_create(void **instance, const struct cad_host *host, struct ca
 	} else {
 		self->n_workers = (unsigned)workers;
 	}
+	long conns = host->cfg_int(cfg, "connections");
+	if (conns > workers) {
+		host->cfg_error(cfg, "connections", "%ld is more than the %ld workers that would use them",
+				conns, workers);
+		errors++;
+	} else {
+		self->n_conns = (unsigned)conns;
+	}
 
 	adapter = host->adapter_name(ctx);
 	if (asprintf(&self->queue_group, "nats_ingest_%s", adapter ? adapter : "") < 0) {
@@ -375,7 +395,7 @@ static void choria_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m,
 	}
 	if (self->host->log_enabled(CAD_LOG_DEBUG)) {
 		char sender[96], id[80];
-		self->host->log(self->ctx, CAD_LOG_DEBUG, "%s: %s %s from %s, %zu bytes", w->conn.name,
+		self->host->log(self->ctx, CAD_LOG_DEBUG, "%s: %s %s from %s, %zu bytes", w->conn->name,
 				choria_kind_name(self->kind),
 				choria_printable(id, sizeof(id), d.request_id, d.request_id_len),
 				choria_printable(sender, sizeof(sender), d.sender, d.sender_len),
@@ -427,14 +447,14 @@ static bool choria_end_subscription(struct choria *self, struct choria_worker *w
 			nats_Sleep(5);
 		h->log(self->ctx, CAD_LOG_ERROR,
 		       "%s: the NATS client did not confirm the end of the subscription; keeping its memory for late deliveries",
-		       w->conn.name);
+		       w->conn->name);
 		safe = false;
 	} else if (w->draining) {
 		s = natsSubscription_DrainCompletionStatus(w->sub);
 		if (s != NATS_OK)
 			h->log(self->ctx, CAD_LOG_WARN,
 			       "%s: the subscription did not drain cleanly (%s); messages the client still held were dropped",
-			       w->conn.name, natsStatus_GetText(s));
+			       w->conn->name, natsStatus_GetText(s));
 	}
 	natsSubscription_Destroy(w->sub);
 	w->sub = NULL;
@@ -460,7 +480,7 @@ static void choria_shutdown(struct choria *self)
 
 		if (!ws[i].sub)
 			continue;
-		if (natsConnection_Status(ws[i].conn.nc) != NATS_CONN_STATUS_CONNECTED) {
+		if (natsConnection_Status(ws[i].conn->nc) != NATS_CONN_STATUS_CONNECTED) {
 			/* No UNSUB can reach the server, so a drain would only
 			 * wait out its timeout; nothing new arrives either:
 			 * deliver what is buffered, then close. */
@@ -476,7 +496,7 @@ static void choria_shutdown(struct choria *self)
 		if (s == NATS_OK)
 			continue;
 		snprintf(what, sizeof(what), "%s: cannot drain the subscription, closing it",
-			 ws[i].conn.name);
+			 ws[i].conn->name);
 		nats_conn_log_status(self->host, self->ctx, CAD_LOG_WARN, s, what);
 		natsSubscription_Unsubscribe(ws[i].sub);
 	}
@@ -484,10 +504,10 @@ static void choria_shutdown(struct choria *self)
 		if (ws[i].sub && !choria_end_subscription(self, &ws[i], deadline))
 			safe = false;
 	}
-	for (unsigned i = 0; i < self->n_workers; i++) {
-		nats_conn_close(&ws[i].conn, CHORIA_CLOSE_MS);
+	for (unsigned i = 0; i < self->n_conns; i++)
+		nats_conn_close(&self->conns[i], CHORIA_CLOSE_MS);
+	for (unsigned i = 0; i < self->n_workers; i++)
 		late += atomic_load(&ws[i].late);
-	}
 	if (late)
 		self->host->log(self->ctx, CAD_LOG_WARN,
 				"%lu messages delivered after the subscriptions ended were dropped", late);
@@ -495,8 +515,10 @@ static void choria_shutdown(struct choria *self)
 		for (unsigned i = 0; i < self->n_workers; i++)
 			choria_verify_scratch_free(ws[i].scratch);
 		free(ws);
+		free(self->conns);
 	}
 	self->workers = NULL;
+	self->conns = NULL;
 }
 
 static int choria_subscribe(struct choria *self, struct choria_worker *w)
@@ -504,7 +526,7 @@ static int choria_subscribe(struct choria *self, struct choria_worker *w)
 	char what[256];
 	natsStatus s;
 
-	s = natsConnection_QueueSubscribe(&w->sub, w->conn.nc, self->topic, self->queue_group,
+	s = natsConnection_QueueSubscribe(&w->sub, w->conn->nc, self->topic, self->queue_group,
 					  choria_on_msg, w);
 	if (s == NATS_OK)
 		s = natsSubscription_SetOnCompleteCB(w->sub, choria_on_complete, w);
@@ -513,7 +535,7 @@ static int choria_subscribe(struct choria *self, struct choria_worker *w)
 						      CHORIA_PENDING_BYTES);
 	if (s == NATS_OK)
 		return 0;
-	snprintf(what, sizeof(what), "%s: cannot subscribe to %s", w->conn.name, self->topic);
+	snprintf(what, sizeof(what), "%s: cannot subscribe to %s", w->conn->name, self->topic);
 	nats_conn_log_status(self->host, self->ctx, CAD_LOG_ERROR, s, what);
 	return nats_status_errno(s);
 }
@@ -524,15 +546,28 @@ static int choria_start(void *instance)
 	int rc = 0;
 
 	self->workers = calloc(self->n_workers, sizeof(*self->workers));
-	if (!self->workers) {
+	self->conns = calloc(self->n_conns, sizeof(*self->conns));
+	if (!self->workers || !self->conns) {
+		free(self->workers);
+		free(self->conns);
+		self->workers = NULL;
+		self->conns = NULL;
 		self->host->log(self->ctx, CAD_LOG_ERROR, "out of memory");
 		return -ENOMEM;
 	}
-	for (unsigned i = 0; i < self->n_workers; i++) {
-		struct choria_worker *w = &self->workers[i];
+	for (unsigned i = 0; i < self->n_conns; i++) {
 		char name[32];
 
+		snprintf(name, sizeof(name), "ingest %u", i + 1);
+		rc = nats_conn_open(&self->conns[i], &self->nats, self->host, self->ctx, name);
+		if (rc) /* logged by nats_conn_open */
+			goto fail;
+	}
+	for (unsigned i = 0; i < self->n_workers; i++) {
+		struct choria_worker *w = &self->workers[i];
+
 		w->self = self;
+		w->conn = &self->conns[i % self->n_conns];
 		atomic_init(&w->complete, false);
 		atomic_init(&w->stopped, false);
 		atomic_init(&w->busy, 0);
@@ -542,10 +577,6 @@ static int choria_start(void *instance)
 			rc = -ENOMEM;
 			goto fail;
 		}
-		snprintf(name, sizeof(name), "ingest %u", i + 1);
-		rc = nats_conn_open(&w->conn, &self->nats, self->host, self->ctx, name);
-		if (rc) /* logged by nats_conn_open */
-			goto fail;
 		rc = choria_subscribe(self, w);
 		if (rc)
 			goto fail;
@@ -579,10 +610,11 @@ static void choria_describe(void *instance, char *buf, size_t len)
 
 	nats_conn_opts_servers(&self->nats, servers, sizeof(servers));
 	snprintf(buf, len,
-		 "servers %s, subject %s, protocol %s, security %s%s%s, queue group %s", servers,
-		 self->topic, choria_kind_name(self->kind), self->verify ? "verify" : "none",
-		 self->verifier ? " against " : "", self->verifier ? self->ca : "",
-		 self->queue_group);
+		 "servers %s, subject %s, protocol %s, security %s%s%s, queue group %s, %u subscription%s over %u connection%s",
+		 servers, self->topic, choria_kind_name(self->kind), self->verify ? "verify" : "none",
+		 self->verifier ? " against " : "", self->verifier ? self->ca : "", self->queue_group,
+		 self->n_workers, self->n_workers == 1 ? "" : "s", self->n_conns,
+		 self->n_conns == 1 ? "" : "s");
 }
 
 static const struct cad_module choria_module = {

@@ -43,6 +43,7 @@ Test(cli, check_mode_accepts_a_good_config_and_summarises_it)
 	cr_assert_eq(st, 0, "%s", out);
 	cr_assert_not_null(strstr(out, "configuration OK"), "%s", out);
 	cr_assert_not_null(strstr(out, "adapter node_data: ingest choria (3 workers"), "%s", out);
+	cr_assert_not_null(strstr(out, "3 subscriptions over 1 connection)"), "%s", out);
 	cr_assert_not_null(strstr(out, "queue 500"), "%s", out);
 	cr_assert_not_null(strstr(out, "subject choria.node_metadata.%s"), "%s", out);
 	cr_assert_not_null(strstr(out, "stream jetstream (4 workers"), "%s", out);
@@ -81,6 +82,19 @@ Test(cli, module_errors_found_at_create_fail_the_check)
 	cr_assert_eq(st, 1, "%s", out);
 	cr_assert_not_null(strstr(out, ":3: adapter a: ingest: tls_ca: cannot read /nonexistent/ca.pem"),
 			   "%s", out);
+	free(out);
+
+	cr_assert_eq(tmpdir_write(dir, "conns.conf",
+				  "adapter a {\n  ingest { type = \"choria\" topic = \"t\"\n"
+				  "    security = \"none\" workers = 2\n    connections = 3 }\n"
+				  "  stream { type = \"jetstream\" }\n}\n",
+				  conf, sizeof(conf)),
+		     0);
+	st = daemon_run_cmd(&out, dir, "-t", "-c", conf, "-M", moddir, NULL);
+	cr_assert_eq(st, 1, "%s", out);
+	cr_assert_not_null(
+		strstr(out, ":4: adapter a: ingest: connections: 3 is more than the 2 workers that would use them"),
+		"%s", out);
 	free(out);
 }
 

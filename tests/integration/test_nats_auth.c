@@ -78,6 +78,7 @@ static char *conf_with(const char *ingest_auth, const char *stream_auth)
 			   "    topic = \"choria.discovery\"\n"
 			   "    security = \"none\"\n"
 			   "    workers = 2\n"
+			   "    connections = 2\n"
 			   "    %s\n"
 			   "  }\n"
 			   "  stream {\n"
