@@ -220,7 +220,7 @@ static void stop_proc(struct proc *p)
 
 struct result {
 	double rate, cpu_per_100k, p50_ms, p99_ms, switches_per_msg;
-	long rss_kib;
+	long rss_kib, paced_rss_kib; /* peak in the throughput run, in the latency run */
 	uint64_t lost, stalls;
 };
 
@@ -381,6 +381,11 @@ static void pace(size_t first, size_t count, long rate, double *sent)
 	}
 }
 
+static void on_sub_complete(void *closure)
+{
+	atomic_store((atomic_bool *)closure, true);
+}
+
 static void latency(enum mode mode, long rate, long seconds, struct result *r)
 {
 	fresh_stream();
@@ -399,6 +404,10 @@ static void latency(enum mode mode, long rate, long seconds, struct result *r)
 	natsConnection_ConnectTo(&obs, server.url);
 	natsConnection_Subscribe(&sub, obs, "choria.node_metadata.>", on_stored, &l);
 	natsSubscription_SetPendingLimits(sub, -1, -1);
+	/* on_stored() writes into `l`: it must have run for the last time
+	 * before `l` goes away. */
+	atomic_bool complete = false;
+	natsSubscription_SetOnCompleteCB(sub, on_sub_complete, &complete);
 	natsConnection_Flush(obs);
 
 	/* Warm-up: one message from each sender at the same pace, not
@@ -410,6 +419,10 @@ static void latency(enum mode mode, long rate, long seconds, struct result *r)
 	for (int i = 0; i < 1000 && atomic_load(&l.arrived) < l.count; i++)
 		nats_Sleep(10);
 	size_t got = atomic_load(&l.arrived);
+	r->paced_rss_kib = proc_peak_rss_kib(p.pid);
+	natsSubscription_Unsubscribe(sub);
+	for (int i = 0; i < 5000 && !atomic_load(&complete); i++)
+		nats_Sleep(1);
 	natsSubscription_Destroy(sub);
 	natsConnection_Destroy(obs);
 	stop_proc(&p);
@@ -501,7 +514,8 @@ int main(void)
 
 	double rate_v[N_MODES][MAX_REPEATS], cpu_v[N_MODES][MAX_REPEATS],
 		p50_v[N_MODES][MAX_REPEATS], p99_v[N_MODES][MAX_REPEATS], rss_v[N_MODES][MAX_REPEATS],
-		lost_v[N_MODES][MAX_REPEATS], sw_v[N_MODES][MAX_REPEATS];
+		lost_v[N_MODES][MAX_REPEATS], sw_v[N_MODES][MAX_REPEATS],
+		paced_rss_v[N_MODES][MAX_REPEATS];
 	int ran[N_MODES] = {0};
 	for (int r = 0; r < repeats; r++) {
 		for (int m = 0; m < N_MODES; m++) {
@@ -519,6 +533,7 @@ int main(void)
 			p50_v[m][r] = res.p50_ms;
 			p99_v[m][r] = res.p99_ms;
 			rss_v[m][r] = (double)res.rss_kib;
+			paced_rss_v[m][r] = (double)res.paced_rss_kib;
 			lost_v[m][r] = (double)res.lost;
 			sw_v[m][r] = res.switches_per_msg;
 			ran[m] = r + 1;
@@ -529,8 +544,9 @@ int main(void)
 	       n, (double)bytes / (double)corpus.n, cores, repeats, window);
 	printf("RSA-2048 SHA-256 verifications per second on one core: %.0f (%.1f us each)\n\n",
 	       vps, 1e6 / vps);
-	printf("%-8s %10s %8s %9s %9s %14s %14s %10s %6s %10s\n", "mode", "msg/s", "vs raw",
-	       "p50 ms", "p99 ms", "CPU s/100k", "CPU/msg vs RSA", "peak RSS", "lost", "sw/msg");
+	printf("%-8s %10s %8s %9s %9s %14s %14s %10s %6s %10s %12s\n", "mode", "msg/s", "vs raw",
+	       "p50 ms", "p99 ms", "CPU s/100k", "CPU/msg vs RSA", "peak RSS", "lost", "sw/msg",
+	       "paced RSS");
 	double raw_rate = ran[MODE_RAW] ? median(rate_v[MODE_RAW], ran[MODE_RAW]) : 0;
 	for (int m = 0; m < N_MODES; m++) {
 		if (!ran[m]) {
@@ -541,10 +557,11 @@ int main(void)
 		int k = ran[m];
 		double mr = median(rate_v[m], k), cpu = median(cpu_v[m], k);
 		double cpu_msg_us = cpu / 100000.0 * 1e6;
-		printf("%-8s %10.0f %8.2f %9.2f %9.2f %14.2f %14.2f %7.1f MiB %6.0f %10.2f\n",
+		printf("%-8s %10.0f %8.2f %9.2f %9.2f %14.2f %14.2f %7.1f MiB %6.0f %10.2f %8.1f MiB\n",
 		       mode_name[m], mr, raw_rate ? mr / raw_rate : 0, median(p50_v[m], k),
 		       median(p99_v[m], k), cpu, cpu_msg_us / (1e6 / vps),
-		       median(rss_v[m], k) / 1024.0, median(lost_v[m], k), median(sw_v[m], k));
+		       median(rss_v[m], k) / 1024.0, median(lost_v[m], k), median(sw_v[m], k),
+		       median(paced_rss_v[m], k) / 1024.0);
 	}
 	if (ran[MODE_NONE] && ran[MODE_SCRAPED]) {
 		double r0 = median(rate_v[MODE_NONE], ran[MODE_NONE]);
@@ -557,7 +574,8 @@ int main(void)
 	}
 	printf("\nthroughput: %s; latency: at %ld msg/s for %ld s, from the fleet's publish to the\n"
 	       "republished message arriving at the JetStream server; CPU, RSS and sw/msg (context\n"
-	       "switches of its threads per message) are the relay's or the daemon's own.\n",
+	       "switches of its threads per message) are the relay's or the daemon's own; peak RSS\n"
+	       "is in the throughput run, paced RSS in the latency run.\n",
 	       window > 0 ? "at most BENCH_WINDOW messages between publication and republication"
 			  : "every message published at once (BENCH_WINDOW=0)",
 	       rate, lat_s);
