@@ -237,6 +237,25 @@ static void on_landed(natsConnection *nc, natsSubscription *sub, natsMsg *m, voi
 	natsMsg_Destroy(m);
 }
 
+static void on_sub_complete(void *closure)
+{
+	atomic_store((atomic_bool *)closure, true);
+}
+
+/* End an observer under a flood of messages: the connection is closed
+ * first, which ends its reader, because destroying a subscription while
+ * the reader still delivers to it can leave the reader with the freed
+ * subscription (seen as a hang in a freed mutex). When `complete` is
+ * given, wait until the subscription's handler has run for the last time. */
+static void observer_close(natsConnection *obs, natsSubscription *sub, atomic_bool *complete)
+{
+	natsConnection_Close(obs);
+	for (int i = 0; complete && i < 5000 && !atomic_load(complete); i++)
+		nats_Sleep(1);
+	natsSubscription_Destroy(sub);
+	natsConnection_Destroy(obs);
+}
+
 /*
  * The fleet: with a window, at most `window` messages are between their
  * publication and their republication (seen by a subscriber on the output
@@ -279,8 +298,7 @@ static void publish_all(long window, uint64_t *stalls)
 		natsConnection_Publish(client.nc, IN_SUBJECT, corpus.wire[i], (int)corpus.len[i]);
 	}
 	natsConnection_FlushTimeout(client.nc, 60000);
-	natsSubscription_Destroy(sub);
-	natsConnection_Destroy(obs);
+	observer_close(obs, sub, NULL);
 }
 
 static void throughput(enum mode mode, long window, struct result *r)
@@ -381,11 +399,6 @@ static void pace(size_t first, size_t count, long rate, double *sent)
 	}
 }
 
-static void on_sub_complete(void *closure)
-{
-	atomic_store((atomic_bool *)closure, true);
-}
-
 static void latency(enum mode mode, long rate, long seconds, struct result *r)
 {
 	fresh_stream();
@@ -420,11 +433,7 @@ static void latency(enum mode mode, long rate, long seconds, struct result *r)
 		nats_Sleep(10);
 	size_t got = atomic_load(&l.arrived);
 	r->paced_rss_kib = proc_peak_rss_kib(p.pid);
-	natsSubscription_Unsubscribe(sub);
-	for (int i = 0; i < 5000 && !atomic_load(&complete); i++)
-		nats_Sleep(1);
-	natsSubscription_Destroy(sub);
-	natsConnection_Destroy(obs);
+	observer_close(obs, sub, &complete);
 	stop_proc(&p);
 	if (got > l.count)
 		got = l.count;
