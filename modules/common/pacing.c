@@ -30,6 +30,15 @@ int64_t pacing_backoff_ms(int64_t first_ms, int64_t max_ms, uint32_t attempts)
 	return ms < max_ms ? ms : max_ms;
 }
 
+void pacing_cond_init(pthread_cond_t *cond)
+{
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(cond, &ca);
+	pthread_condattr_destroy(&ca);
+}
+
 void pacing_cond_wait(pthread_cond_t *cond, pthread_mutex_t *lock, int64_t until_ns)
 {
 	int64_t wake = pacing_now_ns() + WAKE_EVERY_NS;

@@ -37,6 +37,10 @@ int64_t pacing_now_ns(void); /* CLOCK_MONOTONIC */
 /* first_ms doubled for each attempt after the first, capped at max_ms. */
 int64_t pacing_backoff_ms(int64_t first_ms, int64_t max_ms, uint32_t attempts);
 
+/* Initialise a window's condition on CLOCK_MONOTONIC, as
+ * pacing_cond_wait() needs. */
+void pacing_cond_init(pthread_cond_t *cond);
+
 /* Wait on `cond` (a CLOCK_MONOTONIC condition, `lock` held) for at most
  * 50 ms, and not past until_ns when it is set: a window's waiter wakes
  * often enough to resend what falls due and to see a deadline. */

@@ -47,7 +47,7 @@ struct jetstream {
 	struct nats_conn_opts conn_opts;
 	char *topic;
 	struct publish_window win;
-	long window; /* max_inflight for each worker */
+	long window; /* max_inflight x workers, shared by the workers */
 	_Atomic int64_t next_warn_ns; /* rate limit for retry warnings */
 
 	struct nats_conn conn; /* stable address: cnats callbacks point at it */
@@ -101,11 +101,7 @@ static int jetstream_create(void **instance, const struct cad_host *host, struct
 	js->host = host;
 	js->ctx = ctx;
 	pthread_mutex_init(&js->lock, NULL);
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&js->room, &ca);
-	pthread_condattr_destroy(&ca);
+	pacing_cond_init(&js->room);
 	int rc = nats_conn_opts_read(&js->conn_opts, host, cfg);
 	if (rc == -ENOMEM)
 		goto fail;

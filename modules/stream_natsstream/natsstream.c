@@ -599,11 +599,7 @@ static int natsstream_worker_open(void **out, void *instance, unsigned index)
 	w->link = l;
 	w->index = index;
 	pthread_mutex_init(&w->lock, NULL);
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&w->room, &ca);
-	pthread_condattr_destroy(&ca);
+	pacing_cond_init(&w->room);
 	int rc = -ENOMEM;
 	w->entries = calloc((size_t)ns->win.max_inflight, sizeof(*w->entries));
 	if (!w->entries)
