@@ -3,6 +3,7 @@
 
 #include <criterion/criterion.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,6 +62,27 @@ void pipeline_publish(struct js_client *c, const char *subject, enum choria_msg_
 		cr_assert_eq(nats_publish_raw(c, subject, wire, len), 0);
 		free(wire);
 	}
+}
+
+void pipeline_setup(char *dir, size_t len, struct nats_server *s, struct js_client *c,
+		    const char *stream)
+{
+	cr_assert_eq(tmpdir_make(dir, len), 0);
+	cr_assert_eq(nats_server_start(s, dir, 0, NULL), 0, "nats-server must start");
+	cr_assert_eq(js_client_open(c, s->url), 0);
+	if (stream)
+		cr_assert_eq(js_stream_create(c, stream, "choria.node_metadata.>", 1), 0);
+}
+
+void pipeline_teardown(const char *dir, struct nats_server *s, struct js_client *c,
+		       struct daemon_proc *d)
+{
+	if (d->pid > 0)
+		daemon_stop(d, SIGKILL, 5000);
+	js_client_close(c);
+	nats_server_stop(s);
+	if (!getenv("CAD_TEST_KEEP"))
+		tmpdir_remove(dir);
 }
 
 void pipeline_start_daemon(struct daemon_proc *d, const char *dir, const char *conf)

@@ -29,6 +29,16 @@ void pipeline_publish(struct js_client *c, const char *subject, enum choria_msg_
 /* The request id pipeline_publish() gives message i. */
 void pipeline_request_id(char out[33], unsigned seed, int i);
 
+/* A test's world: a fresh folder `dir` (`len` bytes), a nats-server with
+ * JetStream in it, a client, and, when `stream` is set, that stream over
+ * choria.node_metadata.> (asserts). */
+void pipeline_setup(char *dir, size_t len, struct nats_server *s, struct js_client *c,
+		    const char *stream);
+/* Undo it: kill the daemon if it runs, close the client, stop the server,
+ * remove the folder unless CAD_TEST_KEEP is set (to read the logs). */
+void pipeline_teardown(const char *dir, struct nats_server *s, struct js_client *c,
+		       struct daemon_proc *d);
+
 /* Start the daemon on conf and wait until it runs (asserts). */
 void pipeline_start_daemon(struct daemon_proc *d, const char *dir, const char *conf);
 

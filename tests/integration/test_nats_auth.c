@@ -27,12 +27,7 @@ static struct daemon_proc daemon_a;
 
 static void teardown(void)
 {
-	if (daemon_a.pid > 0)
-		daemon_stop(&daemon_a, SIGKILL, 5000);
-	js_client_close(&client);
-	nats_server_stop(&server);
-	if (!getenv("CAD_TEST_KEEP")) /* set it to look at the logs afterwards */
-		tmpdir_remove(dir);
+	pipeline_teardown(dir, &server, &client, &daemon_a);
 }
 
 TestSuite(nats_auth, .fini = teardown, .timeout = 120);

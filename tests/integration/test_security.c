@@ -25,20 +25,12 @@ static struct daemon_proc daemon_a;
 
 static void setup(void)
 {
-	cr_assert_eq(tmpdir_make(dir, sizeof(dir)), 0);
-	cr_assert_eq(nats_server_start(&server, dir, 0, NULL), 0, "nats-server must start");
-	cr_assert_eq(js_client_open(&client, server.url), 0);
-	cr_assert_eq(js_stream_create(&client, "NODES", "choria.node_metadata.>", 1), 0);
+	pipeline_setup(dir, sizeof(dir), &server, &client, "NODES");
 }
 
 static void teardown(void)
 {
-	if (daemon_a.pid > 0)
-		daemon_stop(&daemon_a, SIGKILL, 5000);
-	js_client_close(&client);
-	nats_server_stop(&server);
-	if (!getenv("CAD_TEST_KEEP")) /* set it to look at the logs afterwards */
-		tmpdir_remove(dir);
+	pipeline_teardown(dir, &server, &client, &daemon_a);
 }
 
 TestSuite(security, .init = setup, .fini = teardown, .timeout = 120);
