@@ -1,16 +1,19 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The metrics endpoint's HTTP side. The listening socket is made here, not
- * by libmicrohttpd, so that a port in use or an address this host does not
- * have is reported with its exact cause; libmicrohttpd then accepts on it
- * and parses HTTP.
+ * by libevent, so that a port in use or an address this host does not have
+ * is reported with its exact cause; libevent's evhttp then accepts on it
+ * and parses HTTP. (evhttp rather than a library that also brings TLS: the
+ * endpoint speaks plain HTTP, and TLS libraries cost megabytes of RSS.)
  *
- * Concurrency & locking: libmicrohttpd runs one internal thread that polls
- * the socket and calls metrics_answer() for each request, one at a time.
- * It reads the adapters, which the main thread keeps alive until
+ * Concurrency & locking: one thread of ours, owned by the metrics object,
+ * runs the event loop and calls metrics_answer() for each request, one at
+ * a time. It reads the adapters, which the main thread keeps alive until
  * metrics_stop() has joined that thread, and `phase`, an atomic the main
- * thread sets. Nothing the modules touch is locked by a scrape except an
- * adapter's `conns_lock` and its queue's lock, each for a few loads.
+ * thread sets. metrics_stop() wakes the loop through a pipe, since a
+ * libevent base is not safe to touch from another thread. Nothing the
+ * modules touch is locked by a scrape except an adapter's `conns_lock` and
+ * its queue's lock, each for a few loads.
  */
 #include "metrics.h"
 
@@ -19,22 +22,33 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <microhttpd.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+
 #include "adapter.h"
 #include "log.h"
 
-#define METRICS_MAX_CLIENTS 32
 #define METRICS_IDLE_TIMEOUT_S 10
+/* No path takes a body; a request that brings one is still answered. */
+#define METRICS_MAX_BODY 4096
+#define METRICS_MAX_HEADERS 8192
 
 struct metrics {
-	struct MHD_Daemon *httpd;
+	struct event_base *base;
+	struct evhttp *http;
+	struct event *wake;  /* the read end of `stop_pipe` */
+	int stop_pipe[2];
+	pthread_t thread;
 	struct adapter *const *adapters;
 	size_t n;
 	_Atomic int phase;
@@ -146,52 +160,96 @@ static int open_listener(int *out, const struct sockaddr_storage *sa, socklen_t 
 
 /* ------------------------------------------------------------ serving */
 
-static enum MHD_Result reply(struct MHD_Connection *c, unsigned code, char *body, size_t len,
-			     const char *type)
+static const char *reason_phrase(int code)
 {
-	struct MHD_Response *r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
-	if (!r) {
-		free(body);
-		return MHD_NO;
+	switch (code) {
+	case HTTP_OK:
+		return "OK";
+	case HTTP_NOTFOUND:
+		return "Not Found";
+	case HTTP_BADMETHOD:
+		return "Method Not Allowed";
+	case HTTP_SERVUNAVAIL:
+		return "Service Unavailable";
+	default:
+		return "Internal Server Error";
 	}
-	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
-	if (code == MHD_HTTP_METHOD_NOT_ALLOWED)
-		MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
-	enum MHD_Result ret = MHD_queue_response(c, code, r);
-	MHD_destroy_response(r);
-	return ret;
 }
 
-static enum MHD_Result reply_text(struct MHD_Connection *c, unsigned code, const char *text)
+static void free_body(const void *data, size_t len, void *arg)
+{
+	(void)len;
+	(void)arg;
+	free((void *)data);
+}
+
+/* Send `body` (malloc'd, taken). A HEAD reply carries the headers a GET
+ * would, Content-Length included, and no body. */
+static void reply(struct evhttp_request *req, int code, char *body, size_t len, const char *type)
+{
+	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+	struct evbuffer *out = evbuffer_new();
+	evhttp_add_header(h, "Content-Type", type);
+	if (code == HTTP_BADMETHOD)
+		evhttp_add_header(h, "Allow", "GET, HEAD");
+	if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
+		char n[24];
+		snprintf(n, sizeof(n), "%zu", len);
+		evhttp_add_header(h, "Content-Length", n);
+		free(body);
+	} else if (out && evbuffer_add_reference(out, body, len, free_body, NULL) != 0) {
+		free(body);
+		code = HTTP_INTERNAL;
+	}
+	evhttp_send_reply(req, code, reason_phrase(code), out);
+	if (out)
+		evbuffer_free(out);
+}
+
+static void reply_text(struct evhttp_request *req, int code, const char *text)
 {
 	char *body = strdup(text);
-	if (!body)
-		return MHD_NO;
-	return reply(c, code, body, strlen(body), "text/plain; charset=utf-8");
+	reply(req, body ? code : HTTP_INTERNAL, body, body ? strlen(body) : 0,
+	      "text/plain; charset=utf-8");
 }
 
-/* Every request is answered on its first call, before any upload is read:
- * no path takes a body. */
-static enum MHD_Result metrics_answer(void *cls, struct MHD_Connection *c, const char *url,
-				      const char *method, const char *version,
-				      const char *upload, size_t *upload_size, void **state)
+static const char *method_name(enum evhttp_cmd_type cmd)
 {
-	(void)version;
-	(void)upload;
-	(void)upload_size;
-	(void)state;
-	struct metrics *m = cls;
-	bool is_metrics = strcmp(url, "/metrics") == 0, is_health = strcmp(url, "/healthz") == 0;
-	bool readable = strcmp(method, MHD_HTTP_METHOD_GET) == 0 ||
-			strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
-	unsigned code;
-	enum MHD_Result ret;
+	switch (cmd) {
+	case EVHTTP_REQ_GET:
+		return "GET";
+	case EVHTTP_REQ_HEAD:
+		return "HEAD";
+	case EVHTTP_REQ_POST:
+		return "POST";
+	case EVHTTP_REQ_PUT:
+		return "PUT";
+	case EVHTTP_REQ_DELETE:
+		return "DELETE";
+	case EVHTTP_REQ_OPTIONS:
+		return "OPTIONS";
+	default:
+		return "other";
+	}
+}
+
+/* Every request is answered at once, whatever its method or body. */
+static void metrics_answer(struct evhttp_request *req, void *arg)
+{
+	struct metrics *m = arg;
+	const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+	if (!path)
+		path = "";
+	bool is_metrics = strcmp(path, "/metrics") == 0, is_health = strcmp(path, "/healthz") == 0;
+	bool readable = cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_HEAD;
+	int code;
 	if (!is_metrics && !is_health) {
-		code = MHD_HTTP_NOT_FOUND;
-		ret = reply_text(c, code, "not found: try /metrics or /healthz\n");
+		code = HTTP_NOTFOUND;
+		reply_text(req, code, "not found: try /metrics or /healthz\n");
 	} else if (!readable) {
-		code = MHD_HTTP_METHOD_NOT_ALLOWED;
-		ret = reply_text(c, code, "method not allowed: use GET or HEAD\n");
+		code = HTTP_BADMETHOD;
+		reply_text(req, code, "method not allowed: use GET or HEAD\n");
 	} else {
 		char *body = NULL;
 		size_t len = 0;
@@ -199,38 +257,68 @@ static enum MHD_Result metrics_answer(void *cls, struct MHD_Connection *c, const
 		const char *type;
 		if (is_metrics) {
 			rc = metrics_render(&body, &len, m->adapters, m->n, PACKAGE_VERSION);
-			code = MHD_HTTP_OK;
+			code = HTTP_OK;
 			type = METRICS_CONTENT_TYPE;
 		} else {
 			bool healthy = false;
 			rc = metrics_health(&body, &len, &healthy, m->adapters, m->n,
 					    (enum metrics_phase)atomic_load(&m->phase));
-			code = healthy ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE;
+			code = healthy ? HTTP_OK : HTTP_SERVUNAVAIL;
 			type = "application/json";
 		}
 		if (rc != 0) {
-			code = MHD_HTTP_INTERNAL_SERVER_ERROR;
-			ret = reply_text(c, code, "out of memory\n");
+			code = HTTP_INTERNAL;
+			reply_text(req, code, "out of memory\n");
 		} else {
-			ret = reply(c, code, body, len, type);
+			reply(req, code, body, len, type);
 		}
 	}
 	if (log_enabled(CAD_LOG_DEBUG))
-		log_debug("metrics: %s %s: %u", method, url, code);
-	return ret;
+		log_debug("metrics: %s %s: %d", method_name(cmd), path, code);
 }
 
-static void metrics_mhd_log(void *cls, const char *fmt, va_list ap) CAD_PRINTF(2, 0);
-static void metrics_mhd_log(void *cls, const char *fmt, va_list ap)
+/* libevent's own complaints (a failed accept, say) go to the daemon's log;
+ * its debug chatter is off unless asked for. */
+static void metrics_event_log(int severity, const char *msg)
 {
-	(void)cls;
-	char line[512];
-	vsnprintf(line, sizeof(line), fmt, ap);
-	size_t n = strlen(line);
-	while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-		line[--n] = '\0';
-	log_warn("metrics: %s", line);
+	if (severity >= EVENT_LOG_WARN)
+		log_warn("metrics: %s", msg);
 }
+
+static void metrics_wake(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	event_base_loopbreak(((struct metrics *)arg)->base);
+}
+
+static void *metrics_thread(void *arg)
+{
+	struct metrics *m = arg;
+	event_base_dispatch(m->base);
+	return NULL;
+}
+
+/* Everything but the thread; accepts a half-built object. */
+static void metrics_free(struct metrics *m)
+{
+	if (m->http)
+		evhttp_free(m->http); /* closes the listening socket too */
+	if (m->wake)
+		event_free(m->wake);
+	if (m->base)
+		event_base_free(m->base);
+	for (int i = 0; i < 2; i++)
+		if (m->stop_pipe[i] >= 0)
+			close(m->stop_pipe[i]);
+	free(m);
+}
+
+/* Every method is let through to metrics_answer(), which refuses all but
+ * GET and HEAD with a 405 that says which are allowed. */
+static const ev_uint16_t all_methods = EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+				       EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
+				       EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH;
 
 int metrics_start(struct metrics **out, const char *listen, struct adapter *const *adapters,
 		  size_t n)
@@ -247,6 +335,7 @@ int metrics_start(struct metrics **out, const char *listen, struct adapter *cons
 		return -ENOMEM;
 	m->adapters = adapters;
 	m->n = n;
+	m->stop_pipe[0] = m->stop_pipe[1] = -1;
 	atomic_init(&m->phase, METRICS_STARTING);
 	snprintf(m->listen, sizeof(m->listen), "%s", listen);
 
@@ -257,23 +346,39 @@ int metrics_start(struct metrics **out, const char *listen, struct adapter *cons
 		free(m);
 		return rc;
 	}
-	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG;
-	if (sa.ss_family == AF_INET6)
-		flags |= MHD_USE_IPv6;
-	m->httpd = MHD_start_daemon(flags, 0, NULL, NULL, metrics_answer, m,
-				    MHD_OPTION_EXTERNAL_LOGGER, metrics_mhd_log, NULL,
-				    MHD_OPTION_LISTEN_SOCKET, fd,
-				    MHD_OPTION_CONNECTION_LIMIT, (unsigned)METRICS_MAX_CLIENTS,
-				    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)METRICS_IDLE_TIMEOUT_S,
-				    MHD_OPTION_END);
-	if (!m->httpd) {
+	event_set_log_callback(metrics_event_log);
+	if (pipe2(m->stop_pipe, O_CLOEXEC) != 0) {
+		rc = -errno;
+		close(fd);
+		log_error("metrics_listen: cannot start the HTTP server on %s: %s", listen,
+			  strerror(-rc));
+		metrics_free(m);
+		return rc;
+	}
+	m->base = event_base_new();
+	m->http = m->base ? evhttp_new(m->base) : NULL;
+	m->wake = m->base ? event_new(m->base, m->stop_pipe[0], EV_READ, metrics_wake, m) : NULL;
+	bool ready = m->http && m->wake && event_add(m->wake, NULL) == 0;
+	if (!ready || !evhttp_accept_socket_with_handle(m->http, fd)) {
 		log_error("metrics_listen: cannot start the HTTP server on %s", listen);
-		/* Whether the library closed the socket on failure depends on
+		/* Whether a failed accept_socket closed the socket depends on
 		 * where it failed; no other thread opens files this early. */
-		if (fcntl(fd, F_GETFD) != -1)
+		if (!ready || fcntl(fd, F_GETFD) != -1)
 			close(fd);
-		free(m);
+		metrics_free(m);
 		return -EIO;
+	}
+	evhttp_set_gencb(m->http, metrics_answer, m);
+	evhttp_set_allowed_methods(m->http, all_methods);
+	evhttp_set_timeout(m->http, METRICS_IDLE_TIMEOUT_S);
+	evhttp_set_max_body_size(m->http, METRICS_MAX_BODY);
+	evhttp_set_max_headers_size(m->http, METRICS_MAX_HEADERS);
+	rc = pthread_create(&m->thread, NULL, metrics_thread, m);
+	if (rc != 0) {
+		log_error("metrics_listen: cannot start the HTTP server on %s: %s", listen,
+			  strerror(rc));
+		metrics_free(m);
+		return -rc;
 	}
 	log_info("metrics: serving /metrics and /healthz on http://%s", listen);
 	*out = m;
@@ -290,7 +395,10 @@ void metrics_stop(struct metrics *m)
 {
 	if (!m)
 		return;
-	/* Also closes the listening socket. */
-	MHD_stop_daemon(m->httpd);
-	free(m);
+	/* The request in progress is answered first: the loop checks for
+	 * the wake-up between callbacks. */
+	while (write(m->stop_pipe[1], "x", 1) < 0 && errno == EINTR)
+		;
+	pthread_join(m->thread, NULL);
+	metrics_free(m);
 }

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The metrics endpoint: an HTTP server (libmicrohttpd, one thread of its
+ * The metrics endpoint: an HTTP server (libevent's evhttp, one thread of its
  * own) on the `metrics_listen` address, answering GET /metrics with the
  * Prometheus exposition of every adapter and GET /healthz with the health
  * verdict. Started and stopped by the daemon's main thread.
