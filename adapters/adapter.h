@@ -78,6 +78,7 @@ struct adapter {
 	char *name;
 	const char *identity;
 	struct queue *queue;
+	int64_t queue_wait_ns; /* how long a full queue may hold an ingest back */
 	struct cad_context ingest;
 	struct cad_context stream;
 	long ingest_workers;

@@ -293,6 +293,12 @@ static int check_adapter(struct config *c, size_t i)
 				"queue_len", "%ld is out of range (1 to 10000000)", ac->queue_len);
 		errors++;
 	}
+	ac->queue_wait_ms = cfg_getint(a, "queue_wait_ms");
+	if (ac->queue_wait_ms < 0 || ac->queue_wait_ms > 60000) {
+		config_error_at(c, config_line_of(c, a, "queue_wait_ms", a->line), ac->name, NULL,
+				"queue_wait_ms", "%ld is out of range (0 to 60000)", ac->queue_wait_ms);
+		errors++;
+	}
 	struct cad_config *blocks[] = {&ac->ingest, &ac->stream};
 	for (int k = 0; k < 2; k++) {
 		/* The first pass made sure both blocks and their types exist. */
@@ -307,8 +313,8 @@ static int check_adapter(struct config *c, size_t i)
 /* The strict tables: the daemon's own options, with the blocks' tables
  * (block_opts_new) inside. config_each_option() walks the same ones. */
 #define ADAPTER_OPTS(ingest, stream)                                                               \
-	{CFG_INT("queue_len", 1000, CFGF_NONE), CFG_SEC("ingest", ingest, CFGF_NONE),              \
-	 CFG_SEC("stream", stream, CFGF_NONE), CFG_END()}
+	{CFG_INT("queue_len", 1000, CFGF_NONE), CFG_INT("queue_wait_ms", 250, CFGF_NONE),           \
+	 CFG_SEC("ingest", ingest, CFGF_NONE), CFG_SEC("stream", stream, CFGF_NONE), CFG_END()}
 #define ROOT_OPTS(adapter)                                                                         \
 	{CFG_STR("identity", NULL, CFGF_NODEFAULT),                                                \
 	 CFG_STR("module_path", CAD_PKGLIBDIR, CFGF_NONE),                                         \
@@ -330,7 +336,9 @@ static int second_pass(struct config *c)
 	cfg_opt_t root[] = ROOT_OPTS(adapter);
 	for (cfg_opt_t *o = root; o->name; o++)
 		o->validcb = record_line;
-	adapter[0].validcb = record_line;
+	for (cfg_opt_t *o = adapter; o->name; o++)
+		if (o->type != CFGT_SEC)
+			o->validcb = record_line;
 
 	c->cfg = cfg_init(root, CFGF_NONE);
 	if (!c->cfg)

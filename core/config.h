@@ -32,6 +32,7 @@ struct cad_config {
 struct adapter_config {
 	char *name;
 	long queue_len;
+	long queue_wait_ms;
 	int line;
 	struct cad_config ingest;
 	struct cad_config stream;

@@ -102,7 +102,7 @@ static int host_submit(struct cad_context *ctx, struct cad_msg **msg, size_t wir
 	atomic_fetch_add_explicit(&a->stats.received_bytes, wire_bytes, memory_order_relaxed);
 	/* Counted before the push: a worker may settle it at once. */
 	atomic_fetch_add_explicit(&a->stats.accepted, 1, memory_order_relaxed);
-	int rc = queue_push(a->queue, m);
+	int rc = queue_push_wait(a->queue, m, a->queue_wait_ns);
 	if (rc == 0)
 		return 0;
 	atomic_fetch_sub_explicit(&a->stats.accepted, 1, memory_order_relaxed);

@@ -12,9 +12,15 @@
  * added latency. A quiet queue is not polled: each item wakes a consumer
  * at once.
  *
+ * A full queue can hold a producer back for a while (queue_push_wait()),
+ * but only while the consumers are still taking items: a stream that
+ * hiccups is waited for, a stream that has stopped is not, and then every
+ * push is refused at once, as it would be without waiting.
+ *
  * Concurrency & locking: `lock` guards every field but `capacity`, which is
  * fixed. `nonempty` is signalled after the lock is released (so the woken
- * consumer does not block on it at once) and broadcast on close. The
+ * consumer does not block on it at once) and broadcast on close; `nonfull`
+ * is broadcast by a pop while producers wait on it, and on close. The
  * critical sections are a few loads and stores, so one lock serves many
  * producers (NATS delivery threads) and consumers (stream workers).
  */
@@ -30,6 +36,7 @@
 struct queue {
 	pthread_mutex_t lock;
 	pthread_cond_t nonempty;
+	pthread_cond_t nonfull;
 	size_t capacity;
 	size_t head; /* next slot to pop */
 	size_t count;
@@ -37,6 +44,8 @@ struct queue {
 	unsigned sleeping;  /* consumers waiting on `nonempty`, the poller too */
 	bool polling;       /* one of them waits only until the next poll */
 	int64_t last_push_ns;
+	int64_t last_pop_ns; /* queue_new() counts as one */
+	unsigned producers_waiting; /* on `nonfull` */
 	bool closed;
 	void *slots[];
 };
@@ -52,9 +61,11 @@ int queue_new(struct queue **out, size_t capacity)
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&q->nonempty, &ca);
+	pthread_cond_init(&q->nonfull, &ca);
 	pthread_condattr_destroy(&ca);
 	pthread_mutex_init(&q->lock, NULL);
 	q->capacity = capacity;
+	q->last_pop_ns = clock_mono_ns();
 	*out = q;
 	return 0;
 }
@@ -64,6 +75,7 @@ void queue_free(struct queue *q)
 	if (!q)
 		return;
 	pthread_cond_destroy(&q->nonempty);
+	pthread_cond_destroy(&q->nonfull);
 	pthread_mutex_destroy(&q->lock);
 	free(q);
 }
@@ -93,11 +105,26 @@ static bool wake_needed(const struct queue *q)
 	return q->count > takers * QUEUE_BACKLOG_PER_CONSUMER;
 }
 
-int queue_push(struct queue *q, void *item)
+static struct timespec mono_timespec(int64_t ns)
+{
+	return (struct timespec){.tv_sec = ns / CAD_NS_PER_SEC, .tv_nsec = ns % CAD_NS_PER_SEC};
+}
+
+int queue_push_wait(struct queue *q, void *item, int64_t wait_ns)
 {
 	int rc = 0;
 	bool wake = false;
 	pthread_mutex_lock(&q->lock);
+	/* Wait while the consumers took an item less than wait_ns ago. */
+	while (!q->closed && q->count == q->capacity) {
+		int64_t give_up_ns = q->last_pop_ns + wait_ns;
+		if (clock_mono_ns() >= give_up_ns)
+			break;
+		struct timespec t = mono_timespec(give_up_ns);
+		q->producers_waiting++;
+		pthread_cond_timedwait(&q->nonfull, &q->lock, &t);
+		q->producers_waiting--;
+	}
 	if (q->closed) {
 		rc = -ESHUTDOWN;
 	} else if (q->count == q->capacity) {
@@ -114,9 +141,9 @@ int queue_push(struct queue *q, void *item)
 	return rc;
 }
 
-static struct timespec mono_timespec(int64_t ns)
+int queue_push(struct queue *q, void *item)
 {
-	return (struct timespec){.tv_sec = ns / CAD_NS_PER_SEC, .tv_nsec = ns % CAD_NS_PER_SEC};
+	return queue_push_wait(q, item, 0);
 }
 
 int queue_pop_batch(struct queue *q, void **items, size_t max, int64_t timeout_ns)
@@ -147,6 +174,9 @@ int queue_pop_batch(struct queue *q, void **items, size_t max, int64_t timeout_n
 			q->head = (q->head + 1) % q->capacity;
 		}
 		q->count -= n;
+		q->last_pop_ns = clock_mono_ns();
+		if (q->producers_waiting)
+			pthread_cond_broadcast(&q->nonfull);
 		rc = (int)n;
 	} else {
 		rc = q->closed ? -ESHUTDOWN : -ETIMEDOUT;
@@ -166,6 +196,7 @@ void queue_close(struct queue *q)
 	pthread_mutex_lock(&q->lock);
 	q->closed = true;
 	pthread_cond_broadcast(&q->nonempty);
+	pthread_cond_broadcast(&q->nonfull);
 	pthread_mutex_unlock(&q->lock);
 }
 

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The bounded work queue between an adapter's ingest and its stream
- * workers. Producers never block: a full queue refuses the newest item, so
- * a NATS subscription is never stalled into a slow-consumer disconnect.
- * Consumers block with a timeout.
+ * workers. A full queue refuses the newest item; a producer may first wait
+ * for room, but only while the consumers keep taking items, so a NATS
+ * subscription is held back through a hiccup of the stream and never
+ * through an outage. Consumers block with a timeout.
  */
 #ifndef CAD_QUEUE_H
 #define CAD_QUEUE_H
@@ -21,6 +22,11 @@ void queue_free(struct queue *q); /* accepts NULL; frees nothing it holds */
 /* 0 when queued, -ENOBUFS when full, -ESHUTDOWN after queue_close(). The
  * caller keeps the item when it is refused. */
 CAD_MUSTCHECK int queue_push(struct queue *q, void *item);
+
+/* Like queue_push(), but a full queue is waited on while its consumers
+ * have taken an item in the last wait_ns: -ENOBUFS once none has for that
+ * long (at once when none has lately), -ESHUTDOWN if it closes meanwhile. */
+CAD_MUSTCHECK int queue_push_wait(struct queue *q, void *item, int64_t wait_ns);
 
 /* 0 with *item set; -ETIMEDOUT after timeout_ns with nothing to take;
  * -ESHUTDOWN when the queue is closed and empty. */

@@ -63,6 +63,7 @@ static void create_stream(const char *url)
 }
 
 static int drain_timeout = 30;
+static int queue_wait_ms = 250;
 
 static void start_daemon(const char *stream_urls, int queue_len, int workers, int inflight)
 {
@@ -71,13 +72,14 @@ static void start_daemon(const char *stream_urls, int queue_len, int workers, in
 			   "drain_timeout = %d\n"
 			   "adapter node_data {\n"
 			   "  queue_len = %d\n"
+			   "  queue_wait_ms = %d\n"
 			   "  ingest { type = \"choria\" servers = {\"%s\"} topic = \"choria.discovery\"\n"
 			   "           security = \"none\" workers = 2 }\n"
 			   "  stream { type = \"jetstream\" servers = {%s}\n"
 			   "           topic = \"choria.node_metadata.%%s\" workers = %d\n"
 			   "           max_inflight = %d ack_timeout = 2 retry_max_interval = 1 }\n"
 			   "}\n",
-			   drain_timeout, queue_len, ingest.url, stream_urls, workers, inflight) > 0);
+			   drain_timeout, queue_len, queue_wait_ms, ingest.url, stream_urls, workers, inflight) > 0);
 	pipeline_start_daemon(&daemon_p, dir, conf);
 	free(conf);
 }
@@ -193,6 +195,51 @@ Test(delivery, a_full_queue_drops_exactly_what_is_not_delivered)
 		     (unsigned long)n.dropped, (unsigned long)n.published);
 	cr_assert_geq(n.published, 10, "the queue's worth and the window were kept");
 	js_client_close(&reader);
+}
+
+/* The stream's server stops answering for a second (SIGSTOP) while a
+ * burst comes in through a queue of 10: returns how many were dropped. */
+static uint64_t burst_through_a_paused_stream(int wait_ms)
+{
+	start_stream_server(0);
+	create_stream(stream.url);
+	char *q = quoted(stream.url);
+	queue_wait_ms = wait_ms;
+	start_daemon(q, 10, 1, 5);
+	free(q);
+	struct js_client reader;
+	cr_assert_eq(js_client_open(&reader, stream.url), 0);
+	/* Fewer than the queue holds: nothing can be dropped yet. */
+	pipeline_publish(&fleet, "choria.discovery", CHORIA_MSG_REQUEST, 0, 5, 1);
+	cr_assert(js_stream_wait_count(&reader, "NODES", 5, 30000));
+
+	cr_assert_eq(kill(stream.pid, SIGSTOP), 0);
+	pipeline_publish(&fleet, "choria.discovery", CHORIA_MSG_REQUEST, 5, 300, 3);
+	nats_Sleep(1000);
+	cr_assert_eq(kill(stream.pid, SIGCONT), 0);
+	uint64_t last = 0;
+	for (int stable = 0, i = 0; stable < 10 && i < 600 && last < 305; i++) {
+		nats_Sleep(100);
+		uint64_t now = js_stream_count(&reader, "NODES");
+		stable = now == last ? stable + 1 : 0;
+		last = now;
+	}
+	struct adapter_counts n = finish(&reader, 305);
+	cr_assert_eq(n.dropped, 305 - n.published);
+	js_client_close(&reader);
+	return n.dropped;
+}
+
+Test(delivery, a_stream_that_pauses_for_less_than_queue_wait_ms_loses_nothing)
+{
+	cr_assert_eq(burst_through_a_paused_stream(5000), 0,
+		     "the ingest waited for the stream instead of dropping");
+}
+
+Test(delivery, without_queue_wait_ms_the_same_pause_drops)
+{
+	cr_assert_gt(burst_through_a_paused_stream(0), 0,
+		     "the pause does fill the queue: the test above tests something");
 }
 
 Test(delivery, sigterm_right_after_a_burst_delivers_every_accepted_message)

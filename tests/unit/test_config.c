@@ -90,6 +90,7 @@ BAD(option_of_another_kind, "15-option-of-other-kind")
 BAD(every_error_at_once, "16-several-errors")
 BAD(metrics_listen_not_an_address, "17-bad-metrics-listen")
 BAD(line_numbers_count_comment_lines_once, "18-comments-keep-lines")
+BAD(queue_wait_out_of_range, "19-queue-wait-out-of-range")
 
 Test(config, comment_characters_inside_strings_are_kept)
 {
@@ -129,6 +130,7 @@ Test(config, loads_the_design_example)
 	struct adapter_config *a = &c->adapters[0];
 	cr_assert_str_eq(a->name, "node_data");
 	cr_assert_eq(a->queue_len, 1000);
+	cr_assert_eq(a->queue_wait_ms, 500);
 	cr_assert_eq(a->ingest.workers, 10);
 	cr_assert_str_eq(a->ingest.module->type, "choria");
 	cr_assert_str_eq(block_cfg_str(&a->ingest, "topic"), "choria.discovery");
@@ -139,6 +141,7 @@ Test(config, loads_the_design_example)
 	/* Defaults: host-owned and module-declared. */
 	struct adapter_config *b = &c->adapters[1];
 	cr_assert_eq(b->queue_len, 1000);
+	cr_assert_eq(b->queue_wait_ms, 250);
 	cr_assert_eq(b->stream.workers, 10);
 	cr_assert_str_eq(block_cfg_str(&b->ingest, "protocol"), "reply");
 	cr_assert_eq(block_cfg_list_len(&b->ingest, "servers"), 1);

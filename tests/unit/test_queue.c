@@ -147,6 +147,122 @@ Test(queue, close_wakes_a_waiting_consumer_at_once, .timeout = 10)
 	queue_free(q);
 }
 
+/* A consumer that takes one item every `every_ms`, `n` times. */
+struct slow_consumer {
+	struct queue *q;
+	int n, every_ms;
+	uintptr_t taken[16];
+};
+
+static void *slow_consumer(void *arg)
+{
+	struct slow_consumer *c = arg;
+	for (int i = 0; i < c->n; i++) {
+		struct timespec pause = {0, c->every_ms * 1000000L};
+		nanosleep(&pause, NULL);
+		void *item = NULL;
+		if (queue_pop(c->q, &item, CAD_NS_PER_SEC) == 0)
+			c->taken[i] = (uintptr_t)item;
+	}
+	return NULL;
+}
+
+Test(queue, a_full_queue_holds_a_producer_while_consumers_take_items, .timeout = 10)
+{
+	struct slow_consumer c = {.n = 6, .every_ms = 30};
+	cr_assert_eq(queue_new(&c.q, 2), 0);
+	cr_assert_eq(queue_push(c.q, (void *)1), 0);
+	cr_assert_eq(queue_push(c.q, (void *)2), 0);
+	pthread_t t;
+	pthread_create(&t, NULL, slow_consumer, &c);
+	int64_t t0 = clock_mono_ns();
+	for (uintptr_t i = 3; i <= 6; i++)
+		cr_assert_eq(queue_push_wait(c.q, (void *)i, 200 * CAD_NS_PER_MS), 0,
+			     "item %lu waits for room instead of being dropped", (unsigned long)i);
+	cr_assert_geq(clock_mono_ns() - t0, 90 * CAD_NS_PER_MS, "the producer was held back");
+	pthread_join(t, NULL);
+	for (int i = 0; i < 6; i++)
+		cr_assert_eq(c.taken[i], (uintptr_t)i + 1, "in order");
+	queue_free(c.q);
+}
+
+Test(queue, a_full_queue_nobody_takes_from_refuses_after_the_wait_then_at_once)
+{
+	struct queue *q;
+	cr_assert_eq(queue_new(&q, 1), 0);
+	int64_t t0 = clock_mono_ns();
+	cr_assert_eq(queue_push(q, (void *)1), 0);
+	cr_assert_eq(queue_push_wait(q, (void *)2, 100 * CAD_NS_PER_MS), -ENOBUFS);
+	int64_t t1 = clock_mono_ns();
+	cr_assert_geq(t1 - t0, 95 * CAD_NS_PER_MS, "waited for a taker");
+	cr_assert_lt(t1 - t0, 2 * CAD_NS_PER_SEC);
+	cr_assert_eq(queue_push_wait(q, (void *)3, 100 * CAD_NS_PER_MS), -ENOBUFS);
+	cr_assert_lt(clock_mono_ns() - t1, 20 * CAD_NS_PER_MS,
+		     "no taker lately: refused without waiting again");
+	void *out;
+	cr_assert_eq(queue_pop(q, &out, 0), 0);
+	cr_assert_eq(out, (void *)1);
+	cr_assert_eq(queue_push_wait(q, (void *)4, 100 * CAD_NS_PER_MS), 0);
+	queue_free(q);
+}
+
+static void *waiting_producer(void *arg)
+{
+	return (void *)(intptr_t)queue_push_wait(arg, (void *)2, 60 * CAD_NS_PER_SEC);
+}
+
+Test(queue, close_wakes_a_waiting_producer_at_once, .timeout = 10)
+{
+	struct queue *q;
+	cr_assert_eq(queue_new(&q, 1), 0);
+	cr_assert_eq(queue_push(q, (void *)1), 0);
+	pthread_t t;
+	pthread_create(&t, NULL, waiting_producer, q);
+	struct timespec pause = {0, 50 * 1000000L};
+	nanosleep(&pause, NULL);
+	int64_t t0 = clock_mono_ns();
+	queue_close(q);
+	void *rc;
+	pthread_join(t, &rc);
+	cr_assert_eq((intptr_t)rc, -ESHUTDOWN);
+	cr_assert_lt(clock_mono_ns() - t0, CAD_NS_PER_SEC);
+	queue_free(q);
+}
+
+static void *waiting_producers(void *arg)
+{
+	struct shared *s = arg;
+	for (uintptr_t i = 1; i <= PER_PRODUCER; i++) {
+		if (queue_push_wait(s->q, (void *)i, 5 * CAD_NS_PER_SEC) == 0) {
+			atomic_fetch_add(&s->accepted, 1);
+			atomic_fetch_add(&s->sum_in, i);
+		} else {
+			atomic_fetch_add(&s->refused, 1);
+		}
+	}
+	return NULL;
+}
+
+Test(queue, producers_that_wait_are_never_refused_by_busy_consumers, .timeout = 60)
+{
+	struct shared s = {0};
+	cr_assert_eq(queue_new(&s.q, 8), 0);
+	pthread_t p[PRODUCERS], c[CONSUMERS];
+	for (int i = 0; i < CONSUMERS; i++)
+		pthread_create(&c[i], NULL, consumer, &s);
+	for (int i = 0; i < PRODUCERS; i++)
+		pthread_create(&p[i], NULL, waiting_producers, &s);
+	for (int i = 0; i < PRODUCERS; i++)
+		pthread_join(p[i], NULL);
+	queue_close(s.q);
+	for (int i = 0; i < CONSUMERS; i++)
+		pthread_join(c[i], NULL);
+	cr_assert_eq(s.refused, 0, "a waiting producer always finds room");
+	cr_assert_eq(s.taken, (uint64_t)PRODUCERS * PER_PRODUCER);
+	cr_assert_eq(s.sum_out, s.sum_in);
+	queue_free(s.q);
+}
+
 Test(queue, pop_batch_takes_at_most_max_in_order)
 {
 	struct queue *q;
