@@ -16,7 +16,9 @@
  * (10000 msg/s for latency), BENCH_LATENCY_SECONDS (5), BENCH_MODES
  * ("raw,none,verify,scraped"; scraped is none with /metrics fetched every
  * BENCH_SCRAPE_MS, default 10), BENCH_WINDOW (2000 messages published but not yet
- * republished, for the throughput runs; 0 publishes everything at once).
+ * republished, for the throughput runs; 0 publishes everything at once),
+ * BENCH_KEEP (set: keep the temporary folder, with the server's and the
+ * daemons' logs, and print where it is). "lost" is the total over all runs.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -75,6 +77,14 @@ static double median(double *v, int n)
 {
 	qsort(v, (size_t)n, sizeof(double), cmp_double);
 	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static double sum(const double *v, int n)
+{
+	double t = 0;
+	for (int i = 0; i < n; i++)
+		t += v[i];
+	return t;
 }
 
 static void fresh_stream(void)
@@ -569,7 +579,7 @@ int main(void)
 		printf("%-8s %10.0f %8.2f %9.2f %9.2f %14.2f %14.2f %7.1f MiB %6.0f %10.2f %8.1f MiB\n",
 		       mode_name[m], mr, raw_rate ? mr / raw_rate : 0, median(p50_v[m], k),
 		       median(p99_v[m], k), cpu, cpu_msg_us / (1e6 / vps),
-		       median(rss_v[m], k) / 1024.0, median(lost_v[m], k), median(sw_v[m], k),
+		       median(rss_v[m], k) / 1024.0, sum(lost_v[m], k), median(sw_v[m], k),
 		       median(paced_rss_v[m], k) / 1024.0);
 	}
 	if (ran[MODE_NONE] && ran[MODE_SCRAPED]) {
@@ -584,7 +594,8 @@ int main(void)
 	printf("\nthroughput: %s; latency: at %ld msg/s for %ld s, from the fleet's publish to the\n"
 	       "republished message arriving at the JetStream server; CPU, RSS and sw/msg (context\n"
 	       "switches of its threads per message) are the relay's or the daemon's own; peak RSS\n"
-	       "is in the throughput run, paced RSS in the latency run.\n",
+	       "is in the throughput run, paced RSS in the latency run; lost is the total over\n"
+	       "the throughput runs.\n",
 	       window > 0 ? "at most BENCH_WINDOW messages between publication and republication"
 			  : "every message published at once (BENCH_WINDOW=0)",
 	       rate, lat_s);
@@ -593,6 +604,9 @@ int main(void)
 	nats_server_stop(&server);
 	corpus_free(&corpus);
 	bench_pki_free(&pki);
-	tmpdir_remove(dir);
+	if (getenv("BENCH_KEEP"))
+		fprintf(stderr, "cad-bench: kept %s\n", dir);
+	else
+		tmpdir_remove(dir);
 	return 0;
 }
