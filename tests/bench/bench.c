@@ -174,10 +174,12 @@ static void start_daemon(struct proc *p, const char *security)
 		     "  ingest { type = \"choria\" servers = {\"%s\"} topic = \"%s\"\n"
 		     "           protocol = \"request\" workers = %ld security = \"%s\" ca = \"%s\" }\n"
 		     "  stream { type = \"jetstream\" servers = {\"%s\"}\n"
-		     "           topic = \"choria.node_metadata.%%s\" workers = %ld }\n"
+		     "           topic = \"choria.node_metadata.%%s\" workers = %ld\n"
+		     "           max_inflight = %ld }\n"
 		     "}\n",
 		     listen, server.url, IN_SUBJECT, env_long("BENCH_INGEST_WORKERS", 10), security,
-		     pki.ca_path, server.url, env_long("BENCH_STREAM_WORKERS", 10)) < 0)
+		     pki.ca_path, server.url, env_long("BENCH_STREAM_WORKERS", 10),
+		     env_long("BENCH_MAX_INFLIGHT", 256)) < 0)
 		exit(1);
 	char d[600];
 	snprintf(d, sizeof(d), "%s/daemon-%s-%ld", dir, security, (long)time(NULL));
