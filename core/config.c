@@ -294,9 +294,10 @@ static int check_adapter(struct config *c, size_t i)
 		errors++;
 	}
 	ac->queue_wait_ms = cfg_getint(a, "queue_wait_ms");
-	if (ac->queue_wait_ms < 0 || ac->queue_wait_ms > 60000) {
+	/* At most the choria ingest's 5 s drain: a wait never outlasts it. */
+	if (ac->queue_wait_ms < 0 || ac->queue_wait_ms > 5000) {
 		config_error_at(c, config_line_of(c, a, "queue_wait_ms", a->line), ac->name, NULL,
-				"queue_wait_ms", "%ld is out of range (0 to 60000)", ac->queue_wait_ms);
+				"queue_wait_ms", "%ld is out of range (0 to 5000)", ac->queue_wait_ms);
 		errors++;
 	}
 	struct cad_config *blocks[] = {&ac->ingest, &ac->stream};

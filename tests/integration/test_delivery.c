@@ -290,6 +290,37 @@ Test(delivery, an_absent_stream_side_cannot_hold_the_shutdown_past_the_drain_tim
 	cr_assert_gt(daemon_log_count(&daemon_p, "could not be delivered before the drain timeout"), 0);
 }
 
+Test(delivery, sigterm_while_the_ingest_waits_for_a_paused_stream_stops_in_time)
+{
+	start_stream_server(0);
+	create_stream(stream.url);
+	char *q = quoted(stream.url);
+	drain_timeout = 2;
+	queue_wait_ms = 5000;
+	start_daemon(q, 10, 1, 5);
+	free(q);
+	cr_assert_eq(kill(stream.pid, SIGSTOP), 0);
+	pipeline_publish(&fleet, "choria.discovery", CHORIA_MSG_REQUEST, 0, 300, 7);
+	nats_Sleep(500); /* the queue is full and a subscription waits */
+
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	int st = daemon_stop(&daemon_p, SIGTERM, 30000);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	kill(stream.pid, SIGCONT);
+	cr_assert_eq(st, 0);
+	double took = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	/* The longest wait (5 s) fits in the ingest's drain, then drain_timeout. */
+	cr_assert_lt(took, 10.0, "stopped in %.1f s", took);
+	struct adapter_counts n;
+	cr_assert(pipeline_counts(&daemon_p, "node_data", &n));
+	pipeline_assert_balance(&daemon_p, &n);
+	cr_assert_eq(n.received, 300);
+	cr_assert_eq(n.lost + n.dropped + n.published, 300, "every message is accounted for");
+	cr_assert_eq(daemon_log_count(&daemon_p, "did not confirm the end of the subscription"), 0,
+		     "the waiting subscription ended in time");
+}
+
 /* Three clustered JetStream servers and a stream with three replicas:
  * killing the stream's leader mid-flow loses nothing and stores nothing
  * twice. */
