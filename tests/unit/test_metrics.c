@@ -485,6 +485,29 @@ Test(metrics, other_paths_and_methods_are_refused)
 	unserve(&s);
 }
 
+Test(metrics, a_body_is_ignored_up_to_4_kib_and_refused_beyond)
+{
+	struct served s;
+	serve(&s);
+	static char body[4097];
+	memset(body, 'x', sizeof(body));
+	struct http_reply r;
+	cr_assert_eq(http_request_body(&r, "127.0.0.1", s.port, "POST", "/metrics", body, 4096,
+				       5000),
+		     0);
+	cr_expect_eq(r.status, 405, "a small body: the method is what is wrong");
+	http_reply_free(&r);
+	cr_assert_eq(http_request_body(&r, "127.0.0.1", s.port, "POST", "/metrics", body,
+				       sizeof(body), 5000),
+		     0);
+	cr_expect_eq(r.status, 413, "more than 4 KiB: refused as too large");
+	http_reply_free(&r);
+	cr_assert_eq(http_request(&r, "127.0.0.1", s.port, "GET", "/metrics", 5000), 0);
+	cr_expect_eq(r.status, 200, "and the endpoint still serves");
+	http_reply_free(&r);
+	unserve(&s);
+}
+
 Test(metrics, a_port_in_use_is_an_error)
 {
 	struct served s;
