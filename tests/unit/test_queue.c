@@ -68,22 +68,21 @@ Test(queue, close_refuses_pushes_but_delivers_what_is_queued)
 
 struct shared {
 	struct queue *q;
+	int64_t wait_ns; /* what producers pass to queue_push_wait() */
 	_Atomic uint64_t accepted, refused, taken, sum_in, sum_out;
-	_Atomic int producers_left;
 };
 
 static void *producer(void *arg)
 {
 	struct shared *s = arg;
 	for (uintptr_t i = 1; i <= PER_PRODUCER; i++) {
-		if (queue_push(s->q, (void *)i) == 0) {
+		if (queue_push_wait(s->q, (void *)i, s->wait_ns) == 0) {
 			atomic_fetch_add(&s->accepted, 1);
 			atomic_fetch_add(&s->sum_in, i);
 		} else {
 			atomic_fetch_add(&s->refused, 1);
 		}
 	}
-	atomic_fetch_sub(&s->producers_left, 1);
 	return NULL;
 }
 
@@ -101,21 +100,27 @@ static void *consumer(void *arg)
 	return NULL;
 }
 
-Test(queue, concurrent_producers_and_consumers_lose_nothing, .timeout = 60)
+/* PRODUCERS and CONSUMERS threads on a queue of `capacity`, until every
+ * producer is done and the consumers have taken what is left. */
+static void run_producers_and_consumers(struct shared *s, size_t capacity)
 {
-	struct shared s = {.producers_left = PRODUCERS};
-	cr_assert_eq(queue_new(&s.q, 64), 0);
+	cr_assert_eq(queue_new(&s->q, capacity), 0);
 	pthread_t p[PRODUCERS], c[CONSUMERS];
 	for (int i = 0; i < CONSUMERS; i++)
-		pthread_create(&c[i], NULL, consumer, &s);
+		pthread_create(&c[i], NULL, consumer, s);
 	for (int i = 0; i < PRODUCERS; i++)
-		pthread_create(&p[i], NULL, producer, &s);
+		pthread_create(&p[i], NULL, producer, s);
 	for (int i = 0; i < PRODUCERS; i++)
 		pthread_join(p[i], NULL);
-	queue_close(s.q);
+	queue_close(s->q);
 	for (int i = 0; i < CONSUMERS; i++)
 		pthread_join(c[i], NULL);
+}
 
+Test(queue, concurrent_producers_and_consumers_lose_nothing, .timeout = 60)
+{
+	struct shared s = {0};
+	run_producers_and_consumers(&s, 64);
 	cr_assert_eq(s.accepted + s.refused, (uint64_t)PRODUCERS * PER_PRODUCER);
 	cr_assert_eq(s.taken, s.accepted, "taken %lu, accepted %lu", (unsigned long)s.taken,
 		     (unsigned long)s.accepted);
@@ -229,34 +234,10 @@ Test(queue, close_wakes_a_waiting_producer_at_once, .timeout = 10)
 	queue_free(q);
 }
 
-static void *waiting_producers(void *arg)
-{
-	struct shared *s = arg;
-	for (uintptr_t i = 1; i <= PER_PRODUCER; i++) {
-		if (queue_push_wait(s->q, (void *)i, 5 * CAD_NS_PER_SEC) == 0) {
-			atomic_fetch_add(&s->accepted, 1);
-			atomic_fetch_add(&s->sum_in, i);
-		} else {
-			atomic_fetch_add(&s->refused, 1);
-		}
-	}
-	return NULL;
-}
-
 Test(queue, producers_that_wait_are_never_refused_by_busy_consumers, .timeout = 60)
 {
-	struct shared s = {0};
-	cr_assert_eq(queue_new(&s.q, 8), 0);
-	pthread_t p[PRODUCERS], c[CONSUMERS];
-	for (int i = 0; i < CONSUMERS; i++)
-		pthread_create(&c[i], NULL, consumer, &s);
-	for (int i = 0; i < PRODUCERS; i++)
-		pthread_create(&p[i], NULL, waiting_producers, &s);
-	for (int i = 0; i < PRODUCERS; i++)
-		pthread_join(p[i], NULL);
-	queue_close(s.q);
-	for (int i = 0; i < CONSUMERS; i++)
-		pthread_join(c[i], NULL);
+	struct shared s = {.wait_ns = 5 * CAD_NS_PER_SEC};
+	run_producers_and_consumers(&s, 8);
 	cr_assert_eq(s.refused, 0, "a waiting producer always finds room");
 	cr_assert_eq(s.taken, (uint64_t)PRODUCERS * PER_PRODUCER);
 	cr_assert_eq(s.sum_out, s.sum_in);
