@@ -91,6 +91,28 @@ static char *quoted(const char *url)
 	return q;
 }
 
+/* A JetStream server with the stream, and the daemon publishing to it. */
+static void start_daemon_and_stream(int queue_len, int workers, int inflight)
+{
+	start_stream_server(0);
+	create_stream(stream.url);
+	char *q = quoted(stream.url);
+	start_daemon(q, queue_len, workers, inflight);
+	free(q);
+}
+
+/* The daemon publishing to a port where no server is yet; returns it. */
+static int start_daemon_before_its_stream(int queue_len, int workers, int inflight)
+{
+	int port = free_port();
+	char url[64];
+	snprintf(url, sizeof(url), "nats://127.0.0.1:%d", port);
+	char *q = quoted(url);
+	start_daemon(q, queue_len, workers, inflight);
+	free(q);
+	return port;
+}
+
 /* Stop the daemon, then check its books against the stream: published
  * equals what the stream holds, nothing twice, nothing lost. */
 static struct adapter_counts finish(struct js_client *reader, uint64_t expect_received)
@@ -114,11 +136,7 @@ static struct adapter_counts finish(struct js_client *reader, uint64_t expect_re
 
 Test(delivery, stream_server_restarted_mid_flow_loses_and_duplicates_nothing)
 {
-	start_stream_server(0);
-	create_stream(stream.url);
-	char *q = quoted(stream.url);
-	start_daemon(q, 100000, 2, 64);
-	free(q);
+	start_daemon_and_stream(100000, 2, 64);
 	struct js_client reader;
 	cr_assert_eq(js_client_open(&reader, stream.url), 0);
 
@@ -142,12 +160,7 @@ Test(delivery, stream_server_restarted_mid_flow_loses_and_duplicates_nothing)
 
 Test(delivery, stream_server_started_after_the_daemon_gets_everything)
 {
-	int port = free_port();
-	char url[64], *q;
-	snprintf(url, sizeof(url), "nats://127.0.0.1:%d", port);
-	q = quoted(url);
-	start_daemon(q, 10000, 2, 64);
-	free(q);
+	int port = start_daemon_before_its_stream(10000, 2, 64);
 	cr_assert(daemon_wait_log(&daemon_p, "retrying in the background", 2000),
 		  "the daemon says it keeps trying");
 
@@ -167,12 +180,7 @@ Test(delivery, stream_server_started_after_the_daemon_gets_everything)
 
 Test(delivery, a_full_queue_drops_exactly_what_is_not_delivered)
 {
-	int port = free_port();
-	char url[64], *q;
-	snprintf(url, sizeof(url), "nats://127.0.0.1:%d", port);
-	q = quoted(url);
-	start_daemon(q, 10, 1, 5);
-	free(q);
+	int port = start_daemon_before_its_stream(10, 1, 5);
 
 	pipeline_publish(&fleet, "choria.discovery", CHORIA_MSG_REQUEST, 0, 300, 3);
 	nats_Sleep(500);
@@ -201,12 +209,8 @@ Test(delivery, a_full_queue_drops_exactly_what_is_not_delivered)
  * burst comes in through a queue of 10: returns how many were dropped. */
 static uint64_t burst_through_a_paused_stream(int wait_ms)
 {
-	start_stream_server(0);
-	create_stream(stream.url);
-	char *q = quoted(stream.url);
 	queue_wait_ms = wait_ms;
-	start_daemon(q, 10, 1, 5);
-	free(q);
+	start_daemon_and_stream(10, 1, 5);
 	struct js_client reader;
 	cr_assert_eq(js_client_open(&reader, stream.url), 0);
 	/* Fewer than the queue holds: nothing can be dropped yet. */
@@ -244,11 +248,7 @@ Test(delivery, without_queue_wait_ms_the_same_pause_drops)
 
 Test(delivery, sigterm_right_after_a_burst_delivers_every_accepted_message)
 {
-	start_stream_server(0);
-	create_stream(stream.url);
-	char *q = quoted(stream.url);
-	start_daemon(q, 20000, 4, 256);
-	free(q);
+	start_daemon_and_stream(20000, 4, 256);
 
 	pipeline_publish(&fleet, "choria.discovery", CHORIA_MSG_REQUEST, 0, 5000, 4);
 	struct js_client reader;
@@ -262,13 +262,8 @@ Test(delivery, sigterm_right_after_a_burst_delivers_every_accepted_message)
 
 Test(delivery, an_absent_stream_side_cannot_hold_the_shutdown_past_the_drain_timeout)
 {
-	int port = free_port();
-	char url[64], *q;
-	snprintf(url, sizeof(url), "nats://127.0.0.1:%d", port);
-	q = quoted(url);
 	drain_timeout = 2;
-	start_daemon(q, 20, 2, 4);
-	free(q);
+	start_daemon_before_its_stream(20, 2, 4);
 	pipeline_publish(&fleet, "choria.discovery", CHORIA_MSG_REQUEST, 0, 100, 6);
 	cr_assert(daemon_wait_log(&daemon_p, "the queue is full", 5000));
 
@@ -292,13 +287,9 @@ Test(delivery, an_absent_stream_side_cannot_hold_the_shutdown_past_the_drain_tim
 
 Test(delivery, sigterm_while_the_ingest_waits_for_a_paused_stream_stops_in_time)
 {
-	start_stream_server(0);
-	create_stream(stream.url);
-	char *q = quoted(stream.url);
 	drain_timeout = 2;
 	queue_wait_ms = 5000;
-	start_daemon(q, 10, 1, 5);
-	free(q);
+	start_daemon_and_stream(10, 1, 5);
 	cr_assert_eq(kill(stream.pid, SIGSTOP), 0);
 	pipeline_publish(&fleet, "choria.discovery", CHORIA_MSG_REQUEST, 0, 300, 7);
 	nats_Sleep(500); /* the queue is full and a subscription waits */

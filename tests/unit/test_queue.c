@@ -135,12 +135,12 @@ static void *blocked_consumer(void *arg)
 	return (void *)(intptr_t)queue_pop(arg, &item, 60 * CAD_NS_PER_SEC);
 }
 
-Test(queue, close_wakes_a_waiting_consumer_at_once, .timeout = 10)
+/* Run `waiter` on q, close q while it waits: it must return -ESHUTDOWN
+ * at once. Frees q. */
+static void assert_close_wakes(struct queue *q, void *(*waiter)(void *))
 {
-	struct queue *q;
-	cr_assert_eq(queue_new(&q, 8), 0);
 	pthread_t t;
-	pthread_create(&t, NULL, blocked_consumer, q);
+	pthread_create(&t, NULL, waiter, q);
 	struct timespec pause = {0, 50 * 1000000L};
 	nanosleep(&pause, NULL);
 	int64_t t0 = clock_mono_ns();
@@ -150,6 +150,13 @@ Test(queue, close_wakes_a_waiting_consumer_at_once, .timeout = 10)
 	cr_assert_eq((intptr_t)rc, -ESHUTDOWN);
 	cr_assert_lt(clock_mono_ns() - t0, CAD_NS_PER_SEC);
 	queue_free(q);
+}
+
+Test(queue, close_wakes_a_waiting_consumer_at_once, .timeout = 10)
+{
+	struct queue *q;
+	cr_assert_eq(queue_new(&q, 8), 0);
+	assert_close_wakes(q, blocked_consumer);
 }
 
 /* A consumer that takes one item every `every_ms`, `n` times. */
@@ -221,17 +228,7 @@ Test(queue, close_wakes_a_waiting_producer_at_once, .timeout = 10)
 	struct queue *q;
 	cr_assert_eq(queue_new(&q, 1), 0);
 	cr_assert_eq(queue_push(q, (void *)1), 0);
-	pthread_t t;
-	pthread_create(&t, NULL, waiting_producer, q);
-	struct timespec pause = {0, 50 * 1000000L};
-	nanosleep(&pause, NULL);
-	int64_t t0 = clock_mono_ns();
-	queue_close(q);
-	void *rc;
-	pthread_join(t, &rc);
-	cr_assert_eq((intptr_t)rc, -ESHUTDOWN);
-	cr_assert_lt(clock_mono_ns() - t0, CAD_NS_PER_SEC);
-	queue_free(q);
+	assert_close_wakes(q, waiting_producer);
 }
 
 Test(queue, producers_that_wait_are_never_refused_by_busy_consumers, .timeout = 60)
