@@ -13,9 +13,12 @@
  * at once.
  *
  * A full queue can hold a producer back for a while (queue_push_wait()),
- * but only while the consumers are still taking items: a stream that
- * hiccups is waited for, a stream that has stopped is not, and then every
- * push is refused at once, as it would be without waiting.
+ * but only for so long after it filled: a stream that hiccups is waited
+ * for; a stream that has stopped, or that is slower than its producers
+ * for good, keeps the queue full, and once it has been full for the wait
+ * every push is refused at once, as it would be without waiting, so the
+ * backlog is not pushed back into the producers without bound. The queue
+ * counts as full from the moment it fills until it has drained to half.
  *
  * Concurrency & locking: `lock` guards every field but `capacity`, which is
  * fixed. `nonempty` is signalled after the lock is released (so the woken
@@ -44,7 +47,7 @@ struct queue {
 	unsigned sleeping;  /* consumers waiting on `nonempty`, the poller too */
 	bool polling;       /* one of them waits only until the next poll */
 	int64_t last_push_ns;
-	int64_t last_pop_ns; /* queue_new() counts as one */
+	int64_t full_since_ns; /* when it filled; 0 once drained to half */
 	unsigned producers_waiting; /* on `nonfull` */
 	bool closed;
 	void *slots[];
@@ -65,7 +68,6 @@ int queue_new(struct queue **out, size_t capacity)
 	pthread_condattr_destroy(&ca);
 	pthread_mutex_init(&q->lock, NULL);
 	q->capacity = capacity;
-	q->last_pop_ns = clock_mono_ns();
 	*out = q;
 	return 0;
 }
@@ -115,9 +117,9 @@ int queue_push_wait(struct queue *q, void *item, int64_t wait_ns)
 	int rc = 0;
 	bool wake = false;
 	pthread_mutex_lock(&q->lock);
-	/* Wait while the consumers took an item less than wait_ns ago. */
+	/* Wait while the queue has been full for less than wait_ns. */
 	while (!q->closed && q->count == q->capacity) {
-		int64_t give_up_ns = q->last_pop_ns + wait_ns;
+		int64_t give_up_ns = q->full_since_ns + wait_ns;
 		if (clock_mono_ns() >= give_up_ns)
 			break;
 		struct timespec t = mono_timespec(give_up_ns);
@@ -133,6 +135,8 @@ int queue_push_wait(struct queue *q, void *item, int64_t wait_ns)
 		q->slots[(q->head + q->count) % q->capacity] = item;
 		q->count++;
 		q->last_push_ns = clock_mono_ns();
+		if (q->count == q->capacity && q->full_since_ns == 0)
+			q->full_since_ns = q->last_push_ns;
 		wake = wake_needed(q);
 	}
 	pthread_mutex_unlock(&q->lock);
@@ -174,7 +178,8 @@ int queue_pop_batch(struct queue *q, void **items, size_t max, int64_t timeout_n
 			q->head = (q->head + 1) % q->capacity;
 		}
 		q->count -= n;
-		q->last_pop_ns = clock_mono_ns();
+		if (q->count <= q->capacity / 2)
+			q->full_since_ns = 0;
 		if (q->producers_waiting)
 			pthread_cond_broadcast(&q->nonfull);
 		rc = (int)n;

@@ -2,9 +2,10 @@
 /*
  * The bounded work queue between an adapter's ingest and its stream
  * workers. A full queue refuses the newest item; a producer may first wait
- * for room, but only while the consumers keep taking items, so a NATS
- * subscription is held back through a hiccup of the stream and never
- * through an outage. Consumers block with a timeout.
+ * for room, but only for so long after the queue filled, so a NATS
+ * subscription is held back through a hiccup of the stream, never through
+ * an outage or a stream slower than the fleet. Consumers block with a
+ * timeout.
  */
 #ifndef CAD_QUEUE_H
 #define CAD_QUEUE_H
@@ -23,9 +24,10 @@ void queue_free(struct queue *q); /* accepts NULL; frees nothing it holds */
  * caller keeps the item when it is refused. */
 CAD_MUSTCHECK int queue_push(struct queue *q, void *item);
 
-/* Like queue_push(), but a full queue is waited on while its consumers
- * have taken an item in the last wait_ns: -ENOBUFS once none has for that
- * long (at once when none has lately), -ESHUTDOWN if it closes meanwhile. */
+/* Like queue_push(), but a full queue is waited on until it has been full
+ * for wait_ns (it counts as full from when it fills until it drains to
+ * half its capacity): -ENOBUFS then, at once if it has been full that long
+ * already; -ESHUTDOWN if it closes meanwhile. */
 CAD_MUSTCHECK int queue_push_wait(struct queue *q, void *item, int64_t wait_ns);
 
 /* 0 with *item set; -ETIMEDOUT after timeout_ns with nothing to take;

@@ -163,7 +163,7 @@ Test(queue, close_wakes_a_waiting_consumer_at_once, .timeout = 10)
 struct slow_consumer {
 	struct queue *q;
 	int n, every_ms;
-	uintptr_t taken[16];
+	uintptr_t taken[64];
 };
 
 static void *slow_consumer(void *arg)
@@ -216,6 +216,29 @@ Test(queue, a_full_queue_nobody_takes_from_refuses_after_the_wait_then_at_once)
 	cr_assert_eq(out, (void *)1);
 	cr_assert_eq(queue_push_wait(q, (void *)4, 100 * CAD_NS_PER_MS), 0);
 	queue_free(q);
+}
+
+/* A stream slower than its producer for good: the queue stays full, so
+ * after the wait the producer is refused instead of being held back at
+ * the consumer's pace. */
+Test(queue, a_queue_that_stays_full_stops_holding_producers_back, .timeout = 10)
+{
+	struct slow_consumer c = {.n = 40, .every_ms = 20};
+	cr_assert_eq(queue_new(&c.q, 4), 0);
+	pthread_t t;
+	pthread_create(&t, NULL, slow_consumer, &c);
+	int64_t t0 = clock_mono_ns();
+	int refused = 0;
+	for (uintptr_t i = 1; i <= 300; i++)
+		if (queue_push_wait(c.q, (void *)i, 100 * CAD_NS_PER_MS) == -ENOBUFS)
+			refused++;
+	int64_t took = clock_mono_ns() - t0;
+	queue_close(c.q); /* the consumer takes what is left, then stops */
+	pthread_join(t, NULL);
+	cr_assert_gt(refused, 250, "refused %d of 300", refused);
+	cr_assert_lt(took, 500 * CAD_NS_PER_MS, "held back %ld ms, not at the consumer's pace (800 ms)",
+		     (long)(took / CAD_NS_PER_MS));
+	queue_free(c.q);
 }
 
 static void *waiting_producer(void *arg)
