@@ -197,7 +197,8 @@ static void reply(struct evhttp_request *req, int code, char *body, size_t len, 
 		snprintf(n, sizeof(n), "%zu", len);
 		evhttp_add_header(h, "Content-Length", n);
 		free(body);
-	} else if (out && evbuffer_add_reference(out, body, len, free_body, NULL) != 0) {
+	} else if (!out || evbuffer_add_reference(out, body, len, free_body, NULL) != 0) {
+		/* Out of memory: no body to send, so not the status it was for. */
 		free(body);
 		code = HTTP_INTERNAL;
 	}
