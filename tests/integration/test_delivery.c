@@ -113,6 +113,17 @@ static int start_daemon_before_its_stream(int queue_len, int workers, int inflig
 	return port;
 }
 
+/* SIGTERM the daemon and wait for it; its exit status in *status, the
+ * seconds that took returned. */
+static double sigterm_timed(int *status)
+{
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	*status = daemon_stop(&daemon_p, SIGTERM, 30000);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+}
+
 /* Stop the daemon, then check its books against the stream: published
  * equals what the stream holds, nothing twice, nothing lost. */
 static struct adapter_counts finish(struct js_client *reader, uint64_t expect_received)
@@ -267,11 +278,9 @@ Test(delivery, an_absent_stream_side_cannot_hold_the_shutdown_past_the_drain_tim
 	pipeline_publish(&fleet, "choria.discovery", CHORIA_MSG_REQUEST, 0, 100, 6);
 	cr_assert(daemon_wait_log(&daemon_p, "the queue is full", 5000));
 
-	struct timespec t0, t1;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	cr_assert_eq(daemon_stop(&daemon_p, SIGTERM, 30000), 0);
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	double took = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	int status;
+	double took = sigterm_timed(&status);
+	cr_assert_eq(status, 0);
 	cr_assert_lt(took, 5.0, "stopped in %.1f s with drain_timeout = 2", took);
 
 	struct adapter_counts n;
@@ -294,13 +303,10 @@ Test(delivery, sigterm_while_the_ingest_waits_for_a_paused_stream_stops_in_time)
 	pipeline_publish(&fleet, "choria.discovery", CHORIA_MSG_REQUEST, 0, 300, 7);
 	nats_Sleep(500); /* the queue is full and a subscription waits */
 
-	struct timespec t0, t1;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	int st = daemon_stop(&daemon_p, SIGTERM, 30000);
-	clock_gettime(CLOCK_MONOTONIC, &t1);
+	int status;
+	double took = sigterm_timed(&status);
 	kill(stream.pid, SIGCONT);
-	cr_assert_eq(st, 0);
-	double took = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	cr_assert_eq(status, 0);
 	/* The longest wait (5 s) fits in the ingest's drain, then drain_timeout. */
 	cr_assert_lt(took, 10.0, "stopped in %.1f s", took);
 	struct adapter_counts n;
