@@ -353,7 +353,13 @@ static natsStatus build_options(natsOptions **out, struct nats_conn *c,
 				const struct nats_conn_opts *o, bool retry)
 {
 	natsOptions *opts = NULL;
-	natsStatus s = natsOptions_Create(&opts);
+	/* cnats spins on a busy lock (2000 pauses by default) before sleeping,
+	 * which only burns a core the lock holder may be waiting for when the
+	 * daemon has more threads than cores. The first call sets it; later
+	 * ones (every connection, both modules) change nothing. */
+	natsStatus s = nats_Open(0);
+	if (s == NATS_OK)
+		s = natsOptions_Create(&opts);
 	if (s == NATS_OK)
 		s = natsOptions_SetServers(opts, (const char **)o->servers, (int)o->n_servers);
 	if (s == NATS_OK)
