@@ -17,7 +17,9 @@
  *   memory and calls host->reject(), msg_new(), submit(), log() and
  *   log_enabled(), which are thread-safe. The verifier is shared by every
  *   worker: read-only but for its certificate cache, which has its own
- *   lock (certcache.c). No other lock is taken.
+ *   lock (certcache.c). Handled messages go to the instance's `spent`
+ *   batch, which has its own lock too (nats_msg_batch.c). No other lock
+ *   is taken.
  * - Ending a subscription: cnats calls choria_on_complete() once the
  *   subscription is closed and its message handler has returned for the
  *   last time; stop() waits for that (bounded) before it destroys the
@@ -38,6 +40,7 @@
 #include "build_config.h"
 #include "cad_module.h"
 #include "nats_conn.h"
+#include "nats_msg_batch.h"
 #include "protocol.h"
 #include "verify.h"
 
@@ -79,6 +82,7 @@ struct choria {
 	unsigned n_conns;
 	struct nats_conn *conns; /* n_conns, from start() until stop(); stable
 				  * addresses: cnats callbacks point at them */
+	struct nats_msg_batch spent; /* handled messages, destroyed a batch at a time */
 };
 
 static const char *const choria_protocols[] = {"request", "reply", NULL};
@@ -167,6 +171,7 @@ static bool choria_subject_valid(const char *s, const char **why)
 
 static void choria_free(struct choria *self)
 {
+	nats_msg_batch_fini(&self->spent);
 	choria_verifier_free(self->verifier);
 	nats_conn_opts_clear(&self->nats);
 	free(self->topic);
@@ -245,6 +250,7 @@ static int choria_create(void **instance, const struct cad_host *host, struct ca
 		return -ENOMEM;
 	self->host = host;
 	self->ctx = ctx;
+	nats_msg_batch_init(&self->spent);
 
 	rc = nats_conn_opts_read(&self->nats, host, cfg);
 	if (rc == -ENOMEM)
@@ -380,8 +386,11 @@ static void choria_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m,
 	memset(&d, 0, sizeof(d));
 	atomic_fetch_add(&w->busy, 1);
 	if (atomic_load(&w->stopped)) {
+		/* The instance may be gone: touch only the worker. */
 		atomic_fetch_add(&w->late, 1);
-		goto out;
+		natsMsg_Destroy(m);
+		atomic_fetch_sub(&w->busy, 1);
+		return;
 	}
 	self = w->self;
 	if (choria_decode(&d, self->kind, natsMsg_GetData(m), wire, &reason, detail,
@@ -411,7 +420,7 @@ static void choria_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m,
 	self->host->submit(self->ctx, &msg, wire);
 out:
 	choria_decoded_clear(&d);
-	natsMsg_Destroy(m);
+	nats_msg_batch_put(&self->spent, m);
 	atomic_fetch_sub(&w->busy, 1);
 }
 
@@ -506,6 +515,7 @@ static void choria_shutdown(struct choria *self)
 	}
 	for (unsigned i = 0; i < self->n_conns; i++)
 		nats_conn_close(&self->conns[i], CHORIA_CLOSE_MS);
+	nats_msg_batch_flush(&self->spent);
 	for (unsigned i = 0; i < self->n_workers; i++)
 		late += atomic_load(&ws[i].late);
 	if (late)

@@ -35,6 +35,7 @@
 #include "envelope.h"
 #include "inflight.h"
 #include "nats_conn.h"
+#include "nats_msg_batch.h"
 #include "pacing.h"
 #include "subject.h"
 
@@ -58,6 +59,7 @@ struct jetstream {
 	struct inflight table;
 	size_t waiting; /* entries due for a resend, not with the library */
 	unsigned open_workers;
+	struct nats_msg_batch acked; /* stored messages, destroyed a batch at a time */
 };
 
 struct js_worker {
@@ -84,6 +86,7 @@ static void jetstream_destroy(void *instance)
 	jsCtx_Destroy(js->js);
 	if (js->connected)
 		nats_conn_close(&js->conn, 1000);
+	nats_msg_batch_fini(&js->acked);
 	inflight_destroy(&js->table);
 	pthread_cond_destroy(&js->room);
 	pthread_mutex_destroy(&js->lock);
@@ -102,6 +105,7 @@ static int jetstream_create(void **instance, const struct cad_host *host, struct
 	js->ctx = ctx;
 	pthread_mutex_init(&js->lock, NULL);
 	pacing_cond_init(&js->room);
+	nats_msg_batch_init(&js->acked);
 	int rc = nats_conn_opts_read(&js->conn_opts, host, cfg);
 	if (rc == -ENOMEM)
 		goto fail;
@@ -219,7 +223,7 @@ static void jetstream_on_ack(jsCtx *ctx, natsMsg *nm, jsPubAck *pa, jsPubAckErr 
 				 pa->Sequence, pa->Duplicate ? ", a duplicate" : "",
 				 e->msg->attempts > 1 ? ", after a retry" : "");
 		settle_unlock(js, e, 0, NULL);
-		natsMsg_Destroy(nm);
+		nats_msg_batch_put(&js->acked, nm);
 		if (*line)
 			js->host->log(js->ctx, CAD_LOG_DEBUG, "%s", line);
 		return;
