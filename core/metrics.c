@@ -160,22 +160,6 @@ static int open_listener(int *out, const struct sockaddr_storage *sa, socklen_t 
 
 /* ------------------------------------------------------------ serving */
 
-static const char *reason_phrase(int code)
-{
-	switch (code) {
-	case HTTP_OK:
-		return "OK";
-	case HTTP_NOTFOUND:
-		return "Not Found";
-	case HTTP_BADMETHOD:
-		return "Method Not Allowed";
-	case HTTP_SERVUNAVAIL:
-		return "Service Unavailable";
-	default:
-		return "Internal Server Error";
-	}
-}
-
 static void free_body(const void *data, size_t len, void *arg)
 {
 	(void)len;
@@ -202,7 +186,7 @@ static void reply(struct evhttp_request *req, int code, char *body, size_t len, 
 		free(body);
 		code = HTTP_INTERNAL;
 	}
-	evhttp_send_reply(req, code, reason_phrase(code), out);
+	evhttp_send_reply(req, code, NULL, out); /* NULL: libevent's standard phrase */
 	if (out)
 		evbuffer_free(out);
 }
