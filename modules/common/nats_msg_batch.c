@@ -10,6 +10,16 @@ void nats_msg_batch_init(struct nats_msg_batch *b)
 	pthread_mutex_init(&b->lock, NULL);
 }
 
+/* Empty the batch into `out`. Lock held. The caller destroys them once
+ * it has released the lock, so that other putters need not wait. */
+static unsigned take_locked(struct nats_msg_batch *b, natsMsg **out)
+{
+	unsigned n = b->n;
+	memcpy(out, b->held, n * sizeof(*out));
+	b->n = 0;
+	return n;
+}
+
 static void destroy_all(natsMsg **msgs, unsigned n)
 {
 	for (unsigned i = 0; i < n; i++)
@@ -25,12 +35,8 @@ void nats_msg_batch_put(struct nats_msg_batch *b, natsMsg *m)
 		return;
 	pthread_mutex_lock(&b->lock);
 	b->held[b->n++] = m;
-	if (b->n == NATS_MSG_BATCH_LEN) {
-		/* Destroyed outside the lock: the other putters need not wait. */
-		n = b->n;
-		memcpy(full, b->held, sizeof(full));
-		b->n = 0;
-	}
+	if (b->n == NATS_MSG_BATCH_LEN)
+		n = take_locked(b, full);
 	pthread_mutex_unlock(&b->lock);
 	destroy_all(full, n);
 }
@@ -38,12 +44,9 @@ void nats_msg_batch_put(struct nats_msg_batch *b, natsMsg *m)
 void nats_msg_batch_flush(struct nats_msg_batch *b)
 {
 	natsMsg *held[NATS_MSG_BATCH_LEN];
-	unsigned n;
 
 	pthread_mutex_lock(&b->lock);
-	n = b->n;
-	memcpy(held, b->held, n * sizeof(*held));
-	b->n = 0;
+	unsigned n = take_locked(b, held);
 	pthread_mutex_unlock(&b->lock);
 	destroy_all(held, n);
 }
