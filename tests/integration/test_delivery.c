@@ -113,15 +113,25 @@ static int start_daemon_before_its_stream(int queue_len, int workers, int inflig
 	return port;
 }
 
-/* SIGTERM the daemon and wait for it; its exit status in *status, the
- * seconds that took returned. */
-static double sigterm_timed(int *status)
+/* SIGTERM the daemon and wait for it to exit 0 (asserts); returns the
+ * seconds that took. */
+static double sigterm_timed(void)
 {
 	struct timespec t0, t1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	*status = daemon_stop(&daemon_p, SIGTERM, 30000);
+	int status = daemon_stop(&daemon_p, SIGTERM, 30000);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
+	cr_assert_eq(status, 0, "SIGTERM exits 0");
 	return (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+}
+
+/* The stopped daemon's counts, which must balance (asserts). */
+static struct adapter_counts balanced_counts(void)
+{
+	struct adapter_counts n;
+	cr_assert(pipeline_counts(&daemon_p, "node_data", &n));
+	pipeline_assert_balance(&daemon_p, &n);
+	return n;
 }
 
 /* Stop the daemon, then check its books against the stream: published
@@ -129,9 +139,7 @@ static double sigterm_timed(int *status)
 static struct adapter_counts finish(struct js_client *reader, uint64_t expect_received)
 {
 	cr_assert_eq(daemon_stop(&daemon_p, SIGTERM, 60000), 0, "SIGTERM exits 0 after draining");
-	struct adapter_counts n;
-	cr_assert(pipeline_counts(&daemon_p, "node_data", &n));
-	pipeline_assert_balance(&daemon_p, &n);
+	struct adapter_counts n = balanced_counts();
 	if (expect_received)
 		cr_assert_eq(n.received, expect_received);
 	cr_assert_eq(n.lost, 0, "nothing accepted is lost");
@@ -278,14 +286,10 @@ Test(delivery, an_absent_stream_side_cannot_hold_the_shutdown_past_the_drain_tim
 	pipeline_publish(&fleet, "choria.discovery", CHORIA_MSG_REQUEST, 0, 100, 6);
 	cr_assert(daemon_wait_log(&daemon_p, "the queue is full", 5000));
 
-	int status;
-	double took = sigterm_timed(&status);
-	cr_assert_eq(status, 0);
+	double took = sigterm_timed();
 	cr_assert_lt(took, 5.0, "stopped in %.1f s with drain_timeout = 2", took);
 
-	struct adapter_counts n;
-	cr_assert(pipeline_counts(&daemon_p, "node_data", &n));
-	pipeline_assert_balance(&daemon_p, &n);
+	struct adapter_counts n = balanced_counts();
 	cr_assert_eq(n.received, 100);
 	cr_assert_eq(n.published, 0);
 	cr_assert_eq(n.in_flight, 0);
@@ -303,15 +307,11 @@ Test(delivery, sigterm_while_the_ingest_waits_for_a_paused_stream_stops_in_time)
 	pipeline_publish(&fleet, "choria.discovery", CHORIA_MSG_REQUEST, 0, 300, 7);
 	nats_Sleep(500); /* the queue is full and a subscription waits */
 
-	int status;
-	double took = sigterm_timed(&status);
+	double took = sigterm_timed();
 	kill(stream.pid, SIGCONT);
-	cr_assert_eq(status, 0);
 	/* The longest wait (5 s) fits in the ingest's drain, then drain_timeout. */
 	cr_assert_lt(took, 10.0, "stopped in %.1f s", took);
-	struct adapter_counts n;
-	cr_assert(pipeline_counts(&daemon_p, "node_data", &n));
-	pipeline_assert_balance(&daemon_p, &n);
+	struct adapter_counts n = balanced_counts();
 	cr_assert_eq(n.received, 300);
 	cr_assert_eq(n.lost + n.dropped + n.published, 300, "every message is accounted for");
 	cr_assert_eq(daemon_log_count(&daemon_p, "did not confirm the end of the subscription"), 0,
