@@ -16,8 +16,9 @@
  * Concurrency & locking: start() connects on the main thread; the workers
  * publish and resend on their own threads; the acknowledgement handler
  * runs on a cnats thread. `lock` guards the in-flight table, `waiting`
- * and `open_workers`; `room` is signalled whenever an entry settles or
- * becomes due for a retry. host->msg_done() is called outside the lock.
+ * and `open_workers`; `room` is broadcast when the window falls to its
+ * low-water mark or empties, and when an entry is parked for a retry.
+ * host->msg_done() is called outside the lock.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -49,6 +50,7 @@ struct jetstream {
 	char *topic;
 	struct publish_window win;
 	long window; /* max_inflight x workers, shared by the workers */
+	long low_water; /* in flight when waiting publishers are woken */
 	_Atomic int64_t next_warn_ns; /* rate limit for retry warnings */
 
 	struct nats_conn conn; /* stable address: cnats callbacks point at it */
@@ -123,6 +125,7 @@ static int jetstream_create(void **instance, const struct cad_host *host, struct
 	}
 	publish_window_read(&js->win, host, cfg);
 	js->window = js->win.max_inflight * host->cfg_int(cfg, "workers");
+	js->low_water = js->window - (js->window >= 4 ? js->window / 4 : 1);
 	if (rc != 0)
 		goto fail;
 	rc = inflight_init(&js->table, (size_t)js->window);
@@ -184,12 +187,12 @@ static void settle_unlock(struct jetstream *js, struct inflight_entry *e, int st
 {
 	struct cad_msg *m = e->msg;
 	inflight_del(&js->table, e);
-	/* One slot for one waiting publisher; an empty window for everyone
-	 * (the closing workers wait for that). */
-	if (js->table.count == 0)
+	/* Publishers wait only on a full window; wake them all once a quarter
+	 * of it is free, not one per acknowledgement, which cost a context
+	 * switch per message whenever the window was the limit. An empty
+	 * window wakes the closing workers too. */
+	if (js->table.count == 0 || (long)js->table.count == js->low_water)
 		pthread_cond_broadcast(&js->room);
-	else
-		pthread_cond_signal(&js->room);
 	pthread_mutex_unlock(&js->lock);
 	js->host->msg_done(js->ctx, m, status, reason);
 }
