@@ -113,16 +113,23 @@ static int start_daemon_before_its_stream(int queue_len, int workers, int inflig
 	return port;
 }
 
+static double seconds_since(const struct timespec *t0)
+{
+	struct timespec t1;
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
 /* SIGTERM the daemon and wait for it to exit 0 (asserts); returns the
  * seconds that took. */
 static double sigterm_timed(void)
 {
-	struct timespec t0, t1;
+	struct timespec t0;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	int status = daemon_stop(&daemon_p, SIGTERM, 30000);
-	clock_gettime(CLOCK_MONOTONIC, &t1);
+	double s = seconds_since(&t0);
 	cr_assert_eq(status, 0, "SIGTERM exits 0");
-	return (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	return s;
 }
 
 /* The stopped daemon's counts, which must balance (asserts). */
@@ -276,6 +283,27 @@ Test(delivery, sigterm_right_after_a_burst_delivers_every_accepted_message)
 	cr_assert_gt(n.received, 0);
 	cr_assert_eq(n.published + n.dropped, n.received);
 	cr_assert_eq(n.dropped, 0, "a queue of 20000 holds a burst of 5000");
+	js_client_close(&reader);
+}
+
+Test(delivery, a_full_window_refills_on_acknowledgements_not_on_timers)
+{
+	/* Two workers of two publishes each: a window of 4, full nearly all
+	 * the time. Acknowledgements wake the waiting workers; had they to
+	 * wait for their 50 ms timer instead, 2000 messages would take about
+	 * 25 s. */
+	start_daemon_and_stream(10000, 2, 2);
+	struct js_client reader;
+	cr_assert_eq(js_client_open(&reader, stream.url), 0);
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	pipeline_publish(&fleet, "choria.discovery", CHORIA_MSG_REQUEST, 0, 2000, 5);
+	cr_assert(js_stream_wait_count(&reader, "NODES", 2000, 60000));
+	double s = seconds_since(&t0);
+	cr_assert_lt(s, 8.0, "2000 messages through a window of 4 took %.1f s", s);
+	struct adapter_counts n = finish(&reader, 2000);
+	cr_assert_eq(n.published, 2000);
+	cr_assert_eq(n.dropped, 0);
 	js_client_close(&reader);
 }
 
