@@ -20,7 +20,9 @@
  * BENCH_SCRAPE_MS, default 10), BENCH_WINDOW (2000 messages published but not yet
  * republished, for the throughput runs; 0 publishes everything at once),
  * BENCH_KEEP (set: keep the temporary folder, with the server's and the
- * daemons' logs, and print where it is). "lost" is the total over all runs.
+ * daemons' logs, and print where it is), BENCH_DAEMON_PRELOAD (LD_PRELOAD
+ * for the daemon alone: another allocator). "lost" is the total over all
+ * runs.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -186,7 +188,7 @@ static void start_daemon(struct proc *p, const char *security)
 	char d[600];
 	snprintf(d, sizeof(d), "%s/daemon-%s-%ld", dir, security, (long)time(NULL));
 	mkdir(d, 0755);
-	if (daemon_start(&p->daemon, d, conf) != 0 ||
+	if (daemon_start_preloaded(&p->daemon, d, conf, getenv("BENCH_DAEMON_PRELOAD")) != 0 ||
 	    !daemon_wait_log(&p->daemon, "running", 20000)) {
 		char *log = file_read(p->daemon.log);
 		fprintf(stderr, "cad-bench: the daemon did not start:\n%s\n", log ? log : "");
