@@ -6,9 +6,14 @@
  * the practical upper bound for any adapter on the same machine.
  *
  *   cad-bench-relay URL IN_SUBJECT OUT_SUBJECT WINDOW
+ *
+ * With BENCH_RELAY_MSG_ID set, each publish carries a Nats-Msg-Id of its
+ * own, as the daemon's do, to measure what the server's duplicate check
+ * costs.
  */
 #include <nats/nats.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,13 +21,22 @@
 static jsCtx *js;
 static const char *out_subject;
 static _Atomic unsigned long errors;
+static bool with_msg_id;
+static _Atomic unsigned long published;
 
 static void relay_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *closure)
 {
 	(void)nc;
 	(void)sub;
 	(void)closure;
-	if (js_PublishAsync(js, out_subject, natsMsg_GetData(m), natsMsg_GetDataLength(m), NULL) !=
+	char id[32];
+	jsPubOptions po;
+	jsPubOptions_Init(&po);
+	if (with_msg_id) {
+		snprintf(id, sizeof(id), "relay-%lu", atomic_fetch_add(&published, 1));
+		po.MsgId = id;
+	}
+	if (js_PublishAsync(js, out_subject, natsMsg_GetData(m), natsMsg_GetDataLength(m), &po) !=
 	    NATS_OK)
 		atomic_fetch_add(&errors, 1);
 	natsMsg_Destroy(m);
@@ -44,6 +58,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	out_subject = argv[3];
+	with_msg_id = getenv("BENCH_RELAY_MSG_ID") != NULL;
 	sigset_t set;
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
