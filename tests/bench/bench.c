@@ -21,7 +21,8 @@
  * republished, for the throughput runs; 0 publishes everything at once),
  * BENCH_KEEP (set: keep the temporary folder, with the server's and the
  * daemons' logs, and print where it is), BENCH_DAEMON_PRELOAD (LD_PRELOAD
- * for the daemon alone: another allocator). "lost" is the total over all
+ * for the daemon alone: another allocator), BENCH_RELAY_MSG_ID (set: the
+ * relay gives each publish a Nats-Msg-Id). "lost" is the total over all
  * runs.
  */
 #include <errno.h>
