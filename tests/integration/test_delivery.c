@@ -113,13 +113,6 @@ static int start_daemon_before_its_stream(int queue_len, int workers, int inflig
 	return port;
 }
 
-static double seconds_since(const struct timespec *t0)
-{
-	struct timespec t1;
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	return (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
-}
-
 /* SIGTERM the daemon and wait for it to exit 0 (asserts); returns the
  * seconds that took. */
 static double sigterm_timed(void)
