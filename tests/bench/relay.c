@@ -30,13 +30,14 @@ static void relay_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m, 
 	(void)sub;
 	(void)closure;
 	char id[32];
-	jsPubOptions po;
-	jsPubOptions_Init(&po);
+	jsPubOptions po, *opts = NULL; /* none: the minimal relay */
 	if (with_msg_id) {
+		jsPubOptions_Init(&po);
 		snprintf(id, sizeof(id), "relay-%lu", atomic_fetch_add(&published, 1));
 		po.MsgId = id;
+		opts = &po;
 	}
-	if (js_PublishAsync(js, out_subject, natsMsg_GetData(m), natsMsg_GetDataLength(m), &po) !=
+	if (js_PublishAsync(js, out_subject, natsMsg_GetData(m), natsMsg_GetDataLength(m), opts) !=
 	    NATS_OK)
 		atomic_fetch_add(&errors, 1);
 	natsMsg_Destroy(m);
