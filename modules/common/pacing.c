@@ -15,6 +15,11 @@ void publish_window_read(struct publish_window *w, const struct cad_host *host,
 	w->retry_max_ms = host->cfg_int(cfg, "retry_max_interval") * 1000;
 }
 
+long publish_window_low_water(long size)
+{
+	return size - (size >= 4 ? size / 4 : 1);
+}
+
 int64_t pacing_now_ns(void)
 {
 	struct timespec ts;

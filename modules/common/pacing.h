@@ -32,6 +32,12 @@ struct publish_window {
 void publish_window_read(struct publish_window *w, const struct cad_host *host,
 			 const struct cad_config *cfg);
 
+/* How many publishes of a full window of `size` are still unacknowledged
+ * when its waiting publishers are woken: a quarter of it is free (one
+ * place in a window under 4). Waking them at every acknowledgement costs a
+ * context switch per message whenever the window is the limit. */
+long publish_window_low_water(long size);
+
 int64_t pacing_now_ns(void); /* CLOCK_MONOTONIC */
 
 /* first_ms doubled for each attempt after the first, capped at max_ms. */

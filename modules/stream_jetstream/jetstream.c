@@ -125,7 +125,7 @@ static int jetstream_create(void **instance, const struct cad_host *host, struct
 	}
 	publish_window_read(&js->win, host, cfg);
 	js->window = js->win.max_inflight * host->cfg_int(cfg, "workers");
-	js->low_water = js->window - (js->window >= 4 ? js->window / 4 : 1);
+	js->low_water = publish_window_low_water(js->window);
 	if (rc != 0)
 		goto fail;
 	rc = inflight_init(&js->table, (size_t)js->window);
@@ -187,10 +187,9 @@ static void settle_unlock(struct jetstream *js, struct inflight_entry *e, int st
 {
 	struct cad_msg *m = e->msg;
 	inflight_del(&js->table, e);
-	/* Publishers wait only on a full window; wake them all once a quarter
-	 * of it is free, not one per acknowledgement, which cost a context
-	 * switch per message whenever the window was the limit. An empty
-	 * window wakes the closing workers too. */
+	/* Publishers wait only on a full window: wake them all at its low
+	 * water, not one per acknowledgement. An empty window wakes the
+	 * closing workers too. */
 	if (js->table.count == 0 || (long)js->table.count == js->low_water)
 		pthread_cond_broadcast(&js->room);
 	pthread_mutex_unlock(&js->lock);

@@ -17,8 +17,10 @@
  * closes; `sc` and the connection bookkeeping are its own. Outcomes arrive
  * on cnats threads: the ack subscription (acknowledgements) and the ack
  * timer (timeouts, and "closed" for what a closed connection still held).
- * `lock` guards the entry table and its counters; `room` is signalled
- * whenever an entry settles or goes back to waiting. Every successful
+ * `lock` guards the entry table and its counters; `room` is broadcast
+ * when the window falls to its low-water mark or empties, when an entry
+ * goes back to waiting, and when the library has answered every publish
+ * it holds. Every successful
  * stanConnection_PublishAsync() is answered by exactly one call of the ack
  * handler, so a worker is freed only once `at_library` is back to 0. The
  * connection-lost handler runs on the cnats callback thread, possibly after
@@ -64,6 +66,7 @@ struct natsstream {
 	char client_prefix[160]; /* "<adapter>_" with only [A-Za-z0-9_-] */
 	char run_id[16];         /* makes client ids unique per run */
 	struct publish_window win;
+	long low_water; /* entries in use when a waiting publish is woken */
 	long ping_interval;
 	long ping_max_out;
 	_Atomic int64_t next_warn_ns; /* rate limit for retry warnings */
@@ -226,6 +229,7 @@ static int natsstream_create(void **instance, const struct cad_host *host, struc
 		rc = -EINVAL;
 	}
 	publish_window_read(&ns->win, host, cfg);
+	ns->low_water = publish_window_low_water(ns->win.max_inflight);
 	ns->ping_interval = host->cfg_int(cfg, "ping_interval");
 	ns->ping_max_out = host->cfg_int(cfg, "ping_max_out");
 	char adapter[128];
@@ -278,7 +282,10 @@ static struct cad_msg *release_entry(struct ns_worker *w, struct ns_entry *e)
 	*e = (struct ns_entry){.w = w, .next_free = w->free_list};
 	w->free_list = e;
 	w->used--;
-	pthread_cond_broadcast(&w->room);
+	/* The worker waits only on a full window, and when closing for an
+	 * empty one. */
+	if (w->used == 0 || (long)w->used == w->ns->low_water)
+		pthread_cond_broadcast(&w->room);
 	return m;
 }
 
@@ -335,8 +342,8 @@ static void natsstream_on_ack(const char *guid, const char *error, void *closure
 		quiet = w->closing || strcmp(error, natsStatus_GetText(NATS_CONNECTION_CLOSED)) == 0;
 	}
 	/* Last: once this reaches 0 the worker may be freed. */
-	w->at_library--;
-	pthread_cond_broadcast(&w->room);
+	if (--w->at_library == 0)
+		pthread_cond_broadcast(&w->room);
 	pthread_mutex_unlock(&w->lock);
 	if (error && !quiet)
 		pacing_warn(ns->host, ns->ctx, &ns->next_warn_ns,

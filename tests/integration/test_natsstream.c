@@ -277,6 +277,23 @@ Test(natsstream, the_window_bounds_unacknowledged_publishes)
 	assert_each_stored_once(20);
 }
 
+Test(natsstream, a_full_window_refills_on_acknowledgements_not_on_timers)
+{
+	/* A window of 8, full nearly all the time: acknowledgements wake the
+	 * waiting worker. Had it to wait for its 50 ms timer instead, 2000
+	 * messages would take at least 12 s. */
+	start(1, "max_inflight = 8", 10);
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	publish(0, 2000);
+	cr_assert(stan_responder_wait_stored(stan, 2000, 60000), "2000 messages stored");
+	double s = seconds_since(&t0);
+	cr_assert_lt(s, 6.0, "2000 messages through a window of 8 took %.1f s", s);
+	struct adapter_counts c = stop_and_count(SIGTERM);
+	cr_assert_eq(c.published, 2000);
+	cr_assert_eq(c.retries + c.lost + c.dropped, 0);
+}
+
 Test(natsstream, a_silent_server_is_retried_until_it_acknowledges)
 {
 	stan_responder_set_ack_mode(stan, STAN_ACK_NONE);
