@@ -332,16 +332,19 @@ static int env_room(struct js_worker *w, size_t need)
 	return 0;
 }
 
+/* On failure *err is set, and *reason names the step that failed. */
 static natsStatus build_nats_msg(natsMsg **out, struct js_worker *w, const struct cad_msg *m,
-				 int *err)
+				 int *err, const char **reason)
 {
 	struct jetstream *js = w->js;
 	char subject[1024];
 	int n = subject_build(subject, sizeof(subject), js->topic, m->sender, m->sender_len);
 	if (n < 0) {
 		*err = n;
+		*reason = "bad_subject";
 		return NATS_INVALID_SUBJECT;
 	}
+	*reason = "encode_failed";
 	size_t len;
 	*err = env_room(w, envelope_max_len(ENVELOPE_PROTOCOL_JETSTREAM, m));
 	if (*err == 0)
@@ -372,9 +375,9 @@ static void jetstream_publish(void *worker, struct cad_msg *m)
 	struct jetstream *js = w->js;
 	natsMsg *nm = NULL;
 	int err = 0;
-	if (build_nats_msg(&nm, w, m, &err) != NATS_OK) {
+	const char *reason = NULL;
+	if (build_nats_msg(&nm, w, m, &err, &reason) != NATS_OK) {
 		/* The host logs the loss, with the sender made printable. */
-		const char *reason = err == -EINVAL ? "bad_subject" : "encode_failed";
 		js->host->msg_done(js->ctx, m, err ? err : -EIO, reason);
 		return;
 	}

@@ -506,13 +506,16 @@ static void service(struct ns_worker *w, bool may_connect)
 
 /* ------------------------------------------------------------ workers */
 
+/* On failure *reason names the step that failed. */
 static int encode(struct natsstream *ns, const struct cad_msg *m, char **channel, char **data,
-		  size_t *len)
+		  size_t *len, const char **reason)
 {
 	char subject[1024];
 	int n = subject_build(subject, sizeof(subject), ns->topic, m->sender, m->sender_len);
+	*reason = "bad_subject";
 	if (n < 0)
 		return n;
+	*reason = "encode_failed";
 	int rc = envelope_encode(data, len, ENVELOPE_PROTOCOL_NATSSTREAM, m);
 	if (rc != 0)
 		return rc;
@@ -529,10 +532,10 @@ static void natsstream_publish(void *worker, struct cad_msg *m)
 	struct natsstream *ns = w->ns;
 	char *channel = NULL, *data = NULL;
 	size_t len = 0;
-	int err = encode(ns, m, &channel, &data, &len);
+	const char *reason = NULL;
+	int err = encode(ns, m, &channel, &data, &len, &reason);
 	if (err != 0) {
 		/* The host logs the loss, with the sender made printable. */
-		const char *reason = err == -EINVAL ? "bad_subject" : "encode_failed";
 		ns->host->msg_done(ns->ctx, m, err, reason);
 		return;
 	}

@@ -527,3 +527,29 @@ Test(natsstream, a_message_larger_than_the_server_accepts_is_counted_lost)
 	cr_assert_gt(daemon_log_count(&daemon_a, "lost=1 (too_large=1)"), 0);
 	assert_each_stored_once(3);
 }
+
+Test(natsstream, senders_that_cannot_form_a_channel_are_counted_lost_as_bad_subject)
+{
+	start(1, NULL, 10);
+	/* A space, and a sender too long for any channel. */
+	char long_sender[2001];
+	memset(long_sender, 'n', sizeof(long_sender) - 1);
+	long_sender[sizeof(long_sender) - 1] = '\0';
+	const char *senders[] = {"node one.example.net", long_sender};
+	for (size_t i = 0; i < sizeof(senders) / sizeof(*senders); i++) {
+		struct choria_msg_spec m = choria_msg_defaults(CHORIA_MSG_REQUEST);
+		m.sender = senders[i];
+		size_t len;
+		char *wire = choria_msg_build(&m, &len);
+		cr_assert_eq(nats_publish_raw(&client, "choria.discovery", wire, len), 0);
+		free(wire);
+	}
+	publish(0, 3);
+	cr_assert(stan_responder_wait_stored(stan, 3, 15000), "the others still flow");
+	struct adapter_counts c = stop_and_count(SIGTERM);
+	cr_assert_eq(c.received, 5);
+	cr_assert_eq(c.published, 3);
+	cr_assert_eq(c.lost, 2);
+	cr_assert_gt(daemon_log_count(&daemon_a, "lost=2 (bad_subject=2)"), 0);
+	assert_each_stored_once(3);
+}

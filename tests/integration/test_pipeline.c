@@ -144,6 +144,39 @@ Test(pipeline, replies_from_many_nodes_to_one_request_are_all_kept)
 	cr_assert_eq(daemon_stop(&daemon_a, SIGTERM, 20000), 0);
 }
 
+Test(pipeline, senders_that_cannot_form_a_subject_are_counted_lost_as_bad_subject)
+{
+	char *conf = conf_one("node_data", "request", "choria.discovery", 1000);
+	pipeline_start_daemon(&daemon_a, dir, conf);
+	free(conf);
+
+	/* A space, a wildcard, and a sender too long for any subject. */
+	char long_sender[2001];
+	memset(long_sender, 'n', sizeof(long_sender) - 1);
+	long_sender[sizeof(long_sender) - 1] = '\0';
+	const char *senders[] = {"node one.example.net", "node.*", long_sender};
+	for (size_t i = 0; i < sizeof(senders) / sizeof(*senders); i++) {
+		struct choria_msg_spec s = choria_msg_defaults(CHORIA_MSG_REQUEST);
+		s.sender = senders[i];
+		size_t len;
+		char *wire = choria_msg_build(&s, &len);
+		cr_assert_eq(nats_publish_raw(&client, "choria.discovery", wire, len), 0);
+		free(wire);
+	}
+	pipeline_publish(&client, "choria.discovery", CHORIA_MSG_REQUEST, 0, 3, 9);
+
+	cr_assert(js_stream_wait_count(&client, "NODES", 3, 15000), "good messages still flow");
+	cr_assert_eq(daemon_stop(&daemon_a, SIGTERM, 20000), 0);
+	struct adapter_counts n;
+	cr_assert(pipeline_counts(&daemon_a, "node_data", &n));
+	cr_assert_eq(n.received, 6);
+	cr_assert_eq(n.published, 3);
+	cr_assert_eq(n.lost, 3);
+	cr_assert_eq(js_stream_count(&client, "NODES"), 3);
+	cr_assert_gt(daemon_log_count(&daemon_a, "lost=3 (bad_subject=3)"), 0,
+		     "each is a subject the sender cannot form, none an encoding failure");
+}
+
 Test(pipeline, malformed_messages_are_counted_and_never_published)
 {
 	char *conf = conf_one("node_data", "request", "choria.discovery", 1000);
