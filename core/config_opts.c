@@ -153,8 +153,12 @@ static int check_value(struct cad_config *b, const struct cad_option *o)
 		for (const char *const *c = o->choices; *c && len < sizeof(allowed); c++)
 			len += (size_t)snprintf(allowed + len, sizeof(allowed) - len, "%s%s",
 						c == o->choices ? "" : ", ", *c);
-		config_error_at(b->conf, line, b->adapter, kind_label(b), o->name,
-				"'%s' is not one of: %s", v, allowed);
+		if (o->flags & CAD_OPT_SECRET)
+			config_error_at(b->conf, line, b->adapter, kind_label(b), o->name,
+					"the value is not one of: %s", allowed);
+		else
+			config_error_at(b->conf, line, b->adapter, kind_label(b), o->name,
+					"'%s' is not one of: %s", v, allowed);
 		return 1;
 	}
 	return 0;

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * A module that is wrong in one chosen way, for the loader's tests. Built
- * several times with -D flags: FAKE_TYPE, FAKE_KIND, FAKE_ABI_MAJOR,
- * FAKE_NO_CREATE, FAKE_NO_ENTRY, FAKE_SHORT_SIZE.
+ * A module that is wrong in one chosen way, for the loader's tests, or
+ * right (ingest or stream) for the configuration's. Built several times
+ * with -D flags: FAKE_TYPE, FAKE_KIND, FAKE_ABI_MAJOR, FAKE_NO_CREATE,
+ * FAKE_NO_ENTRY, FAKE_SHORT_SIZE.
  */
 #include <stddef.h>
 
@@ -39,6 +40,36 @@ static void fake_void(void *i)
 	(void)i;
 }
 
+/* A stream that publishes nothing: configurations are loaded, never run. */
+static int fake_worker_open(void **worker, void *instance, unsigned index)
+{
+	(void)instance;
+	(void)index;
+	*worker = NULL;
+	return 0;
+}
+
+static void fake_publish(void *worker, struct cad_msg *msg)
+{
+	(void)worker;
+	(void)msg;
+}
+
+static void fake_worker_close(void *worker, int64_t deadline_ns)
+{
+	(void)worker;
+	(void)deadline_ns;
+}
+
+/* A secret with a closed set of values: its value must never be printed,
+ * even when it is not one of them. */
+static const char *const fake_key_choices[] = {"alpha", "beta", NULL};
+static const struct cad_option fake_options[] = {
+	{.name = "key", .type = CAD_OPT_STRING, .flags = CAD_OPT_SECRET,
+	 .choices = fake_key_choices, .help = "a secret"},
+	{.name = NULL},
+};
+
 static const struct cad_module fake = {
 	.abi_major = FAKE_ABI_MAJOR,
 	.abi_minor = FAKE_ABI_MINOR,
@@ -52,9 +83,13 @@ static const struct cad_module fake = {
 #ifndef FAKE_NO_CREATE
 	.create = fake_create,
 #endif
+	.options = fake_options,
 	.start = fake_start,
 	.stop = fake_void,
 	.destroy = fake_void,
+	.worker_open = fake_worker_open,
+	.publish = fake_publish,
+	.worker_close = fake_worker_close,
 };
 
 #ifndef FAKE_NO_ENTRY

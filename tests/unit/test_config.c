@@ -110,6 +110,32 @@ Test(config, comment_characters_inside_strings_are_kept)
 	config_free(c);
 }
 
+Test(config, a_secret_not_among_its_choices_is_refused_without_printing_it)
+{
+	char path[700], log[700];
+	cr_assert_eq(tmpdir_write(dir, "secret.conf",
+				  "identity = \"x\"\n"
+				  "adapter a {\n ingest { type = \"good\" key = \"hunter2\" }\n"
+				  " stream { type = \"good\" }\n}\n",
+				  path, sizeof(path)),
+		     0);
+	snprintf(log, sizeof(log), "%s/stderr.log", dir);
+	fflush(stderr);
+	int saved = dup(STDERR_FILENO);
+	cr_assert_not_null(freopen(log, "w", stderr));
+	struct config *c = NULL;
+	int rc = config_load(&c, path, TOP_BUILDDIR "/tests/modules/.libs");
+	fflush(stderr);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	char *out = file_read(log);
+	cr_assert_eq(rc, -EINVAL);
+	cr_assert_not_null(strstr(out, "ingest: key: the value is not one of: alpha, beta"), "%s",
+			   out);
+	cr_assert_null(strstr(out, "hunter2"), "the secret was printed:\n%s", out);
+	free(out);
+}
+
 Test(config, missing_file_is_an_error)
 {
 	struct config *c = NULL;
