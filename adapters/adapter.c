@@ -151,6 +151,7 @@ void adapter_free(struct adapter *a)
 	counters_destroy(&a->stats.dropped);
 	counters_destroy(&a->stats.lost);
 	pthread_mutex_destroy(&a->conns_lock);
+	free(a->conns);
 	free(a->name);
 	free(a);
 }

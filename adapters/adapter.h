@@ -72,8 +72,6 @@ struct adapter_stats {
 	struct ratelimit drop_limit;
 };
 
-#define ADAPTER_MAX_CONNS 64
-
 struct adapter {
 	char *name;
 	const char *identity;
@@ -89,12 +87,12 @@ struct adapter {
 	_Atomic int64_t drain_deadline_ns; /* 0 until adapter_drain() */
 
 	pthread_mutex_t conns_lock;
-	size_t n_conns;
+	size_t n_conns, conns_cap;
 	struct conn_state {
 		const struct cad_context *ctx;
 		char name[48];
 		bool up;
-	} conns[ADAPTER_MAX_CONNS];
+	} *conns; /* grows as the modules report connections */
 };
 
 /* Create the adapter and both module instances from a checked block.

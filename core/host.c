@@ -175,10 +175,19 @@ static void host_conn_state(struct cad_context *ctx, const char *name, bool up)
 	for (i = 0; i < a->n_conns; i++)
 		if (a->conns[i].ctx == ctx && strcmp(a->conns[i].name, name) == 0)
 			break;
+	/* Out of memory, a new connection is logged but not tracked. */
+	if (i == a->conns_cap) {
+		size_t cap = a->conns_cap ? 2 * a->conns_cap : 8;
+		struct conn_state *c = realloc(a->conns, cap * sizeof(*c));
+		if (c) {
+			a->conns = c;
+			a->conns_cap = cap;
+		}
+	}
 	if (i < a->n_conns) {
 		changed = a->conns[i].up != up;
 		a->conns[i].up = up;
-	} else if (i < ADAPTER_MAX_CONNS) {
+	} else if (i < a->conns_cap) {
 		/* A connection first reported down has said why itself. */
 		changed = up;
 		a->conns[i].ctx = ctx;

@@ -206,17 +206,23 @@ struct conn_copy {
 	bool up;
 };
 
-static size_t copy_conns(struct adapter *a, struct conn_copy *c)
+/* The adapter's connections, malloc'd (NULL with *n = 0 when it has none
+ * or memory is short). */
+static struct conn_copy *copy_conns(struct adapter *a, size_t *n_out)
 {
 	pthread_mutex_lock(&a->conns_lock);
 	size_t n = a->n_conns;
+	struct conn_copy *c = n ? malloc(n * sizeof(*c)) : NULL;
+	if (!c)
+		n = 0;
 	for (size_t i = 0; i < n; i++) {
 		memcpy(c[i].name, a->conns[i].name, sizeof(c[i].name));
 		c[i].input = a->conns[i].ctx == &a->ingest;
 		c[i].up = a->conns[i].up;
 	}
 	pthread_mutex_unlock(&a->conns_lock);
-	return n;
+	*n_out = n;
+	return c;
 }
 
 #define EACH(i) for (size_t i = 0; i < n; i++)
@@ -315,13 +321,14 @@ int metrics_render(char **out, size_t *len, struct adapter *const *as, size_t n,
 	family(&t, "choria_adapter_connection_up", "gauge",
 	       "1 when the module's connection to its server is up, else 0");
 	EACH(i) {
-		struct conn_copy c[ADAPTER_MAX_CONNS];
-		size_t k = copy_conns(as[i], c);
+		size_t k;
+		struct conn_copy *c = copy_conns(as[i], &k);
 		for (size_t j = 0; j < k; j++) {
 			struct series s = {"choria_adapter_connection_up",
 					   c[j].input ? "input" : "output", "connection", c[j].name};
 			sample(&t, as[i], &s, c[j].up);
 		}
+		free(c);
 	}
 	return text_finish(&t, out, len);
 }
@@ -364,12 +371,13 @@ int metrics_health(char **out, size_t *len, bool *healthy, struct adapter *const
 	else if (phase == METRICS_STOPPING)
 		reason(&reasons_text, &count, "stopping");
 	EACH(i) {
-		struct conn_copy c[ADAPTER_MAX_CONNS];
-		size_t k = copy_conns(as[i], c);
+		size_t k;
+		struct conn_copy *c = copy_conns(as[i], &k);
 		for (size_t j = 0; j < k; j++)
 			if (!c[j].up)
 				reason(&reasons_text, &count, "adapter %s: %s disconnected",
 				       as[i]->name, c[j].name);
+		free(c);
 		size_t queued = queue_length(as[i]->queue), cap = queue_capacity(as[i]->queue);
 		if (queued >= cap)
 			reason(&reasons_text, &count, "adapter %s: queue full (%zu of %zu)",

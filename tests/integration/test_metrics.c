@@ -64,7 +64,7 @@ TestSuite(metrics_endpoint, .init = setup, .fini = teardown, .timeout = 120);
 /* One stream worker with one publish in flight, a queue of five: with the
  * JetStream server down, the worker holds two messages (one published,
  * one waiting for room), the queue five, and the rest is dropped. */
-static void start_daemon(void)
+static void start_daemon_ingest_conns(int conns)
 {
 	char *conf = NULL;
 	cr_assert(asprintf(&conf,
@@ -80,7 +80,8 @@ static void start_daemon(void)
 			   "    topic = \"choria.discovery\"\n"
 			   "    protocol = \"request\"\n"
 			   "    security = \"none\"\n"
-			   "    workers = 1\n"
+			   "    workers = %d\n"
+			   "    connections = %d\n"
 			   "  }\n"
 			   "  stream {\n"
 			   "    type = \"jetstream\"\n"
@@ -92,9 +93,14 @@ static void start_daemon(void)
 			   "    retry_max_interval = 1\n"
 			   "  }\n"
 			   "}\n",
-			   metrics_port, fleet.url, jets.url) > 0);
+			   metrics_port, fleet.url, conns, conns, jets.url) > 0);
 	pipeline_start_daemon(&daemon_a, dir, conf);
 	free(conf);
+}
+
+static void start_daemon(void)
+{
+	start_daemon_ingest_conns(1);
 }
 
 /* ----------------------------------------------------------- scraping */
@@ -351,6 +357,24 @@ Test(metrics_endpoint, counts_good_bad_and_dropped_messages_exactly)
 	cr_assert_eq(daemon_log_count(&daemon_a, "stored in NODES at"), 27);
 	cr_assert_eq(daemon_log_count(&daemon_a, "ingest 1: request "), 30);
 	cr_assert_gt(daemon_log_count(&daemon_a, "metrics: GET /metrics: 200"), 0);
+}
+
+Test(metrics_endpoint, every_connection_has_its_series_and_its_say_in_health)
+{
+	start_daemon_ingest_conns(100);
+	wait_health(200, NULL, 20000);
+	char *l = scrape();
+	cr_assert_eq(value(l, "choria_adapter_connection_up", IN), 100);
+	cr_assert_eq(value(l, "choria_adapter_connection_up", "connection=\"ingest 100\"," IN), 1);
+	free(l);
+
+	nats_server_stop(&fleet);
+	char *body = NULL;
+	wait_health(503, "ingest 100 disconnected", 20000);
+	cr_assert_eq(health(&body), 503);
+	cr_assert_not_null(strstr(body, "ingest 1 disconnected"), "%s", body);
+	free(body);
+	cr_assert_eq(scrape_value("choria_adapter_connection_up", IN), 0);
 }
 
 Test(metrics_endpoint, health_follows_the_jetstream_server)
