@@ -189,6 +189,9 @@ static void stop_all(struct daemon *d)
 {
 	for (size_t i = 0; i < d->n; i++)
 		adapter_stop_ingest(d->adapters[i]);
+	/* Stopping the ingest took some of the time asked for at SIGTERM;
+	 * the drain gets its own. */
+	notify("EXTEND_TIMEOUT_USEC=%lld", (long long)(d->conf->drain_timeout + 5) * 1000000LL);
 	int64_t deadline = clock_mono_ns() + d->conf->drain_timeout * CAD_NS_PER_SEC;
 	for (size_t i = 0; i < d->n; i++) {
 		adapter_drain(d->adapters[i], deadline);

@@ -110,6 +110,11 @@ Test(notify, ready_once_running_and_stopping_on_sigterm)
 	cr_assert(wait_for("STOPPING=1", 5000, seen, sizeof(seen)), "STOPPING=1 arrives: %s", seen);
 	cr_assert_not_null(strstr(seen, "EXTEND_TIMEOUT_USEC=8000000"), "the drain's time: %s",
 			   seen);
+	/* Asked again once the ingest has stopped, for the drain itself. */
+	seen[0] = '\0';
+	cr_assert(wait_for("EXTEND_TIMEOUT_USEC=8000000", 5000, seen, sizeof(seen)),
+		  "the drain's time again: %s", seen);
+	cr_assert_null(strstr(seen, "STOPPING=1"), "%s", seen);
 	cr_assert_eq(daemon_wait_exit(&daemon_a, 20000), 0);
 }
 
