@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -25,10 +26,12 @@ int envelope_time(char *buf, size_t len, int64_t t)
 {
 	struct tm tm;
 	time_t tt = (time_t)t;
-	/* Years past 9999 do not fit RFC 3339. */
+	/* RFC 3339 has years 0001 to 9999, always four digits. */
 	if (t < -62135596800LL || t > 253402300799LL || !gmtime_r(&tt, &tm))
 		return -EINVAL;
-	return strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm) ? 0 : -EINVAL;
+	int n = snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900,
+			 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+	return n > 0 && (size_t)n < len ? 0 : -EINVAL;
 }
 
 /* Bytes in a UTF-8 sequence starting with `c`, or 0 for a byte that cannot

@@ -2,6 +2,7 @@
 /* The published envelope and the subjects it goes to. */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -189,6 +190,28 @@ Test(envelope, times_as_before)
 		struct cad_msg m = msg("n1", "r", times[i], "{}", 2);
 		same_as_jansson(&m);
 	}
+}
+
+Test(envelope, times_are_rfc3339_in_utc_from_year_1_to_9999)
+{
+	static const struct {
+		int64_t t;
+		const char *want;
+	} cases[] = {
+		{-62135596800LL, "0001-01-01T00:00:00Z"}, {-1, "1969-12-31T23:59:59Z"},
+		{0, "1970-01-01T00:00:00Z"},              {951782400, "2000-02-29T00:00:00Z"},
+		{1520088557, "2018-03-03T14:49:17Z"},     {4102444800LL, "2100-01-01T00:00:00Z"},
+		{253402300799LL, "9999-12-31T23:59:59Z"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char when[32];
+		cr_assert_eq(envelope_time(when, sizeof(when), cases[i].t), 0, "%" PRId64,
+			     cases[i].t);
+		cr_assert_str_eq(when, cases[i].want, "%" PRId64, cases[i].t);
+	}
+	char when[32];
+	cr_assert_eq(envelope_time(when, sizeof(when), -62135596801LL), -EINVAL, "year 0");
+	cr_assert_eq(envelope_time(when, sizeof(when), 253402300800LL), -EINVAL, "year 10000");
 }
 
 Test(envelope, write_reuses_a_buffer)
