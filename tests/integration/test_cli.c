@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "build_config.h"
+#include "cad_module.h"
 #include "daemon_proc.h"
 #include "tmpdir.h"
 
@@ -102,7 +104,10 @@ Test(cli, version_help_and_usage_errors)
 {
 	char *out = NULL;
 	cr_assert_eq(daemon_run_cmd(&out, dir, "-V", NULL), 0);
-	cr_assert_not_null(strstr(out, "choria-adapterd "), "%s", out);
+	char want[128];
+	snprintf(want, sizeof(want), "choria-adapterd %s (module ABI %d.%d)\n", PACKAGE_VERSION,
+		 CAD_ABI_MAJOR, CAD_ABI_MINOR);
+	cr_assert_str_eq(out, want);
 	free(out);
 	cr_assert_eq(daemon_run_cmd(&out, dir, "-h", NULL), 0);
 	cr_assert_not_null(strstr(out, "usage: choria-adapterd"), "%s", out);

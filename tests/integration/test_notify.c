@@ -126,7 +126,8 @@ Test(notify, watchdog_pings_at_half_the_interval)
 	free(conf);
 	char seen[16384] = "";
 	cr_assert(wait_for("READY=1", 5000, seen, sizeof(seen)), "%s", seen);
-	/* Two seconds: about ten pings, whatever the machine's load. */
+	/* Two seconds: about ten pings; pinging only once an interval would
+	 * give five or six. */
 	int pings = 0;
 	char buf[1024];
 	struct timespec t0, t;
@@ -136,7 +137,7 @@ Test(notify, watchdog_pings_at_half_the_interval)
 			pings++;
 		clock_gettime(CLOCK_MONOTONIC, &t);
 	} while ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 < 2000);
-	cr_assert_geq(pings, 5, "WATCHDOG=1 about every 0.2 s: %d in 2 s", pings);
+	cr_assert_geq(pings, 7, "WATCHDOG=1 about every 0.2 s: %d in 2 s", pings);
 	cr_assert_leq(pings, 15, "not much more often: %d in 2 s", pings);
 	cr_assert_eq(daemon_stop(&daemon_a, SIGTERM, 20000), 0);
 }

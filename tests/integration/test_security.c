@@ -235,16 +235,19 @@ Test(security, allowed_certs_and_privileged_certs_come_from_the_configuration)
 	snprintf(extra, sizeof(extra),
 		 "security = \"verify\"\n    ca = \"%s\"\n"
 		 "    allowed_certs = {'^web1\\.example\\.net$', \"^admin\\\\.\"}\n"
-		 "    privileged_certs = {\"^admin[.]privileged[.]choria$\"}\n"
+		 "    privileged_certs = {\"^web1[.]example[.]net$\"}\n"
 		 "    cert_cache_size = 2",
 		 test_pki_path("ca.pem"));
 	char *conf = conf_with("request", "choria.discovery", extra);
 	pipeline_start_daemon(&daemon_a, dir, conf);
 	free(conf);
 
+	/* The configured lists replace Choria's defaults: web1 may speak for
+	 * anyone, admin.privileged.choria only for itself. */
 	const struct test_pki *p = test_pki();
 	publish_signed("ok-1", "choria=web1.example.net", p->signer, false);
-	publish_signed("ok-priv", "choria=anyone", p->privileged, false);
+	publish_signed("ok-priv", "choria=anyone", p->signer, false);
+	publish_signed("not-privileged", "choria=anyone", p->privileged, false);
 	publish_signed("not-allowed", "choria=web2.example.net", p->san_only, false);
 	publish_signed("ok-2", "choria=web1.example.net", p->signer, false);
 	cr_assert(js_stream_wait_count(&client, "NODES", 3, 15000));
@@ -254,6 +257,7 @@ Test(security, allowed_certs_and_privileged_certs_come_from_the_configuration)
 	cr_assert_str_eq(senders, "ok-1,ok-2,ok-priv");
 	free(senders);
 	cr_assert_eq(rejected_for(&daemon_a, "cert_not_allowed"), 1);
+	cr_assert_eq(rejected_for(&daemon_a, "caller_mismatch"), 1);
 	cr_assert_eq(js_stream_count(&client, "NODES"), 3);
 }
 
