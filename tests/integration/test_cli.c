@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The command line: -t, -V, -h, usage errors, and start-up failures. */
 #include <criterion/criterion.h>
+#include <nats/nats.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -132,4 +134,62 @@ Test(cli, an_unreachable_server_does_not_stop_the_daemon_starting)
 	cr_assert(daemon_wait_log(&d, "running", 15000), "it runs while the servers are away");
 	cr_assert(daemon_wait_log(&d, "retrying in the background", 1000));
 	cr_assert_eq(daemon_stop(&d, SIGTERM, 20000), 0);
+}
+
+Test(cli, sigint_stops_the_daemon_as_sigterm_does)
+{
+	struct daemon_proc d;
+	cr_assert_eq(daemon_start(&d, dir, GOOD_CONF), 0);
+	cr_assert(daemon_wait_log(&d, "running", 15000));
+	cr_assert_eq(daemon_stop(&d, SIGINT, 20000), 0, "drained and exited 0");
+	cr_assert_gt(daemon_log_count(&d, "SIGINT received: stopping ingest and draining"), 0);
+	cr_assert_gt(daemon_log_count(&d, "adapter node_data: drained"), 0);
+}
+
+/* Wait until the file holds `text`; false after timeout_ms. */
+static bool file_wait_text(const char *path, const char *text, int timeout_ms)
+{
+	for (int waited = 0; waited <= timeout_ms; waited += 50) {
+		char *s = file_read(path);
+		bool found = s && strstr(s, text);
+		free(s);
+		if (found)
+			return true;
+		nats_Sleep(50);
+	}
+	return false;
+}
+
+Test(cli, sighup_reopens_a_rotated_log_file)
+{
+	char log[700], rotated[720], *conf = NULL;
+	snprintf(log, sizeof(log), "%s/adapterd.log", dir);
+	snprintf(rotated, sizeof(rotated), "%s.1", log);
+	cr_assert(asprintf(&conf, "log_file = \"%s\"\n%s", log, GOOD_CONF) > 0);
+	struct daemon_proc d;
+	cr_assert_eq(daemon_start(&d, dir, conf), 0);
+	free(conf);
+	cr_assert(file_wait_text(log, "running", 15000), "the daemon logs to its file");
+
+	cr_assert_eq(rename(log, rotated), 0);
+	cr_assert_eq(kill(d.pid, SIGHUP), 0);
+	cr_assert(file_wait_text(log, "log file reopened (SIGHUP)", 5000),
+		  "a new file is opened under the configured name");
+	cr_assert_eq(daemon_stop(&d, SIGTERM, 20000), 0);
+	cr_assert(file_wait_text(log, "drained", 1000), "what follows goes to the new file");
+	char *old = file_read(rotated);
+	cr_assert_not_null(old);
+	cr_assert_null(strstr(old, "reopened"), "the rotated file is left alone:\n%s", old);
+	free(old);
+}
+
+Test(cli, a_log_file_that_cannot_be_opened_stops_the_daemon_with_status_3)
+{
+	char *conf = NULL;
+	cr_assert(asprintf(&conf, "log_file = \"%s/no/such/folder/a.log\"\n%s", dir, GOOD_CONF) > 0);
+	struct daemon_proc d;
+	cr_assert_eq(daemon_start(&d, dir, conf), 0);
+	free(conf);
+	cr_assert_eq(daemon_wait_exit(&d, 15000), 3);
+	cr_assert_gt(daemon_log_count(&d, "no/such/folder/a.log"), 0, "the error names the file");
 }
