@@ -19,6 +19,8 @@ static char dir[512];
 static struct nats_server server;
 static struct js_client client;
 static struct daemon_proc daemon_a;
+static struct nats_server small; /* a stream side with a small max_payload */
+static struct js_client small_client;
 
 static void setup(void)
 {
@@ -27,6 +29,10 @@ static void setup(void)
 
 static void teardown(void)
 {
+	if (small.pid > 0) {
+		js_client_close(&small_client);
+		nats_server_stop(&small);
+	}
 	pipeline_teardown(dir, &server, &client, &daemon_a);
 }
 
@@ -175,6 +181,52 @@ Test(pipeline, senders_that_cannot_form_a_subject_are_counted_lost_as_bad_subjec
 	cr_assert_eq(js_stream_count(&client, "NODES"), 3);
 	cr_assert_gt(daemon_log_count(&daemon_a, "lost=3 (bad_subject=3)"), 0,
 		     "each is a subject the sender cannot form, none an encoding failure");
+}
+
+Test(pipeline, a_message_larger_than_jetstream_accepts_is_counted_lost_not_retried)
+{
+	char sdir[600];
+	snprintf(sdir, sizeof(sdir), "%s/small", dir);
+	cr_assert_eq(mkdir(sdir, 0755), 0);
+	cr_assert_eq(nats_server_start(&small, sdir, 0, "max_payload: 4096"), 0);
+	cr_assert_eq(js_client_open(&small_client, small.url), 0);
+	cr_assert_eq(js_stream_create(&small_client, "NODES", "choria.node_metadata.>", 1), 0);
+	char *conf = NULL;
+	cr_assert(asprintf(&conf,
+			   "identity = \"adapter.test\"\n"
+			   "adapter node_data {\n"
+			   "  ingest { type = \"choria\" servers = {\"%s\"} topic = \"choria.discovery\"\n"
+			   "           security = \"none\" }\n"
+			   "  stream { type = \"jetstream\" servers = {\"%s\"}\n"
+			   "           topic = \"choria.node_metadata.%%s\" }\n"
+			   "}\n",
+			   server.url, small.url) > 0);
+	pipeline_start_daemon(&daemon_a, dir, conf);
+	free(conf);
+
+	/* The fleet's server takes it in; its envelope is more than 4 KB. */
+	char big[6000];
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	struct choria_msg_spec m = choria_msg_defaults(CHORIA_MSG_REQUEST);
+	m.sender = "big.example.net";
+	m.body = big;
+	size_t len;
+	char *wire = choria_msg_build(&m, &len);
+	cr_assert_eq(nats_publish_raw(&client, "choria.discovery", wire, len), 0);
+	free(wire);
+	pipeline_publish(&client, "choria.discovery", CHORIA_MSG_REQUEST, 0, 3, 9);
+
+	cr_assert(js_stream_wait_count(&small_client, "NODES", 3, 15000), "the others still flow");
+	cr_assert_eq(daemon_stop(&daemon_a, SIGTERM, 20000), 0);
+	struct adapter_counts n;
+	cr_assert(pipeline_counts(&daemon_a, "node_data", &n));
+	cr_assert_eq(n.received, 4);
+	cr_assert_eq(n.published, 3);
+	cr_assert_eq(n.lost, 1);
+	cr_assert_eq(n.retries, 0, "a message too large is never retried");
+	cr_assert_gt(daemon_log_count(&daemon_a, "lost=1 (too_large=1)"), 0);
+	cr_assert_eq(js_stream_count(&small_client, "NODES"), 3);
 }
 
 Test(pipeline, malformed_messages_are_counted_and_never_published)
