@@ -508,6 +508,30 @@ Test(metrics, a_body_is_ignored_up_to_4_kib_and_refused_beyond)
 	unserve(&s);
 }
 
+Test(metrics, serves_on_the_ipv6_loopback_and_there_only)
+{
+	struct served s = {.a = counted_adapter()};
+	int rc = -1;
+	for (int attempt = 0; attempt < 5 && rc != 0; attempt++) {
+		s.port = free_port();
+		snprintf(s.listen, sizeof(s.listen), "[::1]:%d", s.port);
+		rc = metrics_start(&s.m, s.listen, &s.a, 1);
+		if (rc == -EADDRNOTAVAIL || rc == -EAFNOSUPPORT) {
+			adapter_free(s.a);
+			cr_skip_test("this host has no IPv6 loopback");
+		}
+	}
+	cr_assert_eq(rc, 0, "%s: %s", s.listen, strerror(-rc));
+	struct http_reply r;
+	cr_assert_eq(http_request(&r, "::1", s.port, "GET", "/metrics", 5000), 0);
+	cr_assert_eq(r.status, 200);
+	cr_assert_not_null(strstr(r.body, "choria_adapter_received_msgs"));
+	http_reply_free(&r);
+	cr_assert_eq(http_request(&r, "127.0.0.1", s.port, "GET", "/metrics", 2000), -ECONNREFUSED,
+		     "bound to [::1] alone, not to IPv4 as well");
+	unserve(&s);
+}
+
 Test(metrics, a_port_in_use_is_an_error)
 {
 	struct served s;
