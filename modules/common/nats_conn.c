@@ -31,6 +31,8 @@ const char *const nats_conn_default_servers[] = {"nats://127.0.0.1:4222", NULL};
 #define RECONNECT_MAX_MS 5000
 /* How long nats_conn_close() waits for cnats's last callback. */
 #define CLOSE_CB_WAIT_MS 5000
+/* A probe connection holds nothing to flush. */
+#define PROBE_CLOSE_MS 1000
 
 static char *dup_opt(const struct cad_host *h, const struct cad_config *cfg, const char *name,
 		     int *nomem)
@@ -442,6 +444,17 @@ static const char *refusal_hint(natsStatus s)
 	}
 }
 
+/* Log why a server answered and refused c, with the options to check. */
+static void log_refused(const struct nats_conn *c, natsStatus s)
+{
+	char tls[160];
+	const char *detail = nats_GetLastError(NULL), *alert = tls_reason(tls, sizeof(tls));
+	c->host->log(c->ctx, CAD_LOG_ERROR, "%s: cannot connect to %s: %s%s%s%s%s%s", c->name,
+		     c->servers, natsStatus_GetText(s), detail && *detail ? ": " : "",
+		     detail && *detail ? detail : "", alert ? "; TLS: " : "", alert ? alert : "",
+		     refusal_hint(alert ? NATS_SSL_ERROR : s));
+}
+
 static natsStatus connect_with(struct nats_conn *c, const struct nats_conn_opts *o, bool retry)
 {
 	natsOptions *opts = NULL;
@@ -479,17 +492,29 @@ int nats_conn_open(struct nats_conn *c, const struct nats_conn_opts *o, const st
 		return 0;
 	}
 	if (s != NATS_OK) {
-		char tls[160];
-		const char *detail = nats_GetLastError(NULL), *alert = tls_reason(tls, sizeof(tls));
-		h->log(ctx, CAD_LOG_ERROR, "%s: cannot connect to %s: %s%s%s%s%s%s", c->name,
-		       c->servers, natsStatus_GetText(s), detail && *detail ? ": " : "",
-		       detail && *detail ? detail : "", alert ? "; TLS: " : "", alert ? alert : "",
-		       refusal_hint(alert ? NATS_SSL_ERROR : s));
+		log_refused(c, s);
 		c->nc = NULL;
 		return nats_status_errno(s);
 	}
 	h->conn_state(ctx, c->name, true);
 	return 0;
+}
+
+int nats_conn_probe(struct nats_conn *c, const struct nats_conn_opts *o,
+		    const struct cad_host *h, struct cad_context *ctx, const char *name)
+{
+	conn_init(c, o, h, ctx, name);
+	ERR_clear_error();
+	natsStatus s = connect_with(c, o, false);
+	if (s == NATS_OK) {
+		nats_conn_close(c, PROBE_CLOSE_MS);
+		return 0;
+	}
+	c->nc = NULL;
+	if (s == NATS_NO_SERVER)
+		return 0; /* not there yet: the caller's own connections retry */
+	log_refused(c, s);
+	return nats_status_errno(s);
 }
 
 void nats_conn_close(struct nats_conn *c, int64_t timeout_ms)

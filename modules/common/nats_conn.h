@@ -65,6 +65,14 @@ struct nats_conn {
  * mend (bad TLS files). */
 int nats_conn_open(struct nats_conn *c, const struct nats_conn_opts *o, const struct cad_host *host,
 		   struct cad_context *ctx, const char *name);
+/* Connect once without retrying, and close at once: for a module whose
+ * own connections are made later, in the background (NATS Streaming), to
+ * fail its start as nats_conn_open() would when a server answers and
+ * refuses the TLS handshake or the credentials. A server that cannot be
+ * reached passes. Keep c at a stable address until the module is
+ * destroyed. Returns 0 or a negative errno, logged. */
+int nats_conn_probe(struct nats_conn *c, const struct nats_conn_opts *o,
+		    const struct cad_host *host, struct cad_context *ctx, const char *name);
 /* Build the natsOptions nats_conn_open() connects with, for a connection
  * another layer makes (NATS Streaming). The callbacks report through c,
  * which must outlive that connection; c->nc stays NULL. The caller

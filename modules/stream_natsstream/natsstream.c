@@ -72,6 +72,7 @@ struct natsstream {
 	_Atomic int64_t next_warn_ns; /* rate limit for retry warnings */
 	pthread_mutex_t links_lock;
 	struct ns_link *links;
+	struct nats_conn probe; /* start()'s one connection, to see a refusal */
 };
 
 /* What cnats callbacks reach: kept by the instance until destroy(),
@@ -245,10 +246,14 @@ fail:
 	return rc;
 }
 
+/* Each worker connects on its own thread, in the background; a server
+ * that refuses the TLS handshake or the credentials fails the start here
+ * instead, as it does for the other modules, rather than be retried
+ * forever. */
 static int natsstream_start(void *instance)
 {
-	(void)instance; /* each worker connects on its own thread */
-	return 0;
+	struct natsstream *ns = instance;
+	return nats_conn_probe(&ns->probe, &ns->conn, ns->host, ns->ctx, "stream");
 }
 
 static void natsstream_describe(void *instance, char *buf, size_t len)

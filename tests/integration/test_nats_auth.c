@@ -125,15 +125,16 @@ Test(nats_auth, mutual_tls_on_both_sides_carries_messages_into_jetstream)
 }
 
 /* Start the daemon on conf; it must exit with status 3 at start-up, its
- * log naming the refusal with `reason` and `hint`. */
-static void expect_refused_at_start(const char *conf, const char *reason, const char *hint)
+ * log naming the refusal of connection `conn` with `reason` and `hint`. */
+static void expect_conn_refused_at_start(const char *conf, const char *conn, const char *reason,
+					 const char *hint)
 {
 	cr_assert_eq(daemon_start(&daemon_a, dir, conf), 0);
 	int st = daemon_wait_exit(&daemon_a, 30000);
 	char *log = file_read(daemon_a.log);
 	cr_assert_eq(st, 3, "a refused connection fails the start (status %d):\n%s", st, log);
 	char want[128];
-	snprintf(want, sizeof(want), "ingest 1: cannot connect to %s: ", server.url);
+	snprintf(want, sizeof(want), "%s: cannot connect to %s: ", conn, server.url);
 	const char *line = strstr(log, want);
 	cr_assert_not_null(line, "the refusal is logged:\n%s", log);
 	const char *eol = strchr(line, '\n');
@@ -142,6 +143,11 @@ static void expect_refused_at_start(const char *conf, const char *reason, const 
 	cr_assert_not_null(strstr(first, hint), "the options to check are named: %s", first);
 	free(first);
 	free(log);
+}
+
+static void expect_refused_at_start(const char *conf, const char *reason, const char *hint)
+{
+	expect_conn_refused_at_start(conf, "ingest 1", reason, hint);
 }
 
 Test(nats_auth, a_client_certificate_of_another_ca_is_refused_at_start)
@@ -246,6 +252,28 @@ Test(nats_auth, user_and_password_carry_messages_and_a_wrong_password_is_refused
 	free(conf);
 	cr_assert_eq(daemon_log_count(&daemon_a, "not it"), 0, "nor the wrong one");
 	*strrchr(dir, '/') = '\0';
+}
+
+Test(nats_auth, a_wrong_password_fails_a_natsstream_start_too)
+{
+	struct js_client_auth auth = {.user = "adapter", .password = "s3cret pass"};
+	start_server("authorization {\n  users = [\n"
+		     "    {user: \"adapter\", password: \"s3cret pass\"}\n  ]\n}\n",
+		     &auth);
+	char *conf = NULL;
+	cr_assert(asprintf(&conf,
+			   "adapter node_data {\n"
+			   "  ingest { type = \"choria\" servers = {\"%s\"} topic = \"choria.discovery\"\n"
+			   "           security = \"none\" user = \"adapter\" password = \"s3cret pass\" }\n"
+			   "  stream { type = \"natsstream\" servers = {\"%s\"} clusterid = \"test-cluster\"\n"
+			   "           topic = \"choria.node_metadata.%%s\"\n"
+			   "           user = \"adapter\" password = \"not it\" }\n"
+			   "}\n",
+			   server.url, server.url) > 0);
+	expect_conn_refused_at_start(conf, "stream", "Authorization Violation",
+				     "check user, password, token or credentials");
+	free(conf);
+	cr_assert_eq(daemon_log_count(&daemon_a, "not it"), 0, "the password is never logged");
 }
 
 Test(nats_auth, a_token_carries_messages)
