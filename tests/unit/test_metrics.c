@@ -11,10 +11,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "adapter.h"
 #include "build_config.h"
+#include "daemon_proc.h"
 #include "host.h"
 #include "http_get.h"
 #include "metrics.h"
@@ -529,6 +533,28 @@ Test(metrics, serves_on_the_ipv6_loopback_and_there_only)
 	http_reply_free(&r);
 	cr_assert_eq(http_request(&r, "127.0.0.1", s.port, "GET", "/metrics", 2000), -ECONNREFUSED,
 		     "bound to [::1] alone, not to IPv4 as well");
+	unserve(&s);
+}
+
+Test(metrics, a_connection_that_sends_nothing_is_closed_after_10_s, .timeout = 40)
+{
+	struct served s;
+	serve(&s);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s.port),
+				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	struct timeval wait = {.tv_sec = 20};
+	cr_assert_eq(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof(wait)), 0);
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	char c;
+	ssize_t n = recv(fd, &c, 1, 0);
+	double took = seconds_since(&t0);
+	close(fd);
+	cr_assert_eq(n, 0, "the server closed it (recv %zd)", n);
+	cr_assert_geq(took, 9.0, "not before the 10 s (%.1f s)", took);
+	cr_assert_lt(took, 15.0, "%.1f s", took);
 	unserve(&s);
 }
 
