@@ -536,7 +536,7 @@ Test(metrics, serves_on_the_ipv6_loopback_and_there_only)
 	unserve(&s);
 }
 
-Test(metrics, a_connection_that_sends_nothing_is_closed_after_10_s, .timeout = 40)
+Test(metrics, a_connection_that_sends_nothing_is_closed_after_10_s)
 {
 	struct served s;
 	serve(&s);
