@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 
 #include "certs.h"
+#include "nats_jwt.h"
 #include "pipeline.h"
 #include "tmpdir.h"
 
@@ -274,6 +275,77 @@ Test(nats_auth, a_wrong_password_fails_a_natsstream_start_too)
 				     "check user, password, token or credentials");
 	free(conf);
 	cr_assert_eq(daemon_log_count(&daemon_a, "not it"), 0, "the password is never logged");
+}
+
+/* The daemon with its ingest on the operator-mode `server`, signing in
+ * with the .creds file `creds`, and its stream on `js`. */
+static char *conf_creds(const char *creds, const struct nats_server *js)
+{
+	char *conf = NULL;
+	cr_assert(asprintf(&conf,
+			   "adapter node_data {\n"
+			   "  ingest { type = \"choria\" servers = {\"%s\"} topic = \"choria.discovery\"\n"
+			   "           security = \"none\" credentials = \"%s\" }\n"
+			   "  stream { type = \"jetstream\" servers = {\"%s\"}\n"
+			   "           topic = \"choria.node_metadata.%%s\" }\n"
+			   "}\n",
+			   server.url, creds, js->url) > 0);
+	return conf;
+}
+
+Test(nats_auth, a_creds_file_signs_the_ingest_into_an_operator_mode_server)
+{
+	/* The fleet's server trusts an operator; the ingest connects as a user
+	 * of its account with a .creds file. JetStream is on its own server. */
+	struct nats_jwt_trust trust, stranger;
+	cr_assert_eq(nats_jwt_make(&trust, "adapter"), 0);
+	cr_assert_eq(nats_jwt_make(&stranger, "adapter"), 0);
+	cr_assert_eq(tmpdir_make(dir, sizeof(dir)), 0);
+	char creds[600], wrong[600], js_dir[600];
+	cr_assert_eq(tmpdir_write(dir, "adapter.creds", trust.user_creds, creds, sizeof(creds)), 0);
+	cr_assert_eq(tmpdir_write(dir, "stranger.creds", stranger.user_creds, wrong, sizeof(wrong)),
+		     0);
+	cr_assert_eq(nats_server_start(&server, dir, 0, trust.server_conf), 0,
+		     "nats-server starts in operator mode");
+	nats_jwt_free(&trust);
+	nats_jwt_free(&stranger);
+	struct js_client nobody;
+	cr_assert_neq(js_client_open(&nobody, server.url), 0, "nobody connects without creds");
+	struct js_client_auth auth = {.creds = creds};
+	cr_assert_eq(js_client_open_auth(&client, server.url, &auth), 0,
+		     "the test client connects with the creds file");
+	snprintf(js_dir, sizeof(js_dir), "%s/js", dir);
+	cr_assert_eq(mkdir(js_dir, 0755), 0);
+	static struct nats_server js;
+	struct js_client js_reader;
+	cr_assert_eq(nats_server_start(&js, js_dir, 0, NULL), 0);
+	cr_assert_eq(js_client_open(&js_reader, js.url), 0);
+	cr_assert_eq(js_stream_create(&js_reader, "NODES", "choria.node_metadata.>", 1), 0);
+
+	char *conf = conf_creds(creds, &js);
+	pipeline_start_daemon(&daemon_a, dir, conf);
+	free(conf);
+	pipeline_publish(&client, "choria.discovery", CHORIA_MSG_REQUEST, 0, 10, 0x7e5);
+	cr_assert(js_stream_wait_count(&js_reader, "NODES", 10, 15000),
+		  "10 messages reach JetStream");
+	cr_assert_eq(daemon_stop(&daemon_a, SIGTERM, 20000), 0);
+	struct adapter_counts c;
+	cr_assert(pipeline_counts(&daemon_a, "node_data", &c));
+	cr_assert_eq(c.received, 10);
+	cr_assert_eq(c.published, 10);
+
+	/* A user of another operator's account is refused at start. */
+	char wdir[600];
+	snprintf(wdir, sizeof(wdir), "%s/wrong", dir);
+	cr_assert_eq(mkdir(wdir, 0755), 0);
+	snprintf(dir + strlen(dir), sizeof(dir) - strlen(dir), "/wrong");
+	conf = conf_creds(wrong, &js);
+	expect_refused_at_start(conf, "Authorization Violation",
+				"check user, password, token or credentials");
+	free(conf);
+	*strrchr(dir, '/') = '\0';
+	js_client_close(&js_reader);
+	nats_server_stop(&js);
 }
 
 Test(nats_auth, a_token_carries_messages)
