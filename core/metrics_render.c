@@ -206,13 +206,14 @@ struct conn_copy {
 	bool up;
 };
 
-/* The adapter's connections, malloc'd (NULL with *n = 0 when it has none
- * or memory is short). */
-static struct conn_copy *copy_conns(struct adapter *a, size_t *n_out)
+/* The adapter's connections, malloc'd; NULL with *n = 0 when it has
+ * none, and *short_of_memory set when they could not be copied. */
+static struct conn_copy *copy_conns(struct adapter *a, size_t *n_out, bool *short_of_memory)
 {
 	pthread_mutex_lock(&a->conns_lock);
 	size_t n = a->n_conns;
 	struct conn_copy *c = n ? malloc(n * sizeof(*c)) : NULL;
+	*short_of_memory = n && !c;
 	if (!c)
 		n = 0;
 	for (size_t i = 0; i < n; i++) {
@@ -322,7 +323,8 @@ int metrics_render(char **out, size_t *len, struct adapter *const *as, size_t n,
 	       "1 when the module's connection to its server is up, else 0");
 	EACH(i) {
 		size_t k;
-		struct conn_copy *c = copy_conns(as[i], &k);
+		bool no_memory;
+		struct conn_copy *c = copy_conns(as[i], &k, &no_memory);
 		for (size_t j = 0; j < k; j++) {
 			struct series s = {"choria_adapter_connection_up",
 					   c[j].input ? "input" : "output", "connection", c[j].name};
@@ -372,12 +374,17 @@ int metrics_health(char **out, size_t *len, bool *healthy, struct adapter *const
 		reason(&reasons_text, &count, "stopping");
 	EACH(i) {
 		size_t k;
-		struct conn_copy *c = copy_conns(as[i], &k);
+		bool no_memory;
+		struct conn_copy *c = copy_conns(as[i], &k, &no_memory);
 		for (size_t j = 0; j < k; j++)
 			if (!c[j].up)
 				reason(&reasons_text, &count, "adapter %s: %s disconnected",
 				       as[i]->name, c[j].name);
 		free(c);
+		/* Not knowing is not healthy. */
+		if (no_memory)
+			reason(&reasons_text, &count,
+			       "adapter %s: connection states unknown (out of memory)", as[i]->name);
 		size_t queued = queue_length(as[i]->queue), cap = queue_capacity(as[i]->queue);
 		if (queued >= cap)
 			reason(&reasons_text, &count, "adapter %s: queue full (%zu of %zu)",
