@@ -197,6 +197,37 @@ Test(delivery, stream_server_started_after_the_daemon_gets_everything)
 	js_client_close(&reader);
 }
 
+Test(delivery, a_stream_server_that_hangs_at_start_fails_the_start_with_a_timeout)
+{
+	/* It accepts the connection but never completes the handshake. The
+	 * NATS client cannot retry that in the background (it gives the
+	 * connection up), so the start fails with status 3 and says why;
+	 * systemd starts the daemon again. */
+	start_stream_server(0);
+	cr_assert_eq(kill(stream.pid, SIGSTOP), 0);
+	char *q = quoted(stream.url);
+	char *conf = NULL;
+	cr_assert(asprintf(&conf,
+			   "adapter node_data {\n"
+			   "  ingest { type = \"choria\" servers = {\"%s\"} topic = \"choria.discovery\"\n"
+			   "           security = \"none\" }\n"
+			   "  stream { type = \"jetstream\" servers = {%s}\n"
+			   "           topic = \"choria.node_metadata.%%s\" }\n"
+			   "}\n",
+			   ingest.url, q) > 0);
+	free(q);
+	cr_assert_eq(daemon_start(&daemon_p, dir, conf), 0);
+	free(conf);
+	int status = daemon_wait_exit(&daemon_p, 30000);
+	kill(stream.pid, SIGCONT);
+	char *log = file_read(daemon_p.log);
+	cr_assert_eq(status, 3, "status %d; log:\n%s", status, log);
+	char want[160];
+	snprintf(want, sizeof(want), "stream: cannot connect to %s: Timeout", stream.url);
+	cr_assert_not_null(strstr(log, want), "the log says why:\n%s", log);
+	free(log);
+}
+
 Test(delivery, a_full_queue_drops_exactly_what_is_not_delivered)
 {
 	int port = start_daemon_before_its_stream(10, 1, 5);
