@@ -56,12 +56,19 @@ void pipeline_publish(struct js_client *c, const char *subject, enum choria_msg_
 		s.request_id = rid;
 		s.body = body;
 		s.time = 1520088557 + i;
-		size_t len;
-		char *wire = choria_msg_build(&s, &len);
-		cr_assert_not_null(wire);
-		cr_assert_eq(nats_publish_raw(c, subject, wire, len), 0);
-		free(wire);
+		pipeline_publish_spec(c, subject, &s);
 	}
+}
+
+size_t pipeline_publish_spec(struct js_client *c, const char *subject,
+			     const struct choria_msg_spec *s)
+{
+	size_t len;
+	char *wire = choria_msg_build(s, &len);
+	cr_assert_not_null(wire);
+	cr_assert_eq(nats_publish_raw(c, subject, wire, len), 0);
+	free(wire);
+	return len;
 }
 
 void pipeline_setup(char *dir, size_t len, struct nats_server *s, struct js_client *c,

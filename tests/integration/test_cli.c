@@ -1,9 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The command line: -t, -V, -h, usage errors, and start-up failures. */
 #include <criterion/criterion.h>
-#include <nats/nats.h>
 #include <signal.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -144,20 +142,6 @@ Test(cli, sigint_stops_the_daemon_as_sigterm_does)
 	cr_assert_eq(daemon_stop(&d, SIGINT, 20000), 0, "drained and exited 0");
 	cr_assert_gt(daemon_log_count(&d, "SIGINT received: stopping ingest and draining"), 0);
 	cr_assert_gt(daemon_log_count(&d, "adapter node_data: drained"), 0);
-}
-
-/* Wait until the file holds `text`; false after timeout_ms. */
-static bool file_wait_text(const char *path, const char *text, int timeout_ms)
-{
-	for (int waited = 0; waited <= timeout_ms; waited += 50) {
-		char *s = file_read(path);
-		bool found = s && strstr(s, text);
-		free(s);
-		if (found)
-			return true;
-		nats_Sleep(50);
-	}
-	return false;
 }
 
 Test(cli, sighup_reopens_a_rotated_log_file)

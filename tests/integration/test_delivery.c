@@ -65,7 +65,9 @@ static void create_stream(const char *url)
 static int drain_timeout = 30;
 static int queue_wait_ms = 250;
 
-static void start_daemon(const char *stream_urls, int queue_len, int workers, int inflight)
+/* The daemon's configuration: the test's ingest server, the stream on
+ * `stream_urls` (quoted, comma-separated). */
+static char *daemon_conf(const char *stream_urls, int queue_len, int workers, int inflight)
 {
 	char *conf = NULL;
 	cr_assert(asprintf(&conf,
@@ -80,6 +82,12 @@ static void start_daemon(const char *stream_urls, int queue_len, int workers, in
 			   "           max_inflight = %d ack_timeout = 2 retry_max_interval = 1 }\n"
 			   "}\n",
 			   drain_timeout, queue_len, queue_wait_ms, ingest.url, stream_urls, workers, inflight) > 0);
+	return conf;
+}
+
+static void start_daemon(const char *stream_urls, int queue_len, int workers, int inflight)
+{
+	char *conf = daemon_conf(stream_urls, queue_len, workers, inflight);
 	pipeline_start_daemon(&daemon_p, dir, conf);
 	free(conf);
 }
@@ -206,15 +214,7 @@ Test(delivery, a_stream_server_that_hangs_at_start_fails_the_start_with_a_timeou
 	start_stream_server(0);
 	cr_assert_eq(kill(stream.pid, SIGSTOP), 0);
 	char *q = quoted(stream.url);
-	char *conf = NULL;
-	cr_assert(asprintf(&conf,
-			   "adapter node_data {\n"
-			   "  ingest { type = \"choria\" servers = {\"%s\"} topic = \"choria.discovery\"\n"
-			   "           security = \"none\" }\n"
-			   "  stream { type = \"jetstream\" servers = {%s}\n"
-			   "           topic = \"choria.node_metadata.%%s\" }\n"
-			   "}\n",
-			   ingest.url, q) > 0);
+	char *conf = daemon_conf(q, 1000, 2, 64);
 	free(q);
 	cr_assert_eq(daemon_start(&daemon_p, dir, conf), 0);
 	free(conf);

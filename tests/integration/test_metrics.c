@@ -196,12 +196,7 @@ static void publish_good(int first, int n, int kept, struct sent *s)
 		spec.request_id = rid;
 		spec.body = body;
 		spec.time = 1520088557 + i;
-		size_t len;
-		char *wire = choria_msg_build(&spec, &len);
-		cr_assert_not_null(wire);
-		cr_assert_eq(nats_publish_raw(&fleet_client, "choria.discovery", wire, len), 0);
-		free(wire);
-		s->wire += len;
+		s->wire += pipeline_publish_spec(&fleet_client, "choria.discovery", &spec);
 		if (i < kept)
 			s->body += strlen(body);
 	}
@@ -215,12 +210,7 @@ static void publish_raw(const char *text, struct sent *s)
 
 static void publish_spec(struct choria_msg_spec *spec, struct sent *s)
 {
-	size_t len;
-	char *wire = choria_msg_build(spec, &len);
-	cr_assert_not_null(wire);
-	cr_assert_eq(nats_publish_raw(&fleet_client, "choria.discovery", wire, len), 0);
-	free(wire);
-	s->wire += len;
+	s->wire += pipeline_publish_spec(&fleet_client, "choria.discovery", spec);
 }
 
 /* -------------------------------------------------------------- tests */

@@ -511,11 +511,7 @@ Test(natsstream, a_message_larger_than_the_server_accepts_is_counted_lost)
 	struct choria_msg_spec m = choria_msg_defaults(CHORIA_MSG_REQUEST);
 	m.sender = "big.example.net";
 	m.body = big;
-	size_t len;
-	char *wire = choria_msg_build(&m, &len);
-	cr_assert_not_null(wire);
-	cr_assert_eq(nats_publish_raw(&client, "choria.discovery", wire, len), 0);
-	free(wire);
+	pipeline_publish_spec(&client, "choria.discovery", &m);
 	publish(0, 3);
 	cr_assert(stan_responder_wait_stored(stan, 3, 15000), "the others still flow");
 	nats_Sleep(300);
@@ -539,10 +535,7 @@ Test(natsstream, senders_that_cannot_form_a_channel_are_counted_lost_as_bad_subj
 	for (size_t i = 0; i < sizeof(senders) / sizeof(*senders); i++) {
 		struct choria_msg_spec m = choria_msg_defaults(CHORIA_MSG_REQUEST);
 		m.sender = senders[i];
-		size_t len;
-		char *wire = choria_msg_build(&m, &len);
-		cr_assert_eq(nats_publish_raw(&client, "choria.discovery", wire, len), 0);
-		free(wire);
+		pipeline_publish_spec(&client, "choria.discovery", &m);
 	}
 	publish(0, 3);
 	cr_assert(stan_responder_wait_stored(stan, 3, 15000), "the others still flow");

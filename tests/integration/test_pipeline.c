@@ -138,10 +138,7 @@ Test(pipeline, replies_from_many_nodes_to_one_request_are_all_kept)
 		pipeline_request_id(rid, 1, 7);
 		s.sender = sender;
 		s.request_id = rid;
-		size_t len;
-		char *wire = choria_msg_build(&s, &len);
-		cr_assert_eq(nats_publish_raw(&client, "choria.reply.abc", wire, len), 0);
-		free(wire);
+		pipeline_publish_spec(&client, "choria.reply.abc", &s);
 	}
 	cr_assert(js_stream_wait_count(&client, "NODES", 40, 15000));
 	nats_Sleep(500);
@@ -164,10 +161,7 @@ Test(pipeline, senders_that_cannot_form_a_subject_are_counted_lost_as_bad_subjec
 	for (size_t i = 0; i < sizeof(senders) / sizeof(*senders); i++) {
 		struct choria_msg_spec s = choria_msg_defaults(CHORIA_MSG_REQUEST);
 		s.sender = senders[i];
-		size_t len;
-		char *wire = choria_msg_build(&s, &len);
-		cr_assert_eq(nats_publish_raw(&client, "choria.discovery", wire, len), 0);
-		free(wire);
+		pipeline_publish_spec(&client, "choria.discovery", &s);
 	}
 	pipeline_publish(&client, "choria.discovery", CHORIA_MSG_REQUEST, 0, 3, 9);
 
@@ -211,10 +205,7 @@ Test(pipeline, a_message_larger_than_jetstream_accepts_is_counted_lost_not_retri
 	struct choria_msg_spec m = choria_msg_defaults(CHORIA_MSG_REQUEST);
 	m.sender = "big.example.net";
 	m.body = big;
-	size_t len;
-	char *wire = choria_msg_build(&m, &len);
-	cr_assert_eq(nats_publish_raw(&client, "choria.discovery", wire, len), 0);
-	free(wire);
+	pipeline_publish_spec(&client, "choria.discovery", &m);
 	pipeline_publish(&client, "choria.discovery", CHORIA_MSG_REQUEST, 0, 3, 9);
 
 	cr_assert(js_stream_wait_count(&small_client, "NODES", 3, 15000), "the others still flow");
@@ -241,14 +232,9 @@ Test(pipeline, malformed_messages_are_counted_and_never_published)
 		cr_assert_eq(nats_publish_raw(&client, "choria.discovery", junk[i], strlen(junk[i])), 0);
 	struct choria_msg_spec s = choria_msg_defaults(CHORIA_MSG_REQUEST);
 	s.ttl = 10; /* below the schema's minimum */
-	size_t len;
-	char *wire = choria_msg_build(&s, &len);
-	cr_assert_eq(nats_publish_raw(&client, "choria.discovery", wire, len), 0);
-	free(wire);
+	pipeline_publish_spec(&client, "choria.discovery", &s);
 	struct choria_msg_spec r = choria_msg_defaults(CHORIA_MSG_REPLY); /* wrong protocol */
-	wire = choria_msg_build(&r, &len);
-	cr_assert_eq(nats_publish_raw(&client, "choria.discovery", wire, len), 0);
-	free(wire);
+	pipeline_publish_spec(&client, "choria.discovery", &r);
 	pipeline_publish(&client, "choria.discovery", CHORIA_MSG_REQUEST, 0, 3, 9);
 
 	cr_assert(js_stream_wait_count(&client, "NODES", 3, 15000), "good messages still flow");

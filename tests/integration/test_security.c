@@ -100,20 +100,7 @@ static void publish_signed(const char *sender, const char *callerid, const char 
 	s.callerid = callerid;
 	s.sign = test_sign;
 	s.sign_arg = &signer;
-	size_t len;
-	char *wire = choria_msg_build(&s, &len);
-	cr_assert_not_null(wire);
-	cr_assert_eq(nats_publish_raw(&client, "choria.discovery", wire, len), 0);
-	free(wire);
-}
-
-static void publish_spec(const struct choria_msg_spec *s, const char *subject)
-{
-	size_t len;
-	char *wire = choria_msg_build(s, &len);
-	cr_assert_not_null(wire);
-	cr_assert_eq(nats_publish_raw(&client, subject, wire, len), 0);
-	free(wire);
+	pipeline_publish_spec(&client, "choria.discovery", &s);
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -191,7 +178,7 @@ Test(security, only_correctly_signed_requests_reach_the_stream)
 	s.sign = test_sign;
 	s.sign_arg = &signer;
 	s.secure.patch = patch_text;
-	publish_spec(&s, "choria.discovery");
+	pipeline_publish_spec(&client, "choria.discovery", &s);
 	free(patch_text);
 	json_decref(patch);
 	free(text);
@@ -199,11 +186,11 @@ Test(security, only_correctly_signed_requests_reach_the_stream)
 	/* Unsigned registration. */
 	s = choria_msg_defaults(CHORIA_MSG_REQUEST);
 	s.sender = "insecure";
-	publish_spec(&s, "choria.discovery");
+	pipeline_publish_spec(&client, "choria.discovery", &s);
 	/* A pubcert that is no certificate. */
 	s.sender = "no-cert";
 	s.signature = "c2lnbmF0dXJl";
-	publish_spec(&s, "choria.discovery");
+	pipeline_publish_spec(&client, "choria.discovery", &s);
 
 	cr_assert(js_stream_wait_count(&client, "NODES", 6, 15000), "the good ones arrive");
 	nats_Sleep(500);
@@ -273,10 +260,10 @@ Test(security, replies_with_a_wrong_hash_are_rejected)
 	char *wrong = choria_msg_sha256_base64("another message", 15);
 	s.sender = "wrong-hash";
 	s.hash = wrong;
-	publish_spec(&s, "choria.reply.x");
+	pipeline_publish_spec(&client, "choria.reply.x", &s);
 	s.sender = "not-base64-hash";
 	s.hash = "####";
-	publish_spec(&s, "choria.reply.x");
+	pipeline_publish_spec(&client, "choria.reply.x", &s);
 	free(wrong);
 
 	cr_assert(js_stream_wait_count(&client, "NODES", 5, 15000));
@@ -305,7 +292,7 @@ Test(security, security_none_lets_well_formed_but_wrongly_signed_messages_throug
 	publish_signed("mismatch", "choria=nobody", p->signer, false);
 	struct choria_msg_spec s = choria_msg_defaults(CHORIA_MSG_REQUEST);
 	s.sender = "insecure";
-	publish_spec(&s, "choria.discovery");
+	pipeline_publish_spec(&client, "choria.discovery", &s);
 
 	cr_assert(js_stream_wait_count(&client, "NODES", 4, 15000));
 	cr_assert_eq(daemon_stop(&daemon_a, SIGTERM, 20000), 0);
