@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
 
 #include "build_config.h"
 #include "cad_module.h"
@@ -176,4 +177,57 @@ Test(cli, a_log_file_that_cannot_be_opened_stops_the_daemon_with_status_3)
 	free(conf);
 	cr_assert_eq(daemon_wait_exit(&d, 15000), 3);
 	cr_assert_gt(daemon_log_count(&d, "no/such/folder/a.log"), 0, "the error names the file");
+}
+
+/* The first captured syslog line holding `text`, or NULL. */
+static char *syslog_line(const char *capture, const char *text)
+{
+	char *all = file_read(capture);
+	if (!all)
+		return NULL;
+	char *hit = strstr(all, text), *line = NULL;
+	if (hit) {
+		char *start = hit;
+		while (start > all && start[-1] != '\n')
+			start--;
+		line = strndup(start, strcspn(start, "\n"));
+	}
+	free(all);
+	return line;
+}
+
+Test(cli, log_file_syslog_sends_each_level_at_its_priority_without_a_timestamp)
+{
+	char capture[700], shim[700], *conf = NULL;
+	snprintf(capture, sizeof(capture), "%s/syslog.txt", dir);
+	snprintf(shim, sizeof(shim), "%s/tests/fixtures/.libs/syslog_capture.so", TOP_BUILDDIR);
+	cr_assert_eq(setenv("CAD_SYSLOG_CAPTURE", capture, 1), 0);
+	cr_assert(asprintf(&conf, "log_file = \"syslog\"\n%s", GOOD_CONF) > 0);
+	struct daemon_proc d;
+	cr_assert_eq(daemon_start_preloaded(&d, dir, conf, shim), 0);
+	free(conf);
+	cr_assert(file_wait_text(capture, "running", 15000), "the daemon logs to syslog");
+	cr_assert_eq(kill(d.pid, SIGHUP), 0);
+	cr_assert(file_wait_text(capture, "log file reopened (SIGHUP)", 5000));
+	cr_assert_eq(daemon_stop(&d, SIGTERM, 20000), 0);
+	cr_assert(file_wait_text(capture, "drained", 1000), "syslog still serves after SIGHUP");
+
+	char want[64];
+	snprintf(want, sizeof(want), "choria-adapterd %d %d %d ", LOG_PID, LOG_DAEMON, LOG_INFO);
+	char *running = syslog_line(capture, "running");
+	cr_assert_not_null(running);
+	cr_assert_eq(strncmp(running, want, strlen(want)), 0, "ident, options, facility, info: %s",
+		     running);
+	/* syslog stamps its own time and level: the line starts with its text. */
+	cr_assert(running[strlen(want)] < '0' || running[strlen(want)] > '9', "%s", running);
+	cr_assert_null(strstr(running, "INFO"), "%s", running);
+	free(running);
+
+	/* Nothing listens at the servers: the connection warnings are warnings. */
+	char *warn = syslog_line(capture, "127.0.0.1:1");
+	cr_assert_not_null(warn, "the unreachable server is reported");
+	snprintf(want, sizeof(want), "choria-adapterd %d %d %d ", LOG_PID, LOG_DAEMON, LOG_WARNING);
+	cr_assert_eq(strncmp(warn, want, strlen(want)), 0, "%s", warn);
+	free(warn);
+	cr_assert_eq(daemon_log_count(&d, "running"), 0, "nothing of it goes to standard error");
 }
