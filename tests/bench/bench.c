@@ -237,6 +237,8 @@ static void stop_proc(struct proc *p)
 
 struct result {
 	double rate, cpu_per_100k, p50_ms, p99_ms, switches_per_msg;
+	double p99_out_ms; /* to the republished message leaving for the server */
+	size_t acked;      /* measured messages whose acknowledgement was seen */
 	long rss_kib, paced_rss_kib; /* peak in the throughput run, in the latency run */
 	uint64_t lost, stalls;
 };
@@ -365,6 +367,8 @@ struct latency {
 	size_t first;   /* the corpus index of the first measured message */
 	size_t count;
 	enum mode mode;
+	double *acked;  /* when JetStream acknowledged stream sequence s, by s */
+	size_t max_seq;
 };
 
 /*
@@ -412,6 +416,54 @@ static void on_stored(natsConnection *nc, natsSubscription *sub, natsMsg *m, voi
 	natsMsg_Destroy(m);
 }
 
+/*
+ * A JetStream acknowledgement, seen by an observer subscribed to the
+ * acknowledgements' subjects (the relay's and the daemon's reply inboxes):
+ * it gets each one when the relay or the daemon does. An acknowledgement
+ * names a stream sequence, not a message; latency_by_ack() reads the
+ * stream afterwards to tell which message each sequence holds. A repeated
+ * acknowledgement (a retried publish) keeps the first time.
+ */
+static void on_ack(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *closure)
+{
+	(void)nc;
+	(void)sub;
+	struct latency *l = closure;
+	double t = now_s();
+	json_t *ack = json_loadb(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), 0, NULL);
+	json_t *stream = json_object_get(ack, "stream"), *seq = json_object_get(ack, "seq");
+	if (json_is_string(stream) && strcmp(json_string_value(stream), STREAM) == 0 &&
+	    json_is_integer(seq) && !json_object_get(ack, "error")) {
+		json_int_t k = json_integer_value(seq);
+		if (k > 0 && (size_t)k <= l->max_seq && l->acked[k] == 0)
+			l->acked[k] = t;
+	}
+	json_decref(ack);
+	natsMsg_Destroy(m);
+}
+
+/* Publish-to-acknowledgement delays of the measured messages into
+ * l->delay, from the acknowledgement times by sequence; their count. */
+static size_t latency_by_ack(struct latency *l)
+{
+	size_t got = 0;
+	for (size_t k = 1; k <= l->max_seq && got < l->count; k++) {
+		if (l->acked[k] == 0)
+			continue;
+		natsMsg *m = js_stream_get(&client, STREAM, k);
+		if (!m)
+			continue;
+		int64_t i = l->mode == MODE_RAW ? corpus_find(&corpus, natsMsg_GetData(m),
+							      (size_t)natsMsg_GetDataLength(m))
+						: envelope_index(m);
+		natsMsg_Destroy(m);
+		i -= (int64_t)l->first;
+		if (i >= 0 && (size_t)i < l->count && l->sent[i] > 0)
+			l->delay[got++] = l->acked[k] - l->sent[i];
+	}
+	return got;
+}
+
 /* Publish corpus messages [first, first + count) at `rate` a second, in
  * 1 ms slots, sleeping between slots (a fleet generator that spins would
  * take a core from what it measures); their send times go to sent[]. */
@@ -449,15 +501,20 @@ static void latency(enum mode mode, long rate, long seconds, struct result *r)
 		l.count = corpus.n - l.first;
 	l.sent = calloc(l.count, sizeof(double));
 	l.delay = calloc(l.count, sizeof(double));
+	l.max_seq = l.first + l.count + 1000; /* room for a few retried publishes */
+	l.acked = calloc(l.max_seq + 1, sizeof(double));
 	natsConnection *obs = NULL;
-	natsSubscription *sub = NULL;
+	natsSubscription *sub = NULL, *acks = NULL;
 	natsConnection_ConnectTo(&obs, server.url);
 	natsConnection_Subscribe(&sub, obs, "choria.node_metadata.>", on_stored, &l);
 	natsSubscription_SetPendingLimits(sub, -1, -1);
-	/* on_stored() writes into `l`: it must have run for the last time
+	natsConnection_Subscribe(&acks, obs, "_INBOX.>", on_ack, &l);
+	natsSubscription_SetPendingLimits(acks, -1, -1);
+	/* The handlers write into `l`: they must have run for the last time
 	 * before `l` goes away. */
-	atomic_bool complete = false;
+	atomic_bool complete = false, acks_complete = false;
 	natsSubscription_SetOnCompleteCB(sub, on_sub_complete, &complete);
+	natsSubscription_SetOnCompleteCB(acks, on_sub_complete, &acks_complete);
 	natsConnection_Flush(obs);
 
 	/* Warm-up: one message from each sender at the same pace, not
@@ -468,17 +525,27 @@ static void latency(enum mode mode, long rate, long seconds, struct result *r)
 	pace(l.first, l.count, rate, l.sent);
 	for (int i = 0; i < 1000 && atomic_load(&l.arrived) < l.count; i++)
 		nats_Sleep(10);
+	/* The last acknowledgements follow the last arrivals. */
+	nats_Sleep(200);
 	size_t got = atomic_load(&l.arrived);
 	r->paced_rss_kib = proc_peak_rss_kib(p.pid);
 	observer_close(obs, sub, &complete);
+	for (int i = 0; i < 5000 && !atomic_load(&acks_complete); i++)
+		nats_Sleep(1);
+	natsSubscription_Destroy(acks);
 	stop_proc(&p);
 	if (got > l.count)
 		got = l.count;
 	qsort(l.delay, got, sizeof(double), cmp_double);
+	r->p99_out_ms = got ? l.delay[(size_t)((double)got * 0.99)] * 1000 : -1;
+	got = latency_by_ack(&l);
+	qsort(l.delay, got, sizeof(double), cmp_double);
 	r->p50_ms = got ? l.delay[got / 2] * 1000 : -1;
 	r->p99_ms = got ? l.delay[(size_t)((double)got * 0.99)] * 1000 : -1;
+	r->acked = got;
 	free(l.sent);
 	free(l.delay);
+	free(l.acked);
 }
 
 /* ---------------------------------------------------------- crypto limit */
@@ -559,7 +626,8 @@ int main(void)
 	int have_verify = verify_available();
 
 	double rate_v[N_MODES][MAX_REPEATS], cpu_v[N_MODES][MAX_REPEATS],
-		p50_v[N_MODES][MAX_REPEATS], p99_v[N_MODES][MAX_REPEATS], rss_v[N_MODES][MAX_REPEATS],
+		p50_v[N_MODES][MAX_REPEATS], p99_v[N_MODES][MAX_REPEATS],
+		p99_out_v[N_MODES][MAX_REPEATS], rss_v[N_MODES][MAX_REPEATS],
 		lost_v[N_MODES][MAX_REPEATS], sw_v[N_MODES][MAX_REPEATS],
 		paced_rss_v[N_MODES][MAX_REPEATS];
 	int ran[N_MODES] = {0};
@@ -574,10 +642,14 @@ int main(void)
 				fprintf(stderr, "  the window stalled %lu times (lost messages)\n",
 					(unsigned long)res.stalls);
 			latency((enum mode)m, rate, lat_s, &res);
+			if (res.acked < (size_t)(rate * lat_s) * 99 / 100)
+				fprintf(stderr, "  only %zu acknowledgements of %ld messages seen\n",
+					res.acked, rate * lat_s);
 			rate_v[m][r] = res.rate;
 			cpu_v[m][r] = res.cpu_per_100k;
 			p50_v[m][r] = res.p50_ms;
 			p99_v[m][r] = res.p99_ms;
+			p99_out_v[m][r] = res.p99_out_ms;
 			rss_v[m][r] = (double)res.rss_kib;
 			paced_rss_v[m][r] = (double)res.paced_rss_kib;
 			lost_v[m][r] = (double)res.lost;
@@ -590,8 +662,8 @@ int main(void)
 	       n, (double)bytes / (double)corpus.n, cores, repeats, window);
 	printf("RSA-2048 SHA-256 verifications per second on one core: %.0f (%.1f us each)\n\n",
 	       vps, 1e6 / vps);
-	printf("%-8s %10s %8s %9s %9s %14s %14s %10s %6s %10s %12s\n", "mode", "msg/s", "vs raw",
-	       "p50 ms", "p99 ms", "CPU s/100k", "CPU/msg vs RSA", "peak RSS", "lost", "sw/msg",
+	printf("%-8s %10s %8s %9s %9s %9s %14s %14s %10s %6s %10s %12s\n", "mode", "msg/s",
+	       "vs raw", "p50 ms", "p99 ms", "p99 out", "CPU s/100k", "CPU/msg vs RSA", "peak RSS", "lost", "sw/msg",
 	       "paced RSS");
 	/* The ratio to raw is taken within each repeat, whose runs follow one
 	 * another, then its median: the machine's speed drifts between repeats
@@ -615,9 +687,9 @@ int main(void)
 		int k = ran[m];
 		double mr = median(rate_v[m], k), cpu = median(cpu_v[m], k);
 		double cpu_msg_us = cpu / 100000.0 * 1e6;
-		printf("%-8s %10.0f %8.2f %9.2f %9.2f %14.2f %14.2f %7.1f MiB %6.0f %10.2f %8.1f MiB\n",
+		printf("%-8s %10.0f %8.2f %9.2f %9.2f %9.2f %14.2f %14.2f %7.1f MiB %6.0f %10.2f %8.1f MiB\n",
 		       mode_name[m], mr, vs_raw[m], median(p50_v[m], k),
-		       median(p99_v[m], k), cpu, cpu_msg_us / (1e6 / vps),
+		       median(p99_v[m], k), median(p99_out_v[m], k), cpu, cpu_msg_us / (1e6 / vps),
 		       median(rss_v[m], k) / 1024.0, sum(lost_v[m], k), median(sw_v[m], k),
 		       median(paced_rss_v[m], k) / 1024.0);
 	}
@@ -638,8 +710,9 @@ int main(void)
 		       "%.2f of its CPU per message\n",
 		       scrape_ms, r0 ? r1 / r0 : 0, c0 ? c1 / c0 : 0);
 	}
-	printf("\nthroughput: %s; latency: at %ld msg/s for %ld s, from the fleet's publish to the\n"
-	       "republished message arriving at the JetStream server; CPU, RSS and sw/msg (context\n"
+	printf("\nthroughput: %s; latency: at %ld msg/s for %ld s, from the fleet's publish to\n"
+	       "JetStream's acknowledgement of the republished message (p99 out: to the republished\n"
+	       "message reaching the server, before it is stored); CPU, RSS and sw/msg (context\n"
 	       "switches of its threads per message) are the relay's or the daemon's own; peak RSS\n"
 	       "is in the throughput run, paced RSS in the latency run; lost is the total over\n"
 	       "the throughput runs.\n",
