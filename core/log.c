@@ -22,7 +22,8 @@
 enum dest_kind { DEST_STDERR, DEST_SYSLOG, DEST_FILE };
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static enum dest_kind dest = DEST_STDERR;
+/* Atomic: a line is formatted for its destination before `lock` is taken. */
+static _Atomic int dest = DEST_STDERR;
 static int fd = STDERR_FILENO;
 static char *path;
 static _Atomic int level = CAD_LOG_INFO;
