@@ -174,14 +174,12 @@ static void choria_certcache_list_push(struct certcache *c, struct certcache_ent
 		c->tail = e;
 }
 
-/* Under the lock: take the least recently used entry out; the caller
+/* Under the lock: take `e` out of its bucket and the list; the caller
  * drops the cache's reference after unlocking. */
-static struct certcache_entry *choria_certcache_evict(struct certcache *c)
+static void choria_certcache_remove(struct certcache *c, struct certcache_entry *e)
 {
-	struct certcache_entry *e = c->tail, **pp;
+	struct certcache_entry **pp;
 
-	if (!e)
-		return NULL;
 	for (pp = &c->buckets[choria_certcache_bucket(c, e->key)]; *pp; pp = &(*pp)->chain) {
 		if (*pp == e) {
 			*pp = e->chain;
@@ -190,6 +188,15 @@ static struct certcache_entry *choria_certcache_evict(struct certcache *c)
 	}
 	choria_certcache_list_unlink(c, e);
 	c->entries--;
+}
+
+/* Under the lock: take the least recently used entry out. */
+static struct certcache_entry *choria_certcache_evict(struct certcache *c)
+{
+	struct certcache_entry *e = c->tail;
+
+	if (e)
+		choria_certcache_remove(c, e);
 	return e;
 }
 
@@ -253,6 +260,22 @@ const struct cert_verdict *certcache_put(struct certcache *c,
 		choria_certcache_entry_unref(evicted);
 	}
 	return &e->v;
+}
+
+void certcache_forget(struct certcache *c, const unsigned char key[CERTCACHE_KEY_LEN],
+		      const struct cert_verdict *v)
+{
+	struct certcache_entry *e;
+
+	pthread_mutex_lock(&c->lock);
+	e = choria_certcache_find(c, key);
+	if (e && &e->v == v)
+		choria_certcache_remove(c, e);
+	else
+		e = NULL;
+	pthread_mutex_unlock(&c->lock);
+	if (e)
+		choria_certcache_entry_unref(e); /* the cache's reference */
 }
 
 void certcache_release(struct certcache *c, const struct cert_verdict *v)

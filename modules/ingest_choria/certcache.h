@@ -37,6 +37,7 @@ struct cert_verdict {
 	                         threads share it read-only */
 	int64_t not_before;   /* trusted only: the window in which the whole */
 	int64_t not_after;    /* chain is valid, Unix seconds */
+	int64_t checked_at;   /* when the chain was chosen, Unix seconds */
 	bool privileged;      /* a name matches privileged_certs */
 	bool allowed;         /* allowed_certs is empty or a name matches it */
 	char *names;          /* the names, each NUL-terminated, one after
@@ -83,6 +84,11 @@ const struct cert_verdict *certcache_get(struct certcache *c,
 const struct cert_verdict *certcache_put(struct certcache *c,
 					 const unsigned char key[CERTCACHE_KEY_LEN],
 					 struct cert_verdict *v);
+
+/* Take the verdict `v` (held by the caller, who still releases it) out of
+ * the cache, if it is still the one under `key`. */
+void certcache_forget(struct certcache *c, const unsigned char key[CERTCACHE_KEY_LEN],
+		      const struct cert_verdict *v);
 
 /* Give back a verdict from get() or put(); accepts NULL. */
 void certcache_release(struct certcache *c, const struct cert_verdict *v);

@@ -47,6 +47,7 @@
 /* Certificates after the first in a pubcert: untrusted intermediates. */
 #define VERIFY_MAX_INTERMEDIATES 8
 #define VERIFY_NAME_LEN 96 /* a name quoted in a log line */
+#define VERIFY_RECHECK_SECONDS 60 /* see choria_verify_stale() */
 
 struct choria_verify_scratch {
 	EVP_MD_CTX *key_md; /* the certificate's cache key */
@@ -452,13 +453,48 @@ static int choria_verify_read_pem(const char *pem, size_t len, X509 **leaf, STAC
 }
 
 /*
- * Work out the verdict for a PEM text: parse it, check the chain (without
- * the time, which is compared per message) for client authentication,
- * collect names, key and window. Returns 0 with *cv filled, whatever the
- * verdict, or -ENOMEM.
+ * Build and check the chain of `leaf` for client authentication. The chain
+ * is chosen as valid at `now` where there is one: a CA file may hold a
+ * renewed CA beside the one it replaces (same name and key, other dates),
+ * and OpenSSL takes the first issuer that matches unless it checks time.
+ * Only when no chain is valid at `now` is one built without the time, so
+ * that its window can say whether it expired or is not valid yet.
+ */
+static int choria_verify_build_chain(const struct choria_verifier *v, X509 *leaf,
+				     STACK_OF(X509) * rest, int64_t now, X509_STORE_CTX **out)
+{
+	X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+	int ok = 0;
+
+	for (int timed = 1; ctx && timed >= 0; timed--) {
+		if (!X509_STORE_CTX_init(ctx, v->store, leaf, rest))
+			break;
+		/* Every certificate in the CA file is a trust anchor, whether
+		 * or not it is self-signed. */
+		X509_STORE_CTX_set_flags(ctx, X509_V_FLAG_PARTIAL_CHAIN |
+						  (timed ? 0 : X509_V_FLAG_NO_CHECK_TIME));
+		if (timed)
+			X509_STORE_CTX_set_time(ctx, 0, (time_t)now);
+		X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT);
+		ok = X509_verify_cert(ctx);
+		int err = X509_STORE_CTX_get_error(ctx);
+		if (ok == 1 || (err != X509_V_ERR_CERT_HAS_EXPIRED &&
+				err != X509_V_ERR_CERT_NOT_YET_VALID))
+			break;
+		X509_STORE_CTX_cleanup(ctx);
+	}
+	*out = ctx;
+	return ctx ? ok : -ENOMEM;
+}
+
+/*
+ * Work out the verdict for a PEM text at `now`: parse it, check the chain
+ * for client authentication, collect names, key and the window in which
+ * the chain is valid (compared with the time per message). Returns 0 with
+ * *cv filled, whatever the verdict, or -ENOMEM.
  */
 static int choria_verify_check_cert(const struct choria_verifier *v, const char *pem, size_t len,
-				    struct cert_verdict *cv)
+				    int64_t now, struct cert_verdict *cv)
 {
 	STACK_OF(X509) *rest = NULL;
 	X509_STORE_CTX *ctx = NULL;
@@ -494,16 +530,12 @@ static int choria_verify_check_cert(const struct choria_verifier *v, const char 
 		goto out;
 	}
 
-	ctx = X509_STORE_CTX_new();
-	if (!ctx || !X509_STORE_CTX_init(ctx, v->store, leaf, rest)) {
+	cv->checked_at = now;
+	ok = choria_verify_build_chain(v, leaf, rest, now, &ctx);
+	if (ok == -ENOMEM) {
 		rc = -ENOMEM;
 		goto out;
 	}
-	/* Every certificate in the CA file is a trust anchor, whether or not
-	 * it is self-signed; the time is checked per message. */
-	X509_STORE_CTX_set_flags(ctx, X509_V_FLAG_PARTIAL_CHAIN | X509_V_FLAG_NO_CHECK_TIME);
-	X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT);
-	ok = X509_verify_cert(ctx);
 	if (ok != 1) {
 		err = X509_STORE_CTX_get_error(ctx);
 		if (err == X509_V_ERR_INVALID_PURPOSE)
@@ -621,10 +653,25 @@ static int choria_verify_base64(const char *s, size_t n, unsigned char *out)
 	return got - (int)pad;
 }
 
+/*
+ * Whether a cached verdict's chain should be chosen again at `now`: the
+ * chain was valid when chosen and no longer is (a CA renewed since may
+ * still carry it), or it was chosen invalid a while ago. Once a minute at
+ * most for a certificate that stays invalid, which bounds what sending
+ * expired certificates can cost.
+ */
+static bool choria_verify_stale(const struct cert_verdict *cv, int64_t now)
+{
+	if (cv->reason || (now >= cv->not_before && now <= cv->not_after))
+		return false;
+	bool was_valid = cv->checked_at >= cv->not_before && cv->checked_at <= cv->not_after;
+	return was_valid || now - cv->checked_at >= VERIFY_RECHECK_SECONDS;
+}
+
 /* Look up or work out the verdict for the message's certificate. */
 static int choria_verify_verdict_for(struct choria_verifier *v,
 				     struct choria_verify_scratch *scratch,
-				     const struct choria_decoded *d,
+				     const struct choria_decoded *d, int64_t now,
 				     const struct cert_verdict **out)
 {
 	unsigned char key[CERTCACHE_KEY_LEN];
@@ -636,9 +683,14 @@ static int choria_verify_verdict_for(struct choria_verifier *v,
 			  key))
 		return -ENOMEM;
 	*out = certcache_get(v->cache, key);
-	if (*out)
+	if (*out && !choria_verify_stale(*out, now))
 		return 0;
-	rc = choria_verify_check_cert(v, d->pubcert, d->pubcert_len, &fresh);
+	if (*out) {
+		certcache_forget(v->cache, key, *out);
+		certcache_release(v->cache, *out);
+		*out = NULL;
+	}
+	rc = choria_verify_check_cert(v, d->pubcert, d->pubcert_len, now, &fresh);
 	if (rc) {
 		cert_verdict_clear(&fresh);
 		return rc;
@@ -722,7 +774,7 @@ int choria_verify_request(struct choria_verifier *v, struct choria_verify_scratc
 		    "envelope.callerid \"%s\" is not <kind>=<name> (sender %s)",
 		    choria_printable(who, sizeof(who), d->callerid, d->callerid_len), sender);
 
-	rc = choria_verify_verdict_for(v, scratch, d, &cv);
+	rc = choria_verify_verdict_for(v, scratch, d, now, &cv);
 	if (rc) {
 		rc = choria_verify_fail(reason, detail, detail_len, rc, "no_memory",
 					"out of memory checking a certificate (sender %s)", sender);

@@ -280,6 +280,101 @@ Test(verify, every_certificate_in_the_ca_file_is_a_trust_anchor)
 	choria_verifier_free(v);
 }
 
+#define DAY (24L * 3600)
+
+/* Two copies of one CA (same name and key, the validity of each given in
+ * seconds from now) and a client certificate web1.example.net of
+ * leaf_key issued by that key, valid from a month ago for a year. */
+struct renewed_ca {
+	char dir[512];
+	char *first, *second, *leaf;
+};
+
+static void renewed_ca_make(struct renewed_ca *r, long from1, long to1, long from2, long to2)
+{
+	cr_assert_eq(tmpdir_make(r->dir, sizeof(r->dir)), 0);
+	EVP_PKEY *key = test_key_new(2048);
+	cr_assert_not_null(key);
+	struct test_cert_spec ca = {.cn = "Renewed CA", .ca = true, .from = from1, .to = to1};
+	X509 *one = test_cert_make(&ca, key, NULL, NULL);
+	ca.from = from2;
+	ca.to = to2;
+	X509 *two = test_cert_make(&ca, key, NULL, NULL);
+	static const char *const dns[] = {"web1.example.net", NULL};
+	struct test_cert_spec leaf = {.cn = "web1.example.net", .dns = dns, .eku = "clientAuth",
+				      .from = -30 * DAY, .to = 365 * DAY};
+	X509 *l = test_cert_make(&leaf, test_pki()->leaf_key, two, key);
+	cr_assert(one && two && l);
+	r->first = test_cert_pem(one);
+	r->second = test_cert_pem(two);
+	r->leaf = test_cert_pem(l);
+	X509_free(one);
+	X509_free(two);
+	X509_free(l);
+	EVP_PKEY_free(key);
+}
+
+/* A verifier whose CA file holds a then b. */
+static struct choria_verifier *renewed_ca_verifier(struct renewed_ca *r, const char *a,
+						   const char *b)
+{
+	char *both = NULL, path[700];
+	cr_assert(asprintf(&both, "%s%s", a, b) > 0);
+	cr_assert_eq(tmpdir_write(r->dir, "ca.pem", both, path, sizeof(path)), 0);
+	free(both);
+	return verifier_with(path, NULL, 0, 0);
+}
+
+static void renewed_ca_free(struct renewed_ca *r)
+{
+	free(r->first);
+	free(r->second);
+	free(r->leaf);
+	tmpdir_remove(r->dir);
+}
+
+Test(verify, a_renewed_ca_beside_the_expired_copy_it_replaces_is_chosen_in_either_order)
+{
+	struct renewed_ca r;
+	renewed_ca_make(&r, -3650 * DAY, -DAY, -700 * DAY, 3650 * DAY);
+	const char *order[2][2] = {{r.first, r.second}, {r.second, r.first}};
+	for (int i = 0; i < 2; i++) {
+		struct choria_verifier *v = renewed_ca_verifier(&r, order[i][0], order[i][1]);
+		char detail[512] = "";
+		size_t len;
+		char *wire = signed_request(r.leaf, NULL, false, &len);
+		cr_assert_str_eq(check_at(v, wire, len, (int64_t)time(NULL), detail, sizeof(detail)),
+				 "ok", "%s the expired copy: %s", i ? "after" : "before", detail);
+		free(wire);
+		choria_verifier_free(v);
+	}
+	renewed_ca_free(&r);
+}
+
+Test(verify, a_cached_chain_that_expires_is_chosen_again_from_a_renewed_ca)
+{
+	/* Ten days ago only the first copy was valid; in two days only the
+	 * second will be. */
+	struct renewed_ca r;
+	renewed_ca_make(&r, -20 * DAY, DAY, -DAY, 3650 * DAY);
+	struct choria_verifier *v = renewed_ca_verifier(&r, r.first, r.second);
+	char detail[512] = "";
+	size_t len;
+	char *wire = signed_request(r.leaf, NULL, false, &len);
+	int64_t now = (int64_t)time(NULL);
+	cr_assert_str_eq(check_at(v, wire, len, now - 10 * DAY, detail, sizeof(detail)), "ok",
+			 "%s", detail);
+	cr_assert_str_eq(check_at(v, wire, len, now + 2 * DAY, detail, sizeof(detail)), "ok",
+			 "the chain through the expired copy is not kept: %s", detail);
+	struct certcache_stats st;
+	choria_verifier_cache_stats(v, &st);
+	cr_assert_eq(st.inserts, 2, "chosen again once");
+	cr_assert_eq(st.entries, 1);
+	free(wire);
+	choria_verifier_free(v);
+	renewed_ca_free(&r);
+}
+
 Test(verify, allowed_certs_limits_the_signers)
 {
 	const char *const allowed[] = {"^web1\\.example\\.net$"};
@@ -527,6 +622,16 @@ Test(verify, a_cached_certificate_still_expires)
 	struct certcache_stats st;
 	choria_verifier_cache_stats(v, &st);
 	cr_assert_eq(st.misses, 1, "the window comes from the cache");
+	/* Its chain was chosen again once when it expired (a renewed CA
+	 * might have carried it); after that, once a minute at most. */
+	cr_assert_eq(st.inserts, 2);
+	int64_t later = now + 400 * 24 * 3600;
+	cr_assert_str_eq(check_at(v, wire, len, later + 59, detail, sizeof(detail)), "cert_expired");
+	choria_verifier_cache_stats(v, &st);
+	cr_assert_eq(st.inserts, 2);
+	cr_assert_str_eq(check_at(v, wire, len, later + 60, detail, sizeof(detail)), "cert_expired");
+	choria_verifier_cache_stats(v, &st);
+	cr_assert_eq(st.inserts, 3);
 	free(wire);
 	choria_verifier_free(v);
 }
