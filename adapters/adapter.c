@@ -108,10 +108,18 @@ void adapter_stop_ingest(struct adapter *a)
 	queue_close(a->queue);
 }
 
+void adapter_drain_begin(struct adapter *a, int64_t deadline_ns)
+{
+	a->published_before_drain = atomic_load(&a->stats.published);
+	atomic_store(&a->drain_deadline_ns, deadline_ns ? deadline_ns : 1);
+	stream_workers_set_deadline(a->workers, deadline_ns);
+}
+
 void adapter_drain(struct adapter *a, int64_t deadline_ns)
 {
-	uint64_t before = atomic_load(&a->stats.published);
-	atomic_store(&a->drain_deadline_ns, deadline_ns ? deadline_ns : 1);
+	if (atomic_load(&a->drain_deadline_ns) == 0)
+		adapter_drain_begin(a, deadline_ns);
+	uint64_t before = a->published_before_drain;
 	stream_workers_stop(a->workers, deadline_ns);
 	a->workers = NULL;
 	/* Whatever the workers did not take before the deadline. */

@@ -8,8 +8,9 @@
  *   adapter_new()         create both module instances (no network)
  *   adapter_start()       stream side first, then ingest
  *   adapter_stop_ingest() no more input; the queue is closed
- *   adapter_drain()       workers publish what is queued until the deadline,
- *                         then are joined; leftovers are counted as lost
+ *   adapter_drain_begin() workers publish what is queued until the deadline
+ *                         (every adapter's, before any is waited for)
+ *   adapter_drain()       workers are joined; leftovers are counted as lost
  *   adapter_free()
  */
 #ifndef CAD_ADAPTER_H
@@ -84,7 +85,8 @@ struct adapter {
 	struct stream_workers *workers;
 	struct adapter_stats stats;
 	bool ingest_started;
-	_Atomic int64_t drain_deadline_ns; /* 0 until adapter_drain() */
+	uint64_t published_before_drain; /* for the drain's log line */
+	_Atomic int64_t drain_deadline_ns; /* 0 until adapter_drain_begin() */
 
 	pthread_mutex_t conns_lock;
 	size_t n_conns, conns_cap;
@@ -101,8 +103,13 @@ CAD_MUSTCHECK int adapter_new(struct adapter **out, const struct adapter_config 
 			      const char *identity);
 CAD_MUSTCHECK int adapter_start(struct adapter *a);
 void adapter_stop_ingest(struct adapter *a);
-/* Publish what is queued and in flight until deadline_ns (CLOCK_MONOTONIC),
- * join the workers, and count whatever remains as lost. */
+/* Let the stream side publish what is queued and in flight until
+ * deadline_ns (CLOCK_MONOTONIC), without waiting: the adapters of a daemon
+ * drain side by side, so that one slow stream does not use up the time of
+ * the others. */
+void adapter_drain_begin(struct adapter *a, int64_t deadline_ns);
+/* Wait for the drain begun with the same deadline, join the workers, and
+ * count whatever remains as lost. */
 void adapter_drain(struct adapter *a, int64_t deadline_ns);
 void adapter_free(struct adapter *a); /* accepts NULL */
 

@@ -148,14 +148,22 @@ int stream_workers_start(struct stream_workers **out, struct adapter *a, unsigne
 	return 0;
 }
 
-void stream_workers_stop(struct stream_workers *s, int64_t deadline_ns)
+void stream_workers_set_deadline(struct stream_workers *s, int64_t deadline_ns)
 {
 	if (!s)
 		return;
 	pthread_mutex_lock(&s->lock);
-	atomic_store(&s->deadline_ns, deadline_ns ? deadline_ns : 1);
+	int64_t unset = 0;
+	atomic_compare_exchange_strong(&s->deadline_ns, &unset, deadline_ns ? deadline_ns : 1);
 	pthread_cond_broadcast(&s->changed);
 	pthread_mutex_unlock(&s->lock);
+}
+
+void stream_workers_stop(struct stream_workers *s, int64_t deadline_ns)
+{
+	if (!s)
+		return;
+	stream_workers_set_deadline(s, deadline_ns);
 	queue_close(s->adapter->queue);
 	join_started(s);
 	pthread_cond_destroy(&s->changed);

@@ -19,9 +19,14 @@ struct stream_workers;
 CAD_MUSTCHECK int stream_workers_start(struct stream_workers **out, struct adapter *a,
 				       unsigned count);
 
-/* The queue must be closed: the threads publish what it holds until it is
- * empty or deadline_ns passes, close their module workers (which finish or
- * give up their in-flight publishes by the deadline) and are joined. */
+/* Give the threads their deadline (0: now) without waiting for them: they
+ * publish what the queue holds until it is closed and empty or deadline_ns
+ * passes, then close their module workers, which finish or give up their
+ * in-flight publishes by the deadline. */
+void stream_workers_set_deadline(struct stream_workers *w, int64_t deadline_ns);
+
+/* Set the deadline if not set yet, close the queue, join the threads and
+ * free `w`. */
 void stream_workers_stop(struct stream_workers *w, int64_t deadline_ns);
 
 #endif

@@ -193,6 +193,8 @@ static void stop_all(struct daemon *d)
 	 * the drain gets its own. */
 	notify("EXTEND_TIMEOUT_USEC=%lld", (long long)(d->conf->drain_timeout + 5) * 1000000LL);
 	int64_t deadline = clock_mono_ns() + d->conf->drain_timeout * CAD_NS_PER_SEC;
+	for (size_t i = 0; i < d->n; i++)
+		adapter_drain_begin(d->adapters[i], deadline);
 	for (size_t i = 0; i < d->n; i++) {
 		adapter_drain(d->adapters[i], deadline);
 		adapter_log_stats(d->adapters[i]);

@@ -221,6 +221,60 @@ Test(file_stream, what_cannot_be_written_by_the_drain_timeout_is_lost_and_counte
 	cr_assert_gt(daemon_log_count(&daemon_a, "lost=4 (shutdown=4)"), 0);
 }
 
+/* An adapter block: `topic` to the file at `path`, one worker. */
+static void file_adapter(char *buf, size_t len, const char *name, const char *topic,
+			 const char *path)
+{
+	snprintf(buf, len,
+		 "adapter %s {\n"
+		 "  ingest { type = \"choria\" servers = {\"%s\"} topic = \"%s\"\n"
+		 "           security = \"none\" }\n"
+		 "  stream { type = \"file\" path = \"%s\" workers = 1 }\n"
+		 "}\n",
+		 name, server.url, topic, path);
+}
+
+Test(file_stream, adapters_drain_side_by_side_so_a_stuck_one_leaves_the_others_their_time)
+{
+	if (access("/dev/full", W_OK) != 0)
+		cr_skip_test("no /dev/full to make writes fail");
+	/* Two adapters on failing files; the first stays stuck through the
+	 * drain, the second can write again once the drain has begun. */
+	char stuck_path[700];
+	snprintf(stuck_path, sizeof(stuck_path), "%s/stuck.jsonl", dir);
+	cr_assert_eq(symlink("/dev/full", stuck_path), 0);
+	cr_assert_eq(symlink("/dev/full", out_path), 0);
+	char *conf = NULL, stuck[1024], to_file[1024];
+	file_adapter(stuck, sizeof(stuck), "stuck", "choria.stuck", stuck_path);
+	file_adapter(to_file, sizeof(to_file), "to_file", "choria.discovery", out_path);
+	cr_assert(asprintf(&conf, "identity = \"adapter.test\"\ndrain_timeout = 6\n%s%s", stuck,
+			   to_file) > 0);
+	pipeline_start_daemon(&daemon_a, dir, conf);
+	free(conf);
+	pipeline_publish(&client, "choria.stuck", CHORIA_MSG_REQUEST, 0, 3, 0x9);
+	pipeline_publish(&client, "choria.discovery", CHORIA_MSG_REQUEST, 0, 3, 0x9);
+	char failing[800];
+	snprintf(failing, sizeof(failing), "cannot write to %s", out_path);
+	cr_assert(daemon_wait_log(&daemon_a, failing, 10000));
+	/* Let the retries back off past a second: the second adapter's next
+	 * attempt then falls inside the drain, not before it. */
+	nats_Sleep(2000);
+
+	cr_assert_eq(kill(daemon_a.pid, SIGTERM), 0);
+	cr_assert(daemon_wait_log(&daemon_a, "stopping ingest and draining", 5000));
+	cr_assert_eq(unlink(out_path), 0);
+	cr_assert_eq(daemon_wait_exit(&daemon_a, 20000), 0);
+
+	struct adapter_counts n;
+	cr_assert(pipeline_counts(&daemon_a, "to_file", &n));
+	cr_assert(n.published == 3 && n.lost == 0,
+		  "the second adapter had the drain's time: published=%lu lost=%lu",
+		  (unsigned long)n.published, (unsigned long)n.lost);
+	check_lines(out_path, 0, 3, 0x9);
+	cr_assert(pipeline_counts(&daemon_a, "stuck", &n));
+	cr_assert_eq(n.lost, 3, "the stuck one gives up at the deadline");
+}
+
 Test(file_stream, the_check_refuses_a_path_that_cannot_be_written)
 {
 	char conf_path[700];
