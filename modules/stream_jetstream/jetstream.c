@@ -242,13 +242,18 @@ static void jetstream_on_ack(jsCtx *ctx, natsMsg *nm, jsPubAck *pa, jsPubAckErr 
 			      text);
 		return;
 	}
-	/* Keep the NATS message: it is sent again as it is. */
+	/* Keep the NATS message: it is sent again as it is. Once parked it
+	 * is the workers' (a drain may give it up at once): what the warning
+	 * needs of it is copied first. */
+	char subject[256] = "";
+	if (s == NATS_NO_RESPONDERS)
+		snprintf(subject, sizeof(subject), "%s", natsMsg_GetSubject(nm));
 	park(js, e);
 	pthread_mutex_unlock(&js->lock);
 	if (s == NATS_NO_RESPONDERS)
 		pacing_warn(js->host, js->ctx, &js->next_warn_ns,
 			    "no JetStream stream answers on %s: create a stream that captures it; retrying",
-			    natsMsg_GetSubject(nm));
+			    subject);
 	else
 		pacing_warn(js->host, js->ctx, &js->next_warn_ns,
 			    "publishing to JetStream failed (%s); retrying", text);
