@@ -48,12 +48,14 @@ struct file_out {
 	const struct cad_host *host;
 	struct cad_context *ctx;
 	char *path;
+	char *dir; /* the folder of path, whose entry for it is synced too */
 	bool fsync_always;
 
 	pthread_mutex_t lock;
 	int fd; /* -1 until start() */
 	dev_t dev;
 	ino_t ino;
+	bool dir_unsynced; /* opened (maybe created) since the folder's sync */
 	int64_t next_warn_ns;
 };
 
@@ -110,6 +112,7 @@ static void file_destroy(void *instance)
 		close(f->fd);
 	pthread_mutex_destroy(&f->lock);
 	free(f->path);
+	free(f->dir);
 	free(f);
 }
 
@@ -146,7 +149,10 @@ static int file_create(void **instance, const struct cad_host *host, struct cad_
 	const char *fsync_mode = host->cfg_str(cfg, "fsync");
 	f->fsync_always = fsync_mode && strcmp(fsync_mode, "always") == 0;
 	f->path = strdup(host->cfg_str(cfg, "path"));
-	if (!f->path) {
+	char *copy = f->path ? strdup(f->path) : NULL;
+	f->dir = copy ? strdup(dirname(copy)) : NULL;
+	free(copy);
+	if (!f->path || !f->dir) {
 		rc = -ENOMEM;
 		goto fail;
 	}
@@ -188,7 +194,22 @@ static int file_open(struct file_out *f)
 	f->fd = fd;
 	f->dev = st.st_dev;
 	f->ino = st.st_ino;
+	f->dir_unsynced = true;
 	return 0;
+}
+
+/* A file just created is on disk once its folder's entry for it is: sync
+ * the folder after the first line written to a newly opened file. */
+static int file_sync_dir(struct file_out *f)
+{
+	int dfd = open(f->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return -errno;
+	int rc = fsync(dfd) == 0 ? 0 : -errno;
+	close(dfd);
+	if (rc == 0)
+		f->dir_unsynced = false;
+	return rc;
 }
 
 static int file_start(void *instance)
@@ -250,6 +271,8 @@ static int file_write_line(struct file_out *f, const char *line, size_t len)
 	}
 	if (rc == 0 && f->fsync_always && fdatasync(f->fd) != 0)
 		rc = -errno;
+	if (rc == 0 && f->fsync_always && f->dir_unsynced)
+		rc = file_sync_dir(f);
 	/* A line that is not known to be whole and on disk is taken back,
 	 * so that its retry does not write it twice. When it cannot be cut,
 	 * it is ended, so that the retry starts on a line of its own. */

@@ -94,7 +94,13 @@ void pipeline_teardown(const char *dir, struct nats_server *s, struct js_client 
 
 void pipeline_start_daemon(struct daemon_proc *d, const char *dir, const char *conf)
 {
-	cr_assert_eq(daemon_start(d, dir, conf), 0);
+	pipeline_start_daemon_preloaded(d, dir, conf, NULL);
+}
+
+void pipeline_start_daemon_preloaded(struct daemon_proc *d, const char *dir, const char *conf,
+				     const char *preload)
+{
+	cr_assert_eq(daemon_start_preloaded(d, dir, conf, preload), 0);
 	bool up = daemon_wait_log(d, "running", 15000);
 	if (!up) {
 		char *log = file_read(d->log);

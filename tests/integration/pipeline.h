@@ -45,8 +45,9 @@ void pipeline_teardown(const char *dir, struct nats_server *s, struct js_client 
 
 /* Start the daemon on conf and wait until it runs (asserts). */
 void pipeline_start_daemon(struct daemon_proc *d, const char *dir, const char *conf);
-
-
+/* The same with LD_PRELOAD=preload in the daemon's environment. */
+void pipeline_start_daemon_preloaded(struct daemon_proc *d, const char *dir, const char *conf,
+				     const char *preload);
 
 /* Read every message of `stream`; *distinct receives how many different
  * Nats-Msg-Id values they carry. Returns the number of messages read. */

@@ -198,13 +198,12 @@ static char *syslog_line(const char *capture, const char *text)
 
 Test(cli, log_file_syslog_sends_each_level_at_its_priority_without_a_timestamp)
 {
-	char capture[700], shim[700], *conf = NULL;
+	char capture[700], *conf = NULL;
 	snprintf(capture, sizeof(capture), "%s/syslog.txt", dir);
-	snprintf(shim, sizeof(shim), "%s/tests/fixtures/.libs/syslog_capture.so", TOP_BUILDDIR);
-	cr_assert_eq(setenv("CAD_SYSLOG_CAPTURE", capture, 1), 0);
+	cr_assert_eq(setenv("CAD_LIBC_CAPTURE", capture, 1), 0);
 	cr_assert(asprintf(&conf, "log_file = \"syslog\"\n%s", GOOD_CONF) > 0);
 	struct daemon_proc d;
-	cr_assert_eq(daemon_start_preloaded(&d, dir, conf, shim), 0);
+	cr_assert_eq(daemon_start_preloaded(&d, dir, conf, LIBC_CAPTURE_SO), 0);
 	free(conf);
 	cr_assert(file_wait_text(capture, "running", 15000), "the daemon logs to syslog");
 	cr_assert_eq(kill(d.pid, SIGHUP), 0);
@@ -213,7 +212,8 @@ Test(cli, log_file_syslog_sends_each_level_at_its_priority_without_a_timestamp)
 	cr_assert(file_wait_text(capture, "drained", 1000), "syslog still serves after SIGHUP");
 
 	char want[64];
-	snprintf(want, sizeof(want), "choria-adapterd %d %d %d ", LOG_PID, LOG_DAEMON, LOG_INFO);
+	snprintf(want, sizeof(want), "syslog choria-adapterd %d %d %d ", LOG_PID, LOG_DAEMON,
+		 LOG_INFO);
 	char *running = syslog_line(capture, "running");
 	cr_assert_not_null(running);
 	cr_assert_eq(strncmp(running, want, strlen(want)), 0, "ident, options, facility, info: %s",
@@ -226,7 +226,8 @@ Test(cli, log_file_syslog_sends_each_level_at_its_priority_without_a_timestamp)
 	/* Nothing listens at the servers: the connection warnings are warnings. */
 	char *warn = syslog_line(capture, "127.0.0.1:1");
 	cr_assert_not_null(warn, "the unreachable server is reported");
-	snprintf(want, sizeof(want), "choria-adapterd %d %d %d ", LOG_PID, LOG_DAEMON, LOG_WARNING);
+	snprintf(want, sizeof(want), "syslog choria-adapterd %d %d %d ", LOG_PID, LOG_DAEMON,
+		 LOG_WARNING);
 	cr_assert_eq(strncmp(warn, want, strlen(want)), 0, "%s", warn);
 	free(warn);
 	cr_assert_eq(daemon_log_count(&d, "running"), 0, "nothing of it goes to standard error");

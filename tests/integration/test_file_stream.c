@@ -143,8 +143,11 @@ Test(file_stream, messages_become_whole_json_lines_with_several_workers)
 
 Test(file_stream, a_rotated_file_is_followed_without_a_signal)
 {
+	char capture[700];
+	snprintf(capture, sizeof(capture), "%s/libc.txt", dir);
+	cr_assert_eq(setenv("CAD_LIBC_CAPTURE", capture, 1), 0);
 	char *conf = conf_file("fsync = \"always\"", 1);
-	pipeline_start_daemon(&daemon_a, dir, conf);
+	pipeline_start_daemon_preloaded(&daemon_a, dir, conf, LIBC_CAPTURE_SO);
 	free(conf);
 
 	pipeline_publish(&client, "choria.discovery", CHORIA_MSG_REQUEST, 0, 10, 0xabc);
@@ -158,6 +161,17 @@ Test(file_stream, a_rotated_file_is_followed_without_a_signal)
 	cr_assert_eq(daemon_stop(&daemon_a, SIGTERM, 20000), 0);
 	check_lines(rotated, 0, 10, 0xabc);
 	check_lines(out_path, 10, 15, 0xabc);
+	/* With fsync = "always", the folder's entry for each file it created
+	 * is on disk before a line in it counts: once at the start, once
+	 * after the rotation. */
+	char synced[700];
+	snprintf(synced, sizeof(synced), "fsync-dir %s\n", dir);
+	char *calls = file_read(capture);
+	int n = 0;
+	for (const char *p = calls; p && (p = strstr(p, synced)); p++)
+		n++;
+	cr_assert_eq(n, 2, "the folder synced once per file: %s", calls ? calls : "(nothing)");
+	free(calls);
 	cr_assert_eq(daemon_log_count(&daemon_a, "was rotated: reopened"), 1);
 }
 
