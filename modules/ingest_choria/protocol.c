@@ -610,7 +610,12 @@ static int choria_v1_ids(const struct jdom_value *env, struct choria_decoded *d,
 static int choria_v1_time(const struct jdom_value *env, struct choria_decoded *d,
 			  struct choria_err *e)
 {
-	return choria_member_int(env, "time", "envelope.time", R_MESSAGE, e, &d->time);
+	int r = choria_member_int(env, "time", "envelope.time", R_MESSAGE, e, &d->time);
+	if (r == 0 && (d->time < CHORIA_TIME_MIN || d->time > CHORIA_TIME_MAX))
+		return choria_fail(e, -EBADMSG, R_MESSAGE,
+				   "envelope.time %lld is outside the years 1 to 9999",
+				   (long long)d->time);
+	return r;
 }
 
 static int choria_v1_request(const struct jdom_value *m, struct choria_decoded *d,

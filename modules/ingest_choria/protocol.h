@@ -26,6 +26,12 @@ struct jdom_scratch; /* json_dom.h */
  * (values may contain NUL bytes where noted) and points into JSON documents
  * the structure owns: valid until choria_decoded_clear().
  */
+/* The times an output envelope can write: RFC 3339 has the years 0001 to
+ * 9999 (see envelope_time()). A message from outside them is refused as
+ * bad_message here rather than lost on the stream side. */
+#define CHORIA_TIME_MIN (-62135596800LL) /* 0001-01-01T00:00:00Z */
+#define CHORIA_TIME_MAX 253402300799LL   /* 9999-12-31T23:59:59Z */
+
 struct choria_decoded {
 	unsigned version;      /* protocol version decoded from: 1 */
 	enum choria_kind kind;
@@ -35,7 +41,8 @@ struct choria_decoded {
 	size_t sender_len;
 	const char *request_id; /* envelope.requestid, 32 characters, no NUL */
 	size_t request_id_len;
-	int64_t time;           /* envelope.time, Unix seconds */
+	int64_t time;           /* envelope.time, Unix seconds, within
+	                           CHORIA_TIME_MIN..CHORIA_TIME_MAX */
 	const char *body;       /* the request/reply `message`, decoded string
 	                           value byte for byte; may contain NUL */
 	size_t body_len;

@@ -161,9 +161,20 @@ Test(valid, ttl_30_is_the_minimum)
 	choria_decoded_clear(&d);
 }
 
+Test(bad_message, times_outside_the_years_1_to_9999_the_envelope_can_write)
+{
+	static const int64_t times[] = {CHORIA_TIME_MAX + 1, CHORIA_TIME_MIN - 1, INT64_MAX,
+					INT64_MIN};
+	for (size_t i = 0; i < sizeof(times) / sizeof(times[0]); i++) {
+		struct choria_msg_spec s = choria_msg_defaults(REP);
+		s.time = times[i];
+		expect_reject(&s, CHORIA_REPLY, "bad_message", "envelope.time");
+	}
+}
+
 Test(valid, negative_and_large_times)
 {
-	static const int64_t times[] = {0, -1, INT64_MAX, INT64_MIN, 4102444800};
+	static const int64_t times[] = {0, -1, CHORIA_TIME_MAX, CHORIA_TIME_MIN, 4102444800};
 	for (size_t i = 0; i < sizeof(times) / sizeof(times[0]); i++) {
 		struct choria_msg_spec s = choria_msg_defaults(REP);
 		struct choria_decoded d;
