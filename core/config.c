@@ -140,24 +140,17 @@ static int find_or_load(struct config *c, struct cad_config *b, const char *type
 	return 0;
 }
 
-static int parse_file(struct config *c, cfg_t *cfg)
+/* Both passes parse the same text, read once: a file read twice could
+ * change in between, and a pipe or FIFO has nothing left the second time. */
+static int parse_text(cfg_t *cfg, const char *text)
 {
 	cfg_set_error_function(cfg, on_confuse_error);
-	char *text = NULL;
-	int rc = config_text_read(&text, c->file);
-	if (rc != 0) {
-		log_error("%s: cannot read the configuration: %s", c->file,
-			  rc == -EINVAL ? "it is not a text file" : strerror(-rc));
-		return rc;
-	}
-	rc = cfg_parse_buf(cfg, text);
-	free(text);
-	return rc == CFG_SUCCESS ? 0 : -EINVAL;
+	return cfg_parse_buf(cfg, text) == CFG_SUCCESS ? 0 : -EINVAL;
 }
 
 /* Learn the module folder, the adapters and their block types, and load
  * the modules. */
-static int first_pass(struct config *c, const char *module_dir)
+static int first_pass(struct config *c, const char *text, const char *module_dir)
 {
 	cfg_opt_t block[] = {CFG_STR("type", NULL, CFGF_NODEFAULT),
 			     CFG_STR_LIST("__unknown", NULL, CFGF_NONE), CFG_END()};
@@ -171,7 +164,7 @@ static int first_pass(struct config *c, const char *module_dir)
 	cfg_t *cfg = cfg_init(root, CFGF_IGNORE_UNKNOWN);
 	if (!cfg)
 		return -ENOMEM;
-	int rc = parse_file(c, cfg);
+	int rc = parse_text(cfg, text);
 	if (rc != 0)
 		goto out;
 
@@ -326,7 +319,7 @@ static int check_adapter(struct config *c, size_t i)
 	 CFG_SEC("adapter", adapter, CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),               \
 	 CFG_END()}
 
-static int second_pass(struct config *c)
+static int second_pass(struct config *c, const char *text)
 {
 	int rc = -ENOMEM;
 	cfg_opt_t *ingest = block_opts_new(c, CAD_KIND_INGEST, record_line);
@@ -344,7 +337,7 @@ static int second_pass(struct config *c)
 	c->cfg = cfg_init(root, CFGF_NONE);
 	if (!c->cfg)
 		goto out;
-	rc = parse_file(c, c->cfg);
+	rc = parse_text(c->cfg, text);
 	if (rc != 0)
 		goto out;
 
@@ -374,13 +367,22 @@ int config_load(struct config **out, const char *file, const char *module_dir)
 		free(c);
 		return -ENOMEM;
 	}
+	char *text = NULL;
+	int rc = config_text_read(&text, c->file);
+	if (rc != 0) {
+		log_error("%s: cannot read the configuration: %s", c->file,
+			  rc == -EINVAL ? "it is not a text file" : strerror(-rc));
+		config_free(c);
+		return rc;
+	}
 	parsing = c;
 	/* The strict pass needs every module's options: when a module cannot
 	 * be loaded, its block's options would only add noise. */
-	int rc = first_pass(c, module_dir);
+	rc = first_pass(c, text, module_dir);
 	if (rc == 0)
-		rc = second_pass(c);
+		rc = second_pass(c, text);
 	parsing = NULL;
+	free(text);
 	if (rc != 0) {
 		config_free(c);
 		return rc;

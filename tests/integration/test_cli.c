@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <syslog.h>
 
 #include "build_config.h"
@@ -51,6 +53,27 @@ Test(cli, check_mode_accepts_a_good_config_and_summarises_it)
 	cr_assert_not_null(strstr(out, "subject choria.node_metadata.%s"), "%s", out);
 	cr_assert_not_null(strstr(out, "stream jetstream (4 workers"), "%s", out);
 	free(out);
+}
+
+Test(cli, a_configuration_from_a_fifo_is_read_once)
+{
+	char fifo[700];
+	snprintf(fifo, sizeof(fifo), "%s/conf.fifo", dir);
+	cr_assert_eq(mkfifo(fifo, 0600), 0);
+	/* A writer that gives the text once, as a shell's <(...) does. */
+	pid_t writer = fork();
+	if (writer == 0) {
+		FILE *f = fopen(fifo, "w");
+		_exit(f && fputs(GOOD_CONF, f) >= 0 && fclose(f) == 0 ? 0 : 1);
+	}
+	char *out = NULL;
+	int st = daemon_run_cmd(&out, dir, "-t", "-c", fifo, "-M", moddir, NULL);
+	cr_assert_eq(st, 0, "%s", out);
+	cr_assert_not_null(strstr(out, "configuration OK"), "%s", out);
+	free(out);
+	int ws = 0;
+	cr_assert_eq(waitpid(writer, &ws, 0), writer);
+	cr_assert(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
 }
 
 Test(cli, check_mode_refuses_a_bad_config_with_file_and_line)
