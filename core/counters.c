@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "label.h"
+
 void counters_init(struct counter_set *s)
 {
 	memset(s, 0, sizeof(*s));
@@ -28,8 +30,10 @@ static struct labelled_counter *find(struct counter_set *s, size_t used, const c
 	return NULL;
 }
 
-static struct labelled_counter *find_or_add(struct counter_set *s, const char *label)
+static struct labelled_counter *find_or_add(struct counter_set *s, const char *name)
 {
+	char label[sizeof(s->slot[0].label)];
+	label_copy(label, sizeof(label), name);
 	size_t used = atomic_load_explicit(&s->used, memory_order_acquire);
 	struct labelled_counter *c = find(s, used, label);
 	if (c)
@@ -43,10 +47,9 @@ static struct labelled_counter *find_or_add(struct counter_set *s, const char *l
 			if (!c)
 				c = &s->slot[used - 1]; /* the last slot is kept for "other" */
 		} else {
-			if (used == COUNTERS_MAX_LABELS - 1)
-				label = COUNTERS_OTHER;
 			c = &s->slot[used];
-			snprintf(c->label, sizeof(c->label), "%s", label);
+			label_copy(c->label, sizeof(c->label),
+				   used == COUNTERS_MAX_LABELS - 1 ? COUNTERS_OTHER : label);
 			atomic_store_explicit(&s->used, used + 1, memory_order_release);
 		}
 	}
@@ -59,8 +62,10 @@ void counters_add(struct counter_set *s, const char *label, uint64_t n)
 	atomic_fetch_add_explicit(&find_or_add(s, label)->value, n, memory_order_relaxed);
 }
 
-uint64_t counters_get(struct counter_set *s, const char *label)
+uint64_t counters_get(struct counter_set *s, const char *name)
 {
+	char label[sizeof(s->slot[0].label)];
+	label_copy(label, sizeof(label), name);
 	size_t used = atomic_load_explicit(&s->used, memory_order_acquire);
 	struct labelled_counter *c = find(s, used, label);
 	return c ? atomic_load_explicit(&c->value, memory_order_relaxed) : 0;

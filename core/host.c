@@ -14,6 +14,7 @@
 #include "adapter.h"
 #include "clock.h"
 #include "config_opts.h"
+#include "label.h"
 #include "log.h"
 #include "queue.h"
 
@@ -170,10 +171,12 @@ static void host_conn_state(struct cad_context *ctx, const char *name, bool up)
 {
 	struct adapter *a = ctx->adapter;
 	bool changed = true;
+	char key[sizeof(a->conns[0].name)];
+	label_copy(key, sizeof(key), name);
 	pthread_mutex_lock(&a->conns_lock);
 	size_t i;
 	for (i = 0; i < a->n_conns; i++)
-		if (a->conns[i].ctx == ctx && strcmp(a->conns[i].name, name) == 0)
+		if (a->conns[i].ctx == ctx && strcmp(a->conns[i].name, key) == 0)
 			break;
 	/* Out of memory, a new connection is logged but not tracked. */
 	if (i == a->conns_cap) {
@@ -191,7 +194,7 @@ static void host_conn_state(struct cad_context *ctx, const char *name, bool up)
 		/* A connection first reported down has said why itself. */
 		changed = up;
 		a->conns[i].ctx = ctx;
-		snprintf(a->conns[i].name, sizeof(a->conns[i].name), "%s", name);
+		memcpy(a->conns[i].name, key, sizeof(key));
 		a->conns[i].up = up;
 		a->n_conns++;
 	}

@@ -34,6 +34,33 @@ Test(counters, labels_past_the_limit_go_to_other)
 	counters_destroy(&s);
 }
 
+static char first_label[64];
+
+static void count_labels(const char *label, uint64_t value, void *arg)
+{
+	(void)value;
+	if (*(int *)arg == 0)
+		snprintf(first_label, sizeof(first_label), "%s", label);
+	++*(int *)arg;
+}
+
+Test(counters, a_label_too_long_is_cut_the_same_way_each_time_at_a_character)
+{
+	struct counter_set s;
+	counters_init(&s);
+	/* 46 ASCII bytes, then a two-byte character across the 47-byte cut. */
+	const char *label = "a_reason_that_is_longer_than_a_label_can_hold_\xc3\xa9_and_more";
+	for (int i = 0; i < 3; i++)
+		counters_add(&s, label, 1);
+	cr_assert_eq(counters_get(&s, label), 3, "one slot, found again");
+	int slots = 0;
+	counters_each(&s, count_labels, &slots);
+	cr_assert_eq(slots, 1);
+	cr_assert_str_eq(first_label, "a_reason_that_is_longer_than_a_label_can_hold_",
+			 "cut before the character, not inside it");
+	counters_destroy(&s);
+}
+
 static struct counter_set shared;
 
 static void *hammer(void *arg)

@@ -377,6 +377,28 @@ Test(metrics, health_verdicts)
 	adapter_free(b);
 }
 
+Test(metrics, a_connection_name_too_long_for_its_field_is_one_connection)
+{
+	struct adapter *a = fake_adapter("node_data", "x", 2);
+	const char *name = "stream 1 nats://js-cluster-node-1.prod.example.net:4222";
+	host_services.conn_state(&a->stream, name, true);
+	host_services.conn_state(&a->stream, name, false);
+	host_services.conn_state(&a->stream, name, true);
+	bool ok = false;
+	char *t = health(&a, 1, METRICS_RUNNING, &ok);
+	cr_assert(ok, "down then up again: %s", t);
+	free(t);
+	char *text = NULL;
+	size_t len = 0;
+	cr_assert_eq(metrics_render(&text, &len, &a, 1, "9.8.7"), 0);
+	int series = 0;
+	for (const char *p = text; (p = strstr(p, "choria_adapter_connection_up{")); p++)
+		series++;
+	cr_assert_eq(series, 1, "one series:\n%s", text);
+	free(text);
+	adapter_free(a);
+}
+
 /* ------------------------------------------------------------ serving */
 
 struct served {
