@@ -10,7 +10,9 @@
  * instead of waiting to be woken, so a busy stream wakes its workers about
  * once a poll rather than once a message, for at most QUEUE_POLL_NS of
  * added latency. A quiet queue is not polled: each item wakes a consumer
- * at once.
+ * at once. An awake consumer counts on coming back only while consumers
+ * do come back: when none has taken anything for QUEUE_POLL_NS (all busy
+ * in a slow publish), waiting items wake a sleeper.
  *
  * A full queue can hold a producer back for a while (queue_push_wait()),
  * but only for so long after it filled: a stream that hiccups is waited
@@ -47,6 +49,7 @@ struct queue {
 	unsigned sleeping;  /* consumers waiting on `nonempty`, the poller too */
 	bool polling;       /* one of them waits only until the next poll */
 	int64_t last_push_ns;
+	int64_t last_pop_ns; /* when a consumer last came for items */
 	int64_t full_since_ns; /* when it filled; 0 once drained to half */
 	unsigned producers_waiting; /* on `nonfull` */
 	bool closed;
@@ -103,6 +106,8 @@ static bool wake_needed(const struct queue *q)
 		return false;
 	/* Consumers that will come for items without being woken. */
 	size_t awake = q->consumers > q->sleeping ? q->consumers - q->sleeping : 0;
+	if (awake && q->last_push_ns - q->last_pop_ns > QUEUE_POLL_NS)
+		awake = 0; /* awake, but not coming: busy in a slow publish */
 	size_t takers = awake + (q->polling ? 1 : 0);
 	return q->count > takers * QUEUE_BACKLOG_PER_CONSUMER;
 }
@@ -171,6 +176,7 @@ int queue_pop_batch(struct queue *q, void **items, size_t max, int64_t timeout_n
 			q->polling = false;
 	}
 	int rc;
+	q->last_pop_ns = clock_mono_ns();
 	if (q->count > 0) {
 		size_t n = q->count < max ? q->count : max;
 		for (size_t i = 0; i < n; i++) {

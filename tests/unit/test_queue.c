@@ -369,3 +369,52 @@ Test(queue, registered_consumers_leave_no_item_waiting, .timeout = 60)
 		     (double)s.worst_ns / 1e6);
 	queue_free(s.q);
 }
+
+/*
+ * A consumer busy in a slow publish is awake, but not coming: an item
+ * pushed meanwhile must wake one that sleeps rather than wait for it.
+ */
+struct busy_pair {
+	struct queue *q;
+	int64_t pushed_ns[3];
+	_Atomic int64_t waited_ns[3];
+};
+
+static void *busy_or_sleeping_consumer(void *arg)
+{
+	struct busy_pair *s = arg;
+	queue_consumer_add(s->q);
+	void *item;
+	while (queue_pop(s->q, &item, 10 * CAD_NS_PER_SEC) == 0) {
+		uintptr_t k = (uintptr_t)item;
+		atomic_store(&s->waited_ns[k], clock_mono_ns() - s->pushed_ns[k]);
+		if (k == 1)
+			pause_us(999999); /* busy: the first item takes a second */
+	}
+	queue_consumer_remove(s->q);
+	return NULL;
+}
+
+Test(queue, a_consumer_busy_in_a_slow_publish_does_not_hold_up_the_next_item, .timeout = 30)
+{
+	static struct busy_pair s;
+	cr_assert_eq(queue_new(&s.q, 16), 0);
+	pthread_t c[2];
+	for (int i = 0; i < 2; i++)
+		pthread_create(&c[i], NULL, busy_or_sleeping_consumer, &s);
+	pause_us(50000);
+	s.pushed_ns[1] = clock_mono_ns();
+	cr_assert_eq(queue_push(s.q, (void *)1), 0);
+	pause_us(150000);
+	s.pushed_ns[2] = clock_mono_ns();
+	cr_assert_eq(queue_push(s.q, (void *)2), 0);
+	pause_us(300000);
+	int64_t waited = atomic_load(&s.waited_ns[2]);
+	queue_close(s.q);
+	for (int i = 0; i < 2; i++)
+		pthread_join(c[i], NULL);
+	cr_assert(waited > 0 && waited < 100 * CAD_NS_PER_MS,
+		  "the second item was taken %.1f ms after its push (0: not within 300 ms)",
+		  (double)waited / 1e6);
+	queue_free(s.q);
+}
