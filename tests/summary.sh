@@ -1,6 +1,7 @@
 #!/bin/sh
 # Sum the Criterion results of every test log under a build folder and
 # print one closing line, "N passed, N failed"; show failing logs in full.
+# A test program that fails outside its tests counts as one failure.
 set -eu
 build=${1:-.}
 passed=0
@@ -18,7 +19,17 @@ for log in $(find "$build/tests" -name '*.log' ! -name 'test-suite.log' | sort);
 	passed=$((passed + p))
 	for n in $f; do failed=$((failed + n)); done
 	case "$f" in
-	"0 0") ;;
+	"0 0")
+		# Every test passed, but the program may still have failed
+		# after them (a sanitizer's report at exit): the test
+		# driver's verdict says so.
+		trs=${log%.log}.trs
+		if [ -f "$trs" ] && grep -qE '^:test-result: (FAIL|ERROR)' "$trs"; then
+			echo "---- $log: its tests passed, but the program failed after them"
+			tail -n 40 "$log"
+			failed=$((failed + 1))
+		fi
+		;;
 	*) echo "---- $log"; cat "$log" ;;
 	esac
 done

@@ -395,7 +395,7 @@ static void *busy_or_sleeping_consumer(void *arg)
 	return NULL;
 }
 
-Test(queue, a_consumer_busy_in_a_slow_publish_does_not_hold_up_the_next_item, .timeout = 30)
+Test(queue, a_consumer_busy_in_a_slow_publish_does_not_hold_up_the_next_item)
 {
 	static struct busy_pair s;
 	cr_assert_eq(queue_new(&s.q, 16), 0);
