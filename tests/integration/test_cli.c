@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The command line: -t, -V, -h, usage errors, and start-up failures. */
 #include <criterion/criterion.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +9,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <syslog.h>
+#include <unistd.h>
 
 #include "build_config.h"
 #include "cad_module.h"
@@ -254,4 +256,37 @@ Test(cli, log_file_syslog_sends_each_level_at_its_priority_without_a_timestamp)
 	cr_assert_eq(strncmp(warn, want, strlen(want)), 0, "%s", warn);
 	free(warn);
 	cr_assert_eq(daemon_log_count(&d, "running"), 0, "nothing of it goes to standard error");
+}
+
+/* Whether the daemon asked for a number of malloc arenas, as the capture
+ * at `capture` shows for a run of -V; the number in *arenas. */
+static bool arena_limit(const char *capture, long *arenas)
+{
+	unlink(capture);
+	cr_assert_eq(daemon_run_cmd_preloaded(NULL, dir, LIBC_CAPTURE_SO, "-V", NULL), 0);
+	char *calls = file_read(capture), want[32];
+	snprintf(want, sizeof(want), "mallopt %d ", M_ARENA_MAX);
+	const char *hit = calls ? strstr(calls, want) : NULL;
+	if (hit)
+		*arenas = strtol(hit + strlen(want), NULL, 10);
+	free(calls);
+	return hit != NULL;
+}
+
+Test(cli, malloc_arenas_are_two_per_processor_unless_the_operator_chose)
+{
+	char capture[700];
+	snprintf(capture, sizeof(capture), "%s/libc.txt", dir);
+	cr_assert_eq(setenv("CAD_LIBC_CAPTURE", capture, 1), 0);
+	unsetenv("MALLOC_ARENA_MAX");
+	unsetenv("GLIBC_TUNABLES");
+	long arenas = 0, cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	cr_assert(arena_limit(capture, &arenas), "the daemon limits its arenas");
+	cr_assert_eq(arenas, cpus > 2 ? 2 * cpus : 4, "%ld arenas for %ld processors", arenas, cpus);
+
+	cr_assert_eq(setenv("MALLOC_ARENA_MAX", "3", 1), 0);
+	cr_assert_not(arena_limit(capture, &arenas), "MALLOC_ARENA_MAX wins");
+	unsetenv("MALLOC_ARENA_MAX");
+	cr_assert_eq(setenv("GLIBC_TUNABLES", "glibc.malloc.arena_max=3", 1), 0);
+	cr_assert_not(arena_limit(capture, &arenas), "so does the tunable");
 }
