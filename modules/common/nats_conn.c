@@ -238,6 +238,7 @@ static void on_connected(natsConnection *nc, void *closure)
 {
 	(void)nc;
 	struct nats_conn *c = closure;
+	atomic_store(&c->ever_up, true);
 	c->host->conn_state(c->ctx, c->name, true);
 }
 
@@ -312,17 +313,24 @@ static const char *last_error(natsConnection *nc, char *buf, size_t len)
 	return buf;
 }
 
-/* cnats calls this once per pass over the servers that found none; the
- * operator hears of the 1st, 2nd, 4th, 8th... pass, then every 64th. */
+/*
+ * cnats calls this for the `attempts`-th time before the last server of
+ * a pass is tried, and asks how long to wait first. After a disconnect,
+ * the first call comes before any server was tried; while the first
+ * connection is retried, the start's own pass has failed already. The
+ * operator hears of the 1st, 2nd, 4th, 8th... failed pass, then every
+ * 64th.
+ */
 static int64_t reconnect_delay(natsConnection *nc, int attempts, void *closure)
 {
 	struct nats_conn *c = closure;
 	char why[256];
+	int failed = attempts - (atomic_load(&c->ever_up) ? 1 : 0);
 
-	if (!atomic_load(&c->closing) &&
-	    ((attempts & (attempts - 1)) == 0 || attempts % 64 == 0))
+	if (!atomic_load(&c->closing) && failed > 0 &&
+	    ((failed & (failed - 1)) == 0 || failed % 64 == 0))
 		c->host->log(c->ctx, CAD_LOG_WARN, "%s: cannot connect to %s yet (%d attempt%s): %s",
-			     c->name, c->servers, attempts, attempts == 1 ? "" : "s",
+			     c->name, c->servers, failed, failed == 1 ? "" : "s",
 			     last_error(nc, why, sizeof(why)));
 	return pacing_backoff_ms(RECONNECT_FIRST_MS, RECONNECT_MAX_MS,
 				 attempts > 0 ? (uint32_t)attempts : 1);
@@ -412,6 +420,7 @@ static void conn_init(struct nats_conn *c, const struct nats_conn_opts *o, const
 	c->nc = NULL;
 	atomic_init(&c->closing, false);
 	atomic_init(&c->closed_cb, false);
+	atomic_init(&c->ever_up, false);
 	snprintf(c->name, sizeof(c->name), "%s", name);
 	nats_conn_opts_servers(o, c->servers, sizeof(c->servers));
 }
@@ -482,20 +491,22 @@ int nats_conn_open(struct nats_conn *c, const struct nats_conn_opts *o, const st
 	ERR_clear_error(); /* what is left afterwards is this handshake's */
 	natsStatus s = connect_with(c, o, false);
 	if (s == NATS_NO_SERVER) {
-		c->nc = NULL;
-		s = connect_with(c, o, true);
-	}
-	if (s == NATS_NOT_YET_CONNECTED) {
+		/* Said before the retries begin: their connected callback may
+		 * report the connection up before connect_with() returns. */
+		h->conn_state(ctx, c->name, false);
 		h->log(ctx, CAD_LOG_WARN, "%s: cannot reach %s yet; retrying in the background",
 		       c->name, c->servers);
-		h->conn_state(ctx, c->name, false);
-		return 0;
+		c->nc = NULL;
+		s = connect_with(c, o, true);
+		if (s == NATS_NOT_YET_CONNECTED)
+			return 0;
 	}
 	if (s != NATS_OK) {
 		log_refused(c, s);
 		c->nc = NULL;
 		return nats_status_errno(s);
 	}
+	atomic_store(&c->ever_up, true);
 	h->conn_state(ctx, c->name, true);
 	return 0;
 }

@@ -55,6 +55,8 @@ struct nats_conn {
 	char servers[256];    /* for log lines */
 	atomic_bool closing;  /* nats_conn_close() started: quiet callbacks */
 	atomic_bool closed_cb; /* cnats made its last callback for nc */
+	atomic_bool ever_up;  /* connected once: a reconnect pass follows a
+	                         disconnect, not a failed pass */
 	void (*on_reconnect)(struct nats_conn *c); /* optional, from a NATS thread */
 	void *user;                                 /* for on_reconnect */
 };

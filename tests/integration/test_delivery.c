@@ -185,6 +185,24 @@ Test(delivery, stream_server_restarted_mid_flow_loses_and_duplicates_nothing)
 	js_client_close(&reader);
 }
 
+Test(delivery, a_lost_connection_is_reported_unreachable_only_after_an_attempt_failed)
+{
+	start_daemon_and_stream(1000, 1, 64);
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	nats_server_stop(&stream);
+	cr_assert(daemon_wait_log(&daemon_p, "stream: cannot connect to", 10000));
+	double after = seconds_since(&t0);
+	/* The first reconnect is tried 250 ms after the loss. */
+	cr_assert_geq(after, 0.2, "reported unreachable %.3f s after the loss, before any attempt",
+		      after);
+	cr_assert_gt(daemon_log_count(&daemon_p, "yet (1 attempt)"), 0, "one attempt had failed");
+	cr_assert_eq(nats_server_restart(&stream), 0);
+	for (int i = 0; i < 1000 && daemon_log_count(&daemon_p, "stream: connected") < 2; i++)
+		nats_Sleep(20);
+	cr_assert_eq(daemon_log_count(&daemon_p, "stream: connected"), 2, "back after the restart");
+}
+
 Test(delivery, stream_server_started_after_the_daemon_gets_everything)
 {
 	int port = start_daemon_before_its_stream(10000, 2, 64);
