@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -42,6 +43,9 @@
 /* No path takes a body; a request that brings one is still answered. */
 #define METRICS_MAX_BODY 4096
 #define METRICS_MAX_HEADERS 8192
+/* Unread input a connection may hold: evhttp answers pipelined requests
+ * one at a time and would read on without limit meanwhile. */
+#define METRICS_MAX_INPUT (64 * 1024)
 
 struct metrics {
 	struct event_base *base;
@@ -277,6 +281,18 @@ static void metrics_wake(evutil_socket_t fd, short what, void *arg)
 	event_base_loopbreak(((struct metrics *)arg)->base);
 }
 
+/* Each connection's bufferevent, made here so that its input is bounded:
+ * once METRICS_MAX_INPUT bytes wait, libevent stops reading the socket
+ * until evhttp has consumed some. */
+static struct bufferevent *metrics_new_connection(struct event_base *base, void *arg)
+{
+	(void)arg;
+	struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+	if (bev)
+		bufferevent_setwatermark(bev, EV_READ, 0, METRICS_MAX_INPUT);
+	return bev;
+}
+
 static void *metrics_thread(void *arg)
 {
 	struct metrics *m = arg;
@@ -354,6 +370,7 @@ int metrics_start(struct metrics **out, const char *listen, struct adapter *cons
 		return -EIO;
 	}
 	evhttp_set_gencb(m->http, metrics_answer, m);
+	evhttp_set_bevcb(m->http, metrics_new_connection, m);
 	evhttp_set_allowed_methods(m->http, all_methods);
 	evhttp_set_timeout(m->http, METRICS_IDLE_TIMEOUT_S);
 	evhttp_set_max_body_size(m->http, METRICS_MAX_BODY);

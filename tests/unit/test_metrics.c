@@ -580,6 +580,50 @@ Test(metrics, a_connection_that_sends_nothing_is_closed_after_10_s)
 	unserve(&s);
 }
 
+/* A connection to the served endpoint, its send side non-blocking. */
+static int connect_loopback(int port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	return fd;
+}
+
+Test(metrics, a_client_that_pipelines_without_reading_is_not_buffered_without_limit)
+{
+	struct served s;
+	serve(&s);
+	int fd = connect_loopback(s.port);
+	static const char req[] = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
+	char burst[64 * (sizeof(req) - 1)];
+	for (size_t i = 0; i < 64; i++)
+		memcpy(burst + i * (sizeof(req) - 1), req, sizeof(req) - 1);
+	/* Send until the endpoint stops taking them (half a second without
+	 * progress) or 64 MB went out; never read a reply. */
+	size_t sent = 0;
+	struct timespec stalled;
+	clock_gettime(CLOCK_MONOTONIC, &stalled);
+	while (sent < 64u << 20 && seconds_since(&stalled) < 0.5) {
+		ssize_t n = send(fd, burst, sizeof(burst), MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (n > 0) {
+			sent += (size_t)n;
+			clock_gettime(CLOCK_MONOTONIC, &stalled);
+		} else {
+			struct timespec pause = {0, 1000000};
+			nanosleep(&pause, NULL);
+		}
+	}
+	close(fd);
+	/* What the kernel's socket buffers hold, and 64 KiB in the endpoint. */
+	cr_assert_lt(sent, 16u << 20, "the endpoint took %zu MB it could not answer", sent >> 20);
+	struct http_reply r;
+	cr_assert_eq(http_request(&r, "127.0.0.1", s.port, "GET", "/healthz", 5000), 0,
+		     "and still serves others");
+	http_reply_free(&r);
+	unserve(&s);
+}
+
 Test(metrics, a_port_in_use_is_an_error)
 {
 	struct served s;
