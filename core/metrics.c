@@ -35,6 +35,7 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 
 #include "adapter.h"
 #include "log.h"
@@ -46,6 +47,10 @@
 /* Unread input a connection may hold: evhttp answers pipelined requests
  * one at a time and would read on without limit meanwhile. */
 #define METRICS_MAX_INPUT (64 * 1024)
+/* How long the endpoint stops accepting after accept() failed, as it does
+ * when the process is out of file descriptors: libevent would otherwise
+ * try again at once, for as long as the connection waits. */
+#define METRICS_ACCEPT_PAUSE_S 1
 
 struct metrics {
 	struct event_base *base;
@@ -293,6 +298,28 @@ static struct bufferevent *metrics_new_connection(struct event_base *base, void 
 	return bev;
 }
 
+static void metrics_resume(evutil_socket_t fd, short what, void *listener)
+{
+	(void)fd;
+	(void)what;
+	evconnlistener_enable(listener);
+}
+
+/* `arg` is evhttp's. The one-off timer is freed with the base if the
+ * endpoint stops first. */
+static void metrics_accept_failed(struct evconnlistener *listener, void *arg)
+{
+	(void)arg;
+	int e = EVUTIL_SOCKET_ERROR();
+	evconnlistener_disable(listener);
+	struct timeval pause = {.tv_sec = METRICS_ACCEPT_PAUSE_S};
+	if (event_base_once(evconnlistener_get_base(listener), -1, EV_TIMEOUT, metrics_resume,
+			    listener, &pause) != 0)
+		evconnlistener_enable(listener); /* better busy than deaf */
+	log_warn("metrics: cannot accept a connection: %s; not accepting for %d s", strerror(e),
+		 METRICS_ACCEPT_PAUSE_S);
+}
+
 static void *metrics_thread(void *arg)
 {
 	struct metrics *m = arg;
@@ -307,6 +334,7 @@ static void metrics_free(struct metrics *m)
 		evhttp_free(m->http); /* closes the listening socket too */
 	if (m->wake)
 		event_free(m->wake);
+
 	if (m->base)
 		event_base_free(m->base);
 	for (int i = 0; i < 2; i++)
@@ -360,7 +388,8 @@ int metrics_start(struct metrics **out, const char *listen, struct adapter *cons
 	m->http = m->base ? evhttp_new(m->base) : NULL;
 	m->wake = m->base ? event_new(m->base, m->stop_pipe[0], EV_READ, metrics_wake, m) : NULL;
 	bool ready = m->http && m->wake && event_add(m->wake, NULL) == 0;
-	if (!ready || !evhttp_accept_socket_with_handle(m->http, fd)) {
+	struct evhttp_bound_socket *bound = ready ? evhttp_accept_socket_with_handle(m->http, fd) : NULL;
+	if (!bound) {
 		log_error("metrics_listen: cannot start the HTTP server on %s", listen);
 		/* Whether a failed accept_socket closed the socket depends on
 		 * where it failed; no other thread opens files this early. */
@@ -369,6 +398,7 @@ int metrics_start(struct metrics **out, const char *listen, struct adapter *cons
 		metrics_free(m);
 		return -EIO;
 	}
+	evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(bound), metrics_accept_failed);
 	evhttp_set_gencb(m->http, metrics_answer, m);
 	evhttp_set_bevcb(m->http, metrics_new_connection, m);
 	evhttp_set_allowed_methods(m->http, all_methods);

@@ -8,11 +8,13 @@
  */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -401,6 +403,77 @@ Test(metrics_endpoint, health_follows_the_jetstream_server)
 	cr_assert_eq(daemon_wait_exit(&daemon_a, 20000), 0);
 	struct http_reply r;
 	cr_assert_lt(http_request(&r, "127.0.0.1", metrics_port, "GET", "/healthz", 2000), 0);
+}
+
+/* CPU seconds the process has used, from /proc. */
+static double cpu_seconds(pid_t pid)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	char *stat = file_read(path);
+	cr_assert_not_null(stat);
+	unsigned long utime = 0, stime = 0;
+	const char *after = strrchr(stat, ')');
+	cr_assert(after && sscanf(after + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
+				  &utime, &stime) == 2);
+	free(stat);
+	return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static int open_fds(pid_t pid)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	DIR *d = opendir(path);
+	cr_assert_not_null(d);
+	int n = 0;
+	while (readdir(d))
+		n++;
+	closedir(d);
+	return n - 2;
+}
+
+Test(metrics_endpoint, out_of_file_descriptors_it_pauses_accepting_instead_of_spinning)
+{
+	start_daemon();
+	/* Room for two more files, whatever else the daemon holds. */
+	struct rlimit was, low;
+	cr_assert_eq(prlimit(daemon_a.pid, RLIMIT_NOFILE, NULL, &was), 0);
+	low = was;
+	low.rlim_cur = (rlim_t)open_fds(daemon_a.pid) + 2;
+	cr_assert_eq(prlimit(daemon_a.pid, RLIMIT_NOFILE, &low, NULL), 0);
+	int fds[40];
+	for (int i = 0; i < 40; i++) {
+		fds[i] = socket(AF_INET, SOCK_STREAM, 0);
+		struct sockaddr_in a = {.sin_family = AF_INET,
+					.sin_port = htons((uint16_t)metrics_port),
+					.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+		cr_assert_eq(connect(fds[i], (struct sockaddr *)&a, sizeof(a)), 0);
+	}
+	nats_Sleep(500);
+	double cpu0 = cpu_seconds(daemon_a.pid);
+	int lines0 = daemon_log_count(&daemon_a, "cannot accept a connection");
+	nats_Sleep(2000);
+	double cpu = cpu_seconds(daemon_a.pid) - cpu0;
+	int lines = daemon_log_count(&daemon_a, "cannot accept a connection") - lines0;
+	cr_assert_gt(lines0 + lines, 0, "the failure is logged");
+	cr_assert_leq(lines, 3, "%d lines in 2 s: once a pause, not once a try", lines);
+	cr_assert_lt(cpu, 0.5, "%.2f s of CPU in 2 s", cpu);
+
+	/* Files to spare again: it serves as before. */
+	for (int i = 0; i < 40; i++)
+		close(fds[i]);
+	cr_assert_eq(prlimit(daemon_a.pid, RLIMIT_NOFILE, &was, NULL), 0);
+	struct http_reply r;
+	int rc = -1;
+	for (int i = 0; i < 30 && rc != 0; i++) {
+		rc = http_request(&r, "127.0.0.1", metrics_port, "GET", "/metrics", 2000);
+		if (rc != 0)
+			nats_Sleep(500);
+	}
+	cr_assert_eq(rc, 0, "serves once it can accept again");
+	cr_assert_eq(r.status, 200);
+	http_reply_free(&r);
 }
 
 Test(metrics_endpoint, a_port_in_use_stops_the_daemon_at_start)
