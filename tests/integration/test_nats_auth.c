@@ -112,6 +112,24 @@ static void expect_flow(int n)
 	cr_assert_eq(js_stream_count(&client, "NODES"), (uint64_t)n);
 }
 
+Test(nats_auth, a_server_whose_certificate_the_ca_did_not_sign_is_refused_at_start)
+{
+	start_tls_server();
+	/* The daemon's own certificate is good; it trusts only the other CA. */
+	char *tls = NULL;
+	cr_assert(asprintf(&tls, "tls_ca = \"%s\" tls_cert = \"%s\" tls_key = \"%s\"",
+			   test_pki_path("ca2.pem"), test_pki_path("tls_client.pem"),
+			   test_pki_path("leaf.key")) > 0);
+	char *conf = conf_with(tls, tls);
+	cr_assert_eq(daemon_start(&daemon_a, dir, conf), 0);
+	free(conf);
+	free(tls);
+	cr_assert_eq(daemon_wait_exit(&daemon_a, 30000), 3, "the start fails");
+	cr_assert_gt(daemon_log_count(&daemon_a, "certificate verify failed"), 0,
+		     "the log says why");
+	cr_assert_eq(daemon_log_count(&daemon_a, "running"), 0);
+}
+
 Test(nats_auth, mutual_tls_on_both_sides_carries_messages_into_jetstream)
 {
 	start_tls_server();
