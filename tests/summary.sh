@@ -33,5 +33,9 @@ for log in $(find "$build/tests" -name '*.log' ! -name 'test-suite.log' | sort);
 	*) echo "---- $log"; cat "$log" ;;
 	esac
 done
+if [ "$passed" -eq 0 ]; then
+	echo "no test ran: is Criterion installed (see configure's output)?"
+	failed=$((failed + 1))
+fi
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -228,6 +228,8 @@ Test(security, allowed_certs_and_privileged_certs_come_from_the_configuration)
 	char *conf = conf_with("request", "choria.discovery", extra);
 	pipeline_start_daemon(&daemon_a, dir, conf);
 	free(conf);
+	cr_assert_gt(daemon_log_count(&daemon_a, "1 privileged and 2 allowed patterns; 2 certificates cached"),
+		     0, "the lists and the cache size reach the verifier");
 
 	/* The configured lists replace Choria's defaults: web1 may speak for
 	 * anyone, admin.privileged.choria only for itself. */
