@@ -118,6 +118,25 @@ Test(notify, ready_once_running_and_stopping_on_sigterm)
 	cr_assert_eq(daemon_wait_exit(&daemon_a, 20000), 0);
 }
 
+Test(notify, no_ready_when_an_adapter_cannot_start)
+{
+	/* The ingest's server accepts the connection and never answers: the
+	 * start fails after the handshake's timeout. */
+	cr_assert_eq(kill(server.pid, SIGSTOP), 0);
+	char *conf = conf_text();
+	cr_assert_eq(daemon_start(&daemon_a, dir, conf), 0);
+	free(conf);
+	int status = daemon_wait_exit(&daemon_a, 30000);
+	kill(server.pid, SIGCONT);
+	cr_assert_eq(status, 3);
+	char seen[8192] = "", buf[1024];
+	while (receive(buf, sizeof(buf), 200)) {
+		size_t used = strlen(seen);
+		snprintf(seen + used, sizeof(seen) - used, "[%s] ", buf);
+	}
+	cr_assert_null(strstr(seen, "READY=1"), "READY=1 only once every adapter runs: %s", seen);
+}
+
 Test(notify, watchdog_pings_at_half_the_interval)
 {
 	setenv("WATCHDOG_USEC", "400000", 1); /* 0.4 s: a ping every 0.2 s */
