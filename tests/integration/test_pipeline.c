@@ -255,6 +255,55 @@ Test(pipeline, malformed_messages_are_counted_and_never_published)
 	cr_assert_gt(daemon_log_count(&daemon_a, "rejected a message ("), 0);
 }
 
+/* The counters the daemon logs on SIGUSR1, once `received` reaches n. */
+static struct adapter_counts counts_once_received(uint64_t n)
+{
+	struct adapter_counts c = {0};
+	for (int i = 0; i < 200 && c.received < n; i++) {
+		kill(daemon_a.pid, SIGUSR1);
+		nats_Sleep(50);
+		pipeline_counts(&daemon_a, "node_data", &c);
+	}
+	cr_assert_eq(c.received, n);
+	return c;
+}
+
+Test(pipeline, rejections_are_logged_once_a_second_with_how_many_were_not)
+{
+	char *conf = conf_one("node_data", "request", "choria.discovery", 1000);
+	pipeline_start_daemon(&daemon_a, dir, conf);
+	free(conf);
+	for (int i = 0; i < 200; i++)
+		cr_assert_eq(natsConnection_PublishString(client.nc, "choria.discovery", "junk"),
+			     NATS_OK);
+	cr_assert_eq(natsConnection_Flush(client.nc), NATS_OK);
+	counts_once_received(200);
+	nats_Sleep(1100);
+	cr_assert_eq(nats_publish_raw(&client, "choria.discovery", "junk", 4), 0);
+	counts_once_received(201);
+
+	/* Every rejection is either a line or counted in the next one. */
+	char *log = file_read(daemon_a.log);
+	cr_assert_not_null(log);
+	int lines = 0;
+	unsigned long accounted = 0;
+	for (const char *p = log; (p = strstr(p, "rejected a message (")); p++) {
+		const char *more = strstr(p, " more rejections since the last report)");
+		const char *eol = strchr(p, '\n');
+		cr_assert(more && (!eol || more < eol), "a count on the line");
+		const char *count = more;
+		while (count > p && count[-1] != '(')
+			count--;
+		unsigned long n = 0;
+		cr_assert_eq(sscanf(count, "%lu", &n), 1);
+		accounted += 1 + n;
+		lines++;
+	}
+	free(log);
+	cr_assert_leq(lines, 3, "%d lines for 201 rejections in about two seconds", lines);
+	cr_assert_eq(accounted, 201, "the lines account for every rejection");
+}
+
 Test(pipeline, several_adapters_in_one_daemon_keep_their_own_subjects)
 {
 	cr_assert_eq(js_stream_create(&client, "REPLIES", "replies.>", 1), 0);
