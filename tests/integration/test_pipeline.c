@@ -368,3 +368,38 @@ Test(pipeline, daemons_sharing_a_queue_group_receive_each_message_once)
 	cr_assert_gt(b.received, 0, "the queue group shares the load");
 	cr_assert_eq(js_stream_count(&client, "NODES"), 300);
 }
+
+static _Atomic int member_got;
+
+static void count_member(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *closure)
+{
+	(void)nc;
+	(void)sub;
+	(void)closure;
+	member_got++;
+	natsMsg_Destroy(m);
+}
+
+Test(pipeline, the_queue_group_is_named_after_the_adapter_as_choria_names_it)
+{
+	char *conf = conf_one("node_data", "request", "choria.discovery", 1000);
+	pipeline_start_daemon(&daemon_a, dir, conf);
+	free(conf);
+	/* Another member of the group the documentation names. */
+	natsSubscription *sub = NULL;
+	cr_assert_eq(natsConnection_QueueSubscribe(&sub, client.nc, "choria.discovery",
+						   "nats_ingest_node_data", count_member, NULL),
+		     NATS_OK);
+	cr_assert_eq(natsConnection_Flush(client.nc), NATS_OK);
+	pipeline_publish(&client, "choria.discovery", CHORIA_MSG_REQUEST, 0, 300, 4);
+	nats_Sleep(1000);
+	natsSubscription_Unsubscribe(sub);
+	natsSubscription_Destroy(sub);
+	cr_assert_eq(daemon_stop(&daemon_a, SIGTERM, 20000), 0);
+	struct adapter_counts a;
+	cr_assert(pipeline_counts(&daemon_a, "node_data", &a));
+	cr_assert_eq(a.received + (uint64_t)member_got, 300, "daemon %lu, member %d",
+		     (unsigned long)a.received, (int)member_got);
+	cr_assert_gt(member_got, 0, "the member shares the load");
+	cr_assert_lt(a.received, 300, "the daemon is in the same group");
+}
