@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "http_get.h"
 #include "pipeline.h"
 #include "tmpdir.h"
 
@@ -186,15 +187,17 @@ Test(pipeline, a_message_larger_than_jetstream_accepts_is_counted_lost_not_retri
 	cr_assert_eq(js_client_open(&small_client, small.url), 0);
 	cr_assert_eq(js_stream_create(&small_client, "NODES", "choria.node_metadata.>", 1), 0);
 	char *conf = NULL;
+	int metrics_port = free_port();
 	cr_assert(asprintf(&conf,
 			   "identity = \"adapter.test\"\n"
+			   "metrics_listen = \"127.0.0.1:%d\"\n"
 			   "adapter node_data {\n"
 			   "  ingest { type = \"choria\" servers = {\"%s\"} topic = \"choria.discovery\"\n"
 			   "           security = \"none\" }\n"
 			   "  stream { type = \"jetstream\" servers = {\"%s\"}\n"
 			   "           topic = \"choria.node_metadata.%%s\" }\n"
 			   "}\n",
-			   server.url, small.url) > 0);
+			   metrics_port, server.url, small.url) > 0);
 	pipeline_start_daemon(&daemon_a, dir, conf);
 	free(conf);
 
@@ -209,6 +212,13 @@ Test(pipeline, a_message_larger_than_jetstream_accepts_is_counted_lost_not_retri
 	pipeline_publish(&client, "choria.discovery", CHORIA_MSG_REQUEST, 0, 3, 9);
 
 	cr_assert(js_stream_wait_count(&small_client, "NODES", 3, 15000), "the others still flow");
+	/* The running daemon's metrics show it, for an alert to fire on. */
+	struct http_reply r;
+	cr_assert_eq(http_request(&r, "127.0.0.1", metrics_port, "GET", "/metrics", 5000), 0);
+	cr_assert_not_null(strstr(r.body, "choria_adapter_lost_msgs{name=\"node_data\","
+					  "reason=\"too_large\",identity=\"adapter.test\"} 1\n"),
+			   "%s", r.body);
+	http_reply_free(&r);
 	cr_assert_eq(daemon_stop(&daemon_a, SIGTERM, 20000), 0);
 	struct adapter_counts n;
 	cr_assert(pipeline_counts(&daemon_a, "node_data", &n));
