@@ -43,21 +43,49 @@ void pipeline_request_id(char out[33], unsigned seed, int i)
 	snprintf(out, 33, "%08x%08x%016x", seed, (unsigned)i, (unsigned)(i * 2654435761u));
 }
 
+/* Message i of pipeline_publish(), on the wire (malloc'd). */
+static char *numbered(enum choria_msg_kind kind, int i, unsigned seed, size_t *len)
+{
+	struct choria_msg_spec s = choria_msg_defaults(kind);
+	char sender[64], rid[33], body[128];
+	snprintf(sender, sizeof(sender), "node-%d.example.net", i);
+	pipeline_request_id(rid, seed, i);
+	snprintf(body, sizeof(body), "{\"n\":%d,\"html\":\"<b>&</b>\"}", i);
+	s.sender = sender;
+	s.request_id = rid;
+	s.body = body;
+	s.time = 1520088557 + i;
+	char *wire = choria_msg_build(&s, len);
+	cr_assert_not_null(wire);
+	return wire;
+}
+
 void pipeline_publish(struct js_client *c, const char *subject, enum choria_msg_kind kind,
 		      int first, int n, unsigned seed)
 {
 	for (int i = first; i < first + n; i++) {
-		struct choria_msg_spec s = choria_msg_defaults(kind);
-		char sender[64], rid[33], body[128];
-		snprintf(sender, sizeof(sender), "node-%d.example.net", i);
-		pipeline_request_id(rid, seed, i);
-		snprintf(body, sizeof(body), "{\"n\":%d,\"html\":\"<b>&</b>\"}", i);
-		s.sender = sender;
-		s.request_id = rid;
-		s.body = body;
-		s.time = 1520088557 + i;
-		pipeline_publish_spec(c, subject, &s);
+		size_t len;
+		char *wire = numbered(kind, i, seed, &len);
+		cr_assert_eq(nats_publish_raw(c, subject, wire, len), 0);
+		free(wire);
 	}
+}
+
+void pipeline_publish_burst(struct js_client *c, const char *subject, enum choria_msg_kind kind,
+			    int first, int n, unsigned seed)
+{
+	char **wire = calloc((size_t)n, sizeof(*wire));
+	size_t *len = calloc((size_t)n, sizeof(*len));
+	cr_assert(wire && len);
+	for (int i = 0; i < n; i++)
+		wire[i] = numbered(kind, first + i, seed, &len[i]);
+	for (int i = 0; i < n; i++)
+		cr_assert_eq(natsConnection_Publish(c->nc, subject, wire[i], (int)len[i]), NATS_OK);
+	cr_assert_eq(natsConnection_FlushTimeout(c->nc, 10000), NATS_OK);
+	for (int i = 0; i < n; i++)
+		free(wire[i]);
+	free(wire);
+	free(len);
 }
 
 size_t pipeline_publish_spec(struct js_client *c, const char *subject,

@@ -26,6 +26,10 @@ bool pipeline_counts(struct daemon_proc *d, const char *adapter, struct adapter_
  * (i from `first`), request id derived from `seed` and i. */
 void pipeline_publish(struct js_client *c, const char *subject, enum choria_msg_kind kind,
 		      int first, int n, unsigned seed);
+/* The same messages, built first, then published back to back with one
+ * flush at the end: a burst the daemon cannot have taken in before it. */
+void pipeline_publish_burst(struct js_client *c, const char *subject, enum choria_msg_kind kind,
+			    int first, int n, unsigned seed);
 /* Build the message `s` describes and publish it on `subject` (asserts);
  * returns its length on the wire. */
 size_t pipeline_publish_spec(struct js_client *c, const char *subject,
