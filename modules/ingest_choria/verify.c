@@ -467,8 +467,10 @@ static int choria_verify_build_chain(const struct choria_verifier *v, X509 *leaf
 	int ok = 0;
 
 	for (int timed = 1; ctx && timed >= 0; timed--) {
-		if (!X509_STORE_CTX_init(ctx, v->store, leaf, rest))
+		if (!X509_STORE_CTX_init(ctx, v->store, leaf, rest)) {
+			ok = -ENOMEM;
 			break;
+		}
 		/* Every certificate in the CA file is a trust anchor, whether
 		 * or not it is self-signed. */
 		X509_STORE_CTX_set_flags(ctx, X509_V_FLAG_PARTIAL_CHAIN |
