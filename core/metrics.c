@@ -334,7 +334,6 @@ static void metrics_free(struct metrics *m)
 		evhttp_free(m->http); /* closes the listening socket too */
 	if (m->wake)
 		event_free(m->wake);
-
 	if (m->base)
 		event_base_free(m->base);
 	for (int i = 0; i < 2; i++)
