@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "http_get.h"
 #include "pipeline.h"
 #include "stan_responder.h"
 #include "tmpdir.h"
@@ -415,6 +416,41 @@ Test(natsstream, unanswered_pings_end_the_connection_and_it_is_remade)
 	cr_assert_eq(c.published, 10);
 	cr_assert_eq(c.lost, 0);
 	assert_each_stored_once(10);
+}
+
+/* The connection_up sample of `connection` in /metrics: 1, 0, or -1. */
+static int connection_up(int port, const char *connection)
+{
+	struct http_reply r;
+	cr_assert_eq(http_request(&r, "127.0.0.1", port, "GET", "/metrics", 5000), 0);
+	char want[160];
+	snprintf(want, sizeof(want), "connection=\"%s\",", connection);
+	int up = -1;
+	for (const char *p = r.body; (p = strstr(p, "choria_adapter_connection_up{")); p++) {
+		const char *eol = strchr(p, '\n');
+		const char *hit = strstr(p, want);
+		if (hit && (!eol || hit < eol)) {
+			up = strstr(p, "} 1") && strstr(p, "} 1") < eol ? 1 : 0;
+			break;
+		}
+	}
+	http_reply_free(&r);
+	return up;
+}
+
+Test(natsstream, each_worker_connection_has_its_metrics_series)
+{
+	int port = free_port();
+	char *ns = conf_ns(2, NULL, 5), *conf = NULL;
+	cr_assert(asprintf(&conf, "metrics_listen = \"127.0.0.1:%d\"\n%s", port, ns) > 0);
+	free(ns);
+	pipeline_start_daemon(&daemon_a, dir, conf);
+	free(conf);
+	cr_assert(stan_responder_wait_connects(stan, 2, 15000));
+	cr_assert_eq(wait_log_count("stream 2: connected\n", 1, 5000), 1);
+	cr_assert_eq(connection_up(port, "stream 1"), 1);
+	cr_assert_eq(connection_up(port, "stream 2"), 1);
+	cr_assert_eq(connection_up(port, "stream 3"), -1, "one series a worker");
 }
 
 Test(natsstream, a_restarted_nats_server_is_ridden_out)
