@@ -273,6 +273,29 @@ Test(nats_auth, user_and_password_carry_messages_and_a_wrong_password_is_refused
 	*strrchr(dir, '/') = '\0';
 }
 
+Test(nats_auth, a_server_that_refuses_the_credentials_twice_on_reconnect_is_given_up_loudly)
+{
+	struct js_client_auth auth = {.user = "adapter", .password = "s3cret pass"};
+	start_server("authorization {\n  users = [\n"
+		     "    {user: \"adapter\", password: \"s3cret pass\"}\n  ]\n}\n",
+		     &auth);
+	char *conf = conf_with("user = \"adapter\" password = \"s3cret pass\"",
+			       "user = \"adapter\" password = \"s3cret pass\"");
+	pipeline_start_daemon(&daemon_a, dir, conf);
+	free(conf);
+	/* The server comes back with another password. */
+	nats_server_stop(&server);
+	char *pass = strstr(server.conf, "s3cret pass");
+	cr_assert_not_null(pass);
+	memcpy(pass, "changed!!!!", 11);
+	cr_assert_eq(nats_server_restart(&server), 0);
+	cr_assert(daemon_wait_log(&daemon_a, "the NATS client gave up the connection", 30000),
+		  "the operator is told, as an error");
+	cr_assert_gt(daemon_log_count(&daemon_a, "restart the daemon once this is fixed"), 0);
+	cr_assert_eq(kill(daemon_a.pid, 0), 0, "the daemon keeps running");
+	cr_assert_eq(daemon_stop(&daemon_a, SIGTERM, 20000), 0);
+}
+
 Test(nats_auth, a_wrong_password_fails_a_natsstream_start_too)
 {
 	struct js_client_auth auth = {.user = "adapter", .password = "s3cret pass"};
