@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The stream modules' pacing: capped exponential backoff, the window's
+ * low-water mark, and the bounded condition wait. */
+#include <criterion/criterion.h>
+#include <pthread.h>
+
+#include "pacing.h"
+
+Test(pacing, backoff_doubles_from_the_first_delay_up_to_the_cap)
+{
+	static const int64_t want[] = {100, 100, 200, 400, 800, 1600, 3200, 5000, 5000};
+	for (uint32_t attempts = 0; attempts < sizeof(want) / sizeof(want[0]); attempts++)
+		cr_assert_eq(pacing_backoff_ms(100, 5000, attempts), want[attempts],
+			     "attempt %u: %lld ms", attempts,
+			     (long long)pacing_backoff_ms(100, 5000, attempts));
+	cr_assert_eq(pacing_backoff_ms(250, 5000, UINT32_MAX), 5000, "no overflow, however many");
+	cr_assert_eq(pacing_backoff_ms(100, 50, 1), 50, "the cap wins over the first delay");
+}
+
+Test(pacing, waiters_wake_when_a_quarter_of_the_window_is_free)
+{
+	cr_assert_eq(publish_window_low_water(256), 192);
+	cr_assert_eq(publish_window_low_water(2560), 1920);
+	cr_assert_eq(publish_window_low_water(8), 6);
+	/* Under 4, one free place is enough. */
+	cr_assert_eq(publish_window_low_water(3), 2);
+	cr_assert_eq(publish_window_low_water(1), 0);
+}
+
+Test(pacing, a_condition_wait_ends_by_its_deadline_or_after_50_ms)
+{
+	pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	pthread_cond_t cond;
+	pacing_cond_init(&cond);
+	pthread_mutex_lock(&lock);
+	int64_t t0 = pacing_now_ns();
+	pacing_cond_wait(&cond, &lock, t0 + 10 * 1000000LL);
+	int64_t waited = pacing_now_ns() - t0;
+	cr_assert(waited >= 9 * 1000000LL && waited < 45 * 1000000LL, "%lld ns to a 10 ms deadline",
+		  (long long)waited);
+	t0 = pacing_now_ns();
+	pacing_cond_wait(&cond, &lock, 0);
+	waited = pacing_now_ns() - t0;
+	cr_assert(waited >= 45 * 1000000LL && waited < 500 * 1000000LL,
+		  "%lld ns without a deadline", (long long)waited);
+	pthread_mutex_unlock(&lock);
+	pthread_cond_destroy(&cond);
+}
