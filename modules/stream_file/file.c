@@ -271,8 +271,18 @@ static int file_write_line(struct file_out *f, const char *line, size_t len)
 	}
 	if (rc == 0 && f->fsync_always && fdatasync(f->fd) != 0)
 		rc = -errno;
-	if (rc == 0 && f->fsync_always && f->dir_unsynced)
-		rc = file_sync_dir(f);
+	if (rc == 0 && f->fsync_always && f->dir_unsynced) {
+		/* The line itself is on disk; a folder that cannot be synced
+		 * (not readable, or a file system that refuses) is the
+		 * operator's to know, not a reason to hold every line. */
+		int d = file_sync_dir(f);
+		if (d != 0) {
+			f->dir_unsynced = false;
+			f->host->log(f->ctx, CAD_LOG_WARN,
+				     "cannot sync the folder %s after creating %s: %s; a crash may lose the new file",
+				     f->dir, f->path, strerror(-d));
+		}
+	}
 	/* A line that is not known to be whole and on disk is taken back,
 	 * so that its retry does not write it twice. When it cannot be cut,
 	 * it is ended, so that the retry starts on a line of its own. */

@@ -175,6 +175,26 @@ Test(file_stream, a_rotated_file_is_followed_without_a_signal)
 	cr_assert_eq(daemon_log_count(&daemon_a, "was rotated: reopened"), 1);
 }
 
+Test(file_stream, a_folder_that_cannot_be_synced_is_logged_and_holds_no_line)
+{
+	char capture[700];
+	snprintf(capture, sizeof(capture), "%s/libc.txt", dir);
+	cr_assert_eq(setenv("CAD_LIBC_CAPTURE", capture, 1), 0);
+	cr_assert_eq(setenv("CAD_LIBC_DIR_FSYNC_ERRNO", "22", 1), 0); /* EINVAL */
+	char *conf = conf_file("fsync = \"always\"", 1);
+	pipeline_start_daemon_preloaded(&daemon_a, dir, conf, LIBC_CAPTURE_SO);
+	free(conf);
+	pipeline_publish(&client, "choria.discovery", CHORIA_MSG_REQUEST, 0, 5, 0xd1);
+	cr_assert(wait_lines(out_path, 5, 15000), "the lines are written all the same");
+	cr_assert_eq(daemon_stop(&daemon_a, SIGTERM, 20000), 0);
+	check_lines(out_path, 0, 5, 0xd1);
+	struct adapter_counts n;
+	cr_assert(pipeline_counts(&daemon_a, "to_file", &n));
+	cr_assert_eq(n.published, 5);
+	cr_assert_eq(n.retries, 0, "no line waited for the folder");
+	cr_assert_eq(daemon_log_count(&daemon_a, "cannot sync the folder"), 1, "said once");
+}
+
 Test(file_stream, a_failing_write_is_retried_until_the_file_can_be_written)
 {
 	if (access("/dev/full", W_OK) != 0)
