@@ -479,6 +479,10 @@ static int choria_verify_build_chain(const struct choria_verifier *v, X509 *leaf
 			X509_STORE_CTX_set_time(ctx, 0, (time_t)now);
 		X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT);
 		ok = X509_verify_cert(ctx);
+		if (ok < 0) {
+			ok = -ENOMEM; /* an internal error, not a verdict to cache */
+			break;
+		}
 		int err = X509_STORE_CTX_get_error(ctx);
 		if (ok == 1 || (err != X509_V_ERR_CERT_HAS_EXPIRED &&
 				err != X509_V_ERR_CERT_NOT_YET_VALID))
