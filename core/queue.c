@@ -11,8 +11,10 @@
  * once a poll rather than once a message, for at most QUEUE_POLL_NS of
  * added latency. A quiet queue is not polled: each item wakes a consumer
  * at once. An awake consumer counts on coming back only while consumers
- * do come back: when none has taken anything for QUEUE_POLL_NS (all busy
- * in a slow publish), waiting items wake a sleeper.
+ * do come back: an item pushed when none has come for items for
+ * QUEUE_POLL_NS (all busy in a slow publish) wakes a sleeper. One pushed
+ * sooner after a pop is left to the consumer that popped; should that one
+ * then stall, the item waits for the next push or a sleeper's timeout.
  *
  * A full queue can hold a producer back for a while (queue_push_wait()),
  * but only for so long after it filled: a stream that hiccups is waited
