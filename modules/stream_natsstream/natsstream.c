@@ -470,6 +470,8 @@ static void connect_now(struct ns_worker *w)
 	w->sc = sc;
 	w->sc_closed = false;
 	w->connect_failures = 0;
+	/* Its NATS connection's later reconnect passes follow a disconnect. */
+	atomic_store(&w->link->nats.ever_up, true);
 	ns->host->log(ns->ctx, CAD_LOG_INFO, "%s: connected to NATS Streaming cluster %s as %s",
 		      w->link->name, ns->cluster_id, id);
 	ns->host->conn_state(ns->ctx, w->link->name, true);
