@@ -458,7 +458,14 @@ Test(natsstream, a_restarted_nats_server_is_ridden_out)
 	start(1, "ping_interval = 1\n    ping_max_out = 2\n    retry_max_interval = 1", 10);
 	publish(0, 5);
 	cr_assert(stan_responder_wait_stored(stan, 5, 15000));
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	nats_server_kill(&server);
+	/* Unreachable is said once an attempt has failed, 250 ms after the
+	 * loss, not at once. */
+	cr_assert(daemon_wait_log(&daemon_a, "stream 1: cannot connect to nats://", 10000));
+	double after = seconds_since(&t0);
+	cr_assert_geq(after, 0.2, "said %.3f s after the loss, before any attempt", after);
 	/* Away for longer than the pings allow. */
 	cr_assert(daemon_wait_log(&daemon_a, "lost the NATS Streaming connection", 15000));
 	cr_assert_eq(nats_server_restart(&server), 0);
