@@ -264,7 +264,11 @@ static void on_async_error(natsConnection *nc, natsSubscription *sub, natsStatus
 {
 	(void)nc;
 	(void)sub;
-	struct nats_conn *c = closure;
+	nats_conn_log_async_error(closure, err);
+}
+
+void nats_conn_log_async_error(const struct nats_conn *c, natsStatus err)
+{
 	if (err == NATS_SLOW_CONSUMER)
 		c->host->log(c->ctx, CAD_LOG_WARN,
 			     "%s: messages are arriving faster than they are processed; the NATS client dropped some (slow consumer)",

@@ -86,6 +86,10 @@ int nats_conn_options(natsOptions **out, struct nats_conn *c, const struct nats_
 void nats_conn_close(struct nats_conn *c, int64_t timeout_ms);
 
 /* Log a NATS failure with the library's own detail, once, at the edge. */
+/* Log an error the NATS client reports asynchronously on c's connection,
+ * as the connections this file sets up do. */
+void nats_conn_log_async_error(const struct nats_conn *c, natsStatus err);
+
 void nats_conn_log_status(const struct cad_host *host, struct cad_context *ctx,
 			  enum cad_log_level level, natsStatus s, const char *what);
 /* natsStatus as a negative errno for the host. */

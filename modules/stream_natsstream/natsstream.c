@@ -79,6 +79,7 @@ struct natsstream {
  * because a callback may still run after its worker is freed. */
 struct ns_link {
 	struct ns_link *next;
+	struct ns_link *live_next;       /* in live_links */
 	struct natsstream *ns;
 	struct nats_conn nats;           /* closure of the NATS-level callbacks */
 	_Atomic(void *) lost;            /* the stanConnection reported lost */
@@ -142,6 +143,46 @@ static const struct cad_option natsstream_options[] = {
 	{.name = NULL},
 };
 
+/*
+ * The links the NATS library's asynchronous handlers (a lost streaming
+ * connection, a NATS error) may still reach. The library queues them on
+ * its callback thread and does not wait for that queue when a connection
+ * is destroyed, so a handler can run after destroy() freed its link; it
+ * looks the link up here first. The module's code stays mapped for the
+ * process's life: the daemon never unloads a module.
+ */
+static pthread_mutex_t live_links_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct ns_link *live_links;
+
+static void live_link_add(struct ns_link *l)
+{
+	pthread_mutex_lock(&live_links_lock);
+	l->live_next = live_links;
+	live_links = l;
+	pthread_mutex_unlock(&live_links_lock);
+}
+
+static void live_link_remove(struct ns_link *l)
+{
+	pthread_mutex_lock(&live_links_lock);
+	for (struct ns_link **p = &live_links; *p; p = &(*p)->live_next) {
+		if (*p == l) {
+			*p = l->live_next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&live_links_lock);
+}
+
+/* With live_links_lock held: whether `l` is still a link. */
+static bool live_link(const struct ns_link *l)
+{
+	for (const struct ns_link *p = live_links; p; p = p->live_next)
+		if (p == l)
+			return true;
+	return false;
+}
+
 static void natsstream_destroy(void *instance)
 {
 	struct natsstream *ns = instance;
@@ -150,6 +191,7 @@ static void natsstream_destroy(void *instance)
 	while (ns->links) {
 		struct ns_link *l = ns->links;
 		ns->links = l->next;
+		live_link_remove(l);
 		free(l);
 	}
 	pthread_mutex_destroy(&ns->links_lock);
@@ -426,10 +468,26 @@ static void resend_due(struct ns_worker *w)
 static void natsstream_on_lost(stanConnection *sc, const char *error, void *closure)
 {
 	struct ns_link *l = closure;
-	atomic_store(&l->lost, (void *)sc);
-	l->ns->host->log(l->ns->ctx, CAD_LOG_WARN,
-			 "%s: lost the NATS Streaming connection (%s); reconnecting", l->name,
-			 error ? error : "no reason given");
+	pthread_mutex_lock(&live_links_lock);
+	if (live_link(l)) {
+		atomic_store(&l->lost, (void *)sc);
+		l->ns->host->log(l->ns->ctx, CAD_LOG_WARN,
+				 "%s: lost the NATS Streaming connection (%s); reconnecting", l->name,
+				 error ? error : "no reason given");
+	}
+	pthread_mutex_unlock(&live_links_lock);
+}
+
+static void natsstream_on_nats_error(natsConnection *nc, natsSubscription *sub, natsStatus err,
+				     void *closure)
+{
+	(void)nc;
+	(void)sub;
+	struct ns_link *l = closure;
+	pthread_mutex_lock(&live_links_lock);
+	if (live_link(l))
+		nats_conn_log_async_error(&l->nats, err);
+	pthread_mutex_unlock(&live_links_lock);
 }
 
 static void client_id(const struct ns_worker *w, char *buf, size_t len)
@@ -611,6 +669,7 @@ static int natsstream_worker_open(void **out, void *instance, unsigned index)
 	l->next = ns->links;
 	ns->links = l;
 	pthread_mutex_unlock(&ns->links_lock);
+	live_link_add(l);
 
 	w->ns = ns;
 	w->link = l;
@@ -644,6 +703,8 @@ static int natsstream_worker_open(void **out, void *instance, unsigned index)
 	 * connection, not the library giving up. */
 	if (s == NATS_OK)
 		s = natsOptions_SetClosedCB(no, NULL, NULL);
+	if (s == NATS_OK)
+		s = natsOptions_SetErrorHandler(no, natsstream_on_nats_error, l);
 	if (s == NATS_OK)
 		s = stanConnOptions_Create(&w->opts);
 	if (s == NATS_OK)
