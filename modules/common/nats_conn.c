@@ -495,15 +495,17 @@ int nats_conn_open(struct nats_conn *c, const struct nats_conn_opts *o, const st
 	ERR_clear_error(); /* what is left afterwards is this handshake's */
 	natsStatus s = connect_with(c, o, false);
 	if (s == NATS_NO_SERVER) {
-		/* Said before the retries begin: their connected callback may
-		 * report the connection up before connect_with() returns. */
+		/* Reported before the retries begin: their connected callback
+		 * may report the connection up before connect_with() returns. */
 		h->conn_state(ctx, c->name, false);
-		h->log(ctx, CAD_LOG_WARN, "%s: cannot reach %s yet; retrying in the background",
-		       c->name, c->servers);
 		c->nc = NULL;
 		s = connect_with(c, o, true);
-		if (s == NATS_NOT_YET_CONNECTED)
+		if (s == NATS_NOT_YET_CONNECTED) {
+			h->log(ctx, CAD_LOG_WARN,
+			       "%s: cannot reach %s yet; retrying in the background", c->name,
+			       c->servers);
 			return 0;
+		}
 	}
 	if (s != NATS_OK) {
 		log_refused(c, s);
