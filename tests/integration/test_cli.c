@@ -300,3 +300,27 @@ Test(cli, malloc_arenas_are_two_per_processor_unless_the_operator_chose)
 	cr_assert_eq(setenv("GLIBC_TUNABLES", "glibc.malloc.arena_max=3", 1), 0);
 	cr_assert_not(arena_limit(capture, &arenas), "so does the tunable");
 }
+
+Test(cli, a_message_an_ingest_submits_after_stopping_is_dropped_logged_and_freed)
+{
+	/* The module breaks the rule that nothing is submitted after stop(). */
+	char link_path[800];
+	snprintf(link_path, sizeof(link_path), "%s/ingest_late.so", moddir);
+	cr_assert_eq(symlink(TOP_BUILDDIR "/tests/modules/.libs/ingest_late.so", link_path), 0);
+	char *conf = NULL;
+	cr_assert(asprintf(&conf,
+			   "adapter late_one {\n"
+			   "  ingest { type = \"late\" }\n"
+			   "  stream { type = \"file\" path = \"%s/out.jsonl\" }\n"
+			   "}\n",
+			   dir) > 0);
+	/* The daemon's module folder is moddir, with the link in it. */
+	struct daemon_proc d;
+	cr_assert_eq(daemon_start(&d, dir, conf), 0);
+	free(conf);
+	cr_assert(daemon_wait_log(&d, "running", 15000));
+	cr_assert_eq(daemon_stop(&d, SIGTERM, 20000), 0, "it stops as usual");
+	cr_assert_eq(daemon_log_count(&d, "dropped a message from late.example.net: the adapter is "
+					  "stopping"),
+		     1);
+}
