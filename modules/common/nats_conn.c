@@ -536,23 +536,41 @@ int nats_conn_probe(struct nats_conn *c, const struct nats_conn_opts *o,
 
 void nats_conn_close(struct nats_conn *c, int64_t timeout_ms)
 {
-	if (!c->nc)
-		return;
-	atomic_store(&c->closing, true);
-	if (natsConnection_DrainTimeout(c->nc, timeout_ms) == NATS_OK) {
-		for (int64_t waited = 0; !natsConnection_IsClosed(c->nc) && waited < timeout_ms + 100;
-		     waited += 10)
-			nats_Sleep(10);
+	nats_conn_close_all(c, 1, timeout_ms);
+}
+
+void nats_conn_close_all(struct nats_conn *cs, unsigned n, int64_t timeout_ms)
+{
+	/* Every drain is started before any is waited for: the client drains
+	 * in the background, and a server that does not answer would
+	 * otherwise cost timeout_ms per connection. */
+	for (unsigned i = 0; i < n; i++) {
+		if (!cs[i].nc)
+			continue;
+		atomic_store(&cs[i].closing, true);
+		cs[i].draining = natsConnection_DrainTimeout(cs[i].nc, timeout_ms) == NATS_OK;
 	}
-	natsConnection_Close(c->nc);
-	/* cnats runs the connection's callbacks on its own thread, after
-	 * Close() returns: wait for the last one, which points at c. */
-	for (int waited = 0; !atomic_load(&c->closed_cb) && waited < CLOSE_CB_WAIT_MS; waited += 5)
-		nats_Sleep(5);
-	if (!atomic_load(&c->closed_cb))
-		c->host->log(c->ctx, CAD_LOG_WARN,
-			     "%s: the NATS client did not confirm the close within %d ms",
-			     c->name, CLOSE_CB_WAIT_MS);
-	natsConnection_Destroy(c->nc);
-	c->nc = NULL;
+	int64_t until = nats_Now() + timeout_ms + 100;
+	for (unsigned i = 0; i < n; i++)
+		while (cs[i].nc && cs[i].draining && !natsConnection_IsClosed(cs[i].nc) &&
+		       nats_Now() < until)
+			nats_Sleep(10);
+	for (unsigned i = 0; i < n; i++)
+		if (cs[i].nc)
+			natsConnection_Close(cs[i].nc);
+	/* cnats runs a connection's callbacks on its own thread, after
+	 * Close() returns: wait for the last one, which points at cs[i]. */
+	until = nats_Now() + CLOSE_CB_WAIT_MS;
+	for (unsigned i = 0; i < n; i++) {
+		if (!cs[i].nc)
+			continue;
+		while (!atomic_load(&cs[i].closed_cb) && nats_Now() < until)
+			nats_Sleep(5);
+		if (!atomic_load(&cs[i].closed_cb))
+			cs[i].host->log(cs[i].ctx, CAD_LOG_WARN,
+					"%s: the NATS client did not confirm the close within %d ms",
+					cs[i].name, CLOSE_CB_WAIT_MS);
+		natsConnection_Destroy(cs[i].nc);
+		cs[i].nc = NULL;
+	}
 }

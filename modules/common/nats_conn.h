@@ -57,6 +57,7 @@ struct nats_conn {
 	atomic_bool closed_cb; /* cnats made its last callback for nc */
 	atomic_bool ever_up;  /* connected once: a reconnect pass follows a
 	                         disconnect, not a failed pass */
+	bool draining;        /* nats_conn_close_all() started its drain */
 	void (*on_reconnect)(struct nats_conn *c); /* optional, from a NATS thread */
 	void *user;                                 /* for on_reconnect */
 };
@@ -84,6 +85,9 @@ int nats_conn_options(natsOptions **out, struct nats_conn *c, const struct nats_
 /* Drain (flushing what was published) for at most timeout_ms, then close
  * and destroy. Accepts a connection that was never opened. */
 void nats_conn_close(struct nats_conn *c, int64_t timeout_ms);
+/* The same for the n connections at cs[], side by side: it takes about as
+ * long as closing one, however many there are. */
+void nats_conn_close_all(struct nats_conn *cs, unsigned n, int64_t timeout_ms);
 
 /* Log a NATS failure with the library's own detail, once, at the edge. */
 /* Log an error the NATS client reports asynchronously on c's connection,

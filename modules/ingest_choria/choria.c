@@ -50,7 +50,7 @@
 #define CHORIA_PENDING_BYTES (256 * 1024 * 1024)
 #define CHORIA_DRAIN_MS 5000 /* subscriptions, all at once */
 #define CHORIA_GRACE_MS 1000 /* for the handler to return after a forced close */
-#define CHORIA_CLOSE_MS 1000 /* per connection */
+#define CHORIA_CLOSE_MS 1000 /* the connections, all at once */
 #define CHORIA_DETAIL_LEN 320
 
 struct choria;
@@ -513,8 +513,7 @@ static void choria_shutdown(struct choria *self)
 		if (ws[i].sub && !choria_end_subscription(self, &ws[i], deadline))
 			safe = false;
 	}
-	for (unsigned i = 0; i < self->n_conns; i++)
-		nats_conn_close(&self->conns[i], CHORIA_CLOSE_MS);
+	nats_conn_close_all(self->conns, self->n_conns, CHORIA_CLOSE_MS);
 	nats_msg_batch_flush(&self->spent);
 	for (unsigned i = 0; i < self->n_workers; i++)
 		late += atomic_load(&ws[i].late);

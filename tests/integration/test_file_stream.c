@@ -309,6 +309,32 @@ Test(file_stream, adapters_drain_side_by_side_so_a_stuck_one_leaves_the_others_t
 	cr_assert_eq(n.lost, 3, "the stuck one gives up at the deadline");
 }
 
+Test(file_stream, an_ingest_server_that_stops_answering_delays_the_stop_once_not_per_connection)
+{
+	char *conf = NULL;
+	cr_assert(asprintf(&conf,
+			   "identity = \"adapter.test\"\n"
+			   "drain_timeout = 2\n"
+			   "adapter to_file {\n"
+			   "  ingest { type = \"choria\" servers = {\"%s\"} topic = \"choria.discovery\"\n"
+			   "           security = \"none\" workers = 8 connections = 8 }\n"
+			   "  stream { type = \"file\" path = \"%s\" }\n"
+			   "}\n",
+			   server.url, out_path) > 0);
+	pipeline_start_daemon(&daemon_a, dir, conf);
+	free(conf);
+	cr_assert_eq(kill(server.pid, SIGSTOP), 0);
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	int status = daemon_stop(&daemon_a, SIGTERM, 60000);
+	double took = seconds_since(&t0);
+	kill(server.pid, SIGCONT);
+	cr_assert_eq(status, 0);
+	/* 5 s for the subscriptions' drain and 1 s for the connections', all
+	 * of them at once; one after another, eight connections took 13 s. */
+	cr_assert_lt(took, 10.0, "the stop took %.1f s", took);
+}
+
 Test(file_stream, the_check_refuses_a_path_that_cannot_be_written)
 {
 	char conf_path[700];
