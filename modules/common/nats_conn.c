@@ -29,7 +29,7 @@ const char *const nats_conn_default_servers[] = {"nats://127.0.0.1:4222", NULL};
 /* Reconnect backoff: 250 ms doubling to 5 s, with jitter from cnats. */
 #define RECONNECT_FIRST_MS 250
 #define RECONNECT_MAX_MS 5000
-/* How long nats_conn_close() waits for cnats's last callback. */
+/* How long closing waits for cnats's last callback of a connection. */
 #define CLOSE_CB_WAIT_MS 5000
 /* A probe connection holds nothing to flush. */
 #define PROBE_CLOSE_MS 1000
@@ -539,8 +539,9 @@ void nats_conn_close(struct nats_conn *c, int64_t timeout_ms)
 	nats_conn_close_all(c, 1, timeout_ms);
 }
 
-void nats_conn_close_all(struct nats_conn *cs, unsigned n, int64_t timeout_ms)
+bool nats_conn_close_all(struct nats_conn *cs, unsigned n, int64_t timeout_ms)
 {
+	bool confirmed = true;
 	/* Every drain is started before any is waited for: the client drains
 	 * in the background, and a server that does not answer would
 	 * otherwise cost timeout_ms per connection. */
@@ -566,11 +567,14 @@ void nats_conn_close_all(struct nats_conn *cs, unsigned n, int64_t timeout_ms)
 			continue;
 		while (!atomic_load(&cs[i].closed_cb) && nats_Now() < until)
 			nats_Sleep(5);
-		if (!atomic_load(&cs[i].closed_cb))
+		if (!atomic_load(&cs[i].closed_cb)) {
+			confirmed = false;
 			cs[i].host->log(cs[i].ctx, CAD_LOG_WARN,
 					"%s: the NATS client did not confirm the close within %d ms",
 					cs[i].name, CLOSE_CB_WAIT_MS);
+		}
 		natsConnection_Destroy(cs[i].nc);
 		cs[i].nc = NULL;
 	}
+	return confirmed;
 }

@@ -86,8 +86,10 @@ int nats_conn_options(natsOptions **out, struct nats_conn *c, const struct nats_
  * and destroy. Accepts a connection that was never opened. */
 void nats_conn_close(struct nats_conn *c, int64_t timeout_ms);
 /* The same for the n connections at cs[], side by side: it takes about as
- * long as closing one, however many there are. */
-void nats_conn_close_all(struct nats_conn *cs, unsigned n, int64_t timeout_ms);
+ * long as closing one, however many there are. False when the client did
+ * not confirm every close: its callbacks may still reach cs[], which must
+ * then be kept. */
+bool nats_conn_close_all(struct nats_conn *cs, unsigned n, int64_t timeout_ms);
 
 /* Log a NATS failure with the library's own detail, once, at the edge. */
 /* Log an error the NATS client reports asynchronously on c's connection,

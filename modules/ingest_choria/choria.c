@@ -513,7 +513,10 @@ static void choria_shutdown(struct choria *self)
 		if (ws[i].sub && !choria_end_subscription(self, &ws[i], deadline))
 			safe = false;
 	}
-	nats_conn_close_all(self->conns, self->n_conns, CHORIA_CLOSE_MS);
+	/* A close the client did not confirm may still call back into its
+	 * record: keep the memory then, as for a subscription. */
+	if (!nats_conn_close_all(self->conns, self->n_conns, CHORIA_CLOSE_MS))
+		safe = false;
 	nats_msg_batch_flush(&self->spent);
 	for (unsigned i = 0; i < self->n_workers; i++)
 		late += atomic_load(&ws[i].late);
