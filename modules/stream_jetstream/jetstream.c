@@ -60,6 +60,11 @@ struct jetstream {
 	pthread_cond_t room;
 	struct inflight table;
 	size_t waiting; /* entries due for a resend, not with the library */
+	/* Entries out of the table whose msg_done() has not returned yet:
+	 * until it has, the host has not counted them, and a closing worker
+	 * that saw only the empty table would let the adapter log its
+	 * counts, or go away, too soon. */
+	_Atomic size_t settling;
 	unsigned open_workers;
 	struct nats_msg_batch acked; /* stored messages, destroyed a batch at a time */
 };
@@ -187,6 +192,7 @@ static void settle_unlock(struct jetstream *js, struct inflight_entry *e, int st
 {
 	struct cad_msg *m = e->msg;
 	inflight_del(&js->table, e);
+	atomic_fetch_add(&js->settling, 1);
 	/* Publishers wait only on a full window: wake them all at its low
 	 * water, not one per acknowledgement. An empty window wakes the
 	 * closing workers too. */
@@ -194,6 +200,7 @@ static void settle_unlock(struct jetstream *js, struct inflight_entry *e, int st
 		pthread_cond_broadcast(&js->room);
 	pthread_mutex_unlock(&js->lock);
 	js->host->msg_done(js->ctx, m, status, reason);
+	atomic_fetch_sub(&js->settling, 1);
 }
 
 /* Park an entry for a resend after its backoff. Lock held. */
@@ -470,13 +477,17 @@ static void jetstream_worker_close(void *worker, int64_t deadline_ns)
 	for (;;) {
 		resend_due(js);
 		pthread_mutex_lock(&js->lock);
-		size_t left = js->table.count;
+		size_t left = js->table.count + atomic_load(&js->settling);
 		if (left && pacing_now_ns() < deadline_ns)
 			pacing_cond_wait(&js->room, &js->lock, deadline_ns);
 		pthread_mutex_unlock(&js->lock);
 		if (!left || pacing_now_ns() >= deadline_ns)
 			break;
 	}
+	/* Settled ones are counted even past the deadline: msg_done() is
+	 * quick, and the host's counts must be whole when it logs them. */
+	while (atomic_load(&js->settling))
+		nats_Sleep(1);
 	pthread_mutex_lock(&js->lock);
 	bool last = --js->open_workers == 0;
 	pthread_mutex_unlock(&js->lock);
