@@ -42,7 +42,8 @@ static void teardown(void)
 	nats_server_stop(&stream);
 	for (int i = 0; i < 3; i++)
 		nats_server_stop(&node[i]);
-	tmpdir_remove(dir);
+	if (!getenv("CAD_TEST_KEEP"))
+		tmpdir_remove(dir);
 }
 
 TestSuite(delivery, .init = setup, .fini = teardown, .timeout = 180);
