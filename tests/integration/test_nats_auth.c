@@ -353,8 +353,10 @@ Test(nats_auth, a_creds_file_signs_the_ingest_into_an_operator_mode_server)
 	struct js_client nobody;
 	cr_assert_neq(js_client_open(&nobody, server.url), 0, "nobody connects without creds");
 	struct js_client_auth auth = {.creds = creds};
-	cr_assert_eq(js_client_open_auth(&client, server.url, &auth), 0,
-		     "the test client connects with the creds file");
+	int rc = -1;
+	for (int i = 0; i < 20 && (rc = js_client_open_auth(&client, server.url, &auth)) != 0; i++)
+		nats_Sleep(100);
+	cr_assert_eq(rc, 0, "the test client connects with the creds file");
 	snprintf(js_dir, sizeof(js_dir), "%s/js", dir);
 	cr_assert_eq(mkdir(js_dir, 0755), 0);
 	static struct nats_server js;
