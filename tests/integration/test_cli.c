@@ -224,8 +224,7 @@ static char *syslog_line(const char *capture, const char *text)
 Test(cli, log_file_syslog_sends_each_level_at_its_priority_without_a_timestamp)
 {
 	char capture[700], *conf = NULL;
-	snprintf(capture, sizeof(capture), "%s/syslog.txt", dir);
-	cr_assert_eq(setenv("CAD_LIBC_CAPTURE", capture, 1), 0);
+	libc_capture_into(capture, sizeof(capture), dir);
 	cr_assert(asprintf(&conf, "log_file = \"syslog\"\n%s", GOOD_CONF) > 0);
 	struct daemon_proc d;
 	cr_assert_eq(daemon_start_preloaded(&d, dir, conf, LIBC_CAPTURE_SO), 0);
@@ -276,8 +275,7 @@ static bool arena_limit(const char *capture, long *arenas)
 Test(cli, malloc_arenas_are_two_per_processor_unless_the_operator_chose)
 {
 	char capture[700];
-	snprintf(capture, sizeof(capture), "%s/libc.txt", dir);
-	cr_assert_eq(setenv("CAD_LIBC_CAPTURE", capture, 1), 0);
+	libc_capture_into(capture, sizeof(capture), dir);
 	unsetenv("MALLOC_ARENA_MAX");
 	unsetenv("GLIBC_TUNABLES");
 	/* The processors it sees are the shim's. */

@@ -144,8 +144,7 @@ Test(file_stream, messages_become_whole_json_lines_with_several_workers)
 Test(file_stream, a_rotated_file_is_followed_without_a_signal)
 {
 	char capture[700];
-	snprintf(capture, sizeof(capture), "%s/libc.txt", dir);
-	cr_assert_eq(setenv("CAD_LIBC_CAPTURE", capture, 1), 0);
+	libc_capture_into(capture, sizeof(capture), dir);
 	char *conf = conf_file("fsync = \"always\"", 1);
 	pipeline_start_daemon_preloaded(&daemon_a, dir, conf, LIBC_CAPTURE_SO);
 	free(conf);
@@ -166,20 +165,14 @@ Test(file_stream, a_rotated_file_is_followed_without_a_signal)
 	 * after the rotation. */
 	char synced[700];
 	snprintf(synced, sizeof(synced), "fsync-dir %s\n", dir);
-	char *calls = file_read(capture);
-	int n = 0;
-	for (const char *p = calls; p && (p = strstr(p, synced)); p++)
-		n++;
-	cr_assert_eq(n, 2, "the folder synced once per file: %s", calls ? calls : "(nothing)");
-	free(calls);
+	cr_assert_eq(file_count_text(capture, synced), 2, "the folder synced once per file");
 	cr_assert_eq(daemon_log_count(&daemon_a, "was rotated: reopened"), 1);
 }
 
 Test(file_stream, a_folder_that_cannot_be_synced_is_logged_and_holds_no_line)
 {
 	char capture[700];
-	snprintf(capture, sizeof(capture), "%s/libc.txt", dir);
-	cr_assert_eq(setenv("CAD_LIBC_CAPTURE", capture, 1), 0);
+	libc_capture_into(capture, sizeof(capture), dir);
 	cr_assert_eq(setenv("CAD_LIBC_DIR_FSYNC_ERRNO", "22", 1), 0); /* EINVAL */
 	char *conf = conf_file("fsync = \"always\"", 1);
 	pipeline_start_daemon_preloaded(&daemon_a, dir, conf, LIBC_CAPTURE_SO);
