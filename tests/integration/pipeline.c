@@ -38,6 +38,20 @@ bool pipeline_counts(struct daemon_proc *d, const char *adapter, struct adapter_
 	return ok;
 }
 
+struct adapter_counts pipeline_counts_once_received(struct daemon_proc *d, const char *adapter,
+						    uint64_t n, int timeout_ms)
+{
+	struct adapter_counts c = {0};
+	for (int waited = 0; waited < timeout_ms && c.received < n; waited += 50) {
+		kill(d->pid, SIGUSR1);
+		nats_Sleep(50);
+		pipeline_counts(d, adapter, &c);
+	}
+	cr_assert_eq(c.received, n, "adapter %s received %" PRIu64 " of %" PRIu64, adapter,
+		     c.received, n);
+	return c;
+}
+
 void pipeline_request_id(char out[33], unsigned seed, int i)
 {
 	snprintf(out, 33, "%08x%08x%016x", seed, (unsigned)i, (unsigned)(i * 2654435761u));
@@ -86,6 +100,17 @@ void pipeline_publish_burst(struct js_client *c, const char *subject, enum chori
 		free(wire[i]);
 	free(wire);
 	free(len);
+}
+
+void pipeline_publish_big(struct js_client *c, const char *subject)
+{
+	char big[6000];
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	struct choria_msg_spec m = choria_msg_defaults(CHORIA_MSG_REQUEST);
+	m.sender = "big.example.net";
+	m.body = big;
+	pipeline_publish_spec(c, subject, &m);
 }
 
 size_t pipeline_publish_spec(struct js_client *c, const char *subject,

@@ -21,6 +21,10 @@ struct adapter_counts {
 
 /* The last counter line the daemon logged for `adapter`; false if none. */
 bool pipeline_counts(struct daemon_proc *d, const char *adapter, struct adapter_counts *out);
+/* Ask for the counters (SIGUSR1) every 50 ms, for up to timeout_ms, until
+ * `adapter` has received n messages; the last ones read (asserts n). */
+struct adapter_counts pipeline_counts_once_received(struct daemon_proc *d, const char *adapter,
+						    uint64_t n, int timeout_ms);
 
 /* Publish `n` valid messages of `kind` on `subject`, sender "node-<i>.example.net"
  * (i from `first`), request id derived from `seed` and i. */
@@ -30,6 +34,8 @@ void pipeline_publish(struct js_client *c, const char *subject, enum choria_msg_
  * flush at the end: a burst the daemon cannot have taken in before it. */
 void pipeline_publish_burst(struct js_client *c, const char *subject, enum choria_msg_kind kind,
 			    int first, int n, unsigned seed);
+/* One request from big.example.net with a body of about 6 KB. */
+void pipeline_publish_big(struct js_client *c, const char *subject);
 /* Build the message `s` describes and publish it on `subject` (asserts);
  * returns its length on the wire. */
 size_t pipeline_publish_spec(struct js_client *c, const char *subject,

@@ -202,12 +202,7 @@ Test(file_stream, a_failing_write_is_retried_until_the_file_can_be_written)
 	cr_assert(daemon_wait_log(&daemon_a, "No space left on device; retrying", 10000),
 		  "the failure is logged");
 	/* Ask for the counters until all five have arrived. */
-	struct adapter_counts held = {0};
-	for (int i = 0; i < 100 && held.received < 5; i++) {
-		kill(daemon_a.pid, SIGUSR1);
-		nats_Sleep(50);
-		pipeline_counts(&daemon_a, "to_file", &held);
-	}
+	struct adapter_counts held = pipeline_counts_once_received(&daemon_a, "to_file", 5, 5000);
 	cr_assert(held.received == 5 && held.in_flight == 5 && held.published == 0 && held.lost == 0,
 		  "nothing counted published or lost while the writes fail: received=%lu "
 		  "published=%lu in_flight=%lu lost=%lu",

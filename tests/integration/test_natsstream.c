@@ -548,13 +548,7 @@ Test(natsstream, a_message_larger_than_the_server_accepts_is_counted_lost)
 	pipeline_start_daemon(&daemon_a, dir, conf);
 	free(conf);
 
-	char big[6000];
-	memset(big, 'x', sizeof(big) - 1);
-	big[sizeof(big) - 1] = '\0';
-	struct choria_msg_spec m = choria_msg_defaults(CHORIA_MSG_REQUEST);
-	m.sender = "big.example.net";
-	m.body = big;
-	pipeline_publish_spec(&client, "choria.discovery", &m);
+	pipeline_publish_big(&client, "choria.discovery");
 	publish(0, 3);
 	cr_assert(stan_responder_wait_stored(stan, 3, 15000), "the others still flow");
 	nats_Sleep(300);

@@ -202,13 +202,7 @@ Test(pipeline, a_message_larger_than_jetstream_accepts_is_counted_lost_not_retri
 	free(conf);
 
 	/* The fleet's server takes it in; its envelope is more than 4 KB. */
-	char big[6000];
-	memset(big, 'x', sizeof(big) - 1);
-	big[sizeof(big) - 1] = '\0';
-	struct choria_msg_spec m = choria_msg_defaults(CHORIA_MSG_REQUEST);
-	m.sender = "big.example.net";
-	m.body = big;
-	pipeline_publish_spec(&client, "choria.discovery", &m);
+	pipeline_publish_big(&client, "choria.discovery");
 	pipeline_publish(&client, "choria.discovery", CHORIA_MSG_REQUEST, 0, 3, 9);
 
 	cr_assert(js_stream_wait_count(&small_client, "NODES", 3, 15000), "the others still flow");
@@ -265,19 +259,6 @@ Test(pipeline, malformed_messages_are_counted_and_never_published)
 	cr_assert_gt(daemon_log_count(&daemon_a, "rejected a message ("), 0);
 }
 
-/* The counters the daemon logs on SIGUSR1, once `received` reaches n. */
-static struct adapter_counts counts_once_received(uint64_t n)
-{
-	struct adapter_counts c = {0};
-	for (int i = 0; i < 200 && c.received < n; i++) {
-		kill(daemon_a.pid, SIGUSR1);
-		nats_Sleep(50);
-		pipeline_counts(&daemon_a, "node_data", &c);
-	}
-	cr_assert_eq(c.received, n);
-	return c;
-}
-
 Test(pipeline, rejections_are_logged_once_a_second_with_how_many_were_not)
 {
 	char *conf = conf_one("node_data", "request", "choria.discovery", 1000);
@@ -287,10 +268,10 @@ Test(pipeline, rejections_are_logged_once_a_second_with_how_many_were_not)
 		cr_assert_eq(natsConnection_PublishString(client.nc, "choria.discovery", "junk"),
 			     NATS_OK);
 	cr_assert_eq(natsConnection_Flush(client.nc), NATS_OK);
-	counts_once_received(200);
+	pipeline_counts_once_received(&daemon_a, "node_data", 200, 10000);
 	nats_Sleep(1100);
 	cr_assert_eq(nats_publish_raw(&client, "choria.discovery", "junk", 4), 0);
-	counts_once_received(201);
+	pipeline_counts_once_received(&daemon_a, "node_data", 201, 10000);
 
 	/* Every rejection is either a line or counted in the next one. */
 	char *log = file_read(daemon_a.log);
