@@ -444,11 +444,8 @@ Test(metrics_endpoint, out_of_file_descriptors_it_pauses_accepting_instead_of_sp
 	cr_assert_eq(prlimit(daemon_a.pid, RLIMIT_NOFILE, &low, NULL), 0);
 	int fds[40];
 	for (int i = 0; i < 40; i++) {
-		fds[i] = socket(AF_INET, SOCK_STREAM, 0);
-		struct sockaddr_in a = {.sin_family = AF_INET,
-					.sin_port = htons((uint16_t)metrics_port),
-					.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-		cr_assert_eq(connect(fds[i], (struct sockaddr *)&a, sizeof(a)), 0);
+		fds[i] = http_connect("127.0.0.1", metrics_port, 5000);
+		cr_assert_geq(fds[i], 0);
 	}
 	nats_Sleep(500);
 	double cpu0 = cpu_seconds(daemon_a.pid);

@@ -562,12 +562,8 @@ Test(metrics, a_connection_that_sends_nothing_is_closed_after_10_s)
 {
 	struct served s;
 	serve(&s);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s.port),
-				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-	struct timeval wait = {.tv_sec = 20};
-	cr_assert_eq(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof(wait)), 0);
+	int fd = http_connect("127.0.0.1", s.port, 20000);
+	cr_assert_geq(fd, 0);
 	struct timespec t0;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	char c;
@@ -580,21 +576,12 @@ Test(metrics, a_connection_that_sends_nothing_is_closed_after_10_s)
 	unserve(&s);
 }
 
-/* A connection to the served endpoint, its send side non-blocking. */
-static int connect_loopback(int port)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-	return fd;
-}
-
 Test(metrics, a_client_that_pipelines_without_reading_is_not_buffered_without_limit)
 {
 	struct served s;
 	serve(&s);
-	int fd = connect_loopback(s.port);
+	int fd = http_connect("127.0.0.1", s.port, 5000);
+	cr_assert_geq(fd, 0);
 	static const char req[] = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
 	char burst[64 * (sizeof(req) - 1)];
 	for (size_t i = 0; i < 64; i++)
