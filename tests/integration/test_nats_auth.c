@@ -62,6 +62,15 @@ static void start_tls_server(void)
 	start_server(conf, &auth);
 }
 
+/* A server that lets in user "adapter" with password "s3cret pass". */
+static void start_password_server(void)
+{
+	struct js_client_auth auth = {.user = "adapter", .password = "s3cret pass"};
+	start_server("authorization {\n  users = [\n"
+		     "    {user: \"adapter\", password: \"s3cret pass\"}\n  ]\n}\n",
+		     &auth);
+}
+
 /* One adapter; `ingest_auth` and `stream_auth` go into the blocks. */
 static char *conf_with(const char *ingest_auth, const char *stream_auth)
 {
@@ -87,6 +96,15 @@ static char *conf_with(const char *ingest_auth, const char *stream_auth)
 			   "}\n",
 			   server.url, ingest_auth, server.url, stream_auth) > 0);
 	return c;
+}
+
+/* The daemon on that server, with that user and password on both sides. */
+static void start_password_daemon(void)
+{
+	char *conf = conf_with("user = \"adapter\" password = \"s3cret pass\"",
+			       "user = \"adapter\" password = \"s3cret pass\"");
+	pipeline_start_daemon(&daemon_a, dir, conf);
+	free(conf);
 }
 
 static char *tls_options(const char *cert)
@@ -249,14 +267,8 @@ Test(nats_auth, tls_refused_on_reconnect_is_retried_and_logged_until_it_is_accep
 
 Test(nats_auth, user_and_password_carry_messages_and_a_wrong_password_is_refused)
 {
-	struct js_client_auth auth = {.user = "adapter", .password = "s3cret pass"};
-	start_server("authorization {\n  users = [\n"
-		     "    {user: \"adapter\", password: \"s3cret pass\"}\n  ]\n}\n",
-		     &auth);
-	char *conf = conf_with("user = \"adapter\" password = \"s3cret pass\"",
-			       "user = \"adapter\" password = \"s3cret pass\"");
-	pipeline_start_daemon(&daemon_a, dir, conf);
-	free(conf);
+	start_password_server();
+	start_password_daemon();
 	expect_flow(20);
 	cr_assert_eq(daemon_log_count(&daemon_a, "s3cret"), 0, "the password is never logged");
 
@@ -264,7 +276,7 @@ Test(nats_auth, user_and_password_carry_messages_and_a_wrong_password_is_refused
 	snprintf(wdir, sizeof(wdir), "%s/wrong", dir);
 	cr_assert_eq(mkdir(wdir, 0755), 0);
 	snprintf(dir + strlen(dir), sizeof(dir) - strlen(dir), "/wrong");
-	conf = conf_with("user = \"adapter\" password = \"not it\"",
+	char *conf = conf_with("user = \"adapter\" password = \"not it\"",
 			 "user = \"adapter\" password = \"s3cret pass\"");
 	expect_refused_at_start(conf, "Authorization Violation",
 				"check user, password, token or credentials");
@@ -275,14 +287,8 @@ Test(nats_auth, user_and_password_carry_messages_and_a_wrong_password_is_refused
 
 Test(nats_auth, a_server_that_refuses_the_credentials_twice_on_reconnect_is_given_up_loudly)
 {
-	struct js_client_auth auth = {.user = "adapter", .password = "s3cret pass"};
-	start_server("authorization {\n  users = [\n"
-		     "    {user: \"adapter\", password: \"s3cret pass\"}\n  ]\n}\n",
-		     &auth);
-	char *conf = conf_with("user = \"adapter\" password = \"s3cret pass\"",
-			       "user = \"adapter\" password = \"s3cret pass\"");
-	pipeline_start_daemon(&daemon_a, dir, conf);
-	free(conf);
+	start_password_server();
+	start_password_daemon();
 	/* The server comes back with another password. */
 	nats_server_stop(&server);
 	char *pass = strstr(server.conf, "s3cret pass");
@@ -298,10 +304,7 @@ Test(nats_auth, a_server_that_refuses_the_credentials_twice_on_reconnect_is_give
 
 Test(nats_auth, a_wrong_password_fails_a_natsstream_start_too)
 {
-	struct js_client_auth auth = {.user = "adapter", .password = "s3cret pass"};
-	start_server("authorization {\n  users = [\n"
-		     "    {user: \"adapter\", password: \"s3cret pass\"}\n  ]\n}\n",
-		     &auth);
+	start_password_server();
 	char *conf = NULL;
 	cr_assert(asprintf(&conf,
 			   "adapter node_data {\n"
