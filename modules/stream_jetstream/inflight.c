@@ -4,10 +4,10 @@
 #include <errno.h>
 #include <stdlib.h>
 
-static size_t slot_of(const struct inflight *t, const void *key)
+static size_t slot_of(const struct inflight *t, uint64_t token)
 {
-	/* Fibonacci hashing spreads the aligned pointer bits. */
-	return (size_t)(((uintptr_t)key * 11400714819323198485ull) >> 20) & t->mask;
+	/* Tokens are consecutive: their low bits alone fill the table evenly. */
+	return (size_t)token & t->mask;
 }
 
 int inflight_init(struct inflight *t, size_t max)
@@ -29,20 +29,20 @@ void inflight_destroy(struct inflight *t)
 	t->slots = NULL;
 }
 
-struct inflight_entry *inflight_put(struct inflight *t, const void *key, struct cad_msg *msg)
+struct inflight_entry *inflight_put(struct inflight *t, uint64_t token, struct cad_msg *msg)
 {
-	size_t i = slot_of(t, key);
-	while (t->slots[i].key)
+	size_t i = slot_of(t, token);
+	while (t->slots[i].token)
 		i = (i + 1) & t->mask;
-	t->slots[i] = (struct inflight_entry){key, msg, 0};
+	t->slots[i] = (struct inflight_entry){.token = token, .msg = msg};
 	t->count++;
 	return &t->slots[i];
 }
 
-struct inflight_entry *inflight_get(struct inflight *t, const void *key)
+struct inflight_entry *inflight_get(struct inflight *t, uint64_t token)
 {
-	for (size_t i = slot_of(t, key); t->slots[i].key; i = (i + 1) & t->mask)
-		if (t->slots[i].key == key)
+	for (size_t i = slot_of(t, token); t->slots[i].token; i = (i + 1) & t->mask)
+		if (t->slots[i].token == token)
 			return &t->slots[i];
 	return NULL;
 }
@@ -55,16 +55,15 @@ void inflight_del(struct inflight *t, struct inflight_entry *e)
 	size_t i = hole;
 	for (;;) {
 		i = (i + 1) & t->mask;
-		if (!t->slots[i].key)
+		if (!t->slots[i].token)
 			break;
-		size_t home = slot_of(t, t->slots[i].key);
+		size_t home = slot_of(t, t->slots[i].token);
 		/* Move the entry into the hole when its home is not in (hole, i]. */
 		if (((i - home) & t->mask) >= ((i - hole) & t->mask)) {
 			t->slots[hole] = t->slots[i];
 			hole = i;
 		}
 	}
-	t->slots[hole].key = NULL;
-	t->slots[hole].msg = NULL;
+	t->slots[hole] = (struct inflight_entry){0};
 	t->count--;
 }

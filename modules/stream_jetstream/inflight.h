@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The publishes a JetStream worker holds: each NATS message handed to the
- * library (or waiting for a retry) mapped to the daemon message it carries,
- * so an acknowledgement can be matched to the message it settles. Open
- * addressing on the natsMsg pointer; not thread-safe (the worker locks).
+ * The publishes a JetStream instance holds: each daemon message sent (or
+ * waiting to be sent again) under the token its acknowledgement's reply
+ * subject ends with, so that an acknowledgement can be matched to the
+ * message it settles. Open addressing on the token; not thread-safe (the
+ * instance locks).
  */
 #ifndef CAD_JS_INFLIGHT_H
 #define CAD_JS_INFLIGHT_H
@@ -15,9 +16,10 @@
 struct cad_msg;
 
 struct inflight_entry {
-	const void *key;        /* the natsMsg; NULL marks a free slot */
+	uint64_t token;         /* 0 marks a free slot */
 	struct cad_msg *msg;
-	int64_t retry_at_ns;    /* 0: with the library; else when to resend */
+	int64_t sent_ns;        /* when last handed to the connection */
+	int64_t retry_at_ns;    /* 0: awaiting its acknowledgement; else when to resend */
 };
 
 struct inflight {
@@ -30,9 +32,9 @@ struct inflight {
 int inflight_init(struct inflight *t, size_t max);
 void inflight_destroy(struct inflight *t);
 
-/* The caller keeps count below the `max` given to init. */
-struct inflight_entry *inflight_put(struct inflight *t, const void *key, struct cad_msg *msg);
-struct inflight_entry *inflight_get(struct inflight *t, const void *key);
+/* The caller keeps count below the `max` given to init; token is not 0. */
+struct inflight_entry *inflight_put(struct inflight *t, uint64_t token, struct cad_msg *msg);
+struct inflight_entry *inflight_get(struct inflight *t, uint64_t token);
 void inflight_del(struct inflight *t, struct inflight_entry *e);
 
 #endif

@@ -2,23 +2,35 @@
 /*
  * The `jetstream` stream module: publishes each message's envelope to
  * JetStream and gives it back to the host only once JetStream has
- * acknowledged it. Publishes are asynchronous; a failed or unanswered
- * publish is sent again with capped exponential backoff, under the same
- * Nats-Msg-Id, so the stream's duplicate window keeps a retry from landing
- * twice.
+ * acknowledged it. A failed or unanswered publish is sent again with
+ * capped exponential backoff, under the same Nats-Msg-Id, so the stream's
+ * duplicate window keeps a retry from landing twice.
  *
- * The workers of an instance share one connection, one JetStream context
- * and one window of workers x max_inflight publishes: every connection
- * costs a reader, a flusher and an acknowledgement thread, and on a busy
- * machine those wake-ups, not the publishing, were most of the cost. The
- * workers build envelopes and publish in parallel.
+ * A JetStream publish is a NATS publish with a reply subject, answered on
+ * it with a PubAck. Each publish here replies to <inbox>.<token>, one
+ * subscription on <inbox>.* receives every acknowledgement, and the token
+ * finds the publish it settles. cnats' asynchronous JetStream publish does
+ * the same, but it keeps a copy of every message until its acknowledgement
+ * (2 KB or more each, a whole window of them), gives each its own reply
+ * subject and pending-map entry, parses each acknowledgement into a hash
+ * map, and frees each one on its own, waking its collector thread per
+ * message. Here the daemon's message is what is kept, a resend builds the
+ * NATS message again, and acknowledgements are freed a batch at a time.
  *
- * Concurrency & locking: start() connects on the main thread; the workers
- * publish and resend on their own threads; the acknowledgement handler
- * runs on a cnats thread. `lock` guards the in-flight table, `waiting`
- * and `open_workers`; `room` is broadcast when the window falls to its
+ * The workers of an instance share one connection and one window of
+ * workers x max_inflight publishes: every connection costs a reader, a
+ * flusher and a delivery thread, and on a busy machine those wake-ups, not
+ * the publishing, were most of the cost. The workers build envelopes and
+ * publish in parallel.
+ *
+ * Concurrency & locking: start() connects and subscribes on the main
+ * thread; the workers publish, resend and time out unanswered publishes on
+ * their own threads; acknowledgements arrive on the subscription's cnats
+ * thread. `lock` guards the in-flight table, `waiting`, `next_scan_ns` and
+ * `open_workers`; `room` is broadcast when the window falls to its
  * low-water mark or empties, and when an entry is parked for a retry.
- * host->msg_done() is called outside the lock.
+ * host->msg_done() is called outside the lock. A message in the table is
+ * read only under the lock: an acknowledgement may settle it at any time.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -38,10 +50,16 @@
 #include "nats_conn.h"
 #include "nats_msg_batch.h"
 #include "pacing.h"
+#include "puback.h"
 #include "subject.h"
 
 #define NS_PER_MS 1000000LL
 #define RETRY_FIRST_MS 100
+/* Room for "_INBOX.", a NUID, '.' and a token's 20 digits. */
+#define REPLY_MAX 64
+/* The library's default limits on a subscription's pending messages. */
+#define ACKS_PENDING_MIN 65536
+#define ACKS_PENDING_BYTES (65536 * 1024)
 
 struct jetstream {
 	const struct cad_host *host;
@@ -51,28 +69,36 @@ struct jetstream {
 	struct publish_window win;
 	long window; /* max_inflight x workers, shared by the workers */
 	long low_water; /* in flight when waiting publishers are woken */
+	int64_t scan_every_ns; /* how often unanswered publishes are looked for */
 	_Atomic int64_t next_warn_ns; /* rate limit for retry warnings */
 
 	struct nats_conn conn; /* stable address: cnats callbacks point at it */
 	bool connected;
-	jsCtx *js;
+	natsSubscription *acks; /* <inbox>.*, where JetStream answers */
+	atomic_bool acks_done;  /* cnats will not call jetstream_on_ack again */
+	char inbox[REPLY_MAX];
+	size_t inbox_len;
+	_Atomic uint64_t next_token;
+
 	pthread_mutex_t lock;
 	pthread_cond_t room;
 	struct inflight table;
-	size_t waiting; /* entries due for a resend, not with the library */
+	size_t waiting; /* entries due for a resend, not sent */
+	int64_t next_scan_ns;
 	/* Entries out of the table whose msg_done() has not returned yet:
 	 * until it has, the host has not counted them, and a closing worker
 	 * that saw only the empty table would let the adapter log its
 	 * counts, or go away, too soon. */
 	_Atomic size_t settling;
 	unsigned open_workers;
-	struct nats_msg_batch acked; /* stored messages, destroyed a batch at a time */
+	struct nats_msg_batch answered; /* acknowledgements, freed a batch at a time */
 };
 
 struct js_worker {
 	struct jetstream *js;
 	char *env; /* the envelope being built; this worker's thread only */
 	size_t env_cap;
+	struct nats_msg_batch sent; /* published messages, freed a batch at a time */
 };
 
 /* ------------------------------------------------------------ options */
@@ -85,15 +111,40 @@ static const struct cad_option jetstream_options[] = {
 	{.name = NULL},
 };
 
+static void jetstream_on_complete(void *closure)
+{
+	struct jetstream *js = closure;
+	atomic_store(&js->acks_done, true);
+}
+
+static bool wait_acks_done(struct jetstream *js, int64_t ms)
+{
+	int64_t until = nats_Now() + ms;
+	while (!atomic_load(&js->acks_done) && nats_Now() < until)
+		nats_Sleep(5);
+	return atomic_load(&js->acks_done);
+}
+
 static void jetstream_destroy(void *instance)
 {
 	struct jetstream *js = instance;
 	if (!js)
 		return;
-	jsCtx_Destroy(js->js);
+	if (js->acks) {
+		natsSubscription_Unsubscribe(js->acks);
+		wait_acks_done(js, 1000);
+	}
 	if (js->connected)
 		nats_conn_close(&js->conn, 1000);
-	nats_msg_batch_fini(&js->acked);
+	if (js->acks) {
+		if (!wait_acks_done(js, 1000)) {
+			js->host->log(js->ctx, CAD_LOG_ERROR,
+				      "the NATS client did not confirm the end of the acknowledgement subscription; keeping its memory for late deliveries");
+			return;
+		}
+		natsSubscription_Destroy(js->acks);
+	}
+	nats_msg_batch_fini(&js->answered);
 	inflight_destroy(&js->table);
 	pthread_cond_destroy(&js->room);
 	pthread_mutex_destroy(&js->lock);
@@ -110,9 +161,10 @@ static int jetstream_create(void **instance, const struct cad_host *host, struct
 		return -ENOMEM;
 	js->host = host;
 	js->ctx = ctx;
+	atomic_store(&js->next_token, 1);
 	pthread_mutex_init(&js->lock, NULL);
 	pacing_cond_init(&js->room);
-	nats_msg_batch_init(&js->acked);
+	nats_msg_batch_init(&js->answered);
 	int rc = nats_conn_opts_read(&js->conn_opts, host, cfg);
 	if (rc == -ENOMEM)
 		goto fail;
@@ -131,6 +183,9 @@ static int jetstream_create(void **instance, const struct cad_host *host, struct
 	publish_window_read(&js->win, host, cfg);
 	js->window = js->win.max_inflight * host->cfg_int(cfg, "workers");
 	js->low_water = publish_window_low_water(js->window);
+	/* An unanswered publish is sent again at most an eighth of its
+	 * timeout late. */
+	js->scan_every_ns = js->win.ack_timeout_ms * NS_PER_MS / 8;
 	if (rc != 0)
 		goto fail;
 	rc = inflight_init(&js->table, (size_t)js->window);
@@ -143,7 +198,7 @@ fail:
 	return rc;
 }
 
-static void jetstream_on_ack(jsCtx *ctx, natsMsg *nm, jsPubAck *pa, jsPubAckErr *pae,
+static void jetstream_on_ack(natsConnection *nc, natsSubscription *sub, natsMsg *ack,
 			     void *closure);
 
 static int jetstream_start(void *instance)
@@ -154,15 +209,24 @@ static int jetstream_start(void *instance)
 		return rc;
 	js->connected = true;
 
-	jsOptions jo;
-	jsOptions_Init(&jo);
-	jo.PublishAsync.AckHandler = jetstream_on_ack;
-	jo.PublishAsync.AckHandlerClosure = js;
-	/* Our own window is the limit; the library's must never stall us. */
-	jo.PublishAsync.MaxPending = js->window + 1;
-	natsStatus s = natsConnection_JetStream(&js->js, js->conn.nc, &jo);
+	natsInbox *inbox = NULL;
+	natsStatus s = natsInbox_Create(&inbox);
+	if (s == NATS_OK) {
+		js->inbox_len = (size_t)snprintf(js->inbox, sizeof(js->inbox), "%s", inbox);
+		natsInbox_Destroy(inbox);
+		char all[REPLY_MAX + 2];
+		snprintf(all, sizeof(all), "%s.*", js->inbox);
+		s = natsConnection_Subscribe(&js->acks, js->conn.nc, all, jetstream_on_ack, js);
+	}
+	if (s == NATS_OK)
+		s = natsSubscription_SetOnCompleteCB(js->acks, jetstream_on_complete, js);
+	/* The library drops what exceeds these: never a window's answers. */
+	if (s == NATS_OK && js->window * 2 > ACKS_PENDING_MIN)
+		s = natsSubscription_SetPendingLimits(js->acks, (int)(js->window * 2),
+						      ACKS_PENDING_BYTES);
 	if (s != NATS_OK) {
-		nats_conn_log_status(js->host, js->ctx, CAD_LOG_ERROR, s, "JetStream context");
+		nats_conn_log_status(js->host, js->ctx, CAD_LOG_ERROR, s,
+				     "subscribing to JetStream's acknowledgements");
 		return nats_status_errno(s);
 	}
 	return 0;
@@ -179,18 +243,14 @@ static void jetstream_describe(void *instance, char *buf, size_t len)
 
 /* ------------------------------------------------------------ publishing */
 
-/* Errors no retry can mend. */
-static bool is_permanent(natsStatus s, jsErrCode code)
-{
-	return s == NATS_MAX_PAYLOAD || code == JSStreamMessageExceedsMaximumErr;
-}
-
 /* Settle an entry: remove it and tell the host. Called with the lock
  * held; returns with it released. */
 static void settle_unlock(struct jetstream *js, struct inflight_entry *e, int status,
 			  const char *reason)
 {
 	struct cad_msg *m = e->msg;
+	if (e->retry_at_ns)
+		js->waiting--;
 	inflight_del(&js->table, e);
 	atomic_fetch_add(&js->settling, 1);
 	/* Publishers wait only on a full window: wake them all at its low
@@ -212,123 +272,110 @@ static void park(struct jetstream *js, struct inflight_entry *e)
 	pthread_cond_broadcast(&js->room);
 }
 
-static void jetstream_on_ack(jsCtx *ctx, natsMsg *nm, jsPubAck *pa, jsPubAckErr *pae, void *closure)
+/* The token at the end of an acknowledgement's subject, <inbox>.<token>;
+ * 0 for a subject that is not one of ours. */
+static uint64_t reply_token(const struct jetstream *js, const char *subject)
 {
-	(void)ctx;
-	struct jetstream *js = closure;
-	pthread_mutex_lock(&js->lock);
-	struct inflight_entry *e = inflight_get(&js->table, nm);
-	if (!e) { /* given up at shutdown; nothing holds it any more */
-		pthread_mutex_unlock(&js->lock);
-		natsMsg_Destroy(nm);
-		return;
+	if (!subject || strncmp(subject, js->inbox, js->inbox_len) != 0 ||
+	    subject[js->inbox_len] != '.')
+		return 0;
+	uint64_t token = 0;
+	const char *p = subject + js->inbox_len + 1;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		if (token > (UINT64_MAX - 9) / 10)
+			return 0;
+		token = token * 10 + (uint64_t)(*p - '0');
 	}
-	if (pa) {
-		/* Formatted before settling: settling frees the message. */
-		char line[400] = "";
-		if (js->host->log_enabled(CAD_LOG_DEBUG))
-			snprintf(line, sizeof(line), "%.64s from %.128s stored in %.64s at %" PRIu64 "%s%s",
-				 e->msg->request_id, e->msg->sender, pa->Stream ? pa->Stream : "?",
-				 pa->Sequence, pa->Duplicate ? ", a duplicate" : "",
-				 e->msg->attempts > 1 ? ", after a retry" : "");
-		settle_unlock(js, e, 0, NULL);
-		nats_msg_batch_put(&js->acked, nm);
-		if (*line)
-			js->host->log(js->ctx, CAD_LOG_DEBUG, "%s", line);
-		return;
-	}
-	natsStatus s = pae ? pae->Err : NATS_ERR;
-	jsErrCode code = pae ? pae->ErrCode : 0;
-	const char *text = pae && pae->ErrText ? pae->ErrText : natsStatus_GetText(s);
-	if (is_permanent(s, code)) {
-		char id[160];
-		snprintf(id, sizeof(id), "%s", e->msg->request_id);
-		settle_unlock(js, e, -EMSGSIZE, "too_large");
-		natsMsg_Destroy(nm);
-		js->host->log(js->ctx, CAD_LOG_ERROR, "the stream refused message %s for good: %s", id,
-			      text);
-		return;
-	}
-	/* Keep the NATS message: it is sent again as it is. Once parked it
-	 * is the workers' (a drain may give it up at once): what the warning
-	 * needs of it is copied first. */
-	char subject[256] = "";
-	if (s == NATS_NO_RESPONDERS)
-		snprintf(subject, sizeof(subject), "%s", natsMsg_GetSubject(nm));
-	park(js, e);
-	pthread_mutex_unlock(&js->lock);
-	if (s == NATS_NO_RESPONDERS)
+	return *p ? 0 : token;
+}
+
+/* Why an unanswered or refused publish is tried again, for the warning. */
+static void warn_retry(struct jetstream *js, const char *why, const char *subject)
+{
+	if (subject)
 		pacing_warn(js->host, js->ctx, &js->next_warn_ns,
 			    "no JetStream stream answers on %s: create a stream that captures it; retrying",
 			    subject);
 	else
 		pacing_warn(js->host, js->ctx, &js->next_warn_ns,
-			    "publishing to JetStream failed (%s); retrying", text);
+			    "publishing to JetStream failed (%s); retrying", why);
 }
 
-static natsStatus send_async(struct jetstream *js, natsMsg **nm)
+/* The acknowledgement of a publish whose entry `e` is in the table, the
+ * lock held; returns with it released. */
+static void on_answer_unlock(struct jetstream *js, struct inflight_entry *e, natsMsg *ack)
 {
-	jsPubOptions po;
-	jsPubOptions_Init(&po);
-	po.MaxWait = js->win.ack_timeout_ms;
-	return js_PublishMsgAsync(js->js, nm, &po);
-}
-
-/* Hand one entry's NATS message to the library. The entry is in the table
- * before the send, because the acknowledgement may arrive before the call
- * returns. */
-static void send_entry(struct jetstream *js, natsMsg *nm)
-{
-	natsMsg *owned = nm;
-	natsStatus s = send_async(js, &owned);
-	if (s == NATS_OK)
-		return;
-	pthread_mutex_lock(&js->lock);
-	struct inflight_entry *e = inflight_get(&js->table, nm);
-	if (is_permanent(s, 0)) {
-		settle_unlock(js, e, -EMSGSIZE, "too_large");
-		natsMsg_Destroy(nm);
-		js->host->log(js->ctx, CAD_LOG_ERROR,
-			      "a message is larger than the server accepts (max_payload)");
-		return;
-	}
-	park(js, e);
-	pthread_mutex_unlock(&js->lock);
-	pacing_warn(js->host, js->ctx, &js->next_warn_ns,
-		    "publishing to JetStream failed (%s); retrying", natsStatus_GetText(s));
-}
-
-/* Resend every parked entry whose time has come. */
-static void resend_due(struct jetstream *js)
-{
-	for (;;) {
-		natsMsg *nm = NULL;
-		pthread_mutex_lock(&js->lock);
-		if (js->waiting) {
-			int64_t now = pacing_now_ns();
-			for (size_t i = 0; i <= js->table.mask; i++) {
-				struct inflight_entry *e = &js->table.slots[i];
-				if (e->key && e->retry_at_ns && e->retry_at_ns <= now) {
-					e->retry_at_ns = 0;
-					e->msg->attempts++;
-					js->waiting--;
-					nm = (natsMsg *)e->key;
-					break;
-				}
-			}
-		}
+	if (natsMsg_IsNoResponders(ack)) {
+		char subject[256] = "?";
+		subject_build(subject, sizeof(subject), js->topic, e->msg->sender,
+			      e->msg->sender_len);
+		bool parked = e->retry_at_ns == 0;
+		if (parked)
+			park(js, e);
 		pthread_mutex_unlock(&js->lock);
-		if (!nm)
-			return;
-		js->host->count_retry(js->ctx);
-		send_entry(js, nm);
+		if (parked)
+			warn_retry(js, NULL, subject);
+		return;
 	}
+	struct puback pa;
+	puback_parse(&pa, natsMsg_GetData(ack), (size_t)natsMsg_GetDataLength(ack));
+	if (pa.kind == PUBACK_STORED) {
+		/* Formatted before settling: settling frees the message. */
+		char line[400] = "";
+		if (js->host->log_enabled(CAD_LOG_DEBUG))
+			snprintf(line, sizeof(line), "%.64s from %.128s stored in %s at %" PRIu64 "%s%s",
+				 e->msg->request_id, e->msg->sender, pa.stream, pa.seq,
+				 pa.duplicate ? ", a duplicate" : "",
+				 e->msg->attempts > 1 ? ", after a retry" : "");
+		settle_unlock(js, e, 0, NULL);
+		if (*line)
+			js->host->log(js->ctx, CAD_LOG_DEBUG, "%s", line);
+		return;
+	}
+	if (pa.kind == PUBACK_REFUSED && pa.err_code == PUBACK_ERR_TOO_LARGE) {
+		char id[160];
+		snprintf(id, sizeof(id), "%s", e->msg->request_id);
+		settle_unlock(js, e, -EMSGSIZE, "too_large");
+		js->host->log(js->ctx, CAD_LOG_ERROR, "the stream refused message %s for good: %s", id,
+			      pa.text);
+		return;
+	}
+	/* An earlier attempt's failure for an entry already waiting to go
+	 * again changes nothing. */
+	bool parked = e->retry_at_ns == 0;
+	if (parked)
+		park(js, e);
+	pthread_mutex_unlock(&js->lock);
+	if (parked)
+		warn_retry(js, pa.text, NULL);
 }
 
-/* 0 while running; the drain deadline once the adapter stops. */
-static int64_t jetstream_drain_deadline(const struct jetstream *js)
+static void jetstream_on_ack(natsConnection *nc, natsSubscription *sub, natsMsg *ack, void *closure)
 {
-	return js->host->abi_minor >= 1 ? js->host->drain_deadline(js->ctx) : 0;
+	(void)nc;
+	(void)sub;
+	struct jetstream *js = closure;
+	uint64_t token = reply_token(js, natsMsg_GetSubject(ack));
+	pthread_mutex_lock(&js->lock);
+	struct inflight_entry *e = token ? inflight_get(&js->table, token) : NULL;
+	if (e)
+		on_answer_unlock(js, e, ack); /* releases the lock */
+	else /* settled already (an earlier attempt's answer), or given up */
+		pthread_mutex_unlock(&js->lock);
+	nats_msg_batch_put(&js->answered, ack);
+}
+
+/* Write the decimal digits of v at p; returns the end. */
+static char *put_decimal(char *p, uint64_t v)
+{
+	char digits[20];
+	int n = 0;
+	do
+		digits[n++] = (char)('0' + v % 10);
+	while ((v /= 10) != 0);
+	while (n)
+		*p++ = digits[--n];
+	return p;
 }
 
 /* The worker's envelope buffer, grown to `need` bytes. */
@@ -344,9 +391,22 @@ static int env_room(struct js_worker *w, size_t need)
 	return 0;
 }
 
-/* On failure *err is set, and *reason names the step that failed. */
+/* "<request id>:<sender>" in buf, cut to fit as snprintf would. */
+static void msg_id(char *buf, size_t len, const struct cad_msg *m)
+{
+	size_t a = m->request_id_len < len - 1 ? m->request_id_len : len - 1;
+	memcpy(buf, m->request_id, a);
+	if (a < len - 1)
+		buf[a++] = ':';
+	size_t b = m->sender_len < len - 1 - a ? m->sender_len : len - 1 - a;
+	memcpy(buf + a, m->sender, b);
+	buf[a + b] = '\0';
+}
+
+/* The NATS message that publishes m, answered on <inbox>.<token>. On
+ * failure *err is set, and *reason names the step that failed. */
 static natsStatus build_nats_msg(natsMsg **out, struct js_worker *w, const struct cad_msg *m,
-				 int *err, const char **reason)
+				 uint64_t token, int *err, const char **reason)
 {
 	struct jetstream *js = w->js;
 	char subject[1024];
@@ -363,13 +423,17 @@ static natsStatus build_nats_msg(natsMsg **out, struct js_worker *w, const struc
 		*err = envelope_write(w->env, w->env_cap, &len, ENVELOPE_PROTOCOL_JETSTREAM, m);
 	if (*err != 0)
 		return NATS_ERR;
+	char reply[REPLY_MAX + 24];
+	memcpy(reply, js->inbox, js->inbox_len);
+	reply[js->inbox_len] = '.';
+	*put_decimal(reply + js->inbox_len + 1, token) = '\0';
 	natsMsg *nm = NULL;
 	/* cnats copies the data into the message. */
-	natsStatus s = natsMsg_Create(&nm, subject, NULL, w->env, (int)len);
+	natsStatus s = natsMsg_Create(&nm, subject, reply, w->env, (int)len);
 	/* Request id and sender together: every node answers the same
 	 * request, so the request id alone is not unique. */
 	char id[1024];
-	snprintf(id, sizeof(id), "%s:%s", m->request_id, m->sender);
+	msg_id(id, sizeof(id), m);
 	if (s == NATS_OK)
 		s = natsMsgHeader_Set(nm, "Nats-Msg-Id", id);
 	if (s != NATS_OK) {
@@ -381,6 +445,105 @@ static natsStatus build_nats_msg(natsMsg **out, struct js_worker *w, const struc
 	return NATS_OK;
 }
 
+/* Publish an entry's NATS message; the entry (token) is in the table
+ * first, since the acknowledgement may arrive before the call returns. */
+static void send_entry(struct js_worker *w, uint64_t token, natsMsg *nm)
+{
+	struct jetstream *js = w->js;
+	natsStatus s = natsConnection_PublishMsg(js->conn.nc, nm);
+	nats_msg_batch_put(&w->sent, nm);
+	if (s == NATS_OK)
+		return;
+	pthread_mutex_lock(&js->lock);
+	struct inflight_entry *e = inflight_get(&js->table, token);
+	if (!e || e->retry_at_ns) { /* settled or parked meanwhile */
+		pthread_mutex_unlock(&js->lock);
+		return;
+	}
+	if (s == NATS_MAX_PAYLOAD) {
+		settle_unlock(js, e, -EMSGSIZE, "too_large");
+		js->host->log(js->ctx, CAD_LOG_ERROR,
+			      "a message is larger than the server accepts (max_payload)");
+		return;
+	}
+	park(js, e);
+	pthread_mutex_unlock(&js->lock);
+	warn_retry(js, natsStatus_GetText(s), NULL);
+}
+
+/* Park every publish left unanswered for ack_timeout. Lock held; returns
+ * how many. */
+static size_t expire_unanswered(struct jetstream *js, int64_t now)
+{
+	if (now < js->next_scan_ns)
+		return 0;
+	js->next_scan_ns = now + js->scan_every_ns;
+	int64_t sent_before = now - js->win.ack_timeout_ms * NS_PER_MS;
+	size_t n = 0;
+	for (size_t i = 0; i <= js->table.mask; i++) {
+		struct inflight_entry *e = &js->table.slots[i];
+		if (e->token && !e->retry_at_ns && e->sent_ns <= sent_before) {
+			park(js, e);
+			n++;
+		}
+	}
+	return n;
+}
+
+/* Time out unanswered publishes, then resend every parked one whose time
+ * has come. */
+static void resend_due(struct js_worker *w)
+{
+	struct jetstream *js = w->js;
+	size_t expired = 0;
+	for (bool first = true;; first = false) {
+		natsMsg *nm = NULL;
+		uint64_t token = 0;
+		pthread_mutex_lock(&js->lock);
+		int64_t now = pacing_now_ns();
+		if (first)
+			expired = expire_unanswered(js, now);
+		for (size_t i = 0; js->waiting && i <= js->table.mask && !token; i++) {
+			struct inflight_entry *e = &js->table.slots[i];
+			if (!e->token || !e->retry_at_ns || e->retry_at_ns > now)
+				continue;
+			e->retry_at_ns = 0;
+			e->sent_ns = now;
+			e->msg->attempts++;
+			js->waiting--;
+			token = e->token;
+			/* Built under the lock: an earlier attempt's
+			 * acknowledgement may settle the entry as soon as it
+			 * is released. */
+			int err;
+			const char *reason;
+			if (build_nats_msg(&nm, w, e->msg, token, &err, &reason) != NATS_OK) {
+				settle_unlock(js, e, err ? err : -EIO, reason);
+				pthread_mutex_lock(&js->lock);
+				token = 0;
+			}
+		}
+		pthread_mutex_unlock(&js->lock);
+		if (expired) {
+			pacing_warn(js->host, js->ctx, &js->next_warn_ns,
+				    "JetStream did not answer %zu publishes within %" PRId64
+				    " ms; retrying",
+				    expired, js->win.ack_timeout_ms);
+			expired = 0;
+		}
+		if (!token)
+			return;
+		js->host->count_retry(js->ctx);
+		send_entry(w, token, nm);
+	}
+}
+
+/* 0 while running; the drain deadline once the adapter stops. */
+static int64_t jetstream_drain_deadline(const struct jetstream *js)
+{
+	return js->host->abi_minor >= 1 ? js->host->drain_deadline(js->ctx) : 0;
+}
+
 static void jetstream_publish(void *worker, struct cad_msg *m)
 {
 	struct js_worker *w = worker;
@@ -388,7 +551,8 @@ static void jetstream_publish(void *worker, struct cad_msg *m)
 	natsMsg *nm = NULL;
 	int err = 0;
 	const char *reason = NULL;
-	if (build_nats_msg(&nm, w, m, &err, &reason) != NATS_OK) {
+	uint64_t token = atomic_fetch_add(&js->next_token, 1);
+	if (build_nats_msg(&nm, w, m, token, &err, &reason) != NATS_OK) {
 		/* The host logs the loss, with the sender made printable. */
 		js->host->msg_done(js->ctx, m, err ? err : -EIO, reason);
 		return;
@@ -405,24 +569,22 @@ static void jetstream_publish(void *worker, struct cad_msg *m)
 			js->host->msg_done(js->ctx, m, -ETIMEDOUT, "shutdown");
 			return;
 		}
-		if (js->waiting) {
-			pthread_mutex_unlock(&js->lock);
-			resend_due(js);
-			pthread_mutex_lock(&js->lock);
-			if ((long)js->table.count < js->window)
-				break;
-		}
+		pthread_mutex_unlock(&js->lock);
+		resend_due(w);
+		pthread_mutex_lock(&js->lock);
+		if ((long)js->table.count < js->window)
+			break;
 		pacing_cond_wait(&js->room, &js->lock, 0);
 	}
-	inflight_put(&js->table, nm, m);
+	struct inflight_entry *e = inflight_put(&js->table, token, m);
+	e->sent_ns = pacing_now_ns();
 	pthread_mutex_unlock(&js->lock);
-	send_entry(js, nm);
+	send_entry(w, token, nm);
 }
 
 static void jetstream_worker_idle(void *worker)
 {
-	struct js_worker *w = worker;
-	resend_due(w->js);
+	resend_due(worker);
 }
 
 static int jetstream_worker_open(void **out, void *instance, unsigned index)
@@ -433,6 +595,7 @@ static int jetstream_worker_open(void **out, void *instance, unsigned index)
 	if (!w)
 		return -ENOMEM;
 	w->js = js;
+	nats_msg_batch_init(&w->sent);
 	pthread_mutex_lock(&js->lock);
 	js->open_workers++;
 	pthread_mutex_unlock(&js->lock);
@@ -443,28 +606,17 @@ static int jetstream_worker_open(void **out, void *instance, unsigned index)
 /* Give every message still held back to the host as lost. */
 static void give_up_all(struct jetstream *js)
 {
-	/* The library keeps no pending list until the first asynchronous
-	 * publish, and cannot be asked for one before. */
-	pthread_mutex_lock(&js->lock);
-	bool with_library = js->table.count > js->waiting;
-	pthread_mutex_unlock(&js->lock);
-	natsMsgList pending = {0};
-	if (with_library && js_PublishAsyncGetPendingList(&pending, js->js) == NATS_OK)
-		natsMsgList_Destroy(&pending); /* the entries below still map them */
 	for (;;) {
 		pthread_mutex_lock(&js->lock);
 		struct inflight_entry *e = NULL;
 		for (size_t i = 0; i <= js->table.mask && !e; i++)
-			if (js->table.slots[i].key)
+			if (js->table.slots[i].token)
 				e = &js->table.slots[i];
 		if (!e) {
 			pthread_mutex_unlock(&js->lock);
 			return;
 		}
-		/* A parked message is ours; the others went with the list. */
-		natsMsg *parked = e->retry_at_ns ? (natsMsg *)e->key : NULL;
 		settle_unlock(js, e, -ETIMEDOUT, "shutdown");
-		natsMsg_Destroy(parked);
 	}
 }
 
@@ -475,7 +627,7 @@ static void jetstream_worker_close(void *worker, int64_t deadline_ns)
 	struct js_worker *w = worker;
 	struct jetstream *js = w->js;
 	for (;;) {
-		resend_due(js);
+		resend_due(w);
 		pthread_mutex_lock(&js->lock);
 		size_t left = js->table.count + atomic_load(&js->settling);
 		if (left && pacing_now_ns() < deadline_ns)
@@ -493,11 +645,13 @@ static void jetstream_worker_close(void *worker, int64_t deadline_ns)
 	pthread_mutex_unlock(&js->lock);
 	if (last)
 		give_up_all(js);
+	nats_msg_batch_fini(&w->sent);
 	free(w->env);
 	free(w);
 	/* The library keeps error state per thread; this thread is ours. */
 	nats_ReleaseThreadMemory();
 }
+
 static const struct cad_module jetstream_module = {
 	.abi_major = CAD_ABI_MAJOR,
 	.abi_minor = CAD_ABI_MINOR,
