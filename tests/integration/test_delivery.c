@@ -224,6 +224,50 @@ Test(delivery, stream_server_started_after_the_daemon_gets_everything)
 	js_client_close(&reader);
 }
 
+Test(delivery, a_stream_created_while_the_daemon_runs_gets_everything_and_the_wait_is_explained)
+{
+	/* The server answers each publish "no responders" until a stream
+	 * captures the subject: the daemon says so, and keeps trying. */
+	start_stream_server(0);
+	char *q = quoted(stream.url);
+	start_daemon(q, 10000, 2, 64);
+	free(q);
+	pipeline_publish(&fleet, "choria.discovery", CHORIA_MSG_REQUEST, 0, 200, 8);
+	cr_assert(daemon_wait_log(&daemon_p,
+				  "no JetStream stream answers on choria.node_metadata.node-", 10000),
+		  "the daemon names the subject no stream captures");
+	create_stream(stream.url);
+	struct js_client reader;
+	cr_assert_eq(js_client_open(&reader, stream.url), 0);
+	cr_assert(js_stream_wait_count(&reader, "NODES", 200, 60000));
+	struct adapter_counts n = finish(&reader, 200);
+	cr_assert_eq(n.published, 200);
+	cr_assert_gt(n.retries, 0, "the refused publishes were sent again");
+	js_client_close(&reader);
+}
+
+Test(delivery, publishes_a_stopped_server_leaves_unanswered_are_sent_again_and_stored_once)
+{
+	/* ack_timeout is 2 s. The stopped server answers nothing; once it
+	 * runs again it stores what it had read, and the resends too, which
+	 * the duplicate window turns away. */
+	start_daemon_and_stream(10000, 2, 64);
+	struct js_client reader;
+	cr_assert_eq(js_client_open(&reader, stream.url), 0);
+	cr_assert_eq(kill(stream.pid, SIGSTOP), 0);
+	pipeline_publish(&fleet, "choria.discovery", CHORIA_MSG_REQUEST, 0, 100, 9);
+	bool warned = daemon_wait_log(&daemon_p, "publishes within 2000 ms; retrying", 10000);
+	nats_Sleep(1000); /* past the first backoff: they are sent again */
+	cr_assert_eq(kill(stream.pid, SIGCONT), 0);
+	cr_assert(warned, "the daemon says why it publishes again");
+	cr_assert(js_stream_wait_count(&reader, "NODES", 100, 60000));
+	struct adapter_counts n = finish(&reader, 100);
+	cr_assert_eq(n.published, 100);
+	cr_assert_geq(n.retries, 100, "each unanswered publish was sent again (%lu retries)",
+		      (unsigned long)n.retries);
+	js_client_close(&reader);
+}
+
 Test(delivery, a_stream_server_that_hangs_at_start_fails_the_start_with_a_timeout)
 {
 	/* It accepts the connection but never completes the handshake. The
