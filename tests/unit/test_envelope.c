@@ -188,6 +188,28 @@ Test(envelope, same_bytes_as_jansson)
 	cr_assert_lt(refused, 15000);
 }
 
+/* Plain text is looked over eight bytes at a time: a byte that needs an
+ * escape or a check is seen at every place within and across those words,
+ * in bodies of every length around them. */
+Test(envelope, a_special_byte_anywhere_in_plain_text_is_seen)
+{
+	static const char *const special[] = {"\"", "\\", "\x1f", "\x01", "\x20", "\x7f",
+					      "\xc3\xa9", "\xc3", "\x80", "\xff", ""};
+	char body[64];
+	for (size_t k = 0; k < sizeof(special) / sizeof(special[0]); k++) {
+		size_t sl = k == sizeof(special) / sizeof(special[0]) - 1 ? 1 : strlen(special[k]);
+		for (size_t len = 0; len + sl <= 40; len++) {
+			for (size_t at = 0; at <= len; at++) {
+				memset(body, 'b', len);
+				memmove(body + at + sl, body + at, len - at);
+				memcpy(body + at, special[k], sl);
+				struct cad_msg m = msg("n1", "r", 1520088557, body, len + sl);
+				same_as_jansson(&m);
+			}
+		}
+	}
+}
+
 Test(envelope, times_as_before)
 {
 	static const int64_t times[] = {-62135596800LL, -50000000000LL, -30000000000LL, -1, 0,
