@@ -27,7 +27,8 @@
  * Concurrency & locking: `lock` guards every field but `capacity`, which is
  * fixed. `nonempty` is signalled after the lock is released (so the woken
  * consumer does not block on it at once) and broadcast on close; `nonfull`
- * is broadcast by a pop while producers wait on it, and on close. The
+ * is broadcast by a pop that leaves a quarter of the queue free while
+ * producers wait on it, and on close. The
  * critical sections are a few loads and stores, so one lock serves many
  * producers (NATS delivery threads) and consumers (stream workers).
  */
@@ -114,6 +115,13 @@ static bool wake_needed(const struct queue *q)
 	return q->count > takers * QUEUE_BACKLOG_PER_CONSUMER;
 }
 
+/* Free slots that wake producers waiting on a full queue: a quarter of
+ * it, one at least. */
+static size_t room_mark(const struct queue *q)
+{
+	return q->capacity >= 8 ? q->capacity / 4 : 1;
+}
+
 static struct timespec mono_timespec(int64_t ns)
 {
 	return (struct timespec){.tv_sec = ns / CAD_NS_PER_SEC, .tv_nsec = ns % CAD_NS_PER_SEC};
@@ -188,7 +196,10 @@ int queue_pop_batch(struct queue *q, void **items, size_t max, int64_t timeout_n
 		q->count -= n;
 		if (q->count <= q->capacity / 2)
 			q->full_since_ns = 0;
-		if (q->producers_waiting)
+		/* Waking every waiting producer for each few items taken
+		 * would cost them a context switch each per pop: they are
+		 * woken once a quarter is free, or by their wait's end. */
+		if (q->producers_waiting && q->capacity - q->count >= room_mark(q))
 			pthread_cond_broadcast(&q->nonfull);
 		rc = (int)n;
 	} else {

@@ -250,6 +250,50 @@ static void *waiting_producer(void *arg)
 	return (void *)(intptr_t)queue_push_wait(arg, (void *)2, 60 * CAD_NS_PER_SEC);
 }
 
+static void sleep_ms(long ms)
+{
+	struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
+	nanosleep(&t, NULL);
+}
+
+struct held_producer {
+	struct queue *q;
+	atomic_bool pushed;
+};
+
+static void *held_producer(void *arg)
+{
+	struct held_producer *p = arg;
+	int rc = queue_push_wait(p->q, (void *)9, 60 * CAD_NS_PER_SEC);
+	atomic_store(&p->pushed, true);
+	return (void *)(intptr_t)rc;
+}
+
+/* Each pop takes a few items: waking every waiting producer for each
+ * would cost a context switch per producer per pop. */
+Test(queue, producers_waiting_on_a_full_queue_go_on_once_a_quarter_is_free, .timeout = 10)
+{
+	struct held_producer p = {0};
+	cr_assert_eq(queue_new(&p.q, 8), 0);
+	for (uintptr_t i = 1; i <= 8; i++)
+		cr_assert_eq(queue_push(p.q, (void *)i), 0);
+	pthread_t t;
+	pthread_create(&t, NULL, held_producer, &p);
+	sleep_ms(100); /* the producer waits */
+	void *out;
+	cr_assert_eq(queue_pop(p.q, &out, 0), 0);
+	sleep_ms(200);
+	cr_assert_not(atomic_load(&p.pushed), "woken with one slot of eight free");
+	cr_assert_eq(queue_pop(p.q, &out, 0), 0);
+	for (int i = 0; i < 200 && !atomic_load(&p.pushed); i++)
+		sleep_ms(5);
+	cr_assert(atomic_load(&p.pushed), "not woken with two slots of eight free");
+	void *rc;
+	pthread_join(t, &rc);
+	cr_assert_eq((intptr_t)rc, 0);
+	queue_free(p.q);
+}
+
 Test(queue, close_wakes_a_waiting_producer_at_once, .timeout = 10)
 {
 	struct queue *q;
