@@ -301,53 +301,52 @@ static void warn_retry(struct jetstream *js, const char *why, const char *subjec
 			    "publishing to JetStream failed (%s); retrying", why);
 }
 
-/* The acknowledgement of a publish whose entry `e` is in the table, the
- * lock held; returns with it released. */
-static void on_answer_unlock(struct jetstream *js, struct inflight_entry *e, natsMsg *ack)
-{
-	if (natsMsg_IsNoResponders(ack)) {
-		char subject[256] = "?";
-		subject_build(subject, sizeof(subject), js->topic, e->msg->sender,
-			      e->msg->sender_len);
-		bool parked = e->retry_at_ns == 0;
-		if (parked)
-			park(js, e);
-		pthread_mutex_unlock(&js->lock);
-		if (parked)
-			warn_retry(js, NULL, subject);
-		return;
-	}
+/* An answer, read before the lock is taken. */
+struct answer {
+	bool no_responders;
 	struct puback pa;
-	puback_parse(&pa, natsMsg_GetData(ack), (size_t)natsMsg_GetDataLength(ack));
-	if (pa.kind == PUBACK_STORED) {
+};
+
+/* The answer to a publish whose entry `e` is in the table, the lock held;
+ * returns with it released. */
+static void on_answer_unlock(struct jetstream *js, struct inflight_entry *e,
+			     const struct answer *a)
+{
+	const struct puback *pa = &a->pa;
+	if (!a->no_responders && pa->kind == PUBACK_STORED) {
 		/* Formatted before settling: settling frees the message. */
 		char line[400] = "";
 		if (js->host->log_enabled(CAD_LOG_DEBUG))
 			snprintf(line, sizeof(line), "%.64s from %.128s stored in %s at %" PRIu64 "%s%s",
-				 e->msg->request_id, e->msg->sender, pa.stream, pa.seq,
-				 pa.duplicate ? ", a duplicate" : "",
+				 e->msg->request_id, e->msg->sender, pa->stream, pa->seq,
+				 pa->duplicate ? ", a duplicate" : "",
 				 e->msg->attempts > 1 ? ", after a retry" : "");
 		settle_unlock(js, e, 0, NULL);
 		if (*line)
 			js->host->log(js->ctx, CAD_LOG_DEBUG, "%s", line);
 		return;
 	}
-	if (pa.kind == PUBACK_REFUSED && pa.err_code == PUBACK_ERR_TOO_LARGE) {
+	if (!a->no_responders && pa->kind == PUBACK_REFUSED &&
+	    pa->err_code == PUBACK_ERR_TOO_LARGE) {
 		char id[160];
 		snprintf(id, sizeof(id), "%s", e->msg->request_id);
 		settle_unlock(js, e, -EMSGSIZE, "too_large");
 		js->host->log(js->ctx, CAD_LOG_ERROR, "the stream refused message %s for good: %s", id,
-			      pa.text);
+			      pa->text);
 		return;
 	}
 	/* An earlier attempt's failure for an entry already waiting to go
 	 * again changes nothing. */
 	bool parked = e->retry_at_ns == 0;
+	char subject[256] = "?";
+	if (parked && a->no_responders)
+		subject_build(subject, sizeof(subject), js->topic, e->msg->sender,
+			      e->msg->sender_len);
 	if (parked)
 		park(js, e);
 	pthread_mutex_unlock(&js->lock);
 	if (parked)
-		warn_retry(js, pa.text, NULL);
+		warn_retry(js, pa->text, a->no_responders ? subject : NULL);
 }
 
 static void jetstream_on_ack(natsConnection *nc, natsSubscription *sub, natsMsg *ack, void *closure)
@@ -356,10 +355,13 @@ static void jetstream_on_ack(natsConnection *nc, natsSubscription *sub, natsMsg 
 	(void)sub;
 	struct jetstream *js = closure;
 	uint64_t token = reply_token(js, natsMsg_GetSubject(ack));
+	struct answer a = {.no_responders = natsMsg_IsNoResponders(ack)};
+	if (token && !a.no_responders)
+		puback_parse(&a.pa, natsMsg_GetData(ack), (size_t)natsMsg_GetDataLength(ack));
 	pthread_mutex_lock(&js->lock);
 	struct inflight_entry *e = token ? inflight_get(&js->table, token) : NULL;
 	if (e)
-		on_answer_unlock(js, e, ack); /* releases the lock */
+		on_answer_unlock(js, e, &a); /* releases the lock */
 	else /* settled already (an earlier attempt's answer), or given up */
 		pthread_mutex_unlock(&js->lock);
 	nats_msg_batch_put(&js->answered, ack);
