@@ -6,8 +6,9 @@
 
 static size_t slot_of(const struct inflight *t, uint64_t token)
 {
-	/* Tokens are consecutive: their low bits alone fill the table evenly. */
-	return (size_t)token & t->mask;
+	/* Fibonacci hashing: consecutive tokens in consecutive slots would
+	 * make one long run, which every deletion walks to its end. */
+	return (size_t)((token * 11400714819323198485ull) >> t->shift);
 }
 
 int inflight_init(struct inflight *t, size_t max)
@@ -19,6 +20,9 @@ int inflight_init(struct inflight *t, size_t max)
 	if (!t->slots)
 		return -ENOMEM;
 	t->mask = cap - 1;
+	t->shift = 64;
+	for (size_t c = cap; c > 1; c >>= 1)
+		t->shift--;
 	t->count = 0;
 	return 0;
 }
