@@ -271,7 +271,7 @@ static void *held_producer(void *arg)
 
 /* Each pop takes a few items: waking every waiting producer for each
  * would cost a context switch per producer per pop. */
-Test(queue, producers_waiting_on_a_full_queue_go_on_once_a_quarter_is_free, .timeout = 10)
+Test(queue, producers_waiting_on_a_full_queue_go_on_once_a_quarter_is_free)
 {
 	struct held_producer p = {0};
 	cr_assert_eq(queue_new(&p.q, 8), 0);
