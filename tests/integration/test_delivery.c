@@ -162,6 +162,17 @@ static struct adapter_counts finish(struct js_client *reader, uint64_t expect_re
 	return n;
 }
 
+/* Wait until the stream holds all n, then stop the daemon and check its
+ * books with finish(): every one of them published. */
+static struct adapter_counts all_stored(struct js_client *reader, uint64_t n)
+{
+	cr_assert(js_stream_wait_count(reader, "NODES", n, 60000), "all %lu stored",
+		  (unsigned long)n);
+	struct adapter_counts c = finish(reader, n);
+	cr_assert_eq(c.published, n);
+	return c;
+}
+
 Test(delivery, stream_server_restarted_mid_flow_loses_and_duplicates_nothing)
 {
 	start_daemon_and_stream(100000, 2, 64);
@@ -216,9 +227,7 @@ Test(delivery, stream_server_started_after_the_daemon_gets_everything)
 	create_stream(stream.url);
 	struct js_client reader;
 	cr_assert_eq(js_client_open(&reader, stream.url), 0);
-	cr_assert(js_stream_wait_count(&reader, "NODES", 200, 60000));
-	struct adapter_counts n = finish(&reader, 200);
-	cr_assert_eq(n.published, 200);
+	all_stored(&reader, 200);
 	cr_assert_gt(daemon_log_count(&daemon_p, "stream: connected"), 0,
 		     "the late connection is logged");
 	js_client_close(&reader);
@@ -239,9 +248,7 @@ Test(delivery, a_stream_created_while_the_daemon_runs_gets_everything_and_the_wa
 	create_stream(stream.url);
 	struct js_client reader;
 	cr_assert_eq(js_client_open(&reader, stream.url), 0);
-	cr_assert(js_stream_wait_count(&reader, "NODES", 200, 60000));
-	struct adapter_counts n = finish(&reader, 200);
-	cr_assert_eq(n.published, 200);
+	struct adapter_counts n = all_stored(&reader, 200);
 	cr_assert_gt(n.retries, 0, "the refused publishes were sent again");
 	js_client_close(&reader);
 }
@@ -260,9 +267,7 @@ Test(delivery, publishes_a_stopped_server_leaves_unanswered_are_sent_again_and_s
 	nats_Sleep(1000); /* past the first backoff: they are sent again */
 	cr_assert_eq(kill(stream.pid, SIGCONT), 0);
 	cr_assert(warned, "the daemon says why it publishes again");
-	cr_assert(js_stream_wait_count(&reader, "NODES", 100, 60000));
-	struct adapter_counts n = finish(&reader, 100);
-	cr_assert_eq(n.published, 100);
+	struct adapter_counts n = all_stored(&reader, 100);
 	cr_assert_geq(n.retries, 100, "each unanswered publish was sent again (%lu retries)",
 		      (unsigned long)n.retries);
 	js_client_close(&reader);
