@@ -26,8 +26,8 @@
  * Concurrency & locking: start() connects and subscribes on the main
  * thread; the workers publish, resend and time out unanswered publishes on
  * their own threads; acknowledgements arrive on the subscription's cnats
- * thread. `lock` guards the in-flight table, `waiting`, `next_scan_ns` and
- * `open_workers`; `room` is broadcast when the window falls to its
+ * thread. `lock` guards the in-flight table, `waiting`, `next_scan_ns`, the
+ * writes of `due_ns` and `open_workers`; `room` is broadcast when the window falls to its
  * low-water mark or empties, and when an entry is parked for a retry.
  * host->msg_done() is called outside the lock. A message in the table is
  * read only under the lock: an acknowledgement may settle it at any time.
@@ -84,7 +84,10 @@ struct jetstream {
 	pthread_cond_t room;
 	struct inflight table;
 	size_t waiting; /* entries due for a resend, not sent */
-	int64_t next_scan_ns;
+	int64_t next_scan_ns; /* when unanswered publishes are next looked for */
+	/* The sooner of next_scan_ns and the first parked entry's resend:
+	 * written under the lock, read without it. */
+	_Atomic int64_t due_ns;
 	/* Entries out of the table whose msg_done() has not returned yet:
 	 * until it has, the host has not counted them, and a closing worker
 	 * that saw only the empty table would let the adapter log its
@@ -218,8 +221,14 @@ static int jetstream_start(void *instance)
 		snprintf(all, sizeof(all), "%s.*", js->inbox);
 		s = natsConnection_Subscribe(&js->acks, js->conn.nc, all, jetstream_on_ack, js);
 	}
-	if (s == NATS_OK)
-		s = natsSubscription_SetOnCompleteCB(js->acks, jetstream_on_complete, js);
+	if (s == NATS_OK && natsSubscription_SetOnCompleteCB(js->acks, jetstream_on_complete, js) !=
+				    NATS_OK) {
+		/* Nothing was published yet: no answer can be on its way. */
+		natsSubscription_Unsubscribe(js->acks);
+		natsSubscription_Destroy(js->acks);
+		js->acks = NULL;
+		s = NATS_ERR;
+	}
 	/* The library drops what exceeds these: never a window's answers. */
 	if (s == NATS_OK && js->window * 2 > ACKS_PENDING_MIN)
 		s = natsSubscription_SetPendingLimits(js->acks, (int)(js->window * 2),
@@ -269,6 +278,8 @@ static void park(struct jetstream *js, struct inflight_entry *e)
 	int64_t delay_ms = pacing_backoff_ms(RETRY_FIRST_MS, js->win.retry_max_ms, e->msg->attempts);
 	e->retry_at_ns = pacing_now_ns() + delay_ms * NS_PER_MS;
 	js->waiting++;
+	if (e->retry_at_ns < atomic_load(&js->due_ns))
+		atomic_store(&js->due_ns, e->retry_at_ns);
 	pthread_cond_broadcast(&js->room);
 }
 
@@ -473,71 +484,80 @@ static void send_entry(struct js_worker *w, uint64_t token, natsMsg *nm)
 	warn_retry(js, natsStatus_GetText(s), NULL);
 }
 
-/* Park every publish left unanswered for ack_timeout. Lock held; returns
- * how many. */
-static size_t expire_unanswered(struct jetstream *js, int64_t now)
-{
-	if (now < js->next_scan_ns)
-		return 0;
-	js->next_scan_ns = now + js->scan_every_ns;
-	int64_t sent_before = now - js->win.ack_timeout_ms * NS_PER_MS;
-	size_t n = 0;
-	for (size_t i = 0; i <= js->table.mask; i++) {
-		struct inflight_entry *e = &js->table.slots[i];
-		if (e->token && !e->retry_at_ns && e->sent_ns <= sent_before) {
-			park(js, e);
-			n++;
-		}
-	}
-	return n;
-}
-
-/* Time out unanswered publishes, then resend every parked one whose time
- * has come. */
-static void resend_due(struct js_worker *w)
+/* Publish again a parked entry whose time has come, slot i of the table,
+ * the lock held; returns with it held again. */
+static void resend_locked(struct js_worker *w, struct inflight_entry *e)
 {
 	struct jetstream *js = w->js;
-	size_t expired = 0;
-	for (bool first = true;; first = false) {
-		natsMsg *nm = NULL;
-		uint64_t token = 0;
-		pthread_mutex_lock(&js->lock);
-		int64_t now = pacing_now_ns();
-		if (first)
-			expired = expire_unanswered(js, now);
-		for (size_t i = 0; js->waiting && i <= js->table.mask && !token; i++) {
-			struct inflight_entry *e = &js->table.slots[i];
-			if (!e->token || !e->retry_at_ns || e->retry_at_ns > now)
-				continue;
-			e->retry_at_ns = 0;
-			e->sent_ns = now;
-			e->msg->attempts++;
-			js->waiting--;
-			token = e->token;
-			/* Built under the lock: an earlier attempt's
-			 * acknowledgement may settle the entry as soon as it
-			 * is released. */
-			int err;
-			const char *reason;
-			if (build_nats_msg(&nm, w, e->msg, token, &err, &reason) != NATS_OK) {
-				settle_unlock(js, e, err ? err : -EIO, reason);
-				pthread_mutex_lock(&js->lock);
-				token = 0;
-			}
-		}
+	e->retry_at_ns = 0;
+	e->sent_ns = pacing_now_ns();
+	e->msg->attempts++;
+	js->waiting--;
+	uint64_t token = e->token;
+	/* Built under the lock: an earlier attempt's acknowledgement may
+	 * settle the entry as soon as it is released. */
+	natsMsg *nm = NULL;
+	int err;
+	const char *reason;
+	if (build_nats_msg(&nm, w, e->msg, token, &err, &reason) != NATS_OK) {
+		settle_unlock(js, e, err ? err : -EIO, reason);
+	} else {
 		pthread_mutex_unlock(&js->lock);
-		if (expired) {
-			pacing_warn(js->host, js->ctx, &js->next_warn_ns,
-				    "JetStream did not answer %zu publishes within %" PRId64
-				    " ms; retrying",
-				    expired, js->win.ack_timeout_ms);
-			expired = 0;
-		}
-		if (!token)
-			return;
 		js->host->count_retry(js->ctx);
 		send_entry(w, token, nm);
 	}
+	pthread_mutex_lock(&js->lock);
+}
+
+/*
+ * Park every publish left unanswered for ack_timeout (looked for every
+ * scan_every_ns), and publish again every parked one whose time has come.
+ * Cheap to call for every message: it does nothing before `due_ns`. One
+ * pass over the table; while a resend has the lock released, a deletion
+ * may shift an entry behind the pass, which then waits for the next scan.
+ */
+static void resend_due(struct js_worker *w)
+{
+	struct jetstream *js = w->js;
+	if (pacing_now_ns() < atomic_load_explicit(&js->due_ns, memory_order_relaxed))
+		return;
+	pthread_mutex_lock(&js->lock);
+	int64_t now = pacing_now_ns();
+	bool scan = now >= js->next_scan_ns;
+	if (scan)
+		js->next_scan_ns = now + js->scan_every_ns;
+	int64_t sent_before = now - js->win.ack_timeout_ms * NS_PER_MS;
+	/* Entries parked while a resend has the lock released lower it. */
+	atomic_store(&js->due_ns, INT64_MAX);
+	int64_t next_retry = INT64_MAX;
+	size_t expired = 0;
+	for (size_t i = 0; (scan || js->waiting) && i <= js->table.mask; i++) {
+		struct inflight_entry *e = &js->table.slots[i];
+		if (!e->token)
+			continue;
+		if (scan && !e->retry_at_ns && e->sent_ns <= sent_before) {
+			park(js, e);
+			expired++;
+		}
+		if (!e->retry_at_ns)
+			continue;
+		if (e->retry_at_ns > now) {
+			if (e->retry_at_ns < next_retry)
+				next_retry = e->retry_at_ns;
+			continue;
+		}
+		resend_locked(w, e);
+		now = pacing_now_ns();
+	}
+	if (js->next_scan_ns < next_retry)
+		next_retry = js->next_scan_ns;
+	if (next_retry < atomic_load(&js->due_ns))
+		atomic_store(&js->due_ns, next_retry);
+	pthread_mutex_unlock(&js->lock);
+	if (expired)
+		pacing_warn(js->host, js->ctx, &js->next_warn_ns,
+			    "JetStream did not answer %zu publishes within %" PRId64 " ms; retrying",
+			    expired, js->win.ack_timeout_ms);
 }
 
 /* 0 while running; the drain deadline once the adapter stops. */
@@ -582,6 +602,9 @@ static void jetstream_publish(void *worker, struct cad_msg *m)
 	e->sent_ns = pacing_now_ns();
 	pthread_mutex_unlock(&js->lock);
 	send_entry(w, token, nm);
+	/* A steady flow never leaves a worker idle: time out and resend
+	 * here too. */
+	resend_due(w);
 }
 
 static void jetstream_worker_idle(void *worker)
@@ -608,18 +631,18 @@ static int jetstream_worker_open(void **out, void *instance, unsigned index)
 /* Give every message still held back to the host as lost. */
 static void give_up_all(struct jetstream *js)
 {
-	for (;;) {
-		pthread_mutex_lock(&js->lock);
-		struct inflight_entry *e = NULL;
-		for (size_t i = 0; i <= js->table.mask && !e; i++)
-			if (js->table.slots[i].token)
-				e = &js->table.slots[i];
-		if (!e) {
-			pthread_mutex_unlock(&js->lock);
-			return;
+	pthread_mutex_lock(&js->lock);
+	/* A deletion fills slot i from later slots only: look at it again. */
+	for (size_t i = 0; i <= js->table.mask;) {
+		struct inflight_entry *e = &js->table.slots[i];
+		if (!e->token) {
+			i++;
+			continue;
 		}
 		settle_unlock(js, e, -ETIMEDOUT, "shutdown");
+		pthread_mutex_lock(&js->lock);
 	}
+	pthread_mutex_unlock(&js->lock);
 }
 
 /* Every worker helps the window drain until the deadline; the last one to
@@ -645,8 +668,12 @@ static void jetstream_worker_close(void *worker, int64_t deadline_ns)
 	pthread_mutex_lock(&js->lock);
 	bool last = --js->open_workers == 0;
 	pthread_mutex_unlock(&js->lock);
-	if (last)
+	if (last) {
 		give_up_all(js);
+		/* An acknowledgement may have been settling meanwhile. */
+		while (atomic_load(&js->settling))
+			nats_Sleep(1);
+	}
 	nats_msg_batch_fini(&w->sent);
 	free(w->env);
 	free(w);

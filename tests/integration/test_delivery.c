@@ -273,6 +273,50 @@ Test(delivery, publishes_a_stopped_server_leaves_unanswered_are_sent_again_and_s
 	js_client_close(&reader);
 }
 
+/* A stream that stores what it is sent and never acknowledges it. */
+static void create_stream_without_acks(const char *url)
+{
+	struct js_client c;
+	cr_assert_eq(js_client_open(&c, url), 0);
+	const char *subjects[] = {"choria.node_metadata.>"};
+	jsStreamConfig sc;
+	jsStreamConfig_Init(&sc);
+	sc.Name = "NODES";
+	sc.Subjects = subjects;
+	sc.SubjectsLen = 1;
+	sc.NoAck = true;
+	jsStreamInfo *si = NULL;
+	cr_assert_eq(js_AddStream(&si, c.js, &sc, NULL, NULL), NATS_OK);
+	jsStreamInfo_Destroy(si);
+	js_client_close(&c);
+}
+
+Test(delivery, unanswered_publishes_are_sent_again_while_messages_keep_coming)
+{
+	/* Messages come every 20 ms, so no stream worker is ever idle, and
+	 * the window (2 x 1024) never fills: the unanswered publishes are
+	 * sent again all the same, once ack_timeout (2 s) has passed. */
+	start_stream_server(0);
+	create_stream_without_acks(stream.url);
+	char *q = quoted(stream.url);
+	start_daemon(q, 10000, 2, 1024);
+	free(q);
+	struct adapter_counts n = {0};
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (int i = 0; seconds_since(&t0) < 6.0 && n.retries == 0; i++) {
+		pipeline_publish(&fleet, "choria.discovery", CHORIA_MSG_REQUEST, 4 * i, 4, 10);
+		nats_Sleep(20);
+		if (seconds_since(&t0) > 2.0 && i % 5 == 0) {
+			kill(daemon_p.pid, SIGUSR1);
+			pipeline_counts(&daemon_p, "node_data", &n);
+		}
+	}
+	cr_assert_gt(n.retries, 0, "no resend in %.1f s of steady traffic (%lu received)",
+		     seconds_since(&t0), (unsigned long)n.received);
+	cr_assert_eq(n.published, 0, "nothing is acknowledged");
+}
+
 Test(delivery, a_stream_server_that_hangs_at_start_fails_the_start_with_a_timeout)
 {
 	/* It accepts the connection but never completes the handshake. The
