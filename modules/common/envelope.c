@@ -192,12 +192,15 @@ int envelope_write(char *buf, size_t cap, size_t *len, const char *protocol,
 		return -ENOSPC;
 	/* Messages come in time order, many in the same second: each
 	 * thread keeps the last time it wrote. */
-	static _Thread_local int64_t last_time = INT64_MIN;
+	static _Thread_local bool have_time;
+	static _Thread_local int64_t last_time;
 	static _Thread_local char last_when[32];
-	if (m->time != last_time) {
+	if (!have_time || m->time != last_time) {
+		have_time = false;
 		if (envelope_time(last_when, sizeof(last_when), m->time) != 0)
 			return -EINVAL;
 		last_time = m->time;
+		have_time = true;
 	}
 
 	o = ENVELOPE_LIT(o, "{\"protocol\":");

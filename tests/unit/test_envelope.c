@@ -210,6 +210,23 @@ Test(envelope, a_special_byte_anywhere_in_plain_text_is_seen)
 	}
 }
 
+/* Each thread keeps the last time it wrote: no value may pass for one a
+ * thread has not written yet. */
+Test(envelope, a_first_time_of_int64_min_is_refused)
+{
+	struct cad_msg m = msg("n1", "r", INT64_MIN, "{}", 2);
+	char *out = NULL;
+	size_t len;
+	cr_assert_eq(envelope_encode(&out, &len, ENVELOPE_PROTOCOL_JETSTREAM, &m), -EINVAL,
+		     "wrote %.*s", (int)len, out);
+	m.time = 1520088557;
+	cr_assert_eq(envelope_encode(&out, &len, ENVELOPE_PROTOCOL_JETSTREAM, &m), 0);
+	cr_assert_not_null(strstr(out, "\"time\":\"2018-03-03T14:49:17Z\""), "%.*s", (int)len, out);
+	free(out);
+	m.time = INT64_MIN;
+	cr_assert_eq(envelope_encode(&out, &len, ENVELOPE_PROTOCOL_JETSTREAM, &m), -EINVAL);
+}
+
 Test(envelope, times_as_before)
 {
 	static const int64_t times[] = {-62135596800LL, -50000000000LL, -30000000000LL, -1, 0,
