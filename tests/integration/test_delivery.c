@@ -197,6 +197,23 @@ Test(delivery, stream_server_restarted_mid_flow_loses_and_duplicates_nothing)
 	js_client_close(&reader);
 }
 
+/* The tests above restart servers on their own ports. While one is down,
+ * a server of another test program may take its port: the restart must
+ * then fail, not take that server for its own (the daemon would publish
+ * into the other test's stream). */
+Test(delivery, a_restart_never_takes_another_server_on_the_port_for_its_own)
+{
+	start_stream_server(0);
+	int port = stream.port;
+	nats_server_stop(&stream);
+	char d[600];
+	snprintf(d, sizeof(d), "%s/other", dir);
+	cr_assert_eq(mkdir(d, 0755), 0);
+	cr_assert_eq(nats_server_start(&node[0], d, port, NULL), 0);
+	cr_assert_neq(nats_server_restart(&stream), 0, "restarted onto the other server's port");
+	cr_assert(nats_server_running(&node[0]));
+}
+
 Test(delivery, a_lost_connection_is_reported_unreachable_only_after_an_attempt_failed)
 {
 	start_daemon_and_stream(1000, 1, 64);
