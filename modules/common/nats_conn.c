@@ -565,9 +565,7 @@ bool nats_conn_close_all(struct nats_conn *cs, unsigned n, int64_t timeout_ms)
 	for (unsigned i = 0; i < n; i++) {
 		if (!cs[i].nc)
 			continue;
-		while (!atomic_load(&cs[i].closed_cb) && nats_Now() < until)
-			nats_Sleep(5);
-		if (!atomic_load(&cs[i].closed_cb)) {
+		if (!nats_wait_flag(&cs[i].closed_cb, until)) {
 			confirmed = false;
 			cs[i].host->log(cs[i].ctx, CAD_LOG_WARN,
 					"%s: the NATS client did not confirm the close within %d ms",
@@ -577,4 +575,11 @@ bool nats_conn_close_all(struct nats_conn *cs, unsigned n, int64_t timeout_ms)
 		cs[i].nc = NULL;
 	}
 	return confirmed;
+}
+
+bool nats_wait_flag(atomic_bool *flag, int64_t deadline_ms)
+{
+	while (!atomic_load(flag) && nats_Now() < deadline_ms)
+		nats_Sleep(5);
+	return atomic_load(flag);
 }

@@ -91,6 +91,10 @@ void nats_conn_close(struct nats_conn *c, int64_t timeout_ms);
  * then be kept. */
 bool nats_conn_close_all(struct nats_conn *cs, unsigned n, int64_t timeout_ms);
 
+/* Wait until a cnats callback has set *flag, or until nats_Now() reaches
+ * deadline_ms; returns the flag. */
+bool nats_wait_flag(atomic_bool *flag, int64_t deadline_ms);
+
 /* Log a NATS failure with the library's own detail, once, at the edge. */
 /* Log an error the NATS client reports asynchronously on c's connection,
  * as the connections this file sets up do. */

@@ -424,12 +424,6 @@ out:
 	atomic_fetch_sub(&w->busy, 1);
 }
 
-static void choria_wait_complete(struct choria_worker *w, int64_t deadline_ms)
-{
-	while (!atomic_load(&w->complete) && nats_Now() < deadline_ms)
-		nats_Sleep(5);
-}
-
 /*
  * End one subscription whose drain was started (or that was closed) and
  * destroy it. Returns false when cnats may still call the handler with w.
@@ -444,12 +438,12 @@ static bool choria_end_subscription(struct choria *self, struct choria_worker *w
 
 	if (w->draining)
 		natsSubscription_WaitForDrainCompletion(w->sub, left > 0 ? left : 1);
-	choria_wait_complete(w, deadline_ms + CHORIA_GRACE_MS);
-	if (!atomic_load(&w->complete)) {
+	bool complete = nats_wait_flag(&w->complete, deadline_ms + CHORIA_GRACE_MS);
+	if (!complete) {
 		natsSubscription_Unsubscribe(w->sub);
-		choria_wait_complete(w, nats_Now() + CHORIA_GRACE_MS);
+		complete = nats_wait_flag(&w->complete, nats_Now() + CHORIA_GRACE_MS);
 	}
-	if (!atomic_load(&w->complete)) {
+	if (!complete) {
 		int64_t until = nats_Now() + CHORIA_GRACE_MS;
 		atomic_store(&w->stopped, true);
 		while (atomic_load(&w->busy) > 0 && nats_Now() < until)
