@@ -27,8 +27,9 @@
  * thread; the workers publish, resend and time out unanswered publishes on
  * their own threads; acknowledgements arrive on the subscription's cnats
  * thread. `lock` guards the in-flight table, `waiting`, `next_scan_ns`, the
- * writes of `due_ns` and `open_workers`; `room` is broadcast when the window falls to its
- * low-water mark or empties, and when an entry is parked for a retry.
+ * writes of `due_ns` and `open_workers`; `room` is broadcast when the
+ * window falls to its low-water mark or empties, and when an entry is
+ * parked for a retry.
  * host->msg_done() is called outside the lock. A message in the table is
  * read only under the lock: an acknowledgement may settle it at any time.
  */
@@ -120,14 +121,6 @@ static void jetstream_on_complete(void *closure)
 	atomic_store(&js->acks_done, true);
 }
 
-static bool wait_acks_done(struct jetstream *js, int64_t ms)
-{
-	int64_t until = nats_Now() + ms;
-	while (!atomic_load(&js->acks_done) && nats_Now() < until)
-		nats_Sleep(5);
-	return atomic_load(&js->acks_done);
-}
-
 static void jetstream_destroy(void *instance)
 {
 	struct jetstream *js = instance;
@@ -135,12 +128,12 @@ static void jetstream_destroy(void *instance)
 		return;
 	if (js->acks) {
 		natsSubscription_Unsubscribe(js->acks);
-		wait_acks_done(js, 1000);
+		nats_wait_flag(&js->acks_done, nats_Now() + 1000);
 	}
 	if (js->connected)
 		nats_conn_close(&js->conn, 1000);
 	if (js->acks) {
-		if (!wait_acks_done(js, 1000)) {
+		if (!nats_wait_flag(&js->acks_done, nats_Now() + 1000)) {
 			js->host->log(js->ctx, CAD_LOG_ERROR,
 				      "the NATS client did not confirm the end of the acknowledgement subscription; keeping its memory for late deliveries");
 			return;
@@ -484,8 +477,8 @@ static void send_entry(struct js_worker *w, uint64_t token, natsMsg *nm)
 	warn_retry(js, natsStatus_GetText(s), NULL);
 }
 
-/* Publish again a parked entry whose time has come, slot i of the table,
- * the lock held; returns with it held again. */
+/* Publish again a parked entry whose time has come, the lock held;
+ * returns with it held again. */
 static void resend_locked(struct js_worker *w, struct inflight_entry *e)
 {
 	struct jetstream *js = w->js;
@@ -645,6 +638,15 @@ static void give_up_all(struct jetstream *js)
 	pthread_mutex_unlock(&js->lock);
 }
 
+/* Wait for every msg_done() in progress to return. Settled messages are
+ * counted even past the deadline: msg_done() is quick, and the host's
+ * counts must be whole when it logs them. */
+static void wait_settled(struct jetstream *js)
+{
+	while (atomic_load(&js->settling))
+		nats_Sleep(1);
+}
+
 /* Every worker helps the window drain until the deadline; the last one to
  * leave gives up what is still unacknowledged. */
 static void jetstream_worker_close(void *worker, int64_t deadline_ns)
@@ -661,18 +663,13 @@ static void jetstream_worker_close(void *worker, int64_t deadline_ns)
 		if (!left || pacing_now_ns() >= deadline_ns)
 			break;
 	}
-	/* Settled ones are counted even past the deadline: msg_done() is
-	 * quick, and the host's counts must be whole when it logs them. */
-	while (atomic_load(&js->settling))
-		nats_Sleep(1);
+	wait_settled(js);
 	pthread_mutex_lock(&js->lock);
 	bool last = --js->open_workers == 0;
 	pthread_mutex_unlock(&js->lock);
 	if (last) {
 		give_up_all(js);
-		/* An acknowledgement may have been settling meanwhile. */
-		while (atomic_load(&js->settling))
-			nats_Sleep(1);
+		wait_settled(js); /* an acknowledgement may have been settling meanwhile */
 	}
 	nats_msg_batch_fini(&w->sent);
 	free(w->env);
