@@ -55,12 +55,20 @@ static void start_stream_server(int port)
 	cr_assert_eq(nats_server_start(&stream, d, port, NULL), 0);
 }
 
-static void create_stream(const char *url)
+/* The stream NODES; one that never acknowledges unless `acks`. */
+static void create_stream_acking(const char *url, bool acks)
 {
 	struct js_client c;
 	cr_assert_eq(js_client_open(&c, url), 0);
-	cr_assert_eq(js_stream_create(&c, "NODES", "choria.node_metadata.>", 1), 0);
+	cr_assert_eq(acks ? js_stream_create(&c, "NODES", "choria.node_metadata.>", 1)
+			  : js_stream_create_without_acks(&c, "NODES", "choria.node_metadata.>"),
+		     0);
 	js_client_close(&c);
+}
+
+static void create_stream(const char *url)
+{
+	create_stream_acking(url, true);
 }
 
 static int drain_timeout = 30;
@@ -290,31 +298,13 @@ Test(delivery, publishes_a_stopped_server_leaves_unanswered_are_sent_again_and_s
 	js_client_close(&reader);
 }
 
-/* A stream that stores what it is sent and never acknowledges it. */
-static void create_stream_without_acks(const char *url)
-{
-	struct js_client c;
-	cr_assert_eq(js_client_open(&c, url), 0);
-	const char *subjects[] = {"choria.node_metadata.>"};
-	jsStreamConfig sc;
-	jsStreamConfig_Init(&sc);
-	sc.Name = "NODES";
-	sc.Subjects = subjects;
-	sc.SubjectsLen = 1;
-	sc.NoAck = true;
-	jsStreamInfo *si = NULL;
-	cr_assert_eq(js_AddStream(&si, c.js, &sc, NULL, NULL), NATS_OK);
-	jsStreamInfo_Destroy(si);
-	js_client_close(&c);
-}
-
 Test(delivery, unanswered_publishes_are_sent_again_while_messages_keep_coming)
 {
 	/* Messages come every 20 ms, so no stream worker is ever idle, and
 	 * the window (2 x 1024) never fills: the unanswered publishes are
 	 * sent again all the same, once ack_timeout (2 s) has passed. */
 	start_stream_server(0);
-	create_stream_without_acks(stream.url);
+	create_stream_acking(stream.url, false);
 	char *q = quoted(stream.url);
 	start_daemon(q, 10000, 2, 1024);
 	free(q);
