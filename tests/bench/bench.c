@@ -12,7 +12,8 @@
  * a fixed moderate rate, the daemon's CPU per 100k messages and its peak
  * memory, and loss. Each figure is the median of BENCH_REPEATS runs; the
  * ratio to raw is the median of the ratios within each repeat, which are
- * printed too.
+ * printed too. Under the table, the issue's targets against those medians,
+ * each beside the relay's own figure.
  *
  * Environment: BENCH_MESSAGES (200000), BENCH_REPEATS (3), BENCH_RATE
  * (10000 msg/s for latency), BENCH_LATENCY_SECONDS (5), BENCH_MODES
@@ -47,6 +48,7 @@
 #include "js_reader.h"
 #include "nats_server.h"
 #include "proc_stats.h"
+#include "targets.h"
 #include "tmpdir.h"
 
 #define IN_SUBJECT "choria.bench"
@@ -678,6 +680,7 @@ int main(void)
 		memcpy(sorted, ratio_v[m], sizeof(sorted));
 		vs_raw[m] = paired[m] ? median(sorted, paired[m]) : 0;
 	}
+	struct bench_figures fig[N_MODES] = {0};
 	for (int m = 0; m < N_MODES; m++) {
 		if (!ran[m]) {
 			printf("%-8s %s\n", mode_name[m],
@@ -692,6 +695,12 @@ int main(void)
 		       median(p99_v[m], k), median(p99_out_v[m], k), cpu, cpu_msg_us / (1e6 / vps),
 		       median(rss_v[m], k) / 1024.0, sum(lost_v[m], k), median(sw_v[m], k),
 		       median(paced_rss_v[m], k) / 1024.0);
+		fig[m] = (struct bench_figures){.ran = true,
+						.vs_raw = vs_raw[m],
+						.lost = sum(lost_v[m], k),
+						.cpu_rsa = cpu_msg_us / (1e6 / vps),
+						.rss_mib = median(rss_v[m], k) / 1024.0,
+						.p99_ms = median(p99_v[m], k)};
 	}
 	for (int m = 0; m < N_MODES; m++) {
 		if (m == MODE_RAW || paired[m] < 2)
@@ -701,6 +710,7 @@ int main(void)
 			printf(" %.2f", ratio_v[m][r]);
 		printf("\n");
 	}
+	targets_print(&fig[MODE_RAW], &fig[MODE_NONE], &fig[MODE_VERIFY], rate);
 	if (ran[MODE_NONE] && ran[MODE_SCRAPED]) {
 		double r0 = median(rate_v[MODE_NONE], ran[MODE_NONE]);
 		double r1 = median(rate_v[MODE_SCRAPED], ran[MODE_SCRAPED]);
