@@ -688,19 +688,17 @@ int main(void)
 			continue;
 		}
 		int k = ran[m];
-		double mr = median(rate_v[m], k), cpu = median(cpu_v[m], k);
-		double cpu_msg_us = cpu / 100000.0 * 1e6;
-		printf("%-8s %10.0f %8.2f %9.2f %9.2f %9.2f %14.2f %14.2f %7.1f MiB %6.0f %10.2f %8.1f MiB\n",
-		       mode_name[m], mr, vs_raw[m], median(p50_v[m], k),
-		       median(p99_v[m], k), median(p99_out_v[m], k), cpu, cpu_msg_us / (1e6 / vps),
-		       median(rss_v[m], k) / 1024.0, sum(lost_v[m], k), median(sw_v[m], k),
-		       median(paced_rss_v[m], k) / 1024.0);
+		double cpu = median(cpu_v[m], k);
 		fig[m] = (struct bench_figures){.ran = true,
 						.vs_raw = vs_raw[m],
 						.lost = sum(lost_v[m], k),
-						.cpu_rsa = cpu_msg_us / (1e6 / vps),
+						.cpu_rsa = cpu / 100000.0 * vps,
 						.rss_mib = median(rss_v[m], k) / 1024.0,
 						.p99_ms = median(p99_v[m], k)};
+		printf("%-8s %10.0f %8.2f %9.2f %9.2f %9.2f %14.2f %14.2f %7.1f MiB %6.0f %10.2f %8.1f MiB\n",
+		       mode_name[m], median(rate_v[m], k), fig[m].vs_raw, median(p50_v[m], k),
+		       fig[m].p99_ms, median(p99_out_v[m], k), cpu, fig[m].cpu_rsa, fig[m].rss_mib,
+		       fig[m].lost, median(sw_v[m], k), median(paced_rss_v[m], k) / 1024.0);
 	}
 	for (int m = 0; m < N_MODES; m++) {
 		if (m == MODE_RAW || paired[m] < 2)
