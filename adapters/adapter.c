@@ -211,6 +211,11 @@ void adapter_log_stats(struct adapter *a)
 		 counters_total(&a->stats.lost), lost);
 }
 
+const char *adapter_name(const struct adapter *a)
+{
+	return a->name;
+}
+
 void adapter_describe(struct adapter *a, char *buf, size_t len)
 {
 	char in[512] = "", out[512] = "";

@@ -2,16 +2,7 @@
 /*
  * One adapter: an ingest module instance, a bounded queue, the stream
  * workers and a stream module instance, with the counters that account for
- * every message it received.
- *
- * Lifecycle, driven by the daemon's main thread:
- *   adapter_new()         create both module instances (no network)
- *   adapter_start()       stream side first, then ingest
- *   adapter_stop_ingest() no more input; the queue is closed
- *   adapter_drain_begin() workers publish what is queued until the deadline
- *                         (every adapter's, before any is waited for)
- *   adapter_drain()       workers are joined; leftovers are counted as lost
- *   adapter_free()
+ * every message it received. Its lifecycle is in core/adapters.h.
  */
 #ifndef CAD_ADAPTER_H
 #define CAD_ADAPTER_H
@@ -21,9 +12,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "cad_module.h"
-#include "config.h"
+#include <choria-adapterd/cad_module.h>
 #include "counters.h"
+#include "adapters.h"
 #include "ratelimit.h"
 
 struct queue;
@@ -97,22 +88,6 @@ struct adapter {
 	} *conns; /* grows as the modules report connections */
 };
 
-/* Create the adapter and both module instances from a checked block.
- * Module config errors are reported by the modules. */
-CAD_MUSTCHECK int adapter_new(struct adapter **out, const struct adapter_config *ac,
-			      const char *identity);
-CAD_MUSTCHECK int adapter_start(struct adapter *a);
-void adapter_stop_ingest(struct adapter *a);
-/* Let the stream side publish what is queued and in flight until
- * deadline_ns (CLOCK_MONOTONIC), without waiting: the adapters of a daemon
- * drain side by side, so that one slow stream does not use up the time of
- * the others. */
-void adapter_drain_begin(struct adapter *a, int64_t deadline_ns);
-/* Wait for the drain begun with the same deadline, join the workers, and
- * count whatever remains as lost. */
-void adapter_drain(struct adapter *a, int64_t deadline_ns);
-void adapter_free(struct adapter *a); /* accepts NULL */
-
 /* Account one message acknowledged `ns` after its receipt. */
 static inline void adapter_stats_time(struct adapter_stats *st, uint64_t ns)
 {
@@ -126,10 +101,6 @@ static inline void adapter_stats_time(struct adapter_stats *st, uint64_t ns)
 
 /* Messages in flight: accepted and not yet published or lost. */
 uint64_t adapter_in_flight(struct adapter *a);
-/* One line per adapter with every counter, for the log. */
-void adapter_log_stats(struct adapter *a);
-/* A one-line description of the adapter for `choria-adapterd -t`. */
-void adapter_describe(struct adapter *a, char *buf, size_t len);
 /* Connections reported down by the modules. */
 size_t adapter_conns_down(struct adapter *a);
 

@@ -9,7 +9,7 @@
 
 #include <stdint.h>
 
-#include "cad_module.h"
+#include <choria-adapterd/cad_module.h>
 
 struct adapter;
 struct stream_workers;

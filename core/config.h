@@ -11,7 +11,7 @@
 #include <confuse.h>
 #include <stddef.h>
 
-#include "cad_module.h"
+#include <choria-adapterd/cad_module.h>
 #include "module.h"
 
 struct config;

@@ -32,11 +32,10 @@
 #include <systemd/sd-daemon.h>
 #endif
 
-#include "adapter.h"
 #include "clock.h"
-#include "host.h"
 #include "log.h"
 #include "metrics.h"
+#include "adapters.h"
 
 struct daemon {
 	struct config *conf;
@@ -91,7 +90,7 @@ int daemon_check(struct config *conf)
 	for (size_t i = 0; i < d.n; i++) {
 		char desc[2048];
 		adapter_describe(d.adapters[i], desc, sizeof(desc));
-		printf("adapter %s: %s\n", d.adapters[i]->name, desc);
+		printf("adapter %s: %s\n", adapter_name(d.adapters[i]), desc);
 	}
 	destroy_adapters(&d);
 	return EXIT_OK;

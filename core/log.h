@@ -9,7 +9,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 
-#include "cad_module.h"
+#include <choria-adapterd/cad_module.h>
 
 /* Parse "debug", "info", "warn" or "error"; -1 when unknown. */
 int log_level_parse(const char *name);

@@ -16,6 +16,7 @@
  * its queue's lock, each for a few loads.
  */
 #include "metrics.h"
+#include "adapters.h"
 
 #include "build_config.h"
 
@@ -37,7 +38,6 @@
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
 
-#include "adapter.h"
 #include "log.h"
 
 #define METRICS_IDLE_TIMEOUT_S 10

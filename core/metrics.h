@@ -12,8 +12,8 @@
 #include <stddef.h>
 #include <sys/socket.h>
 
-#include "cad_module.h"
-#include "metrics_render.h"
+#include <choria-adapterd/cad_module.h>
+#include "adapters.h"
 
 struct adapter;
 struct metrics;

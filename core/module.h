@@ -9,7 +9,7 @@
 
 #include <stddef.h>
 
-#include "cad_module.h"
+#include <choria-adapterd/cad_module.h>
 
 struct module {
 	void *handle;

@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "cad_module.h"
+#include <choria-adapterd/cad_module.h>
 
 #define ENVELOPE_PROTOCOL_JETSTREAM "choria:adapters:jetstream:output:1"
 #define ENVELOPE_PROTOCOL_NATSSTREAM "choria:adapters:natsstream:output:1"

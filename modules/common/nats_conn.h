@@ -12,7 +12,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 
-#include "cad_module.h"
+#include <choria-adapterd/cad_module.h>
 
 /* Entries for a module's option table, in this order, ahead of its own. */
 #define NATS_CONN_OPTIONS                                                                          \

@@ -11,7 +11,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-#include "cad_module.h"
+#include <choria-adapterd/cad_module.h>
 
 /* Entries for a stream module's option table. */
 #define PUBLISH_WINDOW_OPTIONS                                                                     \

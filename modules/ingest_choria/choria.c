@@ -37,8 +37,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "build_config.h"
-#include "cad_module.h"
+#include <choria-adapterd/cad_module.h>
 #include "nats_conn.h"
 #include "nats_msg_batch.h"
 #include "protocol.h"

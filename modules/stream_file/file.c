@@ -30,8 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "build_config.h"
-#include "cad_module.h"
+#include <choria-adapterd/cad_module.h>
 #include "envelope.h"
 #include "pacing.h"
 

@@ -44,8 +44,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "build_config.h"
-#include "cad_module.h"
+#include <choria-adapterd/cad_module.h>
 #include "envelope.h"
 #include "inflight.h"
 #include "nats_conn.h"

@@ -39,8 +39,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "build_config.h"
-#include "cad_module.h"
+#include <choria-adapterd/cad_module.h>
 #include "envelope.h"
 #include "nats_conn.h"
 #include "pacing.h"

@@ -19,7 +19,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "cad_module.h"
+#include <choria-adapterd/cad_module.h>
 #include "choria_msg.h"
 #include "envelope.h"
 #include "protocol.h"

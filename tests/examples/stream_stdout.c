@@ -21,7 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cad_module.h>
+#include <choria-adapterd/cad_module.h>
 
 /* One per adapter that uses the module: what create() read. */
 struct stdout_out {

@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "build_config.h"
-#include "cad_module.h"
+#include <choria-adapterd/cad_module.h>
 #include "daemon_proc.h"
 #include "tmpdir.h"
 

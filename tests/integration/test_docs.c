@@ -14,7 +14,7 @@
 #include <string.h>
 #include <sys/wait.h>
 
-#include "cad_module.h"
+#include <choria-adapterd/cad_module.h>
 #include "config.h"
 #include "daemon_proc.h"
 #include "tmpdir.h"

@@ -7,7 +7,7 @@
  */
 #include <stddef.h>
 
-#include "cad_module.h"
+#include <choria-adapterd/cad_module.h>
 
 #ifndef FAKE_KIND
 #define FAKE_KIND CAD_KIND_INGEST

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cad_module.h"
+#include <choria-adapterd/cad_module.h>
 
 struct late {
 	const struct cad_host *host;

@@ -22,7 +22,7 @@
 #include "host.h"
 #include "http_get.h"
 #include "metrics.h"
-#include "metrics_render.h"
+#include "adapters.h"
 #include "nats_server.h"
 #include "prom_check.h"
 #include "queue.h"

@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "cad_module.h"
+#include <choria-adapterd/cad_module.h>
 
 struct queue;
 

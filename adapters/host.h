@@ -6,12 +6,9 @@
 #ifndef CAD_HOST_H
 #define CAD_HOST_H
 
-#include "cad_module.h"
+#include <choria-adapterd/cad_module.h>
 
 extern struct cad_host host_services;
-
-/* Set the identity modules see; call before creating any adapter. */
-void host_set_identity(const char *identity);
 
 struct cad_msg *host_msg_new(const char *sender, size_t sender_len, const char *request_id,
 			     size_t request_id_len, int64_t time, const char *body, size_t body_len);

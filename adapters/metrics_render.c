@@ -10,7 +10,7 @@
  * scrape is not a snapshot: two related values may be a few messages
  * apart. Connection states are copied under `conns_lock`.
  */
-#include "metrics_render.h"
+#include "adapter.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -19,7 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "adapter.h"
 #include "queue.h"
 
 /* ------------------------------------------------------------ buffer */
