@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * What an operator and a third party get from `make install`: this source
- * tree is configured with --prefix=<a temporary folder>, built and
- * installed there; the example module is taken from the installed
+ * tree, as `make distdir` copies it, is configured with --prefix=<a
+ * temporary folder>, built and installed there (a copy, because the tree
+ * may be configured in place, and configure refuses a second build of a
+ * configured tree); the example module is taken from the installed
  * choria-adapterd-module(3) page, compiled outside the tree against the
  * installed header with pkg-config, and dropped into the installed module
  * folder; the installed daemon then runs it, and the bundled file module,
@@ -96,17 +98,19 @@ static const char *tail(const char *s)
 	return len > 3000 ? s + len - 3000 : s;
 }
 
-/* configure --prefix, make, make install, each logged into the build
- * folder; the make of the test run that runs this must not leak in. */
+/* make distdir, configure --prefix, make, make install, each logged into
+ * the build folder; the make of the test run that runs this must not leak
+ * in. */
 static void install_into_prefix(void)
 {
 	char *out = NULL;
 	int st = sh(&out,
 		    "cd '%s' && unset MAKEFLAGS MFLAGS MAKELEVEL DESTDIR && "
-		    "'%s/configure' -q --prefix='%s' >configure.log 2>&1 && "
+		    "make -C '%s' distdir distdir='%s/source' >distdir.log 2>&1 && "
+		    "'%s/source/configure' -q --prefix='%s' >configure.log 2>&1 && "
 		    "make -j2 >make.log 2>&1 && make install >install.log 2>&1 || "
-		    "{ tail -n 40 configure.log make.log install.log 2>/dev/null; exit 1; }",
-		    build, TOP_SRCDIR, prefix);
+		    "{ tail -n 40 distdir.log configure.log make.log install.log 2>/dev/null; exit 1; }",
+		    build, TOP_BUILDDIR, dir, dir, prefix);
 	cr_assert_eq(st, 0, "configure, make and make install into %s:\n%s", prefix, tail(out));
 	free(out);
 }
