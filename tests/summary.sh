@@ -1,12 +1,13 @@
 #!/bin/sh
-# Sum the Criterion results of every test log under a build folder and
-# print one closing line, "N passed, N failed"; show failing logs in full.
-# A test program that fails outside its tests counts as one failure.
+# Sum the Criterion results of every test log under one or more build
+# folders (the current one by default) and print one closing line,
+# "N passed, N failed"; show failing logs in full. A test program that
+# fails outside its tests counts as one failure.
 set -eu
-build=${1:-.}
+[ $# -gt 0 ] || set -- .
 passed=0
 failed=0
-for log in $(find "$build/tests" -name '*.log' ! -name 'test-suite.log' | sort); do
+for log in $(for build in "$@"; do find "$build/tests" -name '*.log' ! -name 'test-suite.log'; done | sort); do
 	line=$(grep -a 'Synthesis: Tested:' "$log" | tail -n 1 || true)
 	if [ -z "$line" ]; then
 		echo "$log: no result (crashed or did not run)"
