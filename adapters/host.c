@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "adapter.h"
-#include "clock.h"
+#include <choria-adapterd/cad_clock.h>
 #include "config_opts.h"
 #include "label.h"
 #include "log.h"
@@ -61,7 +61,7 @@ struct cad_msg *host_msg_new(const char *sender, size_t sender_len, const char *
 	m->body = p;
 	m->body_len = body_len;
 	m->time = time;
-	m->received_ns = clock_mono_ns();
+	m->received_ns = cad_clock_mono_ns();
 	m->module_data = NULL;
 	m->attempts = 0;
 	return m;
@@ -147,7 +147,7 @@ static void host_msg_done(struct cad_context *ctx, struct cad_msg *m, int status
 		atomic_fetch_add_explicit(&a->stats.published, 1, memory_order_relaxed);
 		atomic_fetch_add_explicit(&a->stats.published_bytes, m->body_len,
 					  memory_order_relaxed);
-		adapter_stats_time(&a->stats, (uint64_t)(clock_mono_ns() - m->received_ns));
+		adapter_stats_time(&a->stats, (uint64_t)(cad_clock_mono_ns() - m->received_ns));
 	} else {
 		counters_add(&a->stats.lost, reason ? reason : "error", 1);
 		uint64_t suppressed;

@@ -11,7 +11,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "clock.h"
+#include <choria-adapterd/cad_clock.h>
 
 struct ratelimit {
 	_Atomic int64_t next_ns;     /* earliest time the next line may go out */
@@ -24,7 +24,7 @@ struct ratelimit {
  * were silenced since the previous line. */
 static inline bool ratelimit_allow(struct ratelimit *rl, uint64_t *suppressed)
 {
-	int64_t now = clock_mono_ns();
+	int64_t now = cad_clock_mono_ns();
 	int64_t next = atomic_load_explicit(&rl->next_ns, memory_order_relaxed);
 	if (now >= next &&
 	    atomic_compare_exchange_strong(&rl->next_ns, &next, now + RATELIMIT_INTERVAL_NS)) {

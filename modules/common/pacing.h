@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Time and retry pacing shared by the stream modules that publish with a
- * window: the monotonic clock, capped exponential backoff, and the three
- * options that size and pace a window.
+ * Retry pacing shared by the stream modules that publish with a window:
+ * capped exponential backoff, waits on the monotonic clock (cad_clock.h),
+ * and the three options that size and pace a window.
  */
 #ifndef CAD_PACING_H
 #define CAD_PACING_H
@@ -11,6 +11,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include <choria-adapterd/cad_clock.h>
 #include <choria-adapterd/cad_module.h>
 
 /* Entries for a stream module's option table. */
@@ -37,8 +38,6 @@ void publish_window_read(struct publish_window *w, const struct cad_host *host,
  * place in a window under 4). Waking them at every acknowledgement costs a
  * context switch per message whenever the window is the limit. */
 long publish_window_low_water(long size);
-
-int64_t pacing_now_ns(void); /* CLOCK_MONOTONIC */
 
 /* first_ms doubled for each attempt after the first, capped at max_ms. */
 int64_t pacing_backoff_ms(int64_t first_ms, int64_t max_ms, uint32_t attempts);

@@ -35,10 +35,9 @@
 #include "pacing.h"
 
 #define FILE_PROTOCOL "choria:adapters:file:output:1"
-#define NS_PER_MS 1000000LL
 #define RETRY_FIRST_MS 100
 #define RETRY_MAX_MS 5000
-#define WARN_EVERY_NS (5000 * NS_PER_MS)
+#define WARN_EVERY_NS (5000 * CAD_NS_PER_MS)
 /* Messages a worker holds for a retry before publish() waits for the
  * disk: past that the adapter's queue fills and counts what it drops. */
 #define HELD_MAX 1024
@@ -73,10 +72,10 @@ struct file_worker {
 
 static void sleep_until(int64_t when_ns)
 {
-	int64_t d = when_ns - pacing_now_ns();
+	int64_t d = when_ns - cad_clock_mono_ns();
 	if (d <= 0)
 		return;
-	struct timespec ts = {.tv_sec = d / 1000000000LL, .tv_nsec = d % 1000000000LL};
+	struct timespec ts = cad_clock_timespec(d);
 	nanosleep(&ts, NULL);
 }
 
@@ -95,7 +94,7 @@ static const struct cad_option file_options[] = {
 /* Lock held. Rate-limits warnings shared by all workers. */
 static bool file_warn_due(struct file_out *f)
 {
-	int64_t now = pacing_now_ns();
+	int64_t now = cad_clock_mono_ns();
 	if (now < f->next_warn_ns)
 		return false;
 	f->next_warn_ns = now + WARN_EVERY_NS;
@@ -313,7 +312,7 @@ static void file_flush_held(struct file_worker *w)
 	if (w->n_held) {
 		w->failures++;
 		int64_t delay_ms = pacing_backoff_ms(RETRY_FIRST_MS, RETRY_MAX_MS, w->failures);
-		w->retry_at_ns = pacing_now_ns() + delay_ms * NS_PER_MS;
+		w->retry_at_ns = cad_clock_mono_ns() + delay_ms * CAD_NS_PER_MS;
 	} else {
 		w->failures = 0;
 	}
@@ -338,26 +337,26 @@ static void file_publish(void *worker, struct cad_msg *m)
 	 * the drain deadline. */
 	while (w->n_held == HELD_MAX) {
 		int64_t deadline = f->host->abi_minor >= 1 ? f->host->drain_deadline(f->ctx) : 0;
-		int64_t now = pacing_now_ns();
+		int64_t now = cad_clock_mono_ns();
 		if (deadline && now >= deadline) {
 			free(line);
 			f->host->msg_done(f->ctx, m, -ETIMEDOUT, "shutdown");
 			return;
 		}
-		int64_t wake = now + 100 * 1000000LL;
+		int64_t wake = now + 100 * CAD_NS_PER_MS;
 		sleep_until(w->retry_at_ns < wake ? w->retry_at_ns : wake);
-		if (pacing_now_ns() >= w->retry_at_ns)
+		if (cad_clock_mono_ns() >= w->retry_at_ns)
 			file_flush_held(w);
 	}
 	w->held[w->n_held++] = (struct held){m, line, len};
-	if (w->n_held == 1 || pacing_now_ns() >= w->retry_at_ns)
+	if (w->n_held == 1 || cad_clock_mono_ns() >= w->retry_at_ns)
 		file_flush_held(w);
 }
 
 static void file_worker_idle(void *worker)
 {
 	struct file_worker *w = worker;
-	if (w->n_held && pacing_now_ns() >= w->retry_at_ns)
+	if (w->n_held && cad_clock_mono_ns() >= w->retry_at_ns)
 		file_flush_held(w);
 }
 
@@ -380,9 +379,9 @@ static int file_worker_open(void **out, void *instance, unsigned index)
 static void file_worker_close(void *worker, int64_t deadline_ns)
 {
 	struct file_worker *w = worker;
-	while (w->n_held && pacing_now_ns() < deadline_ns) {
+	while (w->n_held && cad_clock_mono_ns() < deadline_ns) {
 		sleep_until(w->retry_at_ns < deadline_ns ? w->retry_at_ns : deadline_ns);
-		if (pacing_now_ns() >= w->retry_at_ns)
+		if (cad_clock_mono_ns() >= w->retry_at_ns)
 			file_flush_held(w);
 	}
 	for (size_t i = 0; i < w->n_held; i++) {
