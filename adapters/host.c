@@ -111,7 +111,7 @@ static int host_submit(struct cad_context *ctx, struct cad_msg **msg, size_t wir
 	counters_add(&a->stats.dropped, reason, 1);
 	uint64_t suppressed;
 	char who[128];
-	if (ratelimit_allow(&a->stats.drop_limit, &suppressed))
+	if (cad_ratelimit_allow(&a->stats.drop_limit, ADAPTER_LOG_EVERY_NS, &suppressed))
 		log_warn("adapter %s: dropped a message from %s: %s (%llu more dropped since the last report)",
 			 a->name, printable(who, sizeof(who), m->sender, m->sender_len),
 			 rc == -ENOBUFS ? "the queue is full" : "the adapter is stopping",
@@ -128,7 +128,8 @@ static void host_reject(struct cad_context *ctx, const char *reason, size_t wire
 	atomic_fetch_add_explicit(&a->stats.received_bytes, wire_bytes, memory_order_relaxed);
 	counters_add(&a->stats.rejected, reason, 1);
 	uint64_t suppressed;
-	if (!log_enabled(CAD_LOG_WARN) || !ratelimit_allow(&ctx->log_limit, &suppressed))
+	if (!log_enabled(CAD_LOG_WARN) ||
+	    !cad_ratelimit_allow(&ctx->log_limit, ADAPTER_LOG_EVERY_NS, &suppressed))
 		return;
 	char detail[512];
 	va_list ap;
@@ -152,7 +153,7 @@ static void host_msg_done(struct cad_context *ctx, struct cad_msg *m, int status
 		counters_add(&a->stats.lost, reason ? reason : "error", 1);
 		uint64_t suppressed;
 		char id[128], who[128];
-		if (ratelimit_allow(&ctx->log_limit, &suppressed))
+		if (cad_ratelimit_allow(&ctx->log_limit, ADAPTER_LOG_EVERY_NS, &suppressed))
 			log_error("%slost the message %s from %s: %s: %s (%llu more reports suppressed)",
 				  ctx->prefix, printable(id, sizeof(id), m->request_id, m->request_id_len),
 				  printable(who, sizeof(who), m->sender, m->sender_len),

@@ -4,7 +4,6 @@
 #include <stdio.h>
 
 #define WAKE_EVERY_NS (50 * CAD_NS_PER_MS)
-#define WARN_EVERY_NS (5000 * CAD_NS_PER_MS)
 
 void publish_window_read(struct publish_window *w, const struct cad_host *host,
 			 const struct cad_config *cfg)
@@ -45,11 +44,10 @@ void pacing_cond_wait(pthread_cond_t *cond, pthread_mutex_t *lock, int64_t until
 	pthread_cond_timedwait(cond, lock, &ts);
 }
 
-void pacing_warn(const struct cad_host *host, struct cad_context *ctx, _Atomic int64_t *next_ns,
+void pacing_warn(const struct cad_host *host, struct cad_context *ctx, struct cad_ratelimit *limit,
 		 const char *fmt, ...)
 {
-	int64_t now = cad_clock_mono_ns(), next = atomic_load(next_ns);
-	if (now < next || !atomic_compare_exchange_strong(next_ns, &next, now + WARN_EVERY_NS))
+	if (!cad_ratelimit_allow(limit, PACING_WARN_EVERY_NS, NULL))
 		return;
 	char line[512];
 	va_list ap;

@@ -13,6 +13,7 @@
 
 #include <choria-adapterd/cad_clock.h>
 #include <choria-adapterd/cad_module.h>
+#include <choria-adapterd/cad_ratelimit.h>
 
 /* Entries for a stream module's option table. */
 #define PUBLISH_WINDOW_OPTIONS                                                                     \
@@ -51,9 +52,10 @@ void pacing_cond_init(pthread_cond_t *cond);
  * often enough to resend what falls due and to see a deadline. */
 void pacing_cond_wait(pthread_cond_t *cond, pthread_mutex_t *lock, int64_t until_ns);
 
-/* Log a warning at most once every 5 s per `next_ns`, a shared slot that
- * starts at 0: retries of a window repeat the same complaint. */
-void pacing_warn(const struct cad_host *host, struct cad_context *ctx, _Atomic int64_t *next_ns,
+/* Log a warning at most once every 5 s per `limit` (zeroed at first):
+ * retries of a window repeat the same complaint. */
+#define PACING_WARN_EVERY_NS (5000 * CAD_NS_PER_MS)
+void pacing_warn(const struct cad_host *host, struct cad_context *ctx, struct cad_ratelimit *limit,
 		 const char *fmt, ...) CAD_PRINTF(4, 5);
 
 #endif

@@ -37,7 +37,6 @@
 #define FILE_PROTOCOL "choria:adapters:file:output:1"
 #define RETRY_FIRST_MS 100
 #define RETRY_MAX_MS 5000
-#define WARN_EVERY_NS (5000 * CAD_NS_PER_MS)
 /* Messages a worker holds for a retry before publish() waits for the
  * disk: past that the adapter's queue fills and counts what it drops. */
 #define HELD_MAX 1024
@@ -54,7 +53,7 @@ struct file_out {
 	dev_t dev;
 	ino_t ino;
 	bool dir_unsynced; /* opened (maybe created) since the folder's sync */
-	int64_t next_warn_ns;
+	struct cad_ratelimit warn_limit; /* shared by all workers */
 };
 
 struct file_worker {
@@ -90,16 +89,6 @@ static const struct cad_option file_options[] = {
 	 .help = "always: a message is published once its line is on disk"},
 	{.name = NULL},
 };
-
-/* Lock held. Rate-limits warnings shared by all workers. */
-static bool file_warn_due(struct file_out *f)
-{
-	int64_t now = cad_clock_mono_ns();
-	if (now < f->next_warn_ns)
-		return false;
-	f->next_warn_ns = now + WARN_EVERY_NS;
-	return true;
-}
 
 static void file_destroy(void *instance)
 {
@@ -241,10 +230,10 @@ static void file_follow_rotation(struct file_out *f)
 	int rc = file_open(f);
 	if (rc == 0)
 		f->host->log(f->ctx, CAD_LOG_INFO, "%s was rotated: reopened", f->path);
-	else if (file_warn_due(f))
-		f->host->log(f->ctx, CAD_LOG_WARN,
-			     "%s was rotated but cannot be opened again (%s): still writing to the old file",
-			     f->path, strerror(-rc));
+	else
+		pacing_warn(f->host, f->ctx, &f->warn_limit,
+			    "%s was rotated but cannot be opened again (%s): still writing to the old file",
+			    f->path, strerror(-rc));
 }
 
 /* Write one whole line, or nothing: a failed write is cut off again so
@@ -286,9 +275,9 @@ static int file_write_line(struct file_out *f, const char *line, size_t len)
 	 * it is ended, so that the retry starts on a line of its own. */
 	if (rc != 0 && done > 0 && (start < 0 || ftruncate(f->fd, start) != 0) && done < len)
 		(void)!write(f->fd, "\n", 1);
-	if (rc != 0 && file_warn_due(f))
-		f->host->log(f->ctx, CAD_LOG_WARN, "cannot write to %s: %s; retrying", f->path,
-			     strerror(-rc));
+	if (rc != 0)
+		pacing_warn(f->host, f->ctx, &f->warn_limit, "cannot write to %s: %s; retrying",
+			    f->path, strerror(-rc));
 	pthread_mutex_unlock(&f->lock);
 	return rc;
 }

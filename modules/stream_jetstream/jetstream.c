@@ -69,7 +69,7 @@ struct jetstream {
 	long window; /* max_inflight x workers, shared by the workers */
 	long low_water; /* in flight when waiting publishers are woken */
 	int64_t scan_every_ns; /* how often unanswered publishes are looked for */
-	_Atomic int64_t next_warn_ns; /* rate limit for retry warnings */
+	struct cad_ratelimit warn_limit; /* for retry warnings */
 
 	struct nats_conn conn; /* stable address: cnats callbacks point at it */
 	bool connected;
@@ -295,11 +295,11 @@ static uint64_t reply_token(const struct jetstream *js, const char *subject)
 static void warn_retry(struct jetstream *js, const char *why, const char *subject)
 {
 	if (subject)
-		pacing_warn(js->host, js->ctx, &js->next_warn_ns,
+		pacing_warn(js->host, js->ctx, &js->warn_limit,
 			    "no JetStream stream answers on %s: create a stream that captures it; retrying",
 			    subject);
 	else
-		pacing_warn(js->host, js->ctx, &js->next_warn_ns,
+		pacing_warn(js->host, js->ctx, &js->warn_limit,
 			    "publishing to JetStream failed (%s); retrying", why);
 }
 
@@ -546,7 +546,7 @@ static void resend_due(struct js_worker *w)
 		atomic_store(&js->due_ns, next_retry);
 	pthread_mutex_unlock(&js->lock);
 	if (expired)
-		pacing_warn(js->host, js->ctx, &js->next_warn_ns,
+		pacing_warn(js->host, js->ctx, &js->warn_limit,
 			    "JetStream did not answer %zu publishes within %" PRId64 " ms; retrying",
 			    expired, js->win.ack_timeout_ms);
 }

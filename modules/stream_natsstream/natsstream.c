@@ -67,7 +67,7 @@ struct natsstream {
 	long low_water; /* entries in use when a waiting publish is woken */
 	long ping_interval;
 	long ping_max_out;
-	_Atomic int64_t next_warn_ns; /* rate limit for retry warnings */
+	struct cad_ratelimit warn_limit; /* for retry warnings */
 	pthread_mutex_t links_lock;
 	struct ns_link *links;
 	struct nats_conn probe; /* start()'s one connection, to see a refusal */
@@ -391,7 +391,7 @@ static void natsstream_on_ack(const char *guid, const char *error, void *closure
 		pthread_cond_broadcast(&w->room);
 	pthread_mutex_unlock(&w->lock);
 	if (error && !quiet)
-		pacing_warn(ns->host, ns->ctx, &ns->next_warn_ns,
+		pacing_warn(ns->host, ns->ctx, &ns->warn_limit,
 			    "NATS Streaming did not acknowledge a publish (%s); retrying", error);
 }
 
@@ -421,7 +421,7 @@ static void submit(struct ns_worker *w, struct ns_entry *e, bool retry)
 		w->sc_closed = true; /* the lost handler may not have run yet */
 		return;
 	}
-	pacing_warn(ns->host, ns->ctx, &ns->next_warn_ns,
+	pacing_warn(ns->host, ns->ctx, &ns->warn_limit,
 		    "publishing to NATS Streaming failed (%s); retrying", detail);
 }
 
@@ -517,7 +517,7 @@ static void connect_now(struct ns_worker *w)
 				      "%s: cannot connect to NATS Streaming cluster %s at %s (%s); retrying in the background",
 				      w->link->name, ns->cluster_id, servers, detail);
 		} else {
-			pacing_warn(ns->host, ns->ctx, &ns->next_warn_ns,
+			pacing_warn(ns->host, ns->ctx, &ns->warn_limit,
 				    "%s: still cannot connect to NATS Streaming cluster %s (%s); next attempt in %" PRId64 " ms",
 				    w->link->name, ns->cluster_id, detail, delay);
 		}
