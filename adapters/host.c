@@ -11,8 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "adapter.h"
 #include <choria-adapterd/cad_clock.h>
+#include <choria-adapterd/cad_text.h>
+
+#include "adapter.h"
 #include "config_opts.h"
 #include "label.h"
 #include "log.h"
@@ -72,28 +74,6 @@ void host_msg_free(struct cad_msg *m)
 	free(m);
 }
 
-/* A value from the network made safe for one log line: printable ASCII
- * kept, anything else as \xNN, cut with "..." when long. */
-static const char *printable(char *buf, size_t len, const char *s, size_t n)
-{
-	size_t o = 0;
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-		char one[8];
-		int k = c >= 0x20 && c < 0x7f && c != '\\' ? (one[0] = (char)c, 1)
-							     : snprintf(one, sizeof(one), "\\x%02x", c);
-		if (o + (size_t)k + 4 > len) { /* keep room for "..." and the NUL */
-			memcpy(buf + o, "...", 3);
-			o += 3;
-			break;
-		}
-		memcpy(buf + o, one, (size_t)k);
-		o += (size_t)k;
-	}
-	buf[o] = '\0';
-	return buf;
-}
-
 static int host_submit(struct cad_context *ctx, struct cad_msg **msg, size_t wire_bytes)
 {
 	struct adapter *a = ctx->adapter;
@@ -113,7 +93,7 @@ static int host_submit(struct cad_context *ctx, struct cad_msg **msg, size_t wir
 	char who[128];
 	if (cad_ratelimit_allow(&a->stats.drop_limit, ADAPTER_LOG_EVERY_NS, &suppressed))
 		log_warn("adapter %s: dropped a message from %s: %s (%llu more dropped since the last report)",
-			 a->name, printable(who, sizeof(who), m->sender, m->sender_len),
+			 a->name, cad_text_printable(who, sizeof(who), m->sender, m->sender_len),
 			 rc == -ENOBUFS ? "the queue is full" : "the adapter is stopping",
 			 (unsigned long long)suppressed);
 	host_msg_free(m);
@@ -155,8 +135,8 @@ static void host_msg_done(struct cad_context *ctx, struct cad_msg *m, int status
 		char id[128], who[128];
 		if (cad_ratelimit_allow(&ctx->log_limit, ADAPTER_LOG_EVERY_NS, &suppressed))
 			log_error("%slost the message %s from %s: %s: %s (%llu more reports suppressed)",
-				  ctx->prefix, printable(id, sizeof(id), m->request_id, m->request_id_len),
-				  printable(who, sizeof(who), m->sender, m->sender_len),
+				  ctx->prefix, cad_text_printable(id, sizeof(id), m->request_id, m->request_id_len),
+				  cad_text_printable(who, sizeof(who), m->sender, m->sender_len),
 				  reason ? reason : "error",
 				  strerror(-status), (unsigned long long)suppressed);
 	}

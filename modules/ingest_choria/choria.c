@@ -38,6 +38,7 @@
 #include <time.h>
 
 #include <choria-adapterd/cad_module.h>
+#include <choria-adapterd/cad_text.h>
 #include "nats_conn.h"
 #include "nats_msg_batch.h"
 #include "protocol.h"
@@ -405,8 +406,8 @@ static void choria_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m,
 		char sender[96], id[80];
 		self->host->log(self->ctx, CAD_LOG_DEBUG, "%s: %s %s from %s, %zu bytes", w->conn->name,
 				choria_kind_name(self->kind),
-				choria_printable(id, sizeof(id), d.request_id, d.request_id_len),
-				choria_printable(sender, sizeof(sender), d.sender, d.sender_len),
+				cad_text_printable(id, sizeof(id), d.request_id, d.request_id_len),
+				cad_text_printable(sender, sizeof(sender), d.sender, d.sender_len),
 				wire);
 	}
 	msg = self->host->msg_new(d.sender, d.sender_len, d.request_id, d.request_id_len, d.time,

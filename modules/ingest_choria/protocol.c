@@ -24,6 +24,8 @@
 
 #include <openssl/evp.h>
 
+#include <choria-adapterd/cad_text.h>
+
 #include "json_dom.h"
 
 #define CHORIA_V1_TRANSPORT "choria:transport:1"
@@ -59,44 +61,6 @@ struct choria_err {
 	size_t detail_len;
 };
 
-static size_t choria_escape_byte(unsigned char c, char tmp[5])
-{
-	if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
-		tmp[0] = (char)c;
-		tmp[1] = '\0';
-		return 1;
-	}
-	snprintf(tmp, 5, "\\x%02x", c);
-	return 4;
-}
-
-char *choria_printable(char *buf, size_t len, const char *s, size_t n)
-{
-	char tmp[5];
-	size_t need = 0, o = 0, cap;
-
-	if (!buf || len == 0)
-		return buf;
-	cap = len - 1;
-	for (size_t i = 0; i < n; i++)
-		need += choria_escape_byte((unsigned char)s[i], tmp);
-	if (need > cap && cap >= 3)
-		cap -= 3; /* leave room for "..." */
-	for (size_t i = 0; i < n; i++) {
-		size_t tn = choria_escape_byte((unsigned char)s[i], tmp);
-		if (o + tn > cap)
-			break;
-		memcpy(buf + o, tmp, tn);
-		o += tn;
-	}
-	if (need > len - 1 && len - 1 - o >= 3) {
-		memcpy(buf + o, "...", 3);
-		o += 3;
-	}
-	buf[o] = '\0';
-	return buf;
-}
-
 const char *choria_kind_name(enum choria_kind kind)
 {
 	return kind == CHORIA_REPLY ? "reply" : "request";
@@ -116,9 +80,7 @@ static int choria_fail(struct choria_err *e, int err, const char *reason, const 
 		va_start(ap, fmt);
 		vsnprintf(e->detail, e->detail_len, fmt, ap);
 		va_end(ap);
-		for (char *p = e->detail; *p; p++)
-			if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
-				*p = '?';
+		cad_text_scrub(e->detail);
 	}
 	return err;
 }
@@ -260,7 +222,7 @@ static int choria_member_protocol(const struct jdom_value *obj, const char *path
 		return choria_fail(e, -EBADMSG, reason, "%s is \"%s\", expected \"%s\" (%s)", path,
 				   other, expected, hint);
 	return choria_fail(e, -EBADMSG, reason, "%s is \"%s\", expected \"%s\"", path,
-			   choria_printable(q, sizeof(q), s, n), expected);
+			   cad_text_printable(q, sizeof(q), s, n), expected);
 }
 
 /* A string of exactly `chars` characters. */
@@ -325,7 +287,7 @@ static int choria_base64(const char *s, size_t n, unsigned char *buf, size_t *ou
 			char q[8];
 			return choria_fail(e, -EBADMSG, R_BASE64,
 					   "transport.data is not valid base64: unexpected \"%s\" at offset %zu",
-					   choria_printable(q, sizeof(q), s + bad, 1), bad);
+					   cad_text_printable(q, sizeof(q), s + bad, 1), bad);
 		}
 		return choria_fail(e, -EBADMSG, R_BASE64,
 				   "transport.data is not valid base64: OpenSSL could not decode it");
@@ -503,7 +465,7 @@ static int choria_v1_filter_facts(const struct jdom_value *facts, struct choria_
 		if (!known) {
 			char q[40];
 			return choria_fail(e, -EBADMSG, R_MESSAGE, "%s \"%s\" is not a known operator",
-					   path, choria_printable(q, sizeof(q), op, n));
+					   path, cad_text_printable(q, sizeof(q), op, n));
 		}
 		snprintf(path, sizeof(path), "envelope.filter.fact[%zu].value", i);
 		r = choria_member_str(&f, "value", path, CHORIA_NONEMPTY, R_MESSAGE, e, NULL, NULL);

@@ -41,6 +41,8 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include <choria-adapterd/cad_text.h>
+
 /* RSA up to 8192 bits: 1024 signature bytes, 1368 base64 characters. */
 #define VERIFY_MAX_SIG 1024
 #define VERIFY_MAX_SIG_B64 (4 * ((VERIFY_MAX_SIG + 2) / 3))
@@ -371,7 +373,7 @@ static const char *choria_verify_cert_name(const struct cert_verdict *cv, char *
 {
 	if (!cv->n_names)
 		return "(a certificate without names)";
-	return choria_printable(buf, len, cv->names, strlen(cv->names));
+	return cad_text_printable(buf, len, cv->names, strlen(cv->names));
 }
 
 static int choria_verify_asn1_time(const ASN1_TIME *t, int64_t *out)
@@ -414,9 +416,7 @@ static void choria_verify_verdict(struct cert_verdict *cv, const char *label, co
 	va_start(ap, fmt);
 	vsnprintf(cv->detail, sizeof(cv->detail), fmt, ap);
 	va_end(ap);
-	for (char *p = cv->detail; *p; p++)
-		if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
-			*p = '?';
+	cad_text_scrub(cv->detail);
 }
 
 /* Read the pubcert: the signer first, then any intermediates. */
@@ -757,7 +757,7 @@ int choria_verify_request(struct choria_verifier *v, struct choria_verify_scratc
 	if (d->kind != CHORIA_REQUEST || !d->signature || !d->pubcert || !d->callerid)
 		return choria_verify_fail(reason, detail, detail_len, -EINVAL, "bad_argument",
 					  "not a decoded request");
-	choria_printable(sender, sizeof(sender), d->sender, d->sender_len);
+	cad_text_printable(sender, sizeof(sender), d->sender, d->sender_len);
 
 	sig_len = choria_verify_base64(d->signature, d->signature_len, sig);
 	if (sig_len < 0)
@@ -778,7 +778,7 @@ int choria_verify_request(struct choria_verifier *v, struct choria_verify_scratc
 		return choria_verify_fail(
 		    reason, detail, detail_len, -EBADMSG, "bad_callerid",
 		    "envelope.callerid \"%s\" is not <kind>=<name> (sender %s)",
-		    choria_printable(who, sizeof(who), d->callerid, d->callerid_len), sender);
+		    cad_text_printable(who, sizeof(who), d->callerid, d->callerid_len), sender);
 
 	rc = choria_verify_verdict_for(v, scratch, d, now, &cv);
 	if (rc) {
@@ -818,7 +818,7 @@ int choria_verify_request(struct choria_verifier *v, struct choria_verify_scratc
 		rc = choria_verify_fail(reason, detail, detail_len, -EBADMSG, "caller_mismatch",
 					"caller %s is not a name of the certificate of %s, which "
 					"is not privileged (sender %s)",
-					choria_printable(who, sizeof(who), caller, caller_len),
+					cad_text_printable(who, sizeof(who), caller, caller_len),
 					choria_verify_cert_name(cv, name, sizeof(name)), sender);
 		goto out;
 	}
@@ -831,7 +831,7 @@ int choria_verify_request(struct choria_verifier *v, struct choria_verify_scratc
 					"the signature does not verify with the certificate of %s "
 					"(caller %s, sender %s)",
 					choria_verify_cert_name(cv, name, sizeof(name)),
-					choria_printable(who, sizeof(who), caller, caller_len),
+					cad_text_printable(who, sizeof(who), caller, caller_len),
 					sender);
 out:
 	certcache_release(v->cache, cv);
@@ -853,7 +853,7 @@ int choria_verify_reply(const struct choria_decoded *d, const char **reason, cha
 	if (d->kind != CHORIA_REPLY || !d->hash || !d->secure_message)
 		return choria_verify_fail(reason, detail, detail_len, -EINVAL, "bad_argument",
 					  "not a decoded reply");
-	choria_printable(sender, sizeof(sender), d->sender, d->sender_len);
+	cad_text_printable(sender, sizeof(sender), d->sender, d->sender_len);
 	if (!EVP_Digest(d->secure_message, d->secure_message_len, md, &md_len, EVP_sha256(), NULL))
 		return choria_verify_fail(reason, detail, detail_len, -EIO, "bad_hash",
 					  "OpenSSL cannot compute SHA-256 (sender %s)", sender);
