@@ -26,6 +26,7 @@
 
 #include <choria-adapterd/cad_text.h>
 
+#include "base64.h"
 #include "json_dom.h"
 
 #define CHORIA_V1_TRANSPORT "choria:transport:1"
@@ -237,63 +238,32 @@ static int choria_check_chars(const char *s, size_t n, size_t chars, const char 
 	return 0;
 }
 
-/* The first byte of s (NUL-terminated after n) outside the standard base64
- * alphabet (RFC 4648, table 1): a NUL stops the span as any other stray
- * byte does. */
-static size_t choria_b64_span(const char *s)
-{
-	static const char alphabet[] =
-		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-	return strspn(s, alphabet);
-}
-
-/*
- * Standard base64 with padding, strictly: length a multiple of 4, only the
- * alphabet, at most two '=' and only at the end. OpenSSL decodes, into
- * `buf` (n / 4 * 3 bytes at least).
- *
- * EVP_DecodeBlock() refuses every byte outside the alphabet but '=', which
- * it reads as zero bits anywhere, and trims white space at either end
- * (which shortens its result). So: no '=' before the padding, and a result
- * of full length, is exactly "only the alphabet, then the padding"; the
- * byte-by-byte scan that names the culprit runs only for a bad message.
- */
+/* The transport's data, decoded into `buf` (n / 4 * 3 bytes at least). */
 static int choria_base64(const char *s, size_t n, unsigned char *buf, size_t *out_len,
 			 struct choria_err *e)
 {
-	size_t pad = 0, bad;
-	const char *eq;
-	int got;
+	size_t bad = 0;
+	char q[8];
 
-	*out_len = 0;
-	if (n % 4)
-		return choria_fail(e, -EBADMSG, R_BASE64,
-				   "transport.data is not valid base64: length %zu is not a multiple of 4",
-				   n);
-	if (n > INT_MAX)
+	switch (choria_base64_decode(s, n, buf, out_len, &bad)) {
+	case CHORIA_BASE64_OK:
+		return 0;
+	case CHORIA_BASE64_LENGTH:
+		if (n % 4)
+			return choria_fail(e, -EBADMSG, R_BASE64,
+					   "transport.data is not valid base64: length %zu is not a multiple of 4",
+					   n);
 		return choria_fail(e, -EBADMSG, R_BASE64, "transport.data is too long (%zu bytes)",
 				   n);
-	if (n == 0)
-		return 0;
-	if (s[n - 1] == '=')
-		pad++;
-	if (s[n - 2] == '=')
-		pad++;
-	eq = memchr(s, '=', n - pad);
-	got = eq ? -1 : EVP_DecodeBlock(buf, (const unsigned char *)s, (int)n);
-	if (got < 0 || (size_t)got != n / 4 * 3) {
-		bad = choria_b64_span(s);
-		if (bad < n - pad) {
-			char q[8];
-			return choria_fail(e, -EBADMSG, R_BASE64,
-					   "transport.data is not valid base64: unexpected \"%s\" at offset %zu",
-					   cad_text_printable(q, sizeof(q), s + bad, 1), bad);
-		}
+	case CHORIA_BASE64_BYTE:
 		return choria_fail(e, -EBADMSG, R_BASE64,
-				   "transport.data is not valid base64: OpenSSL could not decode it");
+				   "transport.data is not valid base64: unexpected \"%s\" at offset %zu",
+				   cad_text_printable(q, sizeof(q), s + bad, 1), bad);
+	case CHORIA_BASE64_OPENSSL:
+		break;
 	}
-	*out_len = (size_t)got - pad;
-	return 0;
+	return choria_fail(e, -EBADMSG, R_BASE64,
+			   "transport.data is not valid base64: OpenSSL could not decode it");
 }
 
 /* Optional header members, typed as transport.json says. */

@@ -43,6 +43,8 @@
 
 #include <choria-adapterd/cad_text.h>
 
+#include "base64.h"
+
 /* RSA up to 8192 bits: 1024 signature bytes, 1368 base64 characters. */
 #define VERIFY_MAX_SIG 1024
 #define VERIFY_MAX_SIG_B64 (4 * ((VERIFY_MAX_SIG + 2) / 3))
@@ -630,33 +632,16 @@ static bool choria_verify_has_name(const struct cert_verdict *cv, const char *na
 	return false;
 }
 
-static bool choria_verify_b64_char(char c)
-{
-	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-	       c == '+' || c == '/';
-}
-
-/* Strict standard base64 into out (VERIFY_MAX_SIG bytes); OpenSSL decodes,
- * this only checks the alphabet and padding it would let through. Returns
- * the byte count or -1. */
+/* A signature: strict base64 of 1 to VERIFY_MAX_SIG bytes, into out
+ * (VERIFY_MAX_SIG + 3 bytes). Returns the byte count or -1. */
 static int choria_verify_base64(const char *s, size_t n, unsigned char *out)
 {
-	size_t pad = 0;
-	int got;
+	size_t got;
 
-	if (n == 0 || n % 4 || n > VERIFY_MAX_SIG_B64)
+	if (n == 0 || n > VERIFY_MAX_SIG_B64 ||
+	    choria_base64_decode(s, n, out, &got, NULL) != CHORIA_BASE64_OK)
 		return -1;
-	if (s[n - 1] == '=')
-		pad++;
-	if (s[n - 2] == '=')
-		pad++;
-	for (size_t i = 0; i < n - pad; i++)
-		if (!choria_verify_b64_char(s[i]))
-			return -1;
-	got = EVP_DecodeBlock(out, (const unsigned char *)s, (int)n);
-	if (got < 0 || (size_t)got != n / 4 * 3)
-		return -1;
-	return got - (int)pad;
+	return (int)got;
 }
 
 /*
