@@ -44,6 +44,7 @@
 #include <choria-adapterd/cad_text.h>
 
 #include "base64.h"
+#include "ca_file.h"
 
 /* RSA up to 8192 bits: 1024 signature bytes, 1368 base64 characters. */
 #define VERIFY_MAX_SIG 1024
@@ -108,68 +109,27 @@ static void choria_verify_error(choria_verify_error_fn error, void *arg, const c
 	error(arg, option, msg);
 }
 
-/* The last OpenSSL error as text, for configuration messages. */
-static const char *choria_verify_ssl_error(char *buf, size_t len)
-{
-	unsigned long e = ERR_peek_last_error();
-
-	if (!e)
-		return "no detail from OpenSSL";
-	ERR_error_string_n(e, buf, len);
-	return buf;
-}
-
 /* ---------------------------------------------------------------- setup */
+
+static int choria_verify_add_ca(void *arg, X509 *cert)
+{
+	struct choria_verifier *v = arg;
+
+	return X509_STORE_add_cert(v->store, cert) ? 0 : -EINVAL;
+}
 
 static int choria_verify_load_ca(struct choria_verifier *v, const char *path,
 				 choria_verify_error_fn error, void *arg, unsigned *n_ca)
 {
-	char why[256];
-	unsigned n = 0;
-	X509 *x;
-	BIO *bio;
-	FILE *f;
+	char why[512];
+	int n = ca_file_read(path, choria_verify_add_ca, v, why, sizeof(why));
 
-	f = fopen(path, "r");
-	if (!f) {
-		choria_verify_error(error, arg, "ca", "cannot read %s: %s", path, strerror(errno));
-		return -EINVAL;
+	if (n < 0) {
+		choria_verify_error(error, arg, "ca", "%s", why);
+		return n == -ENOMEM ? n : -EINVAL;
 	}
-	bio = BIO_new_fp(f, BIO_CLOSE);
-	if (!bio) {
-		fclose(f);
-		return -ENOMEM;
-	}
-	while ((x = PEM_read_bio_X509(bio, NULL, NULL, NULL))) {
-		int ok = X509_STORE_add_cert(v->store, x);
-		X509_free(x);
-		if (!ok) {
-			choria_verify_error(error, arg, "ca",
-					    "%s: cannot add certificate %u to the trust store: %s",
-					    path, n + 1, choria_verify_ssl_error(why, sizeof(why)));
-			BIO_free(bio);
-			ERR_clear_error();
-			return -EINVAL;
-		}
-		n++;
-	}
-	/* The loop ends at the end of the file (no start line) or at a block
-	 * that is not a certificate. */
-	if (ERR_GET_REASON(ERR_peek_last_error()) != PEM_R_NO_START_LINE || n == 0) {
-		if (n == 0)
-			choria_verify_error(error, arg, "ca", "%s holds no PEM certificate", path);
-		else
-			choria_verify_error(error, arg, "ca",
-					    "%s: certificate %u cannot be read: %s", path, n + 1,
-					    choria_verify_ssl_error(why, sizeof(why)));
-		BIO_free(bio);
-		ERR_clear_error();
-		return -EINVAL;
-	}
-	BIO_free(bio);
-	ERR_clear_error();
 	if (n_ca)
-		*n_ca = n;
+		*n_ca = (unsigned)n;
 	return 0;
 }
 
