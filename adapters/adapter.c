@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <choria-adapterd/cad_clock.h>
+
 #include "host.h"
 #include "log.h"
 #include "queue.h"
@@ -50,7 +52,7 @@ int adapter_new(struct adapter **out, const struct adapter_config *ac, const cha
 	a->identity = identity;
 	a->ingest_workers = ac->ingest.workers;
 	a->stream_workers = ac->stream.workers;
-	a->queue_wait_ns = (int64_t)ac->queue_wait_ms * 1000000;
+	a->queue_wait_ns = (int64_t)ac->queue_wait_ms * CAD_NS_PER_MS;
 	int rc = -ENOMEM;
 	a->name = strdup(ac->name);
 	if (!a->name)

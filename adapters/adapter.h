@@ -13,13 +13,18 @@
 #include <stdint.h>
 
 #include <choria-adapterd/cad_module.h>
-#include "counters.h"
+#include <choria-adapterd/cad_ratelimit.h>
+
 #include "adapters.h"
-#include "ratelimit.h"
+#include "counters.h"
 
 struct queue;
 struct stream_workers;
 struct adapter;
+
+/* A module's warnings, and the adapter's drops, are logged at most once a
+ * second each. */
+#define ADAPTER_LOG_EVERY_NS CAD_NS_PER_SEC
 
 /* What the host knows of one module instance: handed to the module as its
  * opaque struct cad_context. */
@@ -28,7 +33,7 @@ struct cad_context {
 	const struct cad_module *module;
 	void *instance;
 	char prefix[160]; /* "adapter NAME: TYPE: " */
-	struct ratelimit log_limit;
+	struct cad_ratelimit log_limit;
 };
 
 /* Upper bounds of the receipt-to-acknowledgement histogram, in
@@ -61,7 +66,7 @@ struct adapter_stats {
 	struct counter_set rejected;       /* by reason, before the queue */
 	struct counter_set dropped;        /* by reason, refused by the queue */
 	struct counter_set lost;           /* by reason, after the queue */
-	struct ratelimit drop_limit;
+	struct cad_ratelimit drop_limit;
 };
 
 struct adapter {

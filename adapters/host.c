@@ -11,8 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <choria-adapterd/cad_clock.h>
+#include <choria-adapterd/cad_text.h>
+
 #include "adapter.h"
-#include "clock.h"
 #include "config_opts.h"
 #include "label.h"
 #include "log.h"
@@ -61,7 +63,7 @@ struct cad_msg *host_msg_new(const char *sender, size_t sender_len, const char *
 	m->body = p;
 	m->body_len = body_len;
 	m->time = time;
-	m->received_ns = clock_mono_ns();
+	m->received_ns = cad_clock_mono_ns();
 	m->module_data = NULL;
 	m->attempts = 0;
 	return m;
@@ -70,28 +72,6 @@ struct cad_msg *host_msg_new(const char *sender, size_t sender_len, const char *
 void host_msg_free(struct cad_msg *m)
 {
 	free(m);
-}
-
-/* A value from the network made safe for one log line: printable ASCII
- * kept, anything else as \xNN, cut with "..." when long. */
-static const char *printable(char *buf, size_t len, const char *s, size_t n)
-{
-	size_t o = 0;
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-		char one[8];
-		int k = c >= 0x20 && c < 0x7f && c != '\\' ? (one[0] = (char)c, 1)
-							     : snprintf(one, sizeof(one), "\\x%02x", c);
-		if (o + (size_t)k + 4 > len) { /* keep room for "..." and the NUL */
-			memcpy(buf + o, "...", 3);
-			o += 3;
-			break;
-		}
-		memcpy(buf + o, one, (size_t)k);
-		o += (size_t)k;
-	}
-	buf[o] = '\0';
-	return buf;
 }
 
 static int host_submit(struct cad_context *ctx, struct cad_msg **msg, size_t wire_bytes)
@@ -111,9 +91,9 @@ static int host_submit(struct cad_context *ctx, struct cad_msg **msg, size_t wir
 	counters_add(&a->stats.dropped, reason, 1);
 	uint64_t suppressed;
 	char who[128];
-	if (ratelimit_allow(&a->stats.drop_limit, &suppressed))
+	if (cad_ratelimit_allow(&a->stats.drop_limit, ADAPTER_LOG_EVERY_NS, &suppressed))
 		log_warn("adapter %s: dropped a message from %s: %s (%llu more dropped since the last report)",
-			 a->name, printable(who, sizeof(who), m->sender, m->sender_len),
+			 a->name, cad_text_printable(who, sizeof(who), m->sender, m->sender_len),
 			 rc == -ENOBUFS ? "the queue is full" : "the adapter is stopping",
 			 (unsigned long long)suppressed);
 	host_msg_free(m);
@@ -128,7 +108,8 @@ static void host_reject(struct cad_context *ctx, const char *reason, size_t wire
 	atomic_fetch_add_explicit(&a->stats.received_bytes, wire_bytes, memory_order_relaxed);
 	counters_add(&a->stats.rejected, reason, 1);
 	uint64_t suppressed;
-	if (!log_enabled(CAD_LOG_WARN) || !ratelimit_allow(&ctx->log_limit, &suppressed))
+	if (!log_enabled(CAD_LOG_WARN) ||
+	    !cad_ratelimit_allow(&ctx->log_limit, ADAPTER_LOG_EVERY_NS, &suppressed))
 		return;
 	char detail[512];
 	va_list ap;
@@ -147,15 +128,15 @@ static void host_msg_done(struct cad_context *ctx, struct cad_msg *m, int status
 		atomic_fetch_add_explicit(&a->stats.published, 1, memory_order_relaxed);
 		atomic_fetch_add_explicit(&a->stats.published_bytes, m->body_len,
 					  memory_order_relaxed);
-		adapter_stats_time(&a->stats, (uint64_t)(clock_mono_ns() - m->received_ns));
+		adapter_stats_time(&a->stats, (uint64_t)(cad_clock_mono_ns() - m->received_ns));
 	} else {
 		counters_add(&a->stats.lost, reason ? reason : "error", 1);
 		uint64_t suppressed;
 		char id[128], who[128];
-		if (ratelimit_allow(&ctx->log_limit, &suppressed))
+		if (cad_ratelimit_allow(&ctx->log_limit, ADAPTER_LOG_EVERY_NS, &suppressed))
 			log_error("%slost the message %s from %s: %s: %s (%llu more reports suppressed)",
-				  ctx->prefix, printable(id, sizeof(id), m->request_id, m->request_id_len),
-				  printable(who, sizeof(who), m->sender, m->sender_len),
+				  ctx->prefix, cad_text_printable(id, sizeof(id), m->request_id, m->request_id_len),
+				  cad_text_printable(who, sizeof(who), m->sender, m->sender_len),
 				  reason ? reason : "error",
 				  strerror(-status), (unsigned long long)suppressed);
 	}

@@ -39,7 +39,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 
-#include "clock.h"
+#include <choria-adapterd/cad_clock.h>
 
 struct queue {
 	pthread_mutex_t lock;
@@ -122,11 +122,6 @@ static size_t room_mark(const struct queue *q)
 	return q->capacity >= 8 ? q->capacity / 4 : 1;
 }
 
-static struct timespec mono_timespec(int64_t ns)
-{
-	return (struct timespec){.tv_sec = ns / CAD_NS_PER_SEC, .tv_nsec = ns % CAD_NS_PER_SEC};
-}
-
 int queue_push_wait(struct queue *q, void *item, int64_t wait_ns)
 {
 	int rc = 0;
@@ -135,9 +130,9 @@ int queue_push_wait(struct queue *q, void *item, int64_t wait_ns)
 	/* Wait while the queue has been full for less than wait_ns. */
 	while (!q->closed && q->count == q->capacity) {
 		int64_t give_up_ns = q->full_since_ns + wait_ns;
-		if (clock_mono_ns() >= give_up_ns)
+		if (cad_clock_mono_ns() >= give_up_ns)
 			break;
-		struct timespec t = mono_timespec(give_up_ns);
+		struct timespec t = cad_clock_timespec(give_up_ns);
 		q->producers_waiting++;
 		pthread_cond_timedwait(&q->nonfull, &q->lock, &t);
 		q->producers_waiting--;
@@ -149,7 +144,7 @@ int queue_push_wait(struct queue *q, void *item, int64_t wait_ns)
 	} else {
 		q->slots[(q->head + q->count) % q->capacity] = item;
 		q->count++;
-		q->last_push_ns = clock_mono_ns();
+		q->last_push_ns = cad_clock_mono_ns();
 		if (q->count == q->capacity && q->full_since_ns == 0)
 			q->full_since_ns = q->last_push_ns;
 		wake = wake_needed(q);
@@ -167,17 +162,17 @@ int queue_push(struct queue *q, void *item)
 
 int queue_pop_batch(struct queue *q, void **items, size_t max, int64_t timeout_ns)
 {
-	int64_t until_ns = clock_mono_ns() + timeout_ns;
+	int64_t until_ns = cad_clock_mono_ns() + timeout_ns;
 
 	pthread_mutex_lock(&q->lock);
 	while (q->count == 0 && !q->closed) {
-		int64_t now = clock_mono_ns();
+		int64_t now = cad_clock_mono_ns();
 		if (now >= until_ns)
 			break;
 		/* Poll while items come faster than a poll; one poller at most. */
 		bool poll = q->consumers > 0 && !q->polling && now - q->last_push_ns < QUEUE_POLL_NS;
 		int64_t wake_ns = poll && now + QUEUE_POLL_NS < until_ns ? now + QUEUE_POLL_NS : until_ns;
-		struct timespec t = mono_timespec(wake_ns);
+		struct timespec t = cad_clock_timespec(wake_ns);
 		q->sleeping++;
 		q->polling |= poll;
 		pthread_cond_timedwait(&q->nonempty, &q->lock, &t);
@@ -186,7 +181,7 @@ int queue_pop_batch(struct queue *q, void **items, size_t max, int64_t timeout_n
 			q->polling = false;
 	}
 	int rc;
-	q->last_pop_ns = clock_mono_ns();
+	q->last_pop_ns = cad_clock_mono_ns();
 	if (q->count > 0) {
 		size_t n = q->count < max ? q->count : max;
 		for (size_t i = 0; i < n; i++) {

@@ -16,7 +16,7 @@
 #include <string.h>
 
 #include "adapter.h"
-#include "clock.h"
+#include <choria-adapterd/cad_clock.h>
 #include "log.h"
 #include "queue.h"
 
@@ -67,7 +67,7 @@ static void *worker_main(void *arg)
 	queue_consumer_add(a->queue);
 	for (;;) {
 		int64_t deadline = atomic_load(&s->deadline_ns);
-		if (deadline && clock_mono_ns() >= deadline)
+		if (deadline && cad_clock_mono_ns() >= deadline)
 			break; /* what is still queued is counted by the owner */
 		void *items[BATCH];
 		rc = queue_pop_batch(a->queue, items, BATCH, IDLE_NS);
@@ -136,7 +136,7 @@ int stream_workers_start(struct stream_workers **out, struct adapter *a, unsigne
 	if (rc != 0) {
 		/* The threads that opened are waiting on the queue: closing it
 		 * with a deadline of now ends them without publishing. */
-		atomic_store(&s->deadline_ns, clock_mono_ns());
+		atomic_store(&s->deadline_ns, cad_clock_mono_ns());
 		queue_close(a->queue);
 		join_started(s);
 		pthread_cond_destroy(&s->changed);

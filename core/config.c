@@ -281,16 +281,17 @@ static int check_adapter(struct config *c, size_t i)
 		errors++;
 	}
 	ac->queue_len = cfg_getint(a, "queue_len");
-	if (ac->queue_len < 1 || ac->queue_len > 10000000) {
+	if (ac->queue_len < 1 || ac->queue_len > CONFIG_QUEUE_LEN_MAX) {
 		config_error_at(c, config_line_of(c, a, "queue_len", a->line), ac->name, NULL,
-				"queue_len", "%ld is out of range (1 to 10000000)", ac->queue_len);
+				"queue_len", "%ld is out of range (1 to %ld)", ac->queue_len,
+				CONFIG_QUEUE_LEN_MAX);
 		errors++;
 	}
 	ac->queue_wait_ms = cfg_getint(a, "queue_wait_ms");
-	/* At most the choria ingest's 5 s drain: a wait never outlasts it. */
-	if (ac->queue_wait_ms < 0 || ac->queue_wait_ms > 5000) {
+	if (ac->queue_wait_ms < 0 || ac->queue_wait_ms > CONFIG_QUEUE_WAIT_MS_MAX) {
 		config_error_at(c, config_line_of(c, a, "queue_wait_ms", a->line), ac->name, NULL,
-				"queue_wait_ms", "%ld is out of range (0 to 5000)", ac->queue_wait_ms);
+				"queue_wait_ms", "%ld is out of range (0 to %ld)", ac->queue_wait_ms,
+				CONFIG_QUEUE_WAIT_MS_MAX);
 		errors++;
 	}
 	struct cad_config *blocks[] = {&ac->ingest, &ac->stream};

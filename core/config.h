@@ -29,6 +29,12 @@ struct cad_config {
 	int errors;             /* semantic errors reported through cfg_error */
 };
 
+/* An adapter's queue: at most this many messages, and a full queue holds
+ * the ingest back at most this long, which keeps the wait inside the 5 s a
+ * stopping choria ingest gives its subscriptions to drain. */
+#define CONFIG_QUEUE_LEN_MAX 10000000L
+#define CONFIG_QUEUE_WAIT_MS_MAX 5000L
+
 struct adapter_config {
 	char *name;
 	long queue_len;

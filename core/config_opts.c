@@ -55,7 +55,7 @@ cfg_opt_t *block_opts_new(struct config *conf, enum cad_kind kind, cfg_validate_
 
 	size_t n = 0;
 	opts[n++] = (cfg_opt_t)CFG_STR("type", NULL, CFGF_NODEFAULT);
-	opts[n++] = (cfg_opt_t)CFG_INT("workers", BLOCK_WORKERS_DEFAULT, CFGF_NONE);
+	opts[n++] = (cfg_opt_t)CFG_INT("workers", CAD_WORKERS_DEFAULT, CFGF_NONE);
 	opts[0].validcb = line_cb;
 	opts[1].validcb = line_cb;
 
@@ -203,11 +203,19 @@ int block_check(struct cad_config *b)
 		errors++;
 	}
 
+	/* The one place the range of `workers` is decided: the daemon's
+	 * limit, or the module's own when it declares a lower one. */
 	long w = cfg_getint(b->sec, "workers");
-	if (w < 1 || w > BLOCK_WORKERS_MAX) {
-		config_error_at(b->conf, config_line_of(b->conf, b->sec, "workers", b->line),
-				b->adapter, kind_label(b), "workers", "%ld is out of range (1 to %d)", w,
-				BLOCK_WORKERS_MAX);
+	long max = module_max_workers(m);
+	if (w < 1 || w > max) {
+		int line = config_line_of(b->conf, b->sec, "workers", b->line);
+		if (max < CAD_WORKERS_MAX)
+			config_error_at(b->conf, line, b->adapter, kind_label(b), "workers",
+					"%ld is out of range (1 to %ld for %s type '%s')", w, max,
+					kind_label(b), m->type);
+		else
+			config_error_at(b->conf, line, b->adapter, kind_label(b), "workers",
+					"%ld is out of range (1 to %ld)", w, max);
 		errors++;
 	}
 	b->workers = w;

@@ -12,9 +12,6 @@
 
 #include "config.h"
 
-#define BLOCK_WORKERS_DEFAULT 10
-#define BLOCK_WORKERS_MAX 1024
-
 /* A CFG_END-terminated table for blocks of `kind`, holding the union of the
  * options of every loaded module of that kind; each option records the
  * line it is set on through `line_cb`. NULL when two modules declare one

@@ -32,7 +32,7 @@
 #include <systemd/sd-daemon.h>
 #endif
 
-#include "clock.h"
+#include <choria-adapterd/cad_clock.h>
 #include "log.h"
 #include "metrics.h"
 #include "adapters.h"
@@ -145,18 +145,18 @@ static void block_signals(sigset_t *set)
 static void wait_for_stop(struct daemon *d, const sigset_t *set)
 {
 	int64_t ping_every = watchdog_every_ns();
-	int64_t next_ping = clock_mono_ns();
+	int64_t next_ping = cad_clock_mono_ns();
 	for (;;) {
 		siginfo_t info;
 		int sig;
 		if (ping_every) {
-			int64_t now = clock_mono_ns();
+			int64_t now = cad_clock_mono_ns();
 			if (now >= next_ping) {
 				notify("WATCHDOG=1");
 				next_ping = now + ping_every;
 			}
 			int64_t wait = next_ping - now;
-			struct timespec ts = {wait / CAD_NS_PER_SEC, wait % CAD_NS_PER_SEC};
+			struct timespec ts = cad_clock_timespec(wait);
 			sig = sigtimedwait(set, &info, &ts);
 		} else {
 			sig = sigwaitinfo(set, &info);
@@ -191,7 +191,7 @@ static void stop_all(struct daemon *d)
 	/* Stopping the ingest took some of the time asked for at SIGTERM;
 	 * the drain gets its own. */
 	notify("EXTEND_TIMEOUT_USEC=%lld", (long long)(d->conf->drain_timeout + 5) * 1000000LL);
-	int64_t deadline = clock_mono_ns() + d->conf->drain_timeout * CAD_NS_PER_SEC;
+	int64_t deadline = cad_clock_mono_ns() + d->conf->drain_timeout * CAD_NS_PER_SEC;
 	for (size_t i = 0; i < d->n; i++)
 		adapter_drain_begin(d->adapters[i], deadline);
 	for (size_t i = 0; i < d->n; i++) {

@@ -37,6 +37,7 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
+#include <event2/util.h>
 
 #include "log.h"
 
@@ -66,7 +67,8 @@ struct metrics {
 
 /* ------------------------------------------------------------ address */
 
-static bool parse_port(const char *s, in_port_t *port)
+/* A port as written: 1 to 5 digits, from 1 to 65535. */
+static bool metrics_port_valid(const char *s)
 {
 	if (!*s || strlen(s) > 5)
 		return false;
@@ -76,73 +78,62 @@ static bool parse_port(const char *s, in_port_t *port)
 			return false;
 		v = v * 10 + (unsigned long)(*p - '0');
 	}
-	if (v < 1 || v > 65535)
-		return false;
-	*port = htons((uint16_t)v);
-	return true;
+	return v >= 1 && v <= 65535;
 }
 
+/*
+ * libevent parses the address (evutil_parse_sockaddr_port). Around it, what
+ * it would let through: a missing port (read as 0), a port read with atoi()
+ * ("80x" is 80), an unbracketed IPv6 address (taken as one without a
+ * port), and an IPv4 address read with sscanf(), which skips blanks and
+ * takes "+1" and "01" for 1. So the port must follow the address's closing
+ * bracket or its only colon, in digits, and an IPv4 address must read back
+ * exactly as written.
+ */
 bool metrics_listen_parse(struct sockaddr_storage *sa, socklen_t *sa_len, const char *text,
 			  const char **why)
 {
 	static const char *const shape =
 		"expected IPV4:PORT or [IPV6]:PORT, such as 127.0.0.1:8222 or [::1]:8222";
+	static const char *const not_v4 =
+		"the address is not a numeric IPv4 address (write an IPv6 one in brackets)";
+	static const char *const not_v6 = "the address in brackets is not a numeric IPv6 address";
 	struct sockaddr_storage tmp;
 	if (!sa)
 		sa = &tmp;
 	memset(sa, 0, sizeof(*sa));
-	char host[INET6_ADDRSTRLEN + 2];
-	const char *port;
 	bool v6 = text[0] == '[';
-	if (v6) {
-		const char *close = strchr(text, ']');
-		if (!close || close[1] != ':' || (size_t)(close - text - 1) >= sizeof(host)) {
-			*why = shape;
-			return false;
-		}
-		memcpy(host, text + 1, (size_t)(close - text - 1));
-		host[close - text - 1] = '\0';
-		port = close + 2;
-	} else {
-		const char *colon = strchr(text, ':');
-		if (!colon || (size_t)(colon - text) >= sizeof(host)) {
-			*why = shape;
-			return false;
-		}
-		if (strchr(colon + 1, ':')) {
-			*why = "an IPv6 address goes in brackets, such as [::1]:8222";
-			return false;
-		}
-		memcpy(host, text, (size_t)(colon - text));
-		host[colon - text] = '\0';
-		port = colon + 1;
+	const char *colon = strrchr(text, ':');
+	if (!colon || (v6 && strchr(text, ']') != colon - 1)) {
+		*why = shape;
+		return false;
 	}
-	in_port_t p;
-	if (!parse_port(port, &p)) {
+	if (!v6 && strchr(text, ':') != colon) {
+		*why = "an IPv6 address goes in brackets, such as [::1]:8222";
+		return false;
+	}
+	if (!metrics_port_valid(colon + 1)) {
 		*why = "the port must be a number from 1 to 65535";
 		return false;
 	}
-	if (v6) {
-		struct sockaddr_in6 *a = (struct sockaddr_in6 *)sa;
-		a->sin6_family = AF_INET6;
-		a->sin6_port = p;
-		if (inet_pton(AF_INET6, host, &a->sin6_addr) != 1) {
-			*why = "the address in brackets is not a numeric IPv6 address";
-			return false;
-		}
-		if (sa_len)
-			*sa_len = sizeof(*a);
-	} else {
-		struct sockaddr_in *a = (struct sockaddr_in *)sa;
-		a->sin_family = AF_INET;
-		a->sin_port = p;
-		if (inet_pton(AF_INET, host, &a->sin_addr) != 1) {
-			*why = "the address is not a numeric IPv4 address (write an IPv6 one in brackets)";
-			return false;
-		}
-		if (sa_len)
-			*sa_len = sizeof(*a);
+	int len = (int)sizeof(*sa);
+	if (evutil_parse_sockaddr_port(text, (struct sockaddr *)sa, &len) != 0 ||
+	    sa->ss_family != (v6 ? AF_INET6 : AF_INET)) {
+		*why = v6 ? not_v6 : not_v4;
+		return false;
 	}
+	if (!v6) {
+		char back[INET_ADDRSTRLEN];
+		const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
+		size_t n = (size_t)(colon - text);
+		if (!evutil_inet_ntop(AF_INET, &a->sin_addr, back, sizeof(back)) ||
+		    strlen(back) != n || memcmp(back, text, n) != 0) {
+			*why = not_v4;
+			return false;
+		}
+	}
+	if (sa_len)
+		*sa_len = (socklen_t)len;
 	return true;
 }
 

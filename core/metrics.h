@@ -18,8 +18,9 @@
 struct adapter;
 struct metrics;
 
-/* Parse `metrics_listen`: "IPV4:PORT" or "[IPV6]:PORT", numeric, with a
- * port from 1 to 65535. On failure returns false and points *why at a
+/* Parse `metrics_listen` with libevent: "IPV4:PORT" or "[IPV6]:PORT"
+ * (a scope such as [fe80::1%eth0] allowed), numeric, with a port from 1
+ * to 65535. On failure returns false and points *why at a
  * sentence saying what is wrong (without the value). `sa` may be NULL to
  * only check. */
 bool metrics_listen_parse(struct sockaddr_storage *sa, socklen_t *sa_len, const char *text,

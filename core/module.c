@@ -75,6 +75,12 @@ int module_check(const struct cad_module *d, enum cad_kind kind, const char *typ
 		NEED(publish, "publish()");
 		NEED(worker_close, "worker_close()");
 	}
+	if (d->max_workers > CAD_WORKERS_MAX) {
+		snprintf(err, errlen,
+			 "%s module '%s' declares max_workers %u, more than the daemon's %d", kname,
+			 type, d->max_workers, CAD_WORKERS_MAX);
+		return -EINVAL;
+	}
 	for (const struct cad_option *o = d->options; o && o->name; o++) {
 		if (o->type < CAD_OPT_STRING || o->type > CAD_OPT_BOOL) {
 			snprintf(err, errlen, "%s module '%s' declares option '%s' of unknown type",
@@ -83,6 +89,11 @@ int module_check(const struct cad_module *d, enum cad_kind kind, const char *typ
 		}
 	}
 	return 0;
+}
+
+long module_max_workers(const struct module *m)
+{
+	return m->desc->max_workers ? (long)m->desc->max_workers : CAD_WORKERS_MAX;
 }
 
 int module_load(struct module **out, const char *dir, enum cad_kind kind, const char *type,

@@ -27,6 +27,10 @@ CAD_MUSTCHECK int module_load(struct module **out, const char *dir, enum cad_kin
 			      const char *type, char *err, size_t errlen);
 void module_unload(struct module *m); /* accepts NULL */
 
+/* The most `workers` a block of this module may ask for: its descriptor's
+ * max_workers, or CAD_WORKERS_MAX when it declares none. */
+long module_max_workers(const struct module *m);
+
 /* Check a descriptor as module_load() does; exposed for tests. */
 CAD_MUSTCHECK int module_check(const struct cad_module *d, enum cad_kind kind, const char *type,
 			       char *err, size_t errlen);

@@ -11,6 +11,7 @@
  * one (on_closed) before the owner can free the connection.
  */
 #include "nats_conn.h"
+#include "ca_file.h"
 #include "pacing.h"
 
 #include <errno.h>
@@ -60,30 +61,14 @@ static BIO *open_pem(const char *path)
 	return BIO_new_file(path, "r");
 }
 
-/* tls_ca: at least one certificate, and nothing unreadable among them. */
+/* tls_ca: readable, at least one certificate, and nothing unreadable among
+ * them. */
 static int check_ca_file(const struct cad_host *h, const struct cad_config *cfg, const char *path)
 {
-	BIO *b = open_pem(path);
-	unsigned n = 0;
-	X509 *x;
-	int bad;
-
-	if (!b)
-		return 0; /* reported by check_readable() */
-	while ((x = PEM_read_bio_X509(b, NULL, NULL, NULL))) {
-		X509_free(x);
-		n++;
-	}
-	bad = n == 0 || ERR_GET_REASON(ERR_peek_last_error()) != PEM_R_NO_START_LINE;
-	BIO_free(b);
-	ERR_clear_error();
-	if (!bad)
+	char why[512];
+	if (!path || ca_file_read(path, NULL, NULL, why, sizeof(why)) > 0)
 		return 0;
-	if (n == 0)
-		h->cfg_error(cfg, "tls_ca", "%s holds no PEM certificate", path);
-	else
-		h->cfg_error(cfg, "tls_ca", "%s: certificate %u is not a valid PEM certificate", path,
-			     n + 1);
+	h->cfg_error(cfg, "tls_ca", "%s", why);
 	return 1;
 }
 
@@ -150,12 +135,10 @@ int nats_conn_opts_read(struct nats_conn_opts *o, const struct cad_host *h,
 	if (nomem)
 		return -ENOMEM;
 
-	errors += check_readable(h, cfg, "tls_ca", o->tls_ca);
 	errors += check_readable(h, cfg, "tls_cert", o->tls_cert);
 	errors += check_readable(h, cfg, "tls_key", o->tls_key);
 	errors += check_readable(h, cfg, "credentials", o->credentials);
-	if (o->tls_ca)
-		errors += check_ca_file(h, cfg, o->tls_ca);
+	errors += check_ca_file(h, cfg, o->tls_ca);
 	if (o->tls_cert)
 		errors += check_cert_and_key(h, cfg, o->tls_cert, o->tls_key);
 	if (!o->tls_cert != !o->tls_key) {

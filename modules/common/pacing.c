@@ -2,10 +2,8 @@
 #include "pacing.h"
 
 #include <stdio.h>
-#include <time.h>
 
-#define WAKE_EVERY_NS (50 * 1000000LL)
-#define WARN_EVERY_NS (5000 * 1000000LL)
+#define WAKE_EVERY_NS (50 * CAD_NS_PER_MS)
 
 void publish_window_read(struct publish_window *w, const struct cad_host *host,
 			 const struct cad_config *cfg)
@@ -18,13 +16,6 @@ void publish_window_read(struct publish_window *w, const struct cad_host *host,
 long publish_window_low_water(long size)
 {
 	return size - (size >= 4 ? size / 4 : 1);
-}
-
-int64_t pacing_now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
 int64_t pacing_backoff_ms(int64_t first_ms, int64_t max_ms, uint32_t attempts)
@@ -46,18 +37,17 @@ void pacing_cond_init(pthread_cond_t *cond)
 
 void pacing_cond_wait(pthread_cond_t *cond, pthread_mutex_t *lock, int64_t until_ns)
 {
-	int64_t wake = pacing_now_ns() + WAKE_EVERY_NS;
+	int64_t wake = cad_clock_mono_ns() + WAKE_EVERY_NS;
 	if (until_ns && until_ns < wake)
 		wake = until_ns;
-	struct timespec ts = {.tv_sec = wake / 1000000000LL, .tv_nsec = wake % 1000000000LL};
+	struct timespec ts = cad_clock_timespec(wake);
 	pthread_cond_timedwait(cond, lock, &ts);
 }
 
-void pacing_warn(const struct cad_host *host, struct cad_context *ctx, _Atomic int64_t *next_ns,
+void pacing_warn(const struct cad_host *host, struct cad_context *ctx, struct cad_ratelimit *limit,
 		 const char *fmt, ...)
 {
-	int64_t now = pacing_now_ns(), next = atomic_load(next_ns);
-	if (now < next || !atomic_compare_exchange_strong(next_ns, &next, now + WARN_EVERY_NS))
+	if (!cad_ratelimit_allow(limit, PACING_WARN_EVERY_NS, NULL))
 		return;
 	char line[512];
 	va_list ap;

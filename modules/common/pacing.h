@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Time and retry pacing shared by the stream modules that publish with a
- * window: the monotonic clock, capped exponential backoff, and the three
- * options that size and pace a window.
+ * Retry pacing shared by the stream modules that publish with a window:
+ * capped exponential backoff, waits on the monotonic clock (cad_clock.h),
+ * and the three options that size and pace a window.
  */
 #ifndef CAD_PACING_H
 #define CAD_PACING_H
@@ -11,7 +11,9 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include <choria-adapterd/cad_clock.h>
 #include <choria-adapterd/cad_module.h>
+#include <choria-adapterd/cad_ratelimit.h>
 
 /* Entries for a stream module's option table. */
 #define PUBLISH_WINDOW_OPTIONS                                                                     \
@@ -38,8 +40,6 @@ void publish_window_read(struct publish_window *w, const struct cad_host *host,
  * context switch per message whenever the window is the limit. */
 long publish_window_low_water(long size);
 
-int64_t pacing_now_ns(void); /* CLOCK_MONOTONIC */
-
 /* first_ms doubled for each attempt after the first, capped at max_ms. */
 int64_t pacing_backoff_ms(int64_t first_ms, int64_t max_ms, uint32_t attempts);
 
@@ -52,9 +52,10 @@ void pacing_cond_init(pthread_cond_t *cond);
  * often enough to resend what falls due and to see a deadline. */
 void pacing_cond_wait(pthread_cond_t *cond, pthread_mutex_t *lock, int64_t until_ns);
 
-/* Log a warning at most once every 5 s per `next_ns`, a shared slot that
- * starts at 0: retries of a window repeat the same complaint. */
-void pacing_warn(const struct cad_host *host, struct cad_context *ctx, _Atomic int64_t *next_ns,
+/* Log a warning at most once every 5 s per `limit` (zeroed at first):
+ * retries of a window repeat the same complaint. */
+#define PACING_WARN_EVERY_NS (5000 * CAD_NS_PER_MS)
+void pacing_warn(const struct cad_host *host, struct cad_context *ctx, struct cad_ratelimit *limit,
 		 const char *fmt, ...) CAD_PRINTF(4, 5);
 
 #endif

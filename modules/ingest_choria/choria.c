@@ -38,11 +38,14 @@
 #include <time.h>
 
 #include <choria-adapterd/cad_module.h>
+#include <choria-adapterd/cad_text.h>
 #include "nats_conn.h"
 #include "nats_msg_batch.h"
 #include "protocol.h"
 #include "verify.h"
 
+/* The most `workers` a block may ask for: declared in the descriptor, so
+ * that the host checks it with the daemon's own limit. */
 #define CHORIA_MAX_WORKERS 256
 /* Messages cnats buffers per subscription while the handler is busy. */
 #define CHORIA_PENDING_MSGS 65536
@@ -299,14 +302,9 @@ static int choria_create(void **instance, const struct cad_host *host, struct ca
 			errors++;
 	}
 
+	/* The host held `workers` to 1..max_workers (the descriptor's). */
 	workers = host->cfg_int(cfg, "workers");
-	if (workers < 1 || workers > CHORIA_MAX_WORKERS) {
-		host->cfg_error(cfg, "workers", "must be between 1 and %d, got %ld",
-				CHORIA_MAX_WORKERS, workers);
-		errors++;
-	} else {
-		self->n_workers = (unsigned)workers;
-	}
+	self->n_workers = (unsigned)workers;
 	long conns = host->cfg_int(cfg, "connections");
 	if (conns > workers) {
 		host->cfg_error(cfg, "connections", "%ld is more than the %ld workers that would use them",
@@ -405,8 +403,8 @@ static void choria_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m,
 		char sender[96], id[80];
 		self->host->log(self->ctx, CAD_LOG_DEBUG, "%s: %s %s from %s, %zu bytes", w->conn->name,
 				choria_kind_name(self->kind),
-				choria_printable(id, sizeof(id), d.request_id, d.request_id_len),
-				choria_printable(sender, sizeof(sender), d.sender, d.sender_len),
+				cad_text_printable(id, sizeof(id), d.request_id, d.request_id_len),
+				cad_text_printable(sender, sizeof(sender), d.sender, d.sender_len),
 				wire);
 	}
 	msg = self->host->msg_new(d.sender, d.sender_len, d.request_id, d.request_id_len, d.time,
@@ -636,6 +634,7 @@ static const struct cad_module choria_module = {
 	.destroy = choria_destroy,
 	.describe = choria_describe,
 	.stop = choria_stop,
+	.max_workers = CHORIA_MAX_WORKERS,
 };
 
 CAD_EXPORT const struct cad_module *cad_module_entry(void);

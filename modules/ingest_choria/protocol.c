@@ -24,6 +24,9 @@
 
 #include <openssl/evp.h>
 
+#include <choria-adapterd/cad_text.h>
+
+#include "base64.h"
 #include "json_dom.h"
 
 #define CHORIA_V1_TRANSPORT "choria:transport:1"
@@ -59,44 +62,6 @@ struct choria_err {
 	size_t detail_len;
 };
 
-static size_t choria_escape_byte(unsigned char c, char tmp[5])
-{
-	if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
-		tmp[0] = (char)c;
-		tmp[1] = '\0';
-		return 1;
-	}
-	snprintf(tmp, 5, "\\x%02x", c);
-	return 4;
-}
-
-char *choria_printable(char *buf, size_t len, const char *s, size_t n)
-{
-	char tmp[5];
-	size_t need = 0, o = 0, cap;
-
-	if (!buf || len == 0)
-		return buf;
-	cap = len - 1;
-	for (size_t i = 0; i < n; i++)
-		need += choria_escape_byte((unsigned char)s[i], tmp);
-	if (need > cap && cap >= 3)
-		cap -= 3; /* leave room for "..." */
-	for (size_t i = 0; i < n; i++) {
-		size_t tn = choria_escape_byte((unsigned char)s[i], tmp);
-		if (o + tn > cap)
-			break;
-		memcpy(buf + o, tmp, tn);
-		o += tn;
-	}
-	if (need > len - 1 && len - 1 - o >= 3) {
-		memcpy(buf + o, "...", 3);
-		o += 3;
-	}
-	buf[o] = '\0';
-	return buf;
-}
-
 const char *choria_kind_name(enum choria_kind kind)
 {
 	return kind == CHORIA_REPLY ? "reply" : "request";
@@ -116,9 +81,7 @@ static int choria_fail(struct choria_err *e, int err, const char *reason, const 
 		va_start(ap, fmt);
 		vsnprintf(e->detail, e->detail_len, fmt, ap);
 		va_end(ap);
-		for (char *p = e->detail; *p; p++)
-			if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
-				*p = '?';
+		cad_text_scrub(e->detail);
 	}
 	return err;
 }
@@ -260,7 +223,7 @@ static int choria_member_protocol(const struct jdom_value *obj, const char *path
 		return choria_fail(e, -EBADMSG, reason, "%s is \"%s\", expected \"%s\" (%s)", path,
 				   other, expected, hint);
 	return choria_fail(e, -EBADMSG, reason, "%s is \"%s\", expected \"%s\"", path,
-			   choria_printable(q, sizeof(q), s, n), expected);
+			   cad_text_printable(q, sizeof(q), s, n), expected);
 }
 
 /* A string of exactly `chars` characters. */
@@ -275,63 +238,32 @@ static int choria_check_chars(const char *s, size_t n, size_t chars, const char 
 	return 0;
 }
 
-/* The first byte of s (NUL-terminated after n) outside the standard base64
- * alphabet (RFC 4648, table 1): a NUL stops the span as any other stray
- * byte does. */
-static size_t choria_b64_span(const char *s)
-{
-	static const char alphabet[] =
-		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-	return strspn(s, alphabet);
-}
-
-/*
- * Standard base64 with padding, strictly: length a multiple of 4, only the
- * alphabet, at most two '=' and only at the end. OpenSSL decodes, into
- * `buf` (n / 4 * 3 bytes at least).
- *
- * EVP_DecodeBlock() refuses every byte outside the alphabet but '=', which
- * it reads as zero bits anywhere, and trims white space at either end
- * (which shortens its result). So: no '=' before the padding, and a result
- * of full length, is exactly "only the alphabet, then the padding"; the
- * byte-by-byte scan that names the culprit runs only for a bad message.
- */
+/* The transport's data, decoded into `buf` (n / 4 * 3 bytes at least). */
 static int choria_base64(const char *s, size_t n, unsigned char *buf, size_t *out_len,
 			 struct choria_err *e)
 {
-	size_t pad = 0, bad;
-	const char *eq;
-	int got;
+	size_t bad = 0;
+	char q[8];
 
-	*out_len = 0;
-	if (n % 4)
-		return choria_fail(e, -EBADMSG, R_BASE64,
-				   "transport.data is not valid base64: length %zu is not a multiple of 4",
-				   n);
-	if (n > INT_MAX)
+	switch (choria_base64_decode(s, n, buf, out_len, &bad)) {
+	case CHORIA_BASE64_OK:
+		return 0;
+	case CHORIA_BASE64_LENGTH:
+		if (n % 4)
+			return choria_fail(e, -EBADMSG, R_BASE64,
+					   "transport.data is not valid base64: length %zu is not a multiple of 4",
+					   n);
 		return choria_fail(e, -EBADMSG, R_BASE64, "transport.data is too long (%zu bytes)",
 				   n);
-	if (n == 0)
-		return 0;
-	if (s[n - 1] == '=')
-		pad++;
-	if (s[n - 2] == '=')
-		pad++;
-	eq = memchr(s, '=', n - pad);
-	got = eq ? -1 : EVP_DecodeBlock(buf, (const unsigned char *)s, (int)n);
-	if (got < 0 || (size_t)got != n / 4 * 3) {
-		bad = choria_b64_span(s);
-		if (bad < n - pad) {
-			char q[8];
-			return choria_fail(e, -EBADMSG, R_BASE64,
-					   "transport.data is not valid base64: unexpected \"%s\" at offset %zu",
-					   choria_printable(q, sizeof(q), s + bad, 1), bad);
-		}
+	case CHORIA_BASE64_BYTE:
 		return choria_fail(e, -EBADMSG, R_BASE64,
-				   "transport.data is not valid base64: OpenSSL could not decode it");
+				   "transport.data is not valid base64: unexpected \"%s\" at offset %zu",
+				   cad_text_printable(q, sizeof(q), s + bad, 1), bad);
+	case CHORIA_BASE64_OPENSSL:
+		break;
 	}
-	*out_len = (size_t)got - pad;
-	return 0;
+	return choria_fail(e, -EBADMSG, R_BASE64,
+			   "transport.data is not valid base64: OpenSSL could not decode it");
 }
 
 /* Optional header members, typed as transport.json says. */
@@ -503,7 +435,7 @@ static int choria_v1_filter_facts(const struct jdom_value *facts, struct choria_
 		if (!known) {
 			char q[40];
 			return choria_fail(e, -EBADMSG, R_MESSAGE, "%s \"%s\" is not a known operator",
-					   path, choria_printable(q, sizeof(q), op, n));
+					   path, cad_text_printable(q, sizeof(q), op, n));
 		}
 		snprintf(path, sizeof(path), "envelope.filter.fact[%zu].value", i);
 		r = choria_member_str(&f, "value", path, CHORIA_NONEMPTY, R_MESSAGE, e, NULL, NULL);

@@ -95,11 +95,4 @@ void choria_decoded_clear(struct choria_decoded *d);
 /* "request" or "reply". */
 const char *choria_kind_name(enum choria_kind kind);
 
-/*
- * Write `s` (`n` bytes) to buf for a log line: printable ASCII is copied,
- * anything else becomes \xNN, and a value longer than the buffer ends with
- * "...". Always NUL-terminates a non-empty buffer. Returns buf.
- */
-char *choria_printable(char *buf, size_t len, const char *s, size_t n);
-
 #endif

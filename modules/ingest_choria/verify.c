@@ -41,6 +41,11 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include <choria-adapterd/cad_text.h>
+
+#include "base64.h"
+#include "ca_file.h"
+
 /* RSA up to 8192 bits: 1024 signature bytes, 1368 base64 characters. */
 #define VERIFY_MAX_SIG 1024
 #define VERIFY_MAX_SIG_B64 (4 * ((VERIFY_MAX_SIG + 2) / 3))
@@ -104,68 +109,27 @@ static void choria_verify_error(choria_verify_error_fn error, void *arg, const c
 	error(arg, option, msg);
 }
 
-/* The last OpenSSL error as text, for configuration messages. */
-static const char *choria_verify_ssl_error(char *buf, size_t len)
-{
-	unsigned long e = ERR_peek_last_error();
-
-	if (!e)
-		return "no detail from OpenSSL";
-	ERR_error_string_n(e, buf, len);
-	return buf;
-}
-
 /* ---------------------------------------------------------------- setup */
+
+static int choria_verify_add_ca(void *arg, X509 *cert)
+{
+	struct choria_verifier *v = arg;
+
+	return X509_STORE_add_cert(v->store, cert) ? 0 : -EINVAL;
+}
 
 static int choria_verify_load_ca(struct choria_verifier *v, const char *path,
 				 choria_verify_error_fn error, void *arg, unsigned *n_ca)
 {
-	char why[256];
-	unsigned n = 0;
-	X509 *x;
-	BIO *bio;
-	FILE *f;
+	char why[512];
+	int n = ca_file_read(path, choria_verify_add_ca, v, why, sizeof(why));
 
-	f = fopen(path, "r");
-	if (!f) {
-		choria_verify_error(error, arg, "ca", "cannot read %s: %s", path, strerror(errno));
-		return -EINVAL;
+	if (n < 0) {
+		choria_verify_error(error, arg, "ca", "%s", why);
+		return n == -ENOMEM ? n : -EINVAL;
 	}
-	bio = BIO_new_fp(f, BIO_CLOSE);
-	if (!bio) {
-		fclose(f);
-		return -ENOMEM;
-	}
-	while ((x = PEM_read_bio_X509(bio, NULL, NULL, NULL))) {
-		int ok = X509_STORE_add_cert(v->store, x);
-		X509_free(x);
-		if (!ok) {
-			choria_verify_error(error, arg, "ca",
-					    "%s: cannot add certificate %u to the trust store: %s",
-					    path, n + 1, choria_verify_ssl_error(why, sizeof(why)));
-			BIO_free(bio);
-			ERR_clear_error();
-			return -EINVAL;
-		}
-		n++;
-	}
-	/* The loop ends at the end of the file (no start line) or at a block
-	 * that is not a certificate. */
-	if (ERR_GET_REASON(ERR_peek_last_error()) != PEM_R_NO_START_LINE || n == 0) {
-		if (n == 0)
-			choria_verify_error(error, arg, "ca", "%s holds no PEM certificate", path);
-		else
-			choria_verify_error(error, arg, "ca",
-					    "%s: certificate %u cannot be read: %s", path, n + 1,
-					    choria_verify_ssl_error(why, sizeof(why)));
-		BIO_free(bio);
-		ERR_clear_error();
-		return -EINVAL;
-	}
-	BIO_free(bio);
-	ERR_clear_error();
 	if (n_ca)
-		*n_ca = n;
+		*n_ca = (unsigned)n;
 	return 0;
 }
 
@@ -371,7 +335,7 @@ static const char *choria_verify_cert_name(const struct cert_verdict *cv, char *
 {
 	if (!cv->n_names)
 		return "(a certificate without names)";
-	return choria_printable(buf, len, cv->names, strlen(cv->names));
+	return cad_text_printable(buf, len, cv->names, strlen(cv->names));
 }
 
 static int choria_verify_asn1_time(const ASN1_TIME *t, int64_t *out)
@@ -414,9 +378,7 @@ static void choria_verify_verdict(struct cert_verdict *cv, const char *label, co
 	va_start(ap, fmt);
 	vsnprintf(cv->detail, sizeof(cv->detail), fmt, ap);
 	va_end(ap);
-	for (char *p = cv->detail; *p; p++)
-		if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
-			*p = '?';
+	cad_text_scrub(cv->detail);
 }
 
 /* Read the pubcert: the signer first, then any intermediates. */
@@ -630,33 +592,16 @@ static bool choria_verify_has_name(const struct cert_verdict *cv, const char *na
 	return false;
 }
 
-static bool choria_verify_b64_char(char c)
-{
-	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-	       c == '+' || c == '/';
-}
-
-/* Strict standard base64 into out (VERIFY_MAX_SIG bytes); OpenSSL decodes,
- * this only checks the alphabet and padding it would let through. Returns
- * the byte count or -1. */
+/* A signature: strict base64 of 1 to VERIFY_MAX_SIG bytes, into out
+ * (VERIFY_MAX_SIG + 3 bytes). Returns the byte count or -1. */
 static int choria_verify_base64(const char *s, size_t n, unsigned char *out)
 {
-	size_t pad = 0;
-	int got;
+	size_t got;
 
-	if (n == 0 || n % 4 || n > VERIFY_MAX_SIG_B64)
+	if (n == 0 || n > VERIFY_MAX_SIG_B64 ||
+	    choria_base64_decode(s, n, out, &got, NULL) != CHORIA_BASE64_OK)
 		return -1;
-	if (s[n - 1] == '=')
-		pad++;
-	if (s[n - 2] == '=')
-		pad++;
-	for (size_t i = 0; i < n - pad; i++)
-		if (!choria_verify_b64_char(s[i]))
-			return -1;
-	got = EVP_DecodeBlock(out, (const unsigned char *)s, (int)n);
-	if (got < 0 || (size_t)got != n / 4 * 3)
-		return -1;
-	return got - (int)pad;
+	return (int)got;
 }
 
 /*
@@ -757,7 +702,7 @@ int choria_verify_request(struct choria_verifier *v, struct choria_verify_scratc
 	if (d->kind != CHORIA_REQUEST || !d->signature || !d->pubcert || !d->callerid)
 		return choria_verify_fail(reason, detail, detail_len, -EINVAL, "bad_argument",
 					  "not a decoded request");
-	choria_printable(sender, sizeof(sender), d->sender, d->sender_len);
+	cad_text_printable(sender, sizeof(sender), d->sender, d->sender_len);
 
 	sig_len = choria_verify_base64(d->signature, d->signature_len, sig);
 	if (sig_len < 0)
@@ -778,7 +723,7 @@ int choria_verify_request(struct choria_verifier *v, struct choria_verify_scratc
 		return choria_verify_fail(
 		    reason, detail, detail_len, -EBADMSG, "bad_callerid",
 		    "envelope.callerid \"%s\" is not <kind>=<name> (sender %s)",
-		    choria_printable(who, sizeof(who), d->callerid, d->callerid_len), sender);
+		    cad_text_printable(who, sizeof(who), d->callerid, d->callerid_len), sender);
 
 	rc = choria_verify_verdict_for(v, scratch, d, now, &cv);
 	if (rc) {
@@ -818,7 +763,7 @@ int choria_verify_request(struct choria_verifier *v, struct choria_verify_scratc
 		rc = choria_verify_fail(reason, detail, detail_len, -EBADMSG, "caller_mismatch",
 					"caller %s is not a name of the certificate of %s, which "
 					"is not privileged (sender %s)",
-					choria_printable(who, sizeof(who), caller, caller_len),
+					cad_text_printable(who, sizeof(who), caller, caller_len),
 					choria_verify_cert_name(cv, name, sizeof(name)), sender);
 		goto out;
 	}
@@ -831,7 +776,7 @@ int choria_verify_request(struct choria_verifier *v, struct choria_verify_scratc
 					"the signature does not verify with the certificate of %s "
 					"(caller %s, sender %s)",
 					choria_verify_cert_name(cv, name, sizeof(name)),
-					choria_printable(who, sizeof(who), caller, caller_len),
+					cad_text_printable(who, sizeof(who), caller, caller_len),
 					sender);
 out:
 	certcache_release(v->cache, cv);
@@ -853,7 +798,7 @@ int choria_verify_reply(const struct choria_decoded *d, const char **reason, cha
 	if (d->kind != CHORIA_REPLY || !d->hash || !d->secure_message)
 		return choria_verify_fail(reason, detail, detail_len, -EINVAL, "bad_argument",
 					  "not a decoded reply");
-	choria_printable(sender, sizeof(sender), d->sender, d->sender_len);
+	cad_text_printable(sender, sizeof(sender), d->sender, d->sender_len);
 	if (!EVP_Digest(d->secure_message, d->secure_message_len, md, &md_len, EVP_sha256(), NULL))
 		return choria_verify_fail(reason, detail, detail_len, -EIO, "bad_hash",
 					  "OpenSSL cannot compute SHA-256 (sender %s)", sender);

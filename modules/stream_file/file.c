@@ -35,10 +35,8 @@
 #include "pacing.h"
 
 #define FILE_PROTOCOL "choria:adapters:file:output:1"
-#define NS_PER_MS 1000000LL
 #define RETRY_FIRST_MS 100
 #define RETRY_MAX_MS 5000
-#define WARN_EVERY_NS (5000 * NS_PER_MS)
 /* Messages a worker holds for a retry before publish() waits for the
  * disk: past that the adapter's queue fills and counts what it drops. */
 #define HELD_MAX 1024
@@ -55,7 +53,7 @@ struct file_out {
 	dev_t dev;
 	ino_t ino;
 	bool dir_unsynced; /* opened (maybe created) since the folder's sync */
-	int64_t next_warn_ns;
+	struct cad_ratelimit warn_limit; /* shared by all workers */
 };
 
 struct file_worker {
@@ -73,10 +71,10 @@ struct file_worker {
 
 static void sleep_until(int64_t when_ns)
 {
-	int64_t d = when_ns - pacing_now_ns();
+	int64_t d = when_ns - cad_clock_mono_ns();
 	if (d <= 0)
 		return;
-	struct timespec ts = {.tv_sec = d / 1000000000LL, .tv_nsec = d % 1000000000LL};
+	struct timespec ts = cad_clock_timespec(d);
 	nanosleep(&ts, NULL);
 }
 
@@ -91,16 +89,6 @@ static const struct cad_option file_options[] = {
 	 .help = "always: a message is published once its line is on disk"},
 	{.name = NULL},
 };
-
-/* Lock held. Rate-limits warnings shared by all workers. */
-static bool file_warn_due(struct file_out *f)
-{
-	int64_t now = pacing_now_ns();
-	if (now < f->next_warn_ns)
-		return false;
-	f->next_warn_ns = now + WARN_EVERY_NS;
-	return true;
-}
 
 static void file_destroy(void *instance)
 {
@@ -242,10 +230,10 @@ static void file_follow_rotation(struct file_out *f)
 	int rc = file_open(f);
 	if (rc == 0)
 		f->host->log(f->ctx, CAD_LOG_INFO, "%s was rotated: reopened", f->path);
-	else if (file_warn_due(f))
-		f->host->log(f->ctx, CAD_LOG_WARN,
-			     "%s was rotated but cannot be opened again (%s): still writing to the old file",
-			     f->path, strerror(-rc));
+	else
+		pacing_warn(f->host, f->ctx, &f->warn_limit,
+			    "%s was rotated but cannot be opened again (%s): still writing to the old file",
+			    f->path, strerror(-rc));
 }
 
 /* Write one whole line, or nothing: a failed write is cut off again so
@@ -287,9 +275,9 @@ static int file_write_line(struct file_out *f, const char *line, size_t len)
 	 * it is ended, so that the retry starts on a line of its own. */
 	if (rc != 0 && done > 0 && (start < 0 || ftruncate(f->fd, start) != 0) && done < len)
 		(void)!write(f->fd, "\n", 1);
-	if (rc != 0 && file_warn_due(f))
-		f->host->log(f->ctx, CAD_LOG_WARN, "cannot write to %s: %s; retrying", f->path,
-			     strerror(-rc));
+	if (rc != 0)
+		pacing_warn(f->host, f->ctx, &f->warn_limit, "cannot write to %s: %s; retrying",
+			    f->path, strerror(-rc));
 	pthread_mutex_unlock(&f->lock);
 	return rc;
 }
@@ -313,7 +301,7 @@ static void file_flush_held(struct file_worker *w)
 	if (w->n_held) {
 		w->failures++;
 		int64_t delay_ms = pacing_backoff_ms(RETRY_FIRST_MS, RETRY_MAX_MS, w->failures);
-		w->retry_at_ns = pacing_now_ns() + delay_ms * NS_PER_MS;
+		w->retry_at_ns = cad_clock_mono_ns() + delay_ms * CAD_NS_PER_MS;
 	} else {
 		w->failures = 0;
 	}
@@ -338,26 +326,26 @@ static void file_publish(void *worker, struct cad_msg *m)
 	 * the drain deadline. */
 	while (w->n_held == HELD_MAX) {
 		int64_t deadline = f->host->abi_minor >= 1 ? f->host->drain_deadline(f->ctx) : 0;
-		int64_t now = pacing_now_ns();
+		int64_t now = cad_clock_mono_ns();
 		if (deadline && now >= deadline) {
 			free(line);
 			f->host->msg_done(f->ctx, m, -ETIMEDOUT, "shutdown");
 			return;
 		}
-		int64_t wake = now + 100 * 1000000LL;
+		int64_t wake = now + 100 * CAD_NS_PER_MS;
 		sleep_until(w->retry_at_ns < wake ? w->retry_at_ns : wake);
-		if (pacing_now_ns() >= w->retry_at_ns)
+		if (cad_clock_mono_ns() >= w->retry_at_ns)
 			file_flush_held(w);
 	}
 	w->held[w->n_held++] = (struct held){m, line, len};
-	if (w->n_held == 1 || pacing_now_ns() >= w->retry_at_ns)
+	if (w->n_held == 1 || cad_clock_mono_ns() >= w->retry_at_ns)
 		file_flush_held(w);
 }
 
 static void file_worker_idle(void *worker)
 {
 	struct file_worker *w = worker;
-	if (w->n_held && pacing_now_ns() >= w->retry_at_ns)
+	if (w->n_held && cad_clock_mono_ns() >= w->retry_at_ns)
 		file_flush_held(w);
 }
 
@@ -380,9 +368,9 @@ static int file_worker_open(void **out, void *instance, unsigned index)
 static void file_worker_close(void *worker, int64_t deadline_ns)
 {
 	struct file_worker *w = worker;
-	while (w->n_held && pacing_now_ns() < deadline_ns) {
+	while (w->n_held && cad_clock_mono_ns() < deadline_ns) {
 		sleep_until(w->retry_at_ns < deadline_ns ? w->retry_at_ns : deadline_ns);
-		if (pacing_now_ns() >= w->retry_at_ns)
+		if (cad_clock_mono_ns() >= w->retry_at_ns)
 			file_flush_held(w);
 	}
 	for (size_t i = 0; i < w->n_held; i++) {

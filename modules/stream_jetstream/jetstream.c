@@ -53,7 +53,6 @@
 #include "puback.h"
 #include "subject.h"
 
-#define NS_PER_MS 1000000LL
 #define RETRY_FIRST_MS 100
 /* Room for "_INBOX.", a NUID, '.' and a token's 20 digits. */
 #define REPLY_MAX 64
@@ -70,7 +69,7 @@ struct jetstream {
 	long window; /* max_inflight x workers, shared by the workers */
 	long low_water; /* in flight when waiting publishers are woken */
 	int64_t scan_every_ns; /* how often unanswered publishes are looked for */
-	_Atomic int64_t next_warn_ns; /* rate limit for retry warnings */
+	struct cad_ratelimit warn_limit; /* for retry warnings */
 
 	struct nats_conn conn; /* stable address: cnats callbacks point at it */
 	bool connected;
@@ -180,7 +179,7 @@ static int jetstream_create(void **instance, const struct cad_host *host, struct
 	js->low_water = publish_window_low_water(js->window);
 	/* An unanswered publish is sent again at most an eighth of its
 	 * timeout late. */
-	js->scan_every_ns = js->win.ack_timeout_ms * NS_PER_MS / 8;
+	js->scan_every_ns = js->win.ack_timeout_ms * CAD_NS_PER_MS / 8;
 	if (rc != 0)
 		goto fail;
 	rc = inflight_init(&js->table, (size_t)js->window);
@@ -268,7 +267,7 @@ static void settle_unlock(struct jetstream *js, struct inflight_entry *e, int st
 static void park(struct jetstream *js, struct inflight_entry *e)
 {
 	int64_t delay_ms = pacing_backoff_ms(RETRY_FIRST_MS, js->win.retry_max_ms, e->msg->attempts);
-	e->retry_at_ns = pacing_now_ns() + delay_ms * NS_PER_MS;
+	e->retry_at_ns = cad_clock_mono_ns() + delay_ms * CAD_NS_PER_MS;
 	js->waiting++;
 	if (e->retry_at_ns < atomic_load(&js->due_ns))
 		atomic_store(&js->due_ns, e->retry_at_ns);
@@ -296,11 +295,11 @@ static uint64_t reply_token(const struct jetstream *js, const char *subject)
 static void warn_retry(struct jetstream *js, const char *why, const char *subject)
 {
 	if (subject)
-		pacing_warn(js->host, js->ctx, &js->next_warn_ns,
+		pacing_warn(js->host, js->ctx, &js->warn_limit,
 			    "no JetStream stream answers on %s: create a stream that captures it; retrying",
 			    subject);
 	else
-		pacing_warn(js->host, js->ctx, &js->next_warn_ns,
+		pacing_warn(js->host, js->ctx, &js->warn_limit,
 			    "publishing to JetStream failed (%s); retrying", why);
 }
 
@@ -482,7 +481,7 @@ static void resend_locked(struct js_worker *w, struct inflight_entry *e)
 {
 	struct jetstream *js = w->js;
 	e->retry_at_ns = 0;
-	e->sent_ns = pacing_now_ns();
+	e->sent_ns = cad_clock_mono_ns();
 	e->msg->attempts++;
 	js->waiting--;
 	uint64_t token = e->token;
@@ -511,14 +510,14 @@ static void resend_locked(struct js_worker *w, struct inflight_entry *e)
 static void resend_due(struct js_worker *w)
 {
 	struct jetstream *js = w->js;
-	if (pacing_now_ns() < atomic_load_explicit(&js->due_ns, memory_order_relaxed))
+	if (cad_clock_mono_ns() < atomic_load_explicit(&js->due_ns, memory_order_relaxed))
 		return;
 	pthread_mutex_lock(&js->lock);
-	int64_t now = pacing_now_ns();
+	int64_t now = cad_clock_mono_ns();
 	bool scan = now >= js->next_scan_ns;
 	if (scan)
 		js->next_scan_ns = now + js->scan_every_ns;
-	int64_t sent_before = now - js->win.ack_timeout_ms * NS_PER_MS;
+	int64_t sent_before = now - js->win.ack_timeout_ms * CAD_NS_PER_MS;
 	/* Entries parked while a resend has the lock released lower it. */
 	atomic_store(&js->due_ns, INT64_MAX);
 	int64_t next_retry = INT64_MAX;
@@ -539,7 +538,7 @@ static void resend_due(struct js_worker *w)
 			continue;
 		}
 		resend_locked(w, e);
-		now = pacing_now_ns();
+		now = cad_clock_mono_ns();
 	}
 	if (js->next_scan_ns < next_retry)
 		next_retry = js->next_scan_ns;
@@ -547,7 +546,7 @@ static void resend_due(struct js_worker *w)
 		atomic_store(&js->due_ns, next_retry);
 	pthread_mutex_unlock(&js->lock);
 	if (expired)
-		pacing_warn(js->host, js->ctx, &js->next_warn_ns,
+		pacing_warn(js->host, js->ctx, &js->warn_limit,
 			    "JetStream did not answer %zu publishes within %" PRId64 " ms; retrying",
 			    expired, js->win.ack_timeout_ms);
 }
@@ -576,7 +575,7 @@ static void jetstream_publish(void *worker, struct cad_msg *m)
 	pthread_mutex_lock(&js->lock);
 	while ((long)js->table.count >= js->window) {
 		int64_t deadline = jetstream_drain_deadline(js);
-		if (deadline && pacing_now_ns() >= deadline) {
+		if (deadline && cad_clock_mono_ns() >= deadline) {
 			/* Draining, and no room came: this one is not sent. */
 			pthread_mutex_unlock(&js->lock);
 			natsMsg_Destroy(nm);
@@ -591,7 +590,7 @@ static void jetstream_publish(void *worker, struct cad_msg *m)
 		pacing_cond_wait(&js->room, &js->lock, 0);
 	}
 	struct inflight_entry *e = inflight_put(&js->table, token, m);
-	e->sent_ns = pacing_now_ns();
+	e->sent_ns = cad_clock_mono_ns();
 	pthread_mutex_unlock(&js->lock);
 	send_entry(w, token, nm);
 	/* A steady flow never leaves a worker idle: time out and resend
@@ -656,10 +655,10 @@ static void jetstream_worker_close(void *worker, int64_t deadline_ns)
 		resend_due(w);
 		pthread_mutex_lock(&js->lock);
 		size_t left = js->table.count + atomic_load(&js->settling);
-		if (left && pacing_now_ns() < deadline_ns)
+		if (left && cad_clock_mono_ns() < deadline_ns)
 			pacing_cond_wait(&js->room, &js->lock, deadline_ns);
 		pthread_mutex_unlock(&js->lock);
-		if (!left || pacing_now_ns() >= deadline_ns)
+		if (!left || cad_clock_mono_ns() >= deadline_ns)
 			break;
 	}
 	wait_settled(js);

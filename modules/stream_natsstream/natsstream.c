@@ -45,14 +45,13 @@
 #include "pacing.h"
 #include "subject.h"
 
-#define NS_PER_MS 1000000LL
 #define RETRY_FIRST_MS 100
 #define RECONNECT_FIRST_MS 250
 /* How long a connect or close request waits for the streaming server. */
 #define REQUEST_WAIT_MS 2000
 /* How long a closed connection may take to hand back what it held; it
  * takes milliseconds, this only bounds a library that would not. */
-#define LIBRARY_WAIT_NS (10000 * NS_PER_MS)
+#define LIBRARY_WAIT_NS (10000 * CAD_NS_PER_MS)
 
 struct ns_link;
 
@@ -68,7 +67,7 @@ struct natsstream {
 	long low_water; /* entries in use when a waiting publish is woken */
 	long ping_interval;
 	long ping_max_out;
-	_Atomic int64_t next_warn_ns; /* rate limit for retry warnings */
+	struct cad_ratelimit warn_limit; /* for retry warnings */
 	pthread_mutex_t links_lock;
 	struct ns_link *links;
 	struct nats_conn probe; /* start()'s one connection, to see a refusal */
@@ -348,8 +347,8 @@ static void settle_unlock(struct ns_worker *w, struct ns_entry *e, int status, c
 static void park(struct ns_worker *w, struct ns_entry *e)
 {
 	e->state = NS_WAITING;
-	e->retry_at_ns = pacing_now_ns() +
-			 pacing_backoff_ms(RETRY_FIRST_MS, w->ns->win.retry_max_ms, e->msg->attempts) * NS_PER_MS;
+	e->retry_at_ns = cad_clock_mono_ns() +
+			 pacing_backoff_ms(RETRY_FIRST_MS, w->ns->win.retry_max_ms, e->msg->attempts) * CAD_NS_PER_MS;
 	if (!w->waiting || e->retry_at_ns < w->next_due_ns)
 		w->next_due_ns = e->retry_at_ns;
 	w->waiting++;
@@ -392,7 +391,7 @@ static void natsstream_on_ack(const char *guid, const char *error, void *closure
 		pthread_cond_broadcast(&w->room);
 	pthread_mutex_unlock(&w->lock);
 	if (error && !quiet)
-		pacing_warn(ns->host, ns->ctx, &ns->next_warn_ns,
+		pacing_warn(ns->host, ns->ctx, &ns->warn_limit,
 			    "NATS Streaming did not acknowledge a publish (%s); retrying", error);
 }
 
@@ -422,7 +421,7 @@ static void submit(struct ns_worker *w, struct ns_entry *e, bool retry)
 		w->sc_closed = true; /* the lost handler may not have run yet */
 		return;
 	}
-	pacing_warn(ns->host, ns->ctx, &ns->next_warn_ns,
+	pacing_warn(ns->host, ns->ctx, &ns->warn_limit,
 		    "publishing to NATS Streaming failed (%s); retrying", detail);
 }
 
@@ -433,7 +432,7 @@ static void resend_due(struct ns_worker *w)
 {
 	size_t n = (size_t)w->ns->win.max_inflight;
 	pthread_mutex_lock(&w->lock);
-	int64_t now = pacing_now_ns();
+	int64_t now = cad_clock_mono_ns();
 	if (!w->waiting || now < w->next_due_ns) {
 		pthread_mutex_unlock(&w->lock);
 		return;
@@ -506,7 +505,7 @@ static void connect_now(struct ns_worker *w)
 	if (s != NATS_OK) {
 		int64_t delay = pacing_backoff_ms(RECONNECT_FIRST_MS, ns->win.retry_max_ms,
 					   ++w->connect_failures);
-		w->connect_at_ns = pacing_now_ns() + delay * NS_PER_MS;
+		w->connect_at_ns = cad_clock_mono_ns() + delay * CAD_NS_PER_MS;
 		char servers[512];
 		nats_conn_opts_servers(&ns->conn, servers, sizeof(servers));
 		const char *detail = s == NATS_NO_RESPONDERS
@@ -518,7 +517,7 @@ static void connect_now(struct ns_worker *w)
 				      "%s: cannot connect to NATS Streaming cluster %s at %s (%s); retrying in the background",
 				      w->link->name, ns->cluster_id, servers, detail);
 		} else {
-			pacing_warn(ns->host, ns->ctx, &ns->next_warn_ns,
+			pacing_warn(ns->host, ns->ctx, &ns->warn_limit,
 				    "%s: still cannot connect to NATS Streaming cluster %s (%s); next attempt in %" PRId64 " ms",
 				    w->link->name, ns->cluster_id, detail, delay);
 		}
@@ -562,7 +561,7 @@ static void service(struct ns_worker *w, bool may_connect)
 		w->ns->host->conn_state(w->ns->ctx, w->link->name, false);
 		w->connect_at_ns = 0; /* the first attempt after a loss is at once */
 	}
-	if (!w->sc && may_connect && pacing_now_ns() >= w->connect_at_ns)
+	if (!w->sc && may_connect && cad_clock_mono_ns() >= w->connect_at_ns)
 		connect_now(w);
 	if (w->sc)
 		resend_due(w);
@@ -608,7 +607,7 @@ static void natsstream_publish(void *worker, struct cad_msg *m)
 	pthread_mutex_lock(&w->lock);
 	while ((long)w->used >= ns->win.max_inflight) {
 		int64_t deadline = ns->host->abi_minor >= 1 ? ns->host->drain_deadline(ns->ctx) : 0;
-		if (deadline && pacing_now_ns() >= deadline) {
+		if (deadline && cad_clock_mono_ns() >= deadline) {
 			/* Draining, and no room came: this one is not sent. */
 			pthread_mutex_unlock(&w->lock);
 			free(channel);
@@ -752,13 +751,13 @@ static void natsstream_worker_close(void *worker, int64_t deadline_ns)
 	struct ns_worker *w = worker;
 	struct natsstream *ns = w->ns;
 	for (;;) {
-		service(w, pacing_now_ns() < deadline_ns);
+		service(w, cad_clock_mono_ns() < deadline_ns);
 		pthread_mutex_lock(&w->lock);
 		size_t left = w->used;
-		if (left && pacing_now_ns() < deadline_ns)
+		if (left && cad_clock_mono_ns() < deadline_ns)
 			pacing_cond_wait(&w->room, &w->lock, deadline_ns);
 		pthread_mutex_unlock(&w->lock);
-		if (!left || pacing_now_ns() >= deadline_ns)
+		if (!left || cad_clock_mono_ns() >= deadline_ns)
 			break;
 	}
 	pthread_mutex_lock(&w->lock);
@@ -768,9 +767,9 @@ static void natsstream_worker_close(void *worker, int64_t deadline_ns)
 	 * library answer every publish it still holds. */
 	drop_connection(w);
 
-	int64_t until = pacing_now_ns() + LIBRARY_WAIT_NS;
+	int64_t until = cad_clock_mono_ns() + LIBRARY_WAIT_NS;
 	pthread_mutex_lock(&w->lock);
-	while (w->at_library && pacing_now_ns() < until)
+	while (w->at_library && cad_clock_mono_ns() < until)
 		pacing_cond_wait(&w->room, &w->lock, until);
 	give_up_all(w);
 	size_t stuck = w->at_library;

@@ -171,6 +171,9 @@ Test(install, a_third_party_module_builds_against_the_install_and_runs_in_it)
 	expect_file("lib/choria-adapterd/stream_jetstream.so", 0);
 	expect_file("lib/choria-adapterd/stream_file.so", 0);
 	expect_file("include/choria-adapterd/cad_module.h", 0);
+	expect_file("include/choria-adapterd/cad_clock.h", 0);
+	expect_file("include/choria-adapterd/cad_ratelimit.h", 0);
+	expect_file("include/choria-adapterd/cad_text.h", 0);
 	expect_file("lib/pkgconfig/choria-adapterd.pc", 0);
 	expect_file("etc/choria-adapterd/choria-adapterd.conf", 0);
 	expect_file("share/man/man8/choria-adapterd.8", 0);

@@ -91,6 +91,7 @@ BAD(every_error_at_once, "16-several-errors")
 BAD(metrics_listen_not_an_address, "17-bad-metrics-listen")
 BAD(line_numbers_count_comment_lines_once, "18-comments-keep-lines")
 BAD(queue_wait_out_of_range, "19-queue-wait-out-of-range")
+BAD(workers_over_the_module_limit, "20-workers-over-module-max")
 
 Test(config, comment_characters_inside_strings_are_kept)
 {

@@ -176,6 +176,62 @@ Test(metrics, listen_addresses_that_do_not)
 	}
 }
 
+/* What libevent's parser takes and metrics_listen still refuses: no port
+ * (libevent reads port 0), a port read with atoi(), an unbracketed IPv6
+ * address, an IPv4 address read with sscanf(). */
+Test(metrics, listen_refuses_what_libevent_alone_would_take)
+{
+	static const struct {
+		const char *text, *why;
+	} bad[] = {
+		{"[::1]", "expected IPV4:PORT or [IPV6]:PORT"},
+		{"::1", "an IPv6 address goes in brackets"},
+		{"fe80::1:2", "an IPv6 address goes in brackets"},
+		{"[::1]:", "the port must be a number from 1 to 65535"},
+		{"[::1]:0", "the port must be a number from 1 to 65535"},
+		{"[::1]:80x", "the port must be a number from 1 to 65535"},
+		{"[::1]: 80", "the port must be a number from 1 to 65535"},
+		{"[::1]:-1", "the port must be a number from 1 to 65535"},
+		{"[::1]:99999", "the port must be a number from 1 to 65535"},
+		{"127.0.0.1: 80", "the port must be a number from 1 to 65535"},
+		{"[::1]x]:80", "expected IPV4:PORT or [IPV6]:PORT"},
+		{"[::1]]:80", "expected IPV4:PORT or [IPV6]:PORT"},
+		{" 127.0.0.1:80", "is not a numeric IPv4 address"},
+		{"+127.0.0.1:80", "is not a numeric IPv4 address"},
+		{"0127.0.0.1:80", "is not a numeric IPv4 address"},
+		{"127.0.0.01:80", "is not a numeric IPv4 address"},
+		{"127.0.0:80", "is not a numeric IPv4 address"},
+		{"127.0.0.1.1:80", "is not a numeric IPv4 address"},
+		{"my-host.example:80", "is not a numeric IPv4 address"},
+		{"[localhost]:80", "is not a numeric IPv6 address"},
+		{"[ ::1]:80", "is not a numeric IPv6 address"},
+		{"", "expected IPV4:PORT or [IPV6]:PORT"},
+		{":", "the port must be a number from 1 to 65535"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+		const char *why = NULL;
+		cr_expect_not(metrics_listen_parse(NULL, NULL, bad[i].text, &why), "'%s' parsed",
+			      bad[i].text);
+		cr_expect(why && strstr(why, bad[i].why), "'%s': '%s', expected '%s'", bad[i].text,
+			  why ? why : "(none)", bad[i].why);
+	}
+}
+
+Test(metrics, listen_takes_what_libevent_reads_exactly)
+{
+	struct sockaddr_storage sa;
+	socklen_t len = 0;
+	const char *why = NULL;
+	cr_assert(metrics_listen_parse(&sa, &len, "[::ffff:127.0.0.1]:9100", &why), "%s", why);
+	cr_assert_eq(sa.ss_family, AF_INET6);
+	cr_assert_eq(ntohs(((struct sockaddr_in6 *)&sa)->sin6_port), 9100);
+	cr_assert(metrics_listen_parse(&sa, &len, "10.0.0.1:9100", &why), "%s", why);
+	cr_assert_eq(ntohl(((struct sockaddr_in *)&sa)->sin_addr.s_addr), 0x0a000001);
+	cr_assert(metrics_listen_parse(&sa, &len, "255.255.255.255:1", &why), "%s", why);
+	cr_assert(metrics_listen_parse(&sa, &len, "[fe80::1%lo]:9100", &why), "a scope: %s", why);
+	cr_assert_eq(len, sizeof(struct sockaddr_in6));
+}
+
 /* --------------------------------------------------------- exposition */
 
 static const char expected_text[] =

@@ -85,3 +85,27 @@ Test(module, refuses_type_names_that_are_paths)
 {
 	expect_refused(FAKES, "../../etc/x", -EINVAL, "is not a module name");
 }
+
+Test(module, max_workers_is_the_modules_limit_or_the_daemons)
+{
+	struct module *m = NULL;
+	char err[1024] = "";
+	cr_assert_eq(module_load(&m, FAKES, CAD_KIND_INGEST, "good", err, sizeof(err)), 0, "%s",
+		     err);
+	struct cad_module d = *m->desc;
+	const struct cad_module *real = m->desc;
+	cr_assert_eq(d.max_workers, 0);
+	cr_assert_eq(module_max_workers(m), CAD_WORKERS_MAX, "none declared: the daemon's");
+	d.max_workers = 7;
+	m->desc = &d;
+	cr_assert_eq(module_max_workers(m), 7);
+	cr_assert_eq(module_check(&d, CAD_KIND_INGEST, "good", err, sizeof(err)), 0, "%s", err);
+	d.max_workers = CAD_WORKERS_MAX;
+	cr_assert_eq(module_check(&d, CAD_KIND_INGEST, "good", err, sizeof(err)), 0, "%s", err);
+	d.max_workers = CAD_WORKERS_MAX + 1;
+	cr_assert_eq(module_check(&d, CAD_KIND_INGEST, "good", err, sizeof(err)), -EINVAL);
+	cr_assert_not_null(strstr(err, "declares max_workers 1025, more than the daemon's 1024"),
+			   "%s", err);
+	m->desc = real;
+	module_unload(m);
+}

@@ -1036,19 +1036,8 @@ Test(api, tiny_detail_buffers)
 	cr_assert_eq(choria_decode(&d, CHORIA_REQUEST, "[]", 2, NULL, NULL, 0), -EBADMSG);
 }
 
-Test(api, printable)
+Test(api, kind_name)
 {
-	char buf[16];
-	cr_assert_str_eq(choria_printable(buf, sizeof(buf), "abc", 3), "abc");
-	cr_assert_str_eq(choria_printable(buf, sizeof(buf), "a\nb\"", 4), "a\\x0ab\\x22");
-	cr_assert_str_eq(choria_printable(buf, sizeof(buf), "0123456789abcdefgh", 18),
-			 "0123456789ab...");
-	cr_assert_str_eq(choria_printable(buf, sizeof(buf), "0123456789abcde", 15),
-			 "0123456789abcde");
-	cr_assert_str_eq(choria_printable(buf, sizeof(buf), "\xc3\xa9\xc3\xa9\xc3\xa9", 6),
-			 "\\xc3\\xa9\\xc3...");
-	cr_assert_str_eq(choria_printable(buf, sizeof(buf), NULL, 0), "");
-	cr_assert_str_eq(choria_printable(buf, 2, "abc", 3), "a");
 	cr_assert_str_eq(choria_kind_name(CHORIA_REQUEST), "request");
 	cr_assert_str_eq(choria_kind_name(CHORIA_REPLY), "reply");
 }

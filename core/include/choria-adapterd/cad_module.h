@@ -63,7 +63,7 @@ extern "C" {
  * the version the daemon speaks.
  */
 #define CAD_ABI_MAJOR 1
-#define CAD_ABI_MINOR 1
+#define CAD_ABI_MINOR 2
 
 #define CAD_EXPORT __attribute__((visibility("default")))
 #define CAD_MUSTCHECK __attribute__((warn_unused_result))
@@ -85,8 +85,8 @@ enum cad_log_level {
 /* ---------------------------------------------------------------------
  * Options a module accepts inside its `ingest { }` or `stream { }` block.
  *
- * The host owns `type` and `workers` in every block; a module lists only
- * its own options, in a table ending with an entry whose name is NULL. The
+ * The host owns `type` and `workers` (1 to CAD_WORKERS_MAX, or to the
+ * module's max_workers) in every block; a module lists only its own options, in a table ending with an entry whose name is NULL. The
  * host rejects any option not in the table, checks types, `choices` and
  * ranges, and reports every error as `file:line: section: option: message`.
  * ------------------------------------------------------------------- */
@@ -96,6 +96,9 @@ enum cad_opt_type {
 	CAD_OPT_INT,         /* 42 */
 	CAD_OPT_BOOL,        /* true | false */
 };
+
+#define CAD_WORKERS_MAX 1024 /* the most `workers` any block may ask for */
+#define CAD_WORKERS_DEFAULT 10
 
 #define CAD_OPT_REQUIRED 0x1u /* the block must set it */
 #define CAD_OPT_SECRET 0x2u   /* never print the value (passwords, tokens) */
@@ -261,7 +264,14 @@ struct cad_module {
 	 * "shutdown") and release the worker. */
 	void (*worker_close)(void *worker, int64_t deadline_ns);
 
-	void *reserved[8];
+	/* Since ABI 1.2: the most `workers` this module accepts in a block,
+	 * 1 to CAD_WORKERS_MAX; 0 (as a module built for 1.1 leaves it)
+	 * means CAD_WORKERS_MAX. The host refuses a block that asks for
+	 * more, naming the line and this limit, before create(). Takes the
+	 * place of a reserved slot: the descriptor keeps its size. */
+	unsigned max_workers;
+
+	void *reserved[7];
 };
 
 /* The one symbol a module exports. The host calls it once, right after
