@@ -130,24 +130,40 @@ Test(queue, close_refuses_pushes_but_delivers_what_is_queued)
 #define CONSUMERS 4
 #define PER_PRODUCER 50000
 
+#define ITEMS (PRODUCERS * PER_PRODUCER)
+
+/* Items are numbered 1 to ITEMS, each pushed once; what became of each
+ * is counted by its number. */
 struct shared {
 	struct queue *q;
 	int64_t wait_ns; /* what producers pass to queue_push_wait() */
-	_Atomic uint64_t accepted, refused, taken, sum_in, sum_out;
+	_Atomic int producers;
+	_Atomic uint64_t accepted, refused, taken;
+	_Atomic uint8_t accepted_item[ITEMS + 1], taken_item[ITEMS + 1];
 };
 
 static void *producer(void *arg)
 {
 	struct shared *s = arg;
-	for (uintptr_t i = 1; i <= PER_PRODUCER; i++) {
-		if (queue_push_wait(s->q, (void *)i, s->wait_ns) == 0) {
+	uintptr_t first = (uintptr_t)atomic_fetch_add(&s->producers, 1) * PER_PRODUCER + 1;
+	for (uintptr_t k = first; k < first + PER_PRODUCER; k++) {
+		if (queue_push_wait(s->q, (void *)k, s->wait_ns) == 0) {
 			atomic_fetch_add(&s->accepted, 1);
-			atomic_fetch_add(&s->sum_in, i);
+			atomic_store(&s->accepted_item[k], 1);
 		} else {
 			atomic_fetch_add(&s->refused, 1);
 		}
 	}
 	return NULL;
+}
+
+/* Every accepted item taken exactly once, no refused one taken. */
+static void assert_each_accepted_item_taken_once(struct shared *s)
+{
+	for (int k = 1; k <= ITEMS; k++)
+		cr_assert_eq(atomic_load(&s->taken_item[k]), atomic_load(&s->accepted_item[k]),
+			     "item %d: accepted %d times, taken %d times", k,
+			     atomic_load(&s->accepted_item[k]), atomic_load(&s->taken_item[k]));
 }
 
 static void *consumer(void *arg)
@@ -158,7 +174,7 @@ static void *consumer(void *arg)
 	while ((rc = queue_pop(s->q, &item, 10 * CAD_NS_PER_MS)) != -ESHUTDOWN) {
 		if (rc == 0) {
 			atomic_fetch_add(&s->taken, 1);
-			atomic_fetch_add(&s->sum_out, (uintptr_t)item);
+			atomic_fetch_add(&s->taken_item[(uintptr_t)item], 1);
 		}
 	}
 	return NULL;
@@ -183,12 +199,12 @@ static void run_producers_and_consumers(struct shared *s, size_t capacity)
 
 Test(queue, concurrent_producers_and_consumers_lose_nothing, .timeout = 60)
 {
-	struct shared s = {0};
+	static struct shared s;
 	run_producers_and_consumers(&s, 64);
-	cr_assert_eq(s.accepted + s.refused, (uint64_t)PRODUCERS * PER_PRODUCER);
+	cr_assert_eq(s.accepted + s.refused, (uint64_t)ITEMS);
 	cr_assert_eq(s.taken, s.accepted, "taken %lu, accepted %lu", (unsigned long)s.taken,
 		     (unsigned long)s.accepted);
-	cr_assert_eq(s.sum_out, s.sum_in, "every accepted item comes out exactly once");
+	assert_each_accepted_item_taken_once(&s);
 	cr_assert_gt(s.accepted, 0);
 	queue_free(s.q);
 }
@@ -344,11 +360,11 @@ Test(queue, close_wakes_a_waiting_producer_at_once, .timeout = 10)
 
 Test(queue, producers_that_wait_are_never_refused_by_busy_consumers, .timeout = 60)
 {
-	struct shared s = {.wait_ns = 5 * CAD_NS_PER_SEC};
+	static struct shared s = {.wait_ns = 5 * CAD_NS_PER_SEC};
 	run_producers_and_consumers(&s, 8);
 	cr_assert_eq(s.refused, 0, "a waiting producer always finds room");
-	cr_assert_eq(s.taken, (uint64_t)PRODUCERS * PER_PRODUCER);
-	cr_assert_eq(s.sum_out, s.sum_in);
+	cr_assert_eq(s.taken, (uint64_t)ITEMS);
+	assert_each_accepted_item_taken_once(&s);
 	queue_free(s.q);
 }
 
@@ -388,7 +404,8 @@ Test(queue, pop_batch_takes_at_most_max_in_order)
 
 struct paced {
 	struct queue *q;
-	_Atomic uint64_t taken, sum;
+	_Atomic uint64_t taken;
+	_Atomic uint8_t taken_item[PACED_ITEMS + LONE_ITEMS + 1];
 };
 
 static void *paced_consumer(void *arg)
@@ -399,7 +416,7 @@ static void *paced_consumer(void *arg)
 	int n;
 	while ((n = queue_pop_batch(s->q, items, 32, 60 * CAD_NS_PER_SEC)) != -ESHUTDOWN) {
 		for (int i = 0; i < n; i++) {
-			atomic_fetch_add(&s->sum, (uintptr_t)items[i]);
+			atomic_fetch_add(&s->taken_item[(uintptr_t)items[i]], 1);
 			atomic_fetch_add(&s->taken, 1);
 		}
 	}
@@ -431,10 +448,8 @@ Test(queue, registered_consumers_leave_no_item_waiting, .timeout = 60)
 	for (int i = 0; i < PACED_CONSUMERS; i++)
 		pthread_create(&c[i], NULL, paced_consumer, &s);
 	pause_us(20000);
-	uint64_t sum = 0;
 	for (uintptr_t k = 1; k <= PACED_ITEMS; k++) {
 		cr_assert_eq(queue_push(s.q, (void *)k), 0);
-		sum += k;
 		int phase = (int)(k / 500) % 3;
 		if (phase == 0)
 			pause_us(k % 7 == 0 ? 3000 : 1500); /* quiet: slower than a poll */
@@ -447,14 +462,15 @@ Test(queue, registered_consumers_leave_no_item_waiting, .timeout = 60)
 	for (uintptr_t k = PACED_ITEMS + 1; k <= PACED_ITEMS + LONE_ITEMS; k++) {
 		pause_us(300000); /* a silence: the consumers stop polling */
 		cr_assert_eq(queue_push(s.q, (void *)k), 0);
-		sum += k;
 		assert_all_taken(&s, k);
 	}
 	queue_close(s.q);
 	for (int i = 0; i < PACED_CONSUMERS; i++)
 		pthread_join(c[i], NULL);
 	cr_assert_eq(s.taken, PACED_ITEMS + LONE_ITEMS);
-	cr_assert_eq(s.sum, sum, "every item comes out exactly once");
+	for (int k = 1; k <= PACED_ITEMS + LONE_ITEMS; k++)
+		cr_assert_eq(atomic_load(&s.taken_item[k]), 1, "item %d taken %d times", k,
+			     atomic_load(&s.taken_item[k]));
 	queue_free(s.q);
 }
 
