@@ -252,6 +252,10 @@ Test(natsstream, two_daemons_get_distinct_client_ids)
 	stan_responder_counts(stan, &sc);
 	cr_assert_eq(sc.connects, 2, "the same adapter in two daemons: both are accepted");
 	cr_assert_eq(sc.refused, 0);
+	struct stan_session *ss = NULL;
+	cr_assert_eq(stan_responder_sessions(stan, &ss), 2);
+	cr_assert_str_neq(ss[0].client_id, ss[1].client_id, "distinct client ids");
+	free(ss);
 	publish(0, 20);
 	cr_assert(stan_responder_wait_stored(stan, 20, 15000));
 	cr_assert_eq(daemon_stop(&daemon_b, SIGTERM, 30000), 0);
