@@ -285,9 +285,16 @@ Test(delivery, publishes_a_stopped_server_leaves_unanswered_are_sent_again_and_s
 	cr_assert_eq(kill(stream.pid, SIGSTOP), 0);
 	pipeline_publish(&fleet, "choria.discovery", CHORIA_MSG_REQUEST, 0, 100, 9);
 	bool warned = daemon_wait_log(&daemon_p, "publishes within 2000 ms; retrying", 10000);
-	nats_Sleep(1000); /* past the first backoff: they are sent again */
+	/* Past the first backoff, every one of them is sent again. */
+	struct adapter_counts sent = {0};
+	for (int waited = 0; waited < 20000 && sent.retries < 100; waited += 50) {
+		kill(daemon_p.pid, SIGUSR1);
+		nats_Sleep(50);
+		pipeline_counts(&daemon_p, "node_data", &sent);
+	}
 	cr_assert_eq(kill(stream.pid, SIGCONT), 0);
 	cr_assert(warned, "the daemon says why it publishes again");
+	cr_assert_geq(sent.retries, 100, "each unanswered publish was sent again while unanswered");
 	struct adapter_counts n = all_stored(&reader, 100);
 	cr_assert_geq(n.retries, 100, "each unanswered publish was sent again (%lu retries)",
 		      (unsigned long)n.retries);
@@ -349,7 +356,6 @@ Test(delivery, a_full_queue_drops_exactly_what_is_not_delivered)
 	int port = start_daemon_before_its_stream(10, 1, 5);
 
 	pipeline_publish(&fleet, "choria.discovery", CHORIA_MSG_REQUEST, 0, 300, 3);
-	nats_Sleep(500);
 	cr_assert(daemon_wait_log(&daemon_p, "the queue is full", 5000), "the drop is logged");
 	start_stream_server(port);
 	create_stream(stream.url);
