@@ -52,6 +52,23 @@ struct adapter_counts pipeline_counts_once_received(struct daemon_proc *d, const
 	return c;
 }
 
+struct adapter_counts pipeline_counts_once_settled(struct daemon_proc *d, const char *adapter,
+						   uint64_t n, int timeout_ms)
+{
+	struct adapter_counts c = {0};
+	for (int waited = 0; waited < timeout_ms && !(c.received == n && c.in_flight == 0);
+	     waited += 50) {
+		kill(d->pid, SIGUSR1);
+		nats_Sleep(50);
+		pipeline_counts(d, adapter, &c);
+	}
+	cr_assert_eq(c.received, n, "adapter %s received %" PRIu64 " of %" PRIu64, adapter,
+		     c.received, n);
+	cr_assert_eq(c.in_flight, 0, "adapter %s still has %" PRIu64 " in flight", adapter,
+		     c.in_flight);
+	return c;
+}
+
 void pipeline_request_id(char out[33], unsigned seed, int i)
 {
 	snprintf(out, 33, "%08x%08x%016x", seed, (unsigned)i, (unsigned)(i * 2654435761u));

@@ -25,6 +25,11 @@ bool pipeline_counts(struct daemon_proc *d, const char *adapter, struct adapter_
  * `adapter` has received n messages; the last ones read (asserts n). */
 struct adapter_counts pipeline_counts_once_received(struct daemon_proc *d, const char *adapter,
 						    uint64_t n, int timeout_ms);
+/* The same, until `adapter` has also settled every one of them (none in
+ * flight): published, rejected, dropped or lost, so that it publishes
+ * nothing more of them (asserts both). */
+struct adapter_counts pipeline_counts_once_settled(struct daemon_proc *d, const char *adapter,
+						   uint64_t n, int timeout_ms);
 
 /* Publish `n` valid messages of `kind` on `subject`, sender "node-<i>.example.net"
  * (i from `first`), request id derived from `seed` and i. */

@@ -261,7 +261,10 @@ Test(nats_auth, tls_refused_on_reconnect_is_retried_and_logged_until_it_is_accep
 	cr_assert(daemon_wait_log(&daemon_a, "ingest 1: reconnected", 20000) ||
 			  daemon_log_count(&daemon_a, "ingest 1: connected") > 1,
 		  "the daemon reconnects by itself");
-	nats_Sleep(1000); /* the test client reconnects as well */
+	/* The test client reconnects as well: a flush answered says it has. */
+	for (int i = 0; i < 200 && natsConnection_Status(client.nc) != NATS_CONN_STATUS_CONNECTED; i++)
+		nats_Sleep(100);
+	cr_assert_eq(natsConnection_FlushTimeout(client.nc, 10000), NATS_OK, "the test client is back");
 	expect_flow(10);
 }
 

@@ -145,19 +145,25 @@ Test(notify, watchdog_pings_at_half_the_interval)
 	free(conf);
 	char seen[16384] = "";
 	cr_assert(wait_for("READY=1", 5000, seen, sizeof(seen)), "%s", seen);
-	/* Two seconds: about ten pings; pinging only once an interval would
-	 * give five or six. */
-	int pings = 0;
+	/* Eleven pings sent after t0 (those sent before are read and left
+	 * out): ten gaps of 0.2 s after the first. The daemon waits for each
+	 * with a timed wait, which never ends early, so they take 2 s at
+	 * least, and a daemon pinging only once an interval could not send
+	 * them in less than 4 s. */
 	char buf[1024];
-	struct timespec t0, t;
+	struct timespec t0;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	do {
+	while (receive(buf, sizeof(buf), 0))
+		;
+	int pings = 0;
+	for (int waited = 0; waited < 20000 && pings < 11; waited += 50)
 		if (receive(buf, sizeof(buf), 50) && strstr(buf, "WATCHDOG=1"))
 			pings++;
-		clock_gettime(CLOCK_MONOTONIC, &t);
-	} while ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 < 2000);
-	cr_assert_geq(pings, 7, "WATCHDOG=1 about every 0.2 s: %d in 2 s", pings);
-	cr_assert_leq(pings, 15, "not much more often: %d in 2 s", pings);
+	double took = seconds_since(&t0);
+	cr_assert_eq(pings, 11, "WATCHDOG=1 keeps coming: %d pings", pings);
+	cr_assert_lt(took, 4.0, "eleven pings in %.2f s: at half the interval, not once an interval",
+		     took);
+	cr_assert_geq(took, 2.0, "not more often: eleven pings in %.2f s", took);
 	cr_assert_eq(daemon_stop(&daemon_a, SIGTERM, 20000), 0);
 }
 
@@ -168,8 +174,17 @@ Test(notify, a_watchdog_for_another_process_is_not_ours)
 	char *conf = conf_text();
 	pipeline_start_daemon(&daemon_a, dir, conf);
 	free(conf);
-	char seen[8192] = "";
+	char seen[8192] = "", buf[1024];
 	cr_assert(wait_for("READY=1", 5000, seen, sizeof(seen)), "%s", seen);
-	cr_assert_not(wait_for("WATCHDOG=1", 1000, seen, sizeof(seen)), "no pings: %s", seen);
+	/* It runs for five intervals at least, then stops. Once it has
+	 * exited, every datagram it ever sent waits on the socket: all of
+	 * them are read, down to its STOPPING=1, and none is a ping. */
+	nats_Sleep(1000);
 	cr_assert_eq(daemon_stop(&daemon_a, SIGTERM, 20000), 0);
+	while (receive(buf, sizeof(buf), 0)) {
+		size_t used = strlen(seen);
+		snprintf(seen + used, sizeof(seen) - used, "[%s] ", buf);
+	}
+	cr_assert_not_null(strstr(seen, "STOPPING=1"), "all it sent was read: %s", seen);
+	cr_assert_null(strstr(seen, "WATCHDOG=1"), "no pings: %s", seen);
 }

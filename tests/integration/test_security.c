@@ -193,7 +193,8 @@ Test(security, only_correctly_signed_requests_reach_the_stream)
 	pipeline_publish_spec(&client, "choria.discovery", &s);
 
 	cr_assert(js_stream_wait_count(&client, "NODES", 6, 15000), "the good ones arrive");
-	nats_Sleep(500);
+	/* All 14 taken in and settled: nothing more is on its way. */
+	pipeline_counts_once_settled(&daemon_a, "node_data", 14, 15000);
 	cr_assert_eq(daemon_stop(&daemon_a, SIGTERM, 20000), 0);
 	cr_assert_eq(js_stream_count(&client, "NODES"), 6, "nothing rejected is published");
 	char *senders = stored_senders(6);
@@ -240,7 +241,7 @@ Test(security, allowed_certs_and_privileged_certs_come_from_the_configuration)
 	publish_signed("not-allowed", "choria=web2.example.net", p->san_only, false);
 	publish_signed("ok-2", "choria=web1.example.net", p->signer, false);
 	cr_assert(js_stream_wait_count(&client, "NODES", 3, 15000));
-	nats_Sleep(300);
+	pipeline_counts_once_settled(&daemon_a, "node_data", 5, 15000);
 	cr_assert_eq(daemon_stop(&daemon_a, SIGTERM, 20000), 0);
 	char *senders = stored_senders(3);
 	cr_assert_str_eq(senders, "ok-1,ok-2,ok-priv");
@@ -269,7 +270,7 @@ Test(security, replies_with_a_wrong_hash_are_rejected)
 	free(wrong);
 
 	cr_assert(js_stream_wait_count(&client, "NODES", 5, 15000));
-	nats_Sleep(300);
+	pipeline_counts_once_settled(&daemon_a, "node_data", 7, 15000);
 	cr_assert_eq(daemon_stop(&daemon_a, SIGTERM, 20000), 0);
 	cr_assert_eq(js_stream_count(&client, "NODES"), 5);
 	struct adapter_counts n;

@@ -327,6 +327,11 @@ int stan_responder_start(struct stan_responder **out, const char *url, const cha
 		s = natsOptions_SetMaxReconnect(o, -1);
 	if (s == NATS_OK)
 		s = natsOptions_SetReconnectWait(o, 100);
+	/* One delivery thread for all four subscriptions: requests are
+	 * handled in the order they came, so a client's close is handled
+	 * after every publish it sent before it. */
+	if (s == NATS_OK)
+		s = natsOptions_UseGlobalMessageDelivery(o, true);
 	if (s == NATS_OK)
 		s = natsConnection_Connect(&r->nc, o);
 	natsOptions_Destroy(o);
@@ -464,6 +469,19 @@ bool stan_responder_wait_connects(struct stan_responder *r, unsigned n, int time
 		struct stan_counts c;
 		stan_responder_counts(r, &c);
 		if (c.connects >= n)
+			return true;
+		if (waited >= timeout_ms)
+			return false;
+		sleep_ms(20);
+	}
+}
+
+bool stan_responder_wait_closes(struct stan_responder *r, unsigned n, int timeout_ms)
+{
+	for (int waited = 0;; waited += 20) {
+		struct stan_counts c;
+		stan_responder_counts(r, &c);
+		if (c.closes >= n)
 			return true;
 		if (waited >= timeout_ms)
 			return false;

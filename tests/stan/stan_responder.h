@@ -78,6 +78,10 @@ void stan_responder_counts(struct stan_responder *r, struct stan_counts *out);
 bool stan_responder_wait_stored(struct stan_responder *r, size_t n, int timeout_ms);
 bool stan_responder_wait_connects(struct stan_responder *r, unsigned n, int timeout_ms);
 bool stan_responder_wait_pubs(struct stan_responder *r, size_t n, int timeout_ms);
+/* Wait until n sessions have been closed by their clients. Requests are
+ * handled in the order they come, so a client that has closed has
+ * nothing more on its way: what it published is all here. */
+bool stan_responder_wait_closes(struct stan_responder *r, unsigned n, int timeout_ms);
 
 /* Copies of every publish received, in arrival order; free with
  * stan_pubs_free(). Returns the count. */
