@@ -7,19 +7,6 @@
 #define WAKE_EVERY_NS (50 * 1000000LL)
 #define WARN_EVERY_NS (5000 * 1000000LL)
 
-void publish_window_read(struct publish_window *w, const struct cad_host *host,
-			 const struct cad_config *cfg)
-{
-	w->max_inflight = host->cfg_int(cfg, "max_inflight");
-	w->ack_timeout_ms = host->cfg_int(cfg, "ack_timeout") * 1000;
-	w->retry_max_ms = host->cfg_int(cfg, "retry_max_interval") * 1000;
-}
-
-long publish_window_low_water(long size)
-{
-	return size - (size >= 4 ? size / 4 : 1);
-}
-
 int64_t pacing_now_ns(void)
 {
 	struct timespec ts;
