@@ -133,12 +133,14 @@ static const struct cad_option natsstream_options[] = {
 };
 
 /*
- * The links the NATS library's asynchronous handlers (a lost streaming
+ * The module's only process-wide mutable state, which the NATS library
+ * forces: the links its asynchronous handlers (a lost streaming
  * connection, a NATS error) may still reach. The library queues them on
  * its callback thread and does not wait for that queue when a connection
- * is destroyed, so a handler can run after destroy() freed its link; it
- * looks the link up here first. The module's code stays mapped for the
- * process's life: the daemon never unloads a module.
+ * is destroyed, so a handler can run after destroy() freed its link, when
+ * no instance is left to ask; it looks the link up here first. The
+ * module's code stays mapped for the process's life: the daemon never
+ * unloads a module.
  */
 static pthread_mutex_t live_links_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct ns_link *live_links;
