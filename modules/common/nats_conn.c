@@ -345,16 +345,36 @@ static void on_closed(natsConnection *nc, void *closure)
 	atomic_store(&c->closed_cb, true);
 }
 
+/*
+ * The NATS library's lifetime. It is one shared library per process and
+ * keeps its own record of being open, while each module links its own copy
+ * of this file: a flag here would be one per module, so the library's
+ * record is the one owner. The first connection of any module opens it;
+ * later calls find it open and return at once.
+ *
+ * It is never closed, on purpose. Once closed, the library's exit handler
+ * frees OpenSSL's list of compression methods, which OpenSSL's own exit
+ * handler (registered earlier, at the first certificate check, so run
+ * later) frees again: a crash at exit whenever TLS was used. Left open, it
+ * still holds references at exit and skips that cleanup; its threads end
+ * with the process.
+ */
+static natsStatus nats_conn_library_open(void)
+{
+	/* cnats spins on a busy lock (2000 pauses by default) before sleeping,
+	 * which only burns a core the lock holder may be waiting for when the
+	 * daemon has more threads than cores. Only the call that opens the
+	 * library sets it, so this comes before the first object, which
+	 * would open it with the default. */
+	return nats_Open(0);
+}
+
 /* `retry`: keep trying in the background when no server can be reached. */
 static natsStatus build_options(natsOptions **out, struct nats_conn *c,
 				const struct nats_conn_opts *o, bool retry)
 {
 	natsOptions *opts = NULL;
-	/* cnats spins on a busy lock (2000 pauses by default) before sleeping,
-	 * which only burns a core the lock holder may be waiting for when the
-	 * daemon has more threads than cores. The first call sets it; later
-	 * ones (every connection, both modules) change nothing. */
-	natsStatus s = nats_Open(0);
+	natsStatus s = nats_conn_library_open();
 	if (s == NATS_OK)
 		s = natsOptions_Create(&opts);
 	if (s == NATS_OK)

@@ -5,19 +5,6 @@
 
 #define WAKE_EVERY_NS (50 * CAD_NS_PER_MS)
 
-void publish_window_read(struct publish_window *w, const struct cad_host *host,
-			 const struct cad_config *cfg)
-{
-	w->max_inflight = host->cfg_int(cfg, "max_inflight");
-	w->ack_timeout_ms = host->cfg_int(cfg, "ack_timeout") * 1000;
-	w->retry_max_ms = host->cfg_int(cfg, "retry_max_interval") * 1000;
-}
-
-long publish_window_low_water(long size)
-{
-	return size - (size >= 4 ? size / 4 : 1);
-}
-
 int64_t pacing_backoff_ms(int64_t first_ms, int64_t max_ms, uint32_t attempts)
 {
 	int64_t ms = first_ms;

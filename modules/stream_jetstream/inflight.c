@@ -4,7 +4,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
-static size_t slot_of(const struct inflight *t, uint64_t token)
+static size_t inflight_slot_of(const struct inflight *t, uint64_t token)
 {
 	/* Fibonacci hashing: consecutive tokens in consecutive slots would
 	 * make one long run, which every deletion walks to its end. */
@@ -35,17 +35,17 @@ void inflight_destroy(struct inflight *t)
 
 struct inflight_entry *inflight_put(struct inflight *t, uint64_t token, struct cad_msg *msg)
 {
-	size_t i = slot_of(t, token);
+	size_t i = inflight_slot_of(t, token);
 	while (t->slots[i].token)
 		i = (i + 1) & t->mask;
-	t->slots[i] = (struct inflight_entry){.token = token, .msg = msg};
+	t->slots[i] = (struct inflight_entry){.token = token, .pw.msg = msg};
 	t->count++;
 	return &t->slots[i];
 }
 
 struct inflight_entry *inflight_get(struct inflight *t, uint64_t token)
 {
-	for (size_t i = slot_of(t, token); t->slots[i].token; i = (i + 1) & t->mask)
+	for (size_t i = inflight_slot_of(t, token); t->slots[i].token; i = (i + 1) & t->mask)
 		if (t->slots[i].token == token)
 			return &t->slots[i];
 	return NULL;
@@ -61,7 +61,7 @@ void inflight_del(struct inflight *t, struct inflight_entry *e)
 		i = (i + 1) & t->mask;
 		if (!t->slots[i].token)
 			break;
-		size_t home = slot_of(t, t->slots[i].token);
+		size_t home = inflight_slot_of(t, t->slots[i].token);
 		/* Move the entry into the hole when its home is not in (hole, i]. */
 		if (((i - home) & t->mask) >= ((i - hole) & t->mask)) {
 			t->slots[hole] = t->slots[i];

@@ -13,13 +13,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct cad_msg;
+#include "publish_window.h"
 
 struct inflight_entry {
-	uint64_t token;         /* 0 marks a free slot */
-	struct cad_msg *msg;
-	int64_t sent_ns;        /* when last handed to the connection */
-	int64_t retry_at_ns;    /* 0: awaiting its acknowledgement; else when to resend */
+	uint64_t token;                 /* 0 marks a free slot */
+	struct publish_window_entry pw; /* the message, and when it goes again */
 };
 
 struct inflight {

@@ -26,12 +26,10 @@
  * Concurrency & locking: start() connects and subscribes on the main
  * thread; the workers publish, resend and time out unanswered publishes on
  * their own threads; acknowledgements arrive on the subscription's cnats
- * thread. `lock` guards the in-flight table, `waiting`, `next_scan_ns`, the
- * writes of `due_ns` and `open_workers`; `room` is broadcast when the
- * window falls to its low-water mark or empties, and when an entry is
- * parked for a retry.
- * host->msg_done() is called outside the lock. A message in the table is
- * read only under the lock: an acknowledgement may settle it at any time.
+ * thread. The window's lock (publish_window.h) guards the in-flight table
+ * and `open_workers` too. host->msg_done() is called outside the lock. A
+ * message in the table is read only under the lock: an acknowledgement may
+ * settle it at any time.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -51,9 +49,9 @@
 #include "nats_msg_batch.h"
 #include "pacing.h"
 #include "puback.h"
+#include "publish_window.h"
 #include "subject.h"
 
-#define RETRY_FIRST_MS 100
 /* Room for "_INBOX.", a NUID, '.' and a token's 20 digits. */
 #define REPLY_MAX 64
 /* The library's default limits on a subscription's pending messages. */
@@ -65,10 +63,8 @@ struct jetstream {
 	struct cad_context *ctx;
 	struct nats_conn_opts conn_opts;
 	char *topic;
-	struct publish_window win;
+	struct publish_window_opts opts;
 	long window; /* max_inflight x workers, shared by the workers */
-	long low_water; /* in flight when waiting publishers are woken */
-	int64_t scan_every_ns; /* how often unanswered publishes are looked for */
 	struct cad_ratelimit warn_limit; /* for retry warnings */
 
 	struct nats_conn conn; /* stable address: cnats callbacks point at it */
@@ -79,19 +75,8 @@ struct jetstream {
 	size_t inbox_len;
 	_Atomic uint64_t next_token;
 
-	pthread_mutex_t lock;
-	pthread_cond_t room;
+	struct publish_window win; /* its entries are the table's */
 	struct inflight table;
-	size_t waiting; /* entries due for a resend, not sent */
-	int64_t next_scan_ns; /* when unanswered publishes are next looked for */
-	/* The sooner of next_scan_ns and the first parked entry's resend:
-	 * written under the lock, read without it. */
-	_Atomic int64_t due_ns;
-	/* Entries out of the table whose msg_done() has not returned yet:
-	 * until it has, the host has not counted them, and a closing worker
-	 * that saw only the empty table would let the adapter log its
-	 * counts, or go away, too soon. */
-	_Atomic size_t settling;
 	unsigned open_workers;
 	struct nats_msg_batch answered; /* acknowledgements, freed a batch at a time */
 };
@@ -140,12 +125,14 @@ static void jetstream_destroy(void *instance)
 	}
 	nats_msg_batch_fini(&js->answered);
 	inflight_destroy(&js->table);
-	pthread_cond_destroy(&js->room);
-	pthread_mutex_destroy(&js->lock);
+	publish_window_destroy(&js->win);
 	nats_conn_opts_clear(&js->conn_opts);
 	free(js->topic);
 	free(js);
 }
+
+/* The window's walks call back into the module (defined below). */
+static const struct publish_window_ops jetstream_window_ops;
 
 static int jetstream_create(void **instance, const struct cad_host *host, struct cad_context *ctx,
 			    const struct cad_config *cfg)
@@ -156,8 +143,7 @@ static int jetstream_create(void **instance, const struct cad_host *host, struct
 	js->host = host;
 	js->ctx = ctx;
 	atomic_store(&js->next_token, 1);
-	pthread_mutex_init(&js->lock, NULL);
-	pacing_cond_init(&js->room);
+	publish_window_init(&js->win, host, ctx, &jetstream_window_ops);
 	nats_msg_batch_init(&js->answered);
 	int rc = nats_conn_opts_read(&js->conn_opts, host, cfg);
 	if (rc == -ENOMEM)
@@ -174,17 +160,16 @@ static int jetstream_create(void **instance, const struct cad_host *host, struct
 		host->cfg_error(cfg, "topic", "'%s': %s", js->topic, why);
 		rc = -EINVAL;
 	}
-	publish_window_read(&js->win, host, cfg);
-	js->window = js->win.max_inflight * host->cfg_int(cfg, "workers");
-	js->low_water = publish_window_low_water(js->window);
-	/* An unanswered publish is sent again at most an eighth of its
-	 * timeout late. */
-	js->scan_every_ns = js->win.ack_timeout_ms * CAD_NS_PER_MS / 8;
+	publish_window_opts_read(&js->opts, host, cfg);
+	js->window = js->opts.max_inflight * host->cfg_int(cfg, "workers");
+	publish_window_size(&js->win, &js->opts, js->window, true);
 	if (rc != 0)
 		goto fail;
 	rc = inflight_init(&js->table, (size_t)js->window);
 	if (rc != 0)
 		goto fail;
+	publish_window_places(&js->win, &js->table.slots[0].pw, sizeof(js->table.slots[0]),
+			      js->table.mask + 1);
 	*instance = js;
 	return 0;
 fail:
@@ -245,38 +230,17 @@ static void jetstream_describe(void *instance, char *buf, size_t len)
 
 /* Settle an entry: remove it and tell the host. Called with the lock
  * held; returns with it released. */
-static void settle_unlock(struct jetstream *js, struct inflight_entry *e, int status,
-			  const char *reason)
+static void jetstream_settle_unlock(struct jetstream *js, struct inflight_entry *e, int status,
+				    const char *reason)
 {
-	struct cad_msg *m = e->msg;
-	if (e->retry_at_ns)
-		js->waiting--;
+	struct cad_msg *m = publish_window_remove_locked(&js->win, &e->pw);
 	inflight_del(&js->table, e);
-	atomic_fetch_add(&js->settling, 1);
-	/* Publishers wait only on a full window: wake them all at its low
-	 * water, not one per acknowledgement. An empty window wakes the
-	 * closing workers too. */
-	if (js->table.count == 0 || (long)js->table.count == js->low_water)
-		pthread_cond_broadcast(&js->room);
-	pthread_mutex_unlock(&js->lock);
-	js->host->msg_done(js->ctx, m, status, reason);
-	atomic_fetch_sub(&js->settling, 1);
-}
-
-/* Park an entry for a resend after its backoff. Lock held. */
-static void park(struct jetstream *js, struct inflight_entry *e)
-{
-	int64_t delay_ms = pacing_backoff_ms(RETRY_FIRST_MS, js->win.retry_max_ms, e->msg->attempts);
-	e->retry_at_ns = cad_clock_mono_ns() + delay_ms * CAD_NS_PER_MS;
-	js->waiting++;
-	if (e->retry_at_ns < atomic_load(&js->due_ns))
-		atomic_store(&js->due_ns, e->retry_at_ns);
-	pthread_cond_broadcast(&js->room);
+	publish_window_done_unlock(&js->win, m, status, reason);
 }
 
 /* The token at the end of an acknowledgement's subject, <inbox>.<token>;
  * 0 for a subject that is not one of ours. */
-static uint64_t reply_token(const struct jetstream *js, const char *subject)
+static uint64_t jetstream_reply_token(const struct jetstream *js, const char *subject)
 {
 	if (!subject || strncmp(subject, js->inbox, js->inbox_len) != 0 ||
 	    subject[js->inbox_len] != '.')
@@ -292,7 +256,7 @@ static uint64_t reply_token(const struct jetstream *js, const char *subject)
 }
 
 /* Why an unanswered or refused publish is tried again, for the warning. */
-static void warn_retry(struct jetstream *js, const char *why, const char *subject)
+static void jetstream_warn_retry(struct jetstream *js, const char *why, const char *subject)
 {
 	if (subject)
 		pacing_warn(js->host, js->ctx, &js->warn_limit,
@@ -304,15 +268,15 @@ static void warn_retry(struct jetstream *js, const char *why, const char *subjec
 }
 
 /* An answer, read before the lock is taken. */
-struct answer {
+struct js_answer {
 	bool no_responders;
 	struct puback pa;
 };
 
 /* The answer to a publish whose entry `e` is in the table, the lock held;
  * returns with it released. */
-static void on_answer_unlock(struct jetstream *js, struct inflight_entry *e,
-			     const struct answer *a)
+static void jetstream_on_answer_unlock(struct jetstream *js, struct inflight_entry *e,
+				       const struct js_answer *a)
 {
 	const struct puback *pa = &a->pa;
 	if (!a->no_responders && pa->kind == PUBACK_STORED) {
@@ -320,10 +284,10 @@ static void on_answer_unlock(struct jetstream *js, struct inflight_entry *e,
 		char line[400] = "";
 		if (js->host->log_enabled(CAD_LOG_DEBUG))
 			snprintf(line, sizeof(line), "%.64s from %.128s stored in %s at %" PRIu64 "%s%s",
-				 e->msg->request_id, e->msg->sender, pa->stream, pa->seq,
+				 e->pw.msg->request_id, e->pw.msg->sender, pa->stream, pa->seq,
 				 pa->duplicate ? ", a duplicate" : "",
-				 e->msg->attempts > 1 ? ", after a retry" : "");
-		settle_unlock(js, e, 0, NULL);
+				 e->pw.msg->attempts > 1 ? ", after a retry" : "");
+		jetstream_settle_unlock(js, e, 0, NULL);
 		if (*line)
 			js->host->log(js->ctx, CAD_LOG_DEBUG, "%s", line);
 		return;
@@ -331,24 +295,24 @@ static void on_answer_unlock(struct jetstream *js, struct inflight_entry *e,
 	if (!a->no_responders && pa->kind == PUBACK_REFUSED &&
 	    pa->err_code == PUBACK_ERR_TOO_LARGE) {
 		char id[160];
-		snprintf(id, sizeof(id), "%s", e->msg->request_id);
-		settle_unlock(js, e, -EMSGSIZE, "too_large");
+		snprintf(id, sizeof(id), "%s", e->pw.msg->request_id);
+		jetstream_settle_unlock(js, e, -EMSGSIZE, "too_large");
 		js->host->log(js->ctx, CAD_LOG_ERROR, "the stream refused message %s for good: %s", id,
 			      pa->text);
 		return;
 	}
 	/* An earlier attempt's failure for an entry already waiting to go
 	 * again changes nothing. */
-	bool parked = e->retry_at_ns == 0;
+	bool parked = e->pw.retry_at_ns == 0;
 	char subject[256] = "?";
 	if (parked && a->no_responders)
-		subject_build(subject, sizeof(subject), js->topic, e->msg->sender,
-			      e->msg->sender_len);
+		subject_build(subject, sizeof(subject), js->topic, e->pw.msg->sender,
+			      e->pw.msg->sender_len);
 	if (parked)
-		park(js, e);
-	pthread_mutex_unlock(&js->lock);
+		publish_window_park_locked(&js->win, &e->pw);
+	pthread_mutex_unlock(&js->win.lock);
 	if (parked)
-		warn_retry(js, pa->text, a->no_responders ? subject : NULL);
+		jetstream_warn_retry(js, pa->text, a->no_responders ? subject : NULL);
 }
 
 static void jetstream_on_ack(natsConnection *nc, natsSubscription *sub, natsMsg *ack, void *closure)
@@ -356,21 +320,21 @@ static void jetstream_on_ack(natsConnection *nc, natsSubscription *sub, natsMsg 
 	(void)nc;
 	(void)sub;
 	struct jetstream *js = closure;
-	uint64_t token = reply_token(js, natsMsg_GetSubject(ack));
-	struct answer a = {.no_responders = natsMsg_IsNoResponders(ack)};
+	uint64_t token = jetstream_reply_token(js, natsMsg_GetSubject(ack));
+	struct js_answer a = {.no_responders = natsMsg_IsNoResponders(ack)};
 	if (token && !a.no_responders)
 		puback_parse(&a.pa, natsMsg_GetData(ack), (size_t)natsMsg_GetDataLength(ack));
-	pthread_mutex_lock(&js->lock);
+	pthread_mutex_lock(&js->win.lock);
 	struct inflight_entry *e = token ? inflight_get(&js->table, token) : NULL;
 	if (e)
-		on_answer_unlock(js, e, &a); /* releases the lock */
+		jetstream_on_answer_unlock(js, e, &a); /* releases the lock */
 	else /* settled already (an earlier attempt's answer), or given up */
-		pthread_mutex_unlock(&js->lock);
+		pthread_mutex_unlock(&js->win.lock);
 	nats_msg_batch_put(&js->answered, ack);
 }
 
 /* Write the decimal digits of v at p; returns the end. */
-static char *put_decimal(char *p, uint64_t v)
+static char *jetstream_put_decimal(char *p, uint64_t v)
 {
 	char digits[20];
 	int n = 0;
@@ -383,7 +347,7 @@ static char *put_decimal(char *p, uint64_t v)
 }
 
 /* The worker's envelope buffer, grown to `need` bytes. */
-static int env_room(struct js_worker *w, size_t need)
+static int jetstream_env_room(struct js_worker *w, size_t need)
 {
 	if (need <= w->env_cap)
 		return 0;
@@ -396,7 +360,7 @@ static int env_room(struct js_worker *w, size_t need)
 }
 
 /* "<request id>:<sender>" in buf, cut to fit as snprintf would. */
-static void msg_id(char *buf, size_t len, const struct cad_msg *m)
+static void jetstream_msg_id(char *buf, size_t len, const struct cad_msg *m)
 {
 	size_t a = m->request_id_len < len - 1 ? m->request_id_len : len - 1;
 	memcpy(buf, m->request_id, a);
@@ -409,8 +373,9 @@ static void msg_id(char *buf, size_t len, const struct cad_msg *m)
 
 /* The NATS message that publishes m, answered on <inbox>.<token>. On
  * failure *err is set, and *reason names the step that failed. */
-static natsStatus build_nats_msg(natsMsg **out, struct js_worker *w, const struct cad_msg *m,
-				 uint64_t token, int *err, const char **reason)
+static natsStatus jetstream_build_nats_msg(natsMsg **out, struct js_worker *w,
+					   const struct cad_msg *m, uint64_t token, int *err,
+					   const char **reason)
 {
 	struct jetstream *js = w->js;
 	char subject[1024];
@@ -422,7 +387,7 @@ static natsStatus build_nats_msg(natsMsg **out, struct js_worker *w, const struc
 	}
 	*reason = "encode_failed";
 	size_t len;
-	*err = env_room(w, envelope_max_len(ENVELOPE_PROTOCOL_JETSTREAM, m));
+	*err = jetstream_env_room(w, envelope_max_len(ENVELOPE_PROTOCOL_JETSTREAM, m));
 	if (*err == 0)
 		*err = envelope_write(w->env, w->env_cap, &len, ENVELOPE_PROTOCOL_JETSTREAM, m);
 	if (*err != 0)
@@ -430,14 +395,14 @@ static natsStatus build_nats_msg(natsMsg **out, struct js_worker *w, const struc
 	char reply[REPLY_MAX + 24];
 	memcpy(reply, js->inbox, js->inbox_len);
 	reply[js->inbox_len] = '.';
-	*put_decimal(reply + js->inbox_len + 1, token) = '\0';
+	*jetstream_put_decimal(reply + js->inbox_len + 1, token) = '\0';
 	natsMsg *nm = NULL;
 	/* cnats copies the data into the message. */
 	natsStatus s = natsMsg_Create(&nm, subject, reply, w->env, (int)len);
 	/* Request id and sender together: every node answers the same
 	 * request, so the request id alone is not unique. */
 	char id[1024];
-	msg_id(id, sizeof(id), m);
+	jetstream_msg_id(id, sizeof(id), m);
 	if (s == NATS_OK)
 		s = natsMsgHeader_Set(nm, "Nats-Msg-Id", id);
 	if (s != NATS_OK) {
@@ -451,111 +416,85 @@ static natsStatus build_nats_msg(natsMsg **out, struct js_worker *w, const struc
 
 /* Publish an entry's NATS message; the entry (token) is in the table
  * first, since the acknowledgement may arrive before the call returns. */
-static void send_entry(struct js_worker *w, uint64_t token, natsMsg *nm)
+static void jetstream_send_entry(struct js_worker *w, uint64_t token, natsMsg *nm)
 {
 	struct jetstream *js = w->js;
 	natsStatus s = natsConnection_PublishMsg(js->conn.nc, nm);
 	nats_msg_batch_put(&w->sent, nm);
 	if (s == NATS_OK)
 		return;
-	pthread_mutex_lock(&js->lock);
+	pthread_mutex_lock(&js->win.lock);
 	struct inflight_entry *e = inflight_get(&js->table, token);
-	if (!e || e->retry_at_ns) { /* settled or parked meanwhile */
-		pthread_mutex_unlock(&js->lock);
+	if (!e || e->pw.retry_at_ns) { /* settled or parked meanwhile */
+		pthread_mutex_unlock(&js->win.lock);
 		return;
 	}
 	if (s == NATS_MAX_PAYLOAD) {
-		settle_unlock(js, e, -EMSGSIZE, "too_large");
+		jetstream_settle_unlock(js, e, -EMSGSIZE, "too_large");
 		js->host->log(js->ctx, CAD_LOG_ERROR,
 			      "a message is larger than the server accepts (max_payload)");
 		return;
 	}
-	park(js, e);
-	pthread_mutex_unlock(&js->lock);
-	warn_retry(js, natsStatus_GetText(s), NULL);
+	publish_window_park_locked(&js->win, &e->pw);
+	pthread_mutex_unlock(&js->win.lock);
+	jetstream_warn_retry(js, natsStatus_GetText(s), NULL);
 }
 
 /* Publish again a parked entry whose time has come, the lock held;
- * returns with it held again. */
-static void resend_locked(struct js_worker *w, struct inflight_entry *e)
+ * returns with it held again. Always goes on with the pass. */
+static bool jetstream_resend_locked(void *worker, struct publish_window_entry *pe)
 {
+	struct js_worker *w = worker;
 	struct jetstream *js = w->js;
-	e->retry_at_ns = 0;
-	e->sent_ns = cad_clock_mono_ns();
-	e->msg->attempts++;
-	js->waiting--;
+	struct inflight_entry *e = PUBLISH_WINDOW_OWNER(pe, struct inflight_entry, pw);
+	publish_window_unpark_locked(&js->win, pe);
 	uint64_t token = e->token;
 	/* Built under the lock: an earlier attempt's acknowledgement may
 	 * settle the entry as soon as it is released. */
 	natsMsg *nm = NULL;
 	int err;
 	const char *reason;
-	if (build_nats_msg(&nm, w, e->msg, token, &err, &reason) != NATS_OK) {
-		settle_unlock(js, e, err ? err : -EIO, reason);
+	if (jetstream_build_nats_msg(&nm, w, pe->msg, token, &err, &reason) != NATS_OK) {
+		jetstream_settle_unlock(js, e, err ? err : -EIO, reason);
 	} else {
-		pthread_mutex_unlock(&js->lock);
+		pthread_mutex_unlock(&js->win.lock);
 		js->host->count_retry(js->ctx);
-		send_entry(w, token, nm);
+		jetstream_send_entry(w, token, nm);
 	}
-	pthread_mutex_lock(&js->lock);
+	pthread_mutex_lock(&js->win.lock);
+	return true;
 }
 
-/*
- * Park every publish left unanswered for ack_timeout (looked for every
- * scan_every_ns), and publish again every parked one whose time has come.
- * Cheap to call for every message: it does nothing before `due_ns`. One
- * pass over the table; while a resend has the lock released, a deletion
- * may shift an entry behind the pass, which then waits for the next scan.
- */
-static void resend_due(struct js_worker *w)
+/* Time out and resend what is due; cheap to call for every message. */
+static void jetstream_resend_due(struct js_worker *w)
 {
 	struct jetstream *js = w->js;
-	if (cad_clock_mono_ns() < atomic_load_explicit(&js->due_ns, memory_order_relaxed))
-		return;
-	pthread_mutex_lock(&js->lock);
-	int64_t now = cad_clock_mono_ns();
-	bool scan = now >= js->next_scan_ns;
-	if (scan)
-		js->next_scan_ns = now + js->scan_every_ns;
-	int64_t sent_before = now - js->win.ack_timeout_ms * CAD_NS_PER_MS;
-	/* Entries parked while a resend has the lock released lower it. */
-	atomic_store(&js->due_ns, INT64_MAX);
-	int64_t next_retry = INT64_MAX;
-	size_t expired = 0;
-	for (size_t i = 0; (scan || js->waiting) && i <= js->table.mask; i++) {
-		struct inflight_entry *e = &js->table.slots[i];
-		if (!e->token)
-			continue;
-		if (scan && !e->retry_at_ns && e->sent_ns <= sent_before) {
-			park(js, e);
-			expired++;
-		}
-		if (!e->retry_at_ns)
-			continue;
-		if (e->retry_at_ns > now) {
-			if (e->retry_at_ns < next_retry)
-				next_retry = e->retry_at_ns;
-			continue;
-		}
-		resend_locked(w, e);
-		now = cad_clock_mono_ns();
-	}
-	if (js->next_scan_ns < next_retry)
-		next_retry = js->next_scan_ns;
-	if (next_retry < atomic_load(&js->due_ns))
-		atomic_store(&js->due_ns, next_retry);
-	pthread_mutex_unlock(&js->lock);
+	size_t expired = publish_window_resend_due(&js->win, w);
 	if (expired)
 		pacing_warn(js->host, js->ctx, &js->warn_limit,
 			    "JetStream did not answer %zu publishes within %" PRId64 " ms; retrying",
-			    expired, js->win.ack_timeout_ms);
+			    expired, js->opts.ack_timeout_ms);
 }
 
-/* 0 while running; the drain deadline once the adapter stops. */
-static int64_t jetstream_drain_deadline(const struct jetstream *js)
+static void jetstream_service(void *worker, bool in_time)
 {
-	return js->host->abi_minor >= 1 ? js->host->drain_deadline(js->ctx) : 0;
+	(void)in_time;
+	jetstream_resend_due(worker);
 }
+
+static void jetstream_settle_entry_unlock(void *worker, struct publish_window_entry *pe,
+					  int status, const char *reason)
+{
+	struct js_worker *w = worker;
+	jetstream_settle_unlock(w->js, PUBLISH_WINDOW_OWNER(pe, struct inflight_entry, pw), status,
+				reason);
+}
+
+static const struct publish_window_ops jetstream_window_ops = {
+	.service = jetstream_service,
+	.resend_locked = jetstream_resend_locked,
+	.settle_unlock = jetstream_settle_entry_unlock,
+};
 
 static void jetstream_publish(void *worker, struct cad_msg *m)
 {
@@ -565,42 +504,31 @@ static void jetstream_publish(void *worker, struct cad_msg *m)
 	int err = 0;
 	const char *reason = NULL;
 	uint64_t token = atomic_fetch_add(&js->next_token, 1);
-	if (build_nats_msg(&nm, w, m, token, &err, &reason) != NATS_OK) {
+	if (jetstream_build_nats_msg(&nm, w, m, token, &err, &reason) != NATS_OK) {
 		/* The host logs the loss, with the sender made printable. */
 		js->host->msg_done(js->ctx, m, err ? err : -EIO, reason);
 		return;
 	}
-	m->attempts = 1;
 
-	pthread_mutex_lock(&js->lock);
-	while ((long)js->table.count >= js->window) {
-		int64_t deadline = jetstream_drain_deadline(js);
-		if (deadline && cad_clock_mono_ns() >= deadline) {
-			/* Draining, and no room came: this one is not sent. */
-			pthread_mutex_unlock(&js->lock);
-			natsMsg_Destroy(nm);
-			js->host->msg_done(js->ctx, m, -ETIMEDOUT, "shutdown");
-			return;
-		}
-		pthread_mutex_unlock(&js->lock);
-		resend_due(w);
-		pthread_mutex_lock(&js->lock);
-		if ((long)js->table.count < js->window)
-			break;
-		pacing_cond_wait(&js->room, &js->lock, 0);
+	pthread_mutex_lock(&js->win.lock);
+	if (!publish_window_wait_room_locked(&js->win, w)) {
+		/* Draining, and no room came: this one is not sent. */
+		natsMsg_Destroy(nm);
+		js->host->msg_done(js->ctx, m, -ETIMEDOUT, "shutdown");
+		return;
 	}
 	struct inflight_entry *e = inflight_put(&js->table, token, m);
-	e->sent_ns = cad_clock_mono_ns();
-	pthread_mutex_unlock(&js->lock);
-	send_entry(w, token, nm);
+	publish_window_add_locked(&js->win, &e->pw, m, true);
+	pthread_mutex_unlock(&js->win.lock);
+	jetstream_send_entry(w, token, nm);
 	/* A steady flow never leaves a worker idle: time out and resend
 	 * here too. */
-	resend_due(w);
+	jetstream_resend_due(w);
 }
 
 static void jetstream_worker_idle(void *worker)
 {
-	resend_due(worker);
+	jetstream_resend_due(worker);
 }
 
 static int jetstream_worker_open(void **out, void *instance, unsigned index)
@@ -612,37 +540,11 @@ static int jetstream_worker_open(void **out, void *instance, unsigned index)
 		return -ENOMEM;
 	w->js = js;
 	nats_msg_batch_init(&w->sent);
-	pthread_mutex_lock(&js->lock);
+	pthread_mutex_lock(&js->win.lock);
 	js->open_workers++;
-	pthread_mutex_unlock(&js->lock);
+	pthread_mutex_unlock(&js->win.lock);
 	*out = w;
 	return 0;
-}
-
-/* Give every message still held back to the host as lost. */
-static void give_up_all(struct jetstream *js)
-{
-	pthread_mutex_lock(&js->lock);
-	/* A deletion fills slot i from later slots only: look at it again. */
-	for (size_t i = 0; i <= js->table.mask;) {
-		struct inflight_entry *e = &js->table.slots[i];
-		if (!e->token) {
-			i++;
-			continue;
-		}
-		settle_unlock(js, e, -ETIMEDOUT, "shutdown");
-		pthread_mutex_lock(&js->lock);
-	}
-	pthread_mutex_unlock(&js->lock);
-}
-
-/* Wait for every msg_done() in progress to return. Settled messages are
- * counted even past the deadline: msg_done() is quick, and the host's
- * counts must be whole when it logs them. */
-static void wait_settled(struct jetstream *js)
-{
-	while (atomic_load(&js->settling))
-		nats_Sleep(1);
 }
 
 /* Every worker helps the window drain until the deadline; the last one to
@@ -651,24 +553,15 @@ static void jetstream_worker_close(void *worker, int64_t deadline_ns)
 {
 	struct js_worker *w = worker;
 	struct jetstream *js = w->js;
-	for (;;) {
-		resend_due(w);
-		pthread_mutex_lock(&js->lock);
-		size_t left = js->table.count + atomic_load(&js->settling);
-		if (left && cad_clock_mono_ns() < deadline_ns)
-			pacing_cond_wait(&js->room, &js->lock, deadline_ns);
-		pthread_mutex_unlock(&js->lock);
-		if (!left || cad_clock_mono_ns() >= deadline_ns)
-			break;
-	}
-	wait_settled(js);
-	pthread_mutex_lock(&js->lock);
+	publish_window_drain(&js->win, w, deadline_ns);
+	publish_window_wait_settled(&js->win);
+	pthread_mutex_lock(&js->win.lock);
 	bool last = --js->open_workers == 0;
-	pthread_mutex_unlock(&js->lock);
-	if (last) {
-		give_up_all(js);
-		wait_settled(js); /* an acknowledgement may have been settling meanwhile */
-	}
+	if (last)
+		publish_window_give_up_locked(&js->win, w, false);
+	pthread_mutex_unlock(&js->win.lock);
+	if (last) /* an acknowledgement may have been settling meanwhile */
+		publish_window_wait_settled(&js->win);
 	nats_msg_batch_fini(&w->sent);
 	free(w->env);
 	free(w);

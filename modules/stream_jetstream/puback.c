@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-static void refused(struct puback *out, json_t *error)
+static void puback_refused(struct puback *out, json_t *error)
 {
 	out->kind = PUBACK_REFUSED;
 	json_t *code = json_object_get(error, "err_code");
@@ -32,7 +32,7 @@ void puback_parse(struct puback *out, const char *data, size_t len)
 	json_t *stream = json_object_get(root, "stream");
 	json_t *seq = json_object_get(root, "seq");
 	if (json_is_object(error)) {
-		refused(out, error);
+		puback_refused(out, error);
 	} else if (json_is_string(stream) && json_is_integer(seq) && json_integer_value(seq) > 0) {
 		out->kind = PUBACK_STORED;
 		snprintf(out->stream, sizeof(out->stream), "%s", json_string_value(stream));

@@ -17,10 +17,9 @@
  * closes; `sc` and the connection bookkeeping are its own. Outcomes arrive
  * on cnats threads: the ack subscription (acknowledgements) and the ack
  * timer (timeouts, and "closed" for what a closed connection still held).
- * `lock` guards the entry table and its counters; `room` is broadcast
- * when the window falls to its low-water mark or empties, when an entry
- * goes back to waiting, and when the library has answered every publish
- * it holds. Every successful
+ * The worker's window lock (publish_window.h) guards its entries and
+ * `at_library` too; its `room` is also broadcast when the library has
+ * answered every publish it holds. Every successful
  * stanConnection_PublishAsync() is answered by exactly one call of the ack
  * handler, so a worker is freed only once `at_library` is back to 0. The
  * connection-lost handler runs on the cnats callback thread, possibly after
@@ -43,9 +42,9 @@
 #include "envelope.h"
 #include "nats_conn.h"
 #include "pacing.h"
+#include "publish_window.h"
 #include "subject.h"
 
-#define RETRY_FIRST_MS 100
 #define RECONNECT_FIRST_MS 250
 /* How long a connect or close request waits for the streaming server. */
 #define REQUEST_WAIT_MS 2000
@@ -63,8 +62,7 @@ struct natsstream {
 	char *cluster_id;
 	char client_prefix[160]; /* "<adapter>_" with only [A-Za-z0-9_-] */
 	char run_id[16];         /* makes client ids unique per run */
-	struct publish_window win;
-	long low_water; /* entries in use when a waiting publish is woken */
+	struct publish_window_opts opts;
 	long ping_interval;
 	long ping_max_out;
 	struct cad_ratelimit warn_limit; /* for retry warnings */
@@ -84,21 +82,16 @@ struct ns_link {
 	char name[32];                   /* "stream N", for logs and state */
 };
 
-enum ns_state {
-	NS_FREE = 0,
-	NS_AT_LIBRARY, /* handed to stanConnection_PublishAsync() */
-	NS_WAITING,    /* to be sent (again) at retry_at_ns, when connected */
-};
-
-/* One message in a worker's window; its address is the publish closure. */
+/* One message in a worker's window; its address is the publish closure.
+ * In flight (pw.retry_at_ns 0), it is the library's, handed to
+ * stanConnection_PublishAsync(); parked, it waits to be sent (again) when
+ * connected. */
 struct ns_entry {
+	struct publish_window_entry pw; /* pw.msg NULL: free */
 	struct ns_worker *w;
-	struct cad_msg *msg;
 	char *channel;
 	char *data; /* the envelope */
 	size_t len;
-	enum ns_state state;
-	int64_t retry_at_ns;
 	struct ns_entry *next_free;
 };
 
@@ -113,14 +106,10 @@ struct ns_worker {
 	unsigned connects;         /* connection attempts, for client ids */
 	uint32_t connect_failures; /* in a row */
 	int64_t connect_at_ns;     /* next attempt while sc is NULL */
-	/* Under lock. */
-	pthread_mutex_t lock;
-	pthread_cond_t room;
+	/* Under the window's lock. */
+	struct publish_window win;
 	struct ns_entry *entries; /* max_inflight of them */
 	struct ns_entry *free_list;
-	size_t used;       /* entries not free */
-	size_t waiting;    /* entries in NS_WAITING */
-	int64_t next_due_ns; /* no waiting entry is due before this */
 	size_t at_library; /* entries whose ack handler call is still due */
 	bool closing;      /* worker_close gave the connection up */
 };
@@ -142,17 +131,19 @@ static const struct cad_option natsstream_options[] = {
 };
 
 /*
- * The links the NATS library's asynchronous handlers (a lost streaming
+ * The module's only process-wide mutable state, which the NATS library
+ * forces: the links its asynchronous handlers (a lost streaming
  * connection, a NATS error) may still reach. The library queues them on
  * its callback thread and does not wait for that queue when a connection
- * is destroyed, so a handler can run after destroy() freed its link; it
- * looks the link up here first. The module's code stays mapped for the
- * process's life: the daemon never unloads a module.
+ * is destroyed, so a handler can run after destroy() freed its link, when
+ * no instance is left to ask; it looks the link up here first. The
+ * module's code stays mapped for the process's life: the daemon never
+ * unloads a module.
  */
 static pthread_mutex_t live_links_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct ns_link *live_links;
 
-static void live_link_add(struct ns_link *l)
+static void natsstream_live_link_add(struct ns_link *l)
 {
 	pthread_mutex_lock(&live_links_lock);
 	l->live_next = live_links;
@@ -160,7 +151,7 @@ static void live_link_add(struct ns_link *l)
 	pthread_mutex_unlock(&live_links_lock);
 }
 
-static void live_link_remove(struct ns_link *l)
+static void natsstream_live_link_remove(struct ns_link *l)
 {
 	pthread_mutex_lock(&live_links_lock);
 	for (struct ns_link **p = &live_links; *p; p = &(*p)->live_next) {
@@ -173,7 +164,7 @@ static void live_link_remove(struct ns_link *l)
 }
 
 /* With live_links_lock held: whether `l` is still a link. */
-static bool live_link(const struct ns_link *l)
+static bool natsstream_live_link(const struct ns_link *l)
 {
 	for (const struct ns_link *p = live_links; p; p = p->live_next)
 		if (p == l)
@@ -189,7 +180,7 @@ static void natsstream_destroy(void *instance)
 	while (ns->links) {
 		struct ns_link *l = ns->links;
 		ns->links = l->next;
-		live_link_remove(l);
+		natsstream_live_link_remove(l);
 		free(l);
 	}
 	pthread_mutex_destroy(&ns->links_lock);
@@ -200,7 +191,7 @@ static void natsstream_destroy(void *instance)
 }
 
 /* Client ids may hold only [A-Za-z0-9_-]. */
-static void client_safe(char *out, size_t len, const char *in)
+static void natsstream_client_safe(char *out, size_t len, const char *in)
 {
 	size_t n = 0;
 	for (; *in && n + 1 < len; in++, n++) {
@@ -214,7 +205,7 @@ static void client_safe(char *out, size_t len, const char *in)
 
 /* Twelve base-36 digits from the kernel's random source (the time and the
  * PID should it fail), so that two runs never share a client id. */
-static void make_run_id(char *out, size_t len)
+static void natsstream_make_run_id(char *out, size_t len)
 {
 	static const char digits[] = "0123456789abcdefghijklmnopqrstuvwxyz";
 	uint64_t r = 0;
@@ -269,14 +260,13 @@ static int natsstream_create(void **instance, const struct cad_host *host, struc
 		host->cfg_error(cfg, "topic", "'%s': %s", ns->topic, why);
 		rc = -EINVAL;
 	}
-	publish_window_read(&ns->win, host, cfg);
-	ns->low_water = publish_window_low_water(ns->win.max_inflight);
+	publish_window_opts_read(&ns->opts, host, cfg);
 	ns->ping_interval = host->cfg_int(cfg, "ping_interval");
 	ns->ping_max_out = host->cfg_int(cfg, "ping_max_out");
 	char adapter[128];
-	client_safe(adapter, sizeof(adapter), host->adapter_name(ctx));
+	natsstream_client_safe(adapter, sizeof(adapter), host->adapter_name(ctx));
 	snprintf(ns->client_prefix, sizeof(ns->client_prefix), "%s_", adapter);
-	make_run_id(ns->run_id, sizeof(ns->run_id));
+	natsstream_make_run_id(ns->run_id, sizeof(ns->run_id));
 	if (rc != 0)
 		goto fail;
 	*instance = ns;
@@ -302,13 +292,13 @@ static void natsstream_describe(void *instance, char *buf, size_t len)
 	char servers[512];
 	nats_conn_opts_servers(&ns->conn, servers, sizeof(servers));
 	snprintf(buf, len, "servers %s, cluster %s, channel %s, %ld unacknowledged per worker",
-		 servers, ns->cluster_id, ns->topic, ns->win.max_inflight);
+		 servers, ns->cluster_id, ns->topic, ns->opts.max_inflight);
 }
 
 /* ------------------------------------------------------------ helpers */
 
 /* The library's last error detail, or its status text. */
-static const char *status_detail(natsStatus s)
+static const char *natsstream_status_detail(natsStatus s)
 {
 	const char *d = nats_GetLastError(NULL);
 	return d && *d ? d : natsStatus_GetText(s);
@@ -317,54 +307,32 @@ static const char *status_detail(natsStatus s)
 /* ---------------------------------------------------- the entry table */
 
 /* Free an entry and return the message it held. Lock held. */
-static struct cad_msg *release_entry(struct ns_worker *w, struct ns_entry *e)
+static struct cad_msg *natsstream_release_entry(struct ns_worker *w, struct ns_entry *e)
 {
-	struct cad_msg *m = e->msg;
-	if (e->state == NS_WAITING)
-		w->waiting--;
+	struct cad_msg *m = publish_window_remove_locked(&w->win, &e->pw);
 	free(e->channel);
 	free(e->data);
 	*e = (struct ns_entry){.w = w, .next_free = w->free_list};
 	w->free_list = e;
-	w->used--;
-	/* The worker waits only on a full window, and when closing for an
-	 * empty one. */
-	if (w->used == 0 || (long)w->used == w->ns->low_water)
-		pthread_cond_broadcast(&w->room);
 	return m;
 }
 
 /* Settle an entry: free it and tell the host. Called with the lock held;
  * returns with it released. */
-static void settle_unlock(struct ns_worker *w, struct ns_entry *e, int status, const char *reason)
+static void natsstream_settle_unlock(struct ns_worker *w, struct ns_entry *e, int status,
+				     const char *reason)
 {
-	struct cad_msg *m = release_entry(w, e);
-	pthread_mutex_unlock(&w->lock);
-	w->ns->host->msg_done(w->ns->ctx, m, status, reason);
-}
-
-/* Put an entry back to wait for its next attempt. Lock held. */
-static void park(struct ns_worker *w, struct ns_entry *e)
-{
-	e->state = NS_WAITING;
-	e->retry_at_ns = cad_clock_mono_ns() +
-			 pacing_backoff_ms(RETRY_FIRST_MS, w->ns->win.retry_max_ms, e->msg->attempts) * CAD_NS_PER_MS;
-	if (!w->waiting || e->retry_at_ns < w->next_due_ns)
-		w->next_due_ns = e->retry_at_ns;
-	w->waiting++;
-	pthread_cond_broadcast(&w->room);
+	struct cad_msg *m = natsstream_release_entry(w, e);
+	publish_window_done_unlock(&w->win, m, status, reason);
 }
 
 /* Mark an entry as handed to the library, before the call: its ack may
  * arrive before the call returns. Lock held. Returns whether this attempt
  * is a retry. */
-static bool claim(struct ns_worker *w, struct ns_entry *e)
+static bool natsstream_claim(struct ns_worker *w, struct ns_entry *e)
 {
-	if (e->state == NS_WAITING)
-		w->waiting--;
-	e->state = NS_AT_LIBRARY;
 	w->at_library++;
-	return ++e->msg->attempts > 1;
+	return publish_window_unpark_locked(&w->win, &e->pw);
 }
 
 static void natsstream_on_ack(const char *guid, const char *error, void *closure)
@@ -374,29 +342,27 @@ static void natsstream_on_ack(const char *guid, const char *error, void *closure
 	struct ns_worker *w = e->w;
 	struct natsstream *ns = w->ns;
 	bool quiet = false;
-	pthread_mutex_lock(&w->lock);
+	pthread_mutex_lock(&w->win.lock);
 	if (!error) {
-		struct cad_msg *m = release_entry(w, e);
-		pthread_mutex_unlock(&w->lock);
-		ns->host->msg_done(ns->ctx, m, 0, NULL);
-		pthread_mutex_lock(&w->lock);
+		natsstream_settle_unlock(w, e, 0, NULL);
+		pthread_mutex_lock(&w->win.lock);
 	} else {
-		park(w, e);
+		publish_window_park_locked(&w->win, &e->pw);
 		/* A closed connection has been reported already, or is being
 		 * closed on purpose. */
 		quiet = w->closing || strcmp(error, natsStatus_GetText(NATS_CONNECTION_CLOSED)) == 0;
 	}
 	/* Last: once this reaches 0 the worker may be freed. */
 	if (--w->at_library == 0)
-		pthread_cond_broadcast(&w->room);
-	pthread_mutex_unlock(&w->lock);
+		pthread_cond_broadcast(&w->win.room);
+	pthread_mutex_unlock(&w->win.lock);
 	if (error && !quiet)
 		pacing_warn(ns->host, ns->ctx, &ns->warn_limit,
 			    "NATS Streaming did not acknowledge a publish (%s); retrying", error);
 }
 
 /* Hand a claimed entry to the library. */
-static void submit(struct ns_worker *w, struct ns_entry *e, bool retry)
+static void natsstream_submit(struct ns_worker *w, struct ns_entry *e, bool retry)
 {
 	struct natsstream *ns = w->ns;
 	if (retry)
@@ -406,17 +372,17 @@ static void submit(struct ns_worker *w, struct ns_entry *e, bool retry)
 	if (s == NATS_OK)
 		return;
 	/* Not taken: no ack handler call will come for it. */
-	const char *detail = status_detail(s);
-	pthread_mutex_lock(&w->lock);
+	const char *detail = natsstream_status_detail(s);
+	pthread_mutex_lock(&w->win.lock);
 	w->at_library--;
 	if (s == NATS_MAX_PAYLOAD) {
-		settle_unlock(w, e, -EMSGSIZE, "too_large");
+		natsstream_settle_unlock(w, e, -EMSGSIZE, "too_large");
 		ns->host->log(ns->ctx, CAD_LOG_ERROR,
 			      "a message is larger than the server accepts (max_payload)");
 		return;
 	}
-	park(w, e);
-	pthread_mutex_unlock(&w->lock);
+	publish_window_park_locked(&w->win, &e->pw);
+	pthread_mutex_unlock(&w->win.lock);
 	if (s == NATS_CONNECTION_CLOSED) {
 		w->sc_closed = true; /* the lost handler may not have run yet */
 		return;
@@ -425,40 +391,26 @@ static void submit(struct ns_worker *w, struct ns_entry *e, bool retry)
 		    "publishing to NATS Streaming failed (%s); retrying", detail);
 }
 
-/* Send every waiting entry whose time has come, in one pass. The table is
- * scanned only once something may be due: next_due_ns is a lower bound of
- * the waiting entries' times, which park() lowers as entries come back. */
-static void resend_due(struct ns_worker *w)
+/* Send a parked entry whose time has come, the lock held; returns with it
+ * held. False once the connection is gone: the rest waits for the next. */
+static bool natsstream_resend_locked(void *worker, struct publish_window_entry *pe)
 {
-	size_t n = (size_t)w->ns->win.max_inflight;
-	pthread_mutex_lock(&w->lock);
-	int64_t now = cad_clock_mono_ns();
-	if (!w->waiting || now < w->next_due_ns) {
-		pthread_mutex_unlock(&w->lock);
-		return;
-	}
-	w->next_due_ns = INT64_MAX; /* lowered below and by park() meanwhile */
-	int64_t next = INT64_MAX;
-	size_t i = 0;
-	for (; i < n && w->waiting && w->sc && !w->sc_closed; i++) {
-		struct ns_entry *e = &w->entries[i];
-		if (e->state != NS_WAITING)
-			continue;
-		if (e->retry_at_ns > now) {
-			if (e->retry_at_ns < next)
-				next = e->retry_at_ns;
-			continue;
-		}
-		bool retry = claim(w, e);
-		pthread_mutex_unlock(&w->lock);
-		submit(w, e, retry);
-		pthread_mutex_lock(&w->lock);
-	}
-	if (i < n && w->waiting)
-		next = 0; /* cut short: the rest were not looked at */
-	if (next < w->next_due_ns)
-		w->next_due_ns = next;
-	pthread_mutex_unlock(&w->lock);
+	struct ns_worker *w = worker;
+	if (!w->sc || w->sc_closed)
+		return false;
+	struct ns_entry *e = PUBLISH_WINDOW_OWNER(pe, struct ns_entry, pw);
+	bool retry = natsstream_claim(w, e);
+	pthread_mutex_unlock(&w->win.lock);
+	natsstream_submit(w, e, retry);
+	pthread_mutex_lock(&w->win.lock);
+	return true;
+}
+
+static void natsstream_settle_entry_unlock(void *worker, struct publish_window_entry *pe,
+					   int status, const char *reason)
+{
+	natsstream_settle_unlock(worker, PUBLISH_WINDOW_OWNER(pe, struct ns_entry, pw), status,
+				 reason);
 }
 
 /* --------------------------------------------------------- connection */
@@ -467,7 +419,7 @@ static void natsstream_on_lost(stanConnection *sc, const char *error, void *clos
 {
 	struct ns_link *l = closure;
 	pthread_mutex_lock(&live_links_lock);
-	if (live_link(l)) {
+	if (natsstream_live_link(l)) {
 		atomic_store(&l->lost, (void *)sc);
 		l->ns->host->log(l->ns->ctx, CAD_LOG_WARN,
 				 "%s: lost the NATS Streaming connection (%s); reconnecting", l->name,
@@ -483,34 +435,34 @@ static void natsstream_on_nats_error(natsConnection *nc, natsSubscription *sub, 
 	(void)sub;
 	struct ns_link *l = closure;
 	pthread_mutex_lock(&live_links_lock);
-	if (live_link(l))
+	if (natsstream_live_link(l))
 		nats_conn_log_async_error(&l->nats, err);
 	pthread_mutex_unlock(&live_links_lock);
 }
 
-static void client_id(const struct ns_worker *w, char *buf, size_t len)
+static void natsstream_client_id(const struct ns_worker *w, char *buf, size_t len)
 {
 	const struct natsstream *ns = w->ns;
 	snprintf(buf, len, "%s%u-%s-%u", ns->client_prefix, w->index + 1, ns->run_id, w->connects);
 }
 
-static void connect_now(struct ns_worker *w)
+static void natsstream_connect_now(struct ns_worker *w)
 {
 	struct natsstream *ns = w->ns;
 	char id[256];
 	w->connects++;
-	client_id(w, id, sizeof(id));
+	natsstream_client_id(w, id, sizeof(id));
 	stanConnection *sc = NULL;
 	natsStatus s = stanConnection_Connect(&sc, ns->cluster_id, id, w->opts);
 	if (s != NATS_OK) {
-		int64_t delay = pacing_backoff_ms(RECONNECT_FIRST_MS, ns->win.retry_max_ms,
-					   ++w->connect_failures);
+		int64_t delay = pacing_backoff_ms(RECONNECT_FIRST_MS, ns->opts.retry_max_ms,
+						  ++w->connect_failures);
 		w->connect_at_ns = cad_clock_mono_ns() + delay * CAD_NS_PER_MS;
 		char servers[512];
 		nats_conn_opts_servers(&ns->conn, servers, sizeof(servers));
 		const char *detail = s == NATS_NO_RESPONDERS
 					     ? "no streaming server answers for this cluster"
-					     : status_detail(s);
+					     : natsstream_status_detail(s);
 		if (w->connect_failures == 1) {
 			ns->host->conn_state(ns->ctx, w->link->name, false);
 			ns->host->log(ns->ctx, CAD_LOG_WARN,
@@ -532,17 +484,14 @@ static void connect_now(struct ns_worker *w)
 		      w->link->name, ns->cluster_id, id);
 	ns->host->conn_state(ns->ctx, w->link->name, true);
 	/* What waited for the connection goes now. */
-	pthread_mutex_lock(&w->lock);
-	for (size_t i = 0; w->waiting && i < (size_t)ns->win.max_inflight; i++)
-		if (w->entries[i].state == NS_WAITING)
-			w->entries[i].retry_at_ns = 0;
-	w->next_due_ns = 0;
-	pthread_mutex_unlock(&w->lock);
+	pthread_mutex_lock(&w->win.lock);
+	publish_window_due_now_locked(&w->win);
+	pthread_mutex_unlock(&w->win.lock);
 }
 
 /* Close the connection. What the library held comes back through the ack
  * handler with an error and waits for the next connection. */
-static void drop_connection(struct ns_worker *w)
+static void natsstream_drop_connection(struct ns_worker *w)
 {
 	if (!w->sc)
 		return;
@@ -553,25 +502,36 @@ static void drop_connection(struct ns_worker *w)
 
 /* The worker's housekeeping: notice a lost connection, connect when due,
  * send what is due. Worker thread only. */
-static void service(struct ns_worker *w, bool may_connect)
+static void natsstream_service(struct ns_worker *w, bool may_connect)
 {
 	void *lost = atomic_exchange(&w->link->lost, NULL);
 	if (w->sc && (lost == (void *)w->sc || w->sc_closed)) {
-		drop_connection(w);
+		natsstream_drop_connection(w);
 		w->ns->host->conn_state(w->ns->ctx, w->link->name, false);
 		w->connect_at_ns = 0; /* the first attempt after a loss is at once */
 	}
 	if (!w->sc && may_connect && cad_clock_mono_ns() >= w->connect_at_ns)
-		connect_now(w);
+		natsstream_connect_now(w);
 	if (w->sc)
-		resend_due(w);
+		publish_window_resend_due(&w->win, w);
 }
+
+static void natsstream_window_service(void *worker, bool in_time)
+{
+	natsstream_service(worker, in_time);
+}
+
+static const struct publish_window_ops natsstream_window_ops = {
+	.service = natsstream_window_service,
+	.resend_locked = natsstream_resend_locked,
+	.settle_unlock = natsstream_settle_entry_unlock,
+};
 
 /* ------------------------------------------------------------ workers */
 
 /* On failure *reason names the step that failed. */
-static int encode(struct natsstream *ns, const struct cad_msg *m, char **channel, char **data,
-		  size_t *len, const char **reason)
+static int natsstream_encode(struct natsstream *ns, const struct cad_msg *m, char **channel,
+			     char **data, size_t *len, const char **reason)
 {
 	char subject[1024];
 	int n = subject_build(subject, sizeof(subject), ns->topic, m->sender, m->sender_len);
@@ -596,58 +556,45 @@ static void natsstream_publish(void *worker, struct cad_msg *m)
 	char *channel = NULL, *data = NULL;
 	size_t len = 0;
 	const char *reason = NULL;
-	int err = encode(ns, m, &channel, &data, &len, &reason);
+	int err = natsstream_encode(ns, m, &channel, &data, &len, &reason);
 	if (err != 0) {
 		/* The host logs the loss, with the sender made printable. */
 		ns->host->msg_done(ns->ctx, m, err, reason);
 		return;
 	}
-	service(w, true);
+	natsstream_service(w, true);
 
-	pthread_mutex_lock(&w->lock);
-	while ((long)w->used >= ns->win.max_inflight) {
-		int64_t deadline = ns->host->abi_minor >= 1 ? ns->host->drain_deadline(ns->ctx) : 0;
-		if (deadline && cad_clock_mono_ns() >= deadline) {
-			/* Draining, and no room came: this one is not sent. */
-			pthread_mutex_unlock(&w->lock);
-			free(channel);
-			free(data);
-			ns->host->msg_done(ns->ctx, m, -ETIMEDOUT, "shutdown");
-			return;
-		}
-		pthread_mutex_unlock(&w->lock);
-		service(w, true);
-		pthread_mutex_lock(&w->lock);
-		if ((long)w->used < ns->win.max_inflight)
-			break;
-		pacing_cond_wait(&w->room, &w->lock, 0);
+	pthread_mutex_lock(&w->win.lock);
+	if (!publish_window_wait_room_locked(&w->win, w)) {
+		/* Draining, and no room came: this one is not sent. */
+		free(channel);
+		free(data);
+		ns->host->msg_done(ns->ctx, m, -ETIMEDOUT, "shutdown");
+		return;
 	}
 	struct ns_entry *e = w->free_list;
 	w->free_list = e->next_free;
-	*e = (struct ns_entry){.w = w, .msg = m, .channel = channel, .data = data, .len = len,
-			       .state = NS_WAITING, .retry_at_ns = 0};
-	w->used++;
-	w->waiting++;
+	*e = (struct ns_entry){.w = w, .channel = channel, .data = data, .len = len};
+	/* Without a connection it goes as soon as there is one. */
 	bool send = w->sc && !w->sc_closed;
-	bool retry = send && claim(w, e);
-	if (!send)
-		w->next_due_ns = 0; /* goes as soon as there is a connection */
-	pthread_mutex_unlock(&w->lock);
+	publish_window_add_locked(&w->win, &e->pw, m, send);
 	if (send)
-		submit(w, e, retry);
+		w->at_library++;
+	pthread_mutex_unlock(&w->win.lock);
+	if (send)
+		natsstream_submit(w, e, false);
 }
 
 static void natsstream_worker_idle(void *worker)
 {
-	service(worker, true);
+	natsstream_service(worker, true);
 }
 
-static void free_worker(struct ns_worker *w)
+static void natsstream_free_worker(struct ns_worker *w)
 {
 	stanConnOptions_Destroy(w->opts);
 	free(w->entries);
-	pthread_cond_destroy(&w->room);
-	pthread_mutex_destroy(&w->lock);
+	publish_window_destroy(&w->win);
 	free(w);
 }
 
@@ -667,18 +614,21 @@ static int natsstream_worker_open(void **out, void *instance, unsigned index)
 	l->next = ns->links;
 	ns->links = l;
 	pthread_mutex_unlock(&ns->links_lock);
-	live_link_add(l);
+	natsstream_live_link_add(l);
 
 	w->ns = ns;
 	w->link = l;
 	w->index = index;
-	pthread_mutex_init(&w->lock, NULL);
-	pacing_cond_init(&w->room);
+	publish_window_init(&w->win, ns->host, ns->ctx, &natsstream_window_ops);
+	/* The library answers every publish it holds, in time or not. */
+	publish_window_size(&w->win, &ns->opts, ns->opts.max_inflight, false);
 	int rc = -ENOMEM;
-	w->entries = calloc((size_t)ns->win.max_inflight, sizeof(*w->entries));
+	w->entries = calloc((size_t)ns->opts.max_inflight, sizeof(*w->entries));
 	if (!w->entries)
 		goto fail;
-	for (size_t i = (size_t)ns->win.max_inflight; i-- > 0;) {
+	publish_window_places(&w->win, &w->entries[0].pw, sizeof(w->entries[0]),
+			      (size_t)ns->opts.max_inflight);
+	for (size_t i = (size_t)ns->opts.max_inflight; i-- > 0;) {
 		w->entries[i].w = w;
 		w->entries[i].next_free = w->free_list;
 		w->free_list = &w->entries[i];
@@ -709,12 +659,12 @@ static int natsstream_worker_open(void **out, void *instance, unsigned index)
 		s = stanConnOptions_SetNATSOptions(w->opts, no);
 	natsOptions_Destroy(no);
 	if (s == NATS_OK)
-		s = stanConnOptions_SetPubAckWait(w->opts, ns->win.ack_timeout_ms);
+		s = stanConnOptions_SetPubAckWait(w->opts, ns->opts.ack_timeout_ms);
 	if (s == NATS_OK)
 		s = stanConnOptions_SetConnectionWait(w->opts, REQUEST_WAIT_MS);
 	/* Our own window is the limit; the library's must never stall us. */
 	if (s == NATS_OK)
-		s = stanConnOptions_SetMaxPubAcksInflight(w->opts, (int)ns->win.max_inflight + 1, 1.0f);
+		s = stanConnOptions_SetMaxPubAcksInflight(w->opts, (int)ns->opts.max_inflight + 1, 1.0f);
 	if (s == NATS_OK)
 		s = stanConnOptions_SetPings(w->opts, (int)ns->ping_interval, (int)ns->ping_max_out);
 	if (s == NATS_OK)
@@ -726,61 +676,41 @@ static int natsstream_worker_open(void **out, void *instance, unsigned index)
 	}
 	/* A cluster that cannot be reached now is tried again from
 	 * publish() and worker_idle(). */
-	connect_now(w);
+	natsstream_connect_now(w);
 	*out = w;
 	return 0;
 fail:
-	free_worker(w); /* the link stays with the instance */
+	natsstream_free_worker(w); /* the link stays with the instance */
 	return rc;
-}
-
-/* Give every message still held back to the host as lost. Lock held. */
-static void give_up_all(struct ns_worker *w)
-{
-	for (size_t i = 0; w->used > w->at_library && i < (size_t)w->ns->win.max_inflight; i++) {
-		struct ns_entry *e = &w->entries[i];
-		if (e->state != NS_WAITING)
-			continue;
-		settle_unlock(w, e, -ETIMEDOUT, "shutdown");
-		pthread_mutex_lock(&w->lock);
-	}
 }
 
 static void natsstream_worker_close(void *worker, int64_t deadline_ns)
 {
 	struct ns_worker *w = worker;
 	struct natsstream *ns = w->ns;
-	for (;;) {
-		service(w, cad_clock_mono_ns() < deadline_ns);
-		pthread_mutex_lock(&w->lock);
-		size_t left = w->used;
-		if (left && cad_clock_mono_ns() < deadline_ns)
-			pacing_cond_wait(&w->room, &w->lock, deadline_ns);
-		pthread_mutex_unlock(&w->lock);
-		if (!left || cad_clock_mono_ns() >= deadline_ns)
-			break;
-	}
-	pthread_mutex_lock(&w->lock);
+	publish_window_drain(&w->win, w, deadline_ns);
+	pthread_mutex_lock(&w->win.lock);
 	w->closing = true;
-	pthread_mutex_unlock(&w->lock);
+	pthread_mutex_unlock(&w->win.lock);
 	/* Closing tells the server the client is gone, and makes the
 	 * library answer every publish it still holds. */
-	drop_connection(w);
+	natsstream_drop_connection(w);
 
 	int64_t until = cad_clock_mono_ns() + LIBRARY_WAIT_NS;
-	pthread_mutex_lock(&w->lock);
+	pthread_mutex_lock(&w->win.lock);
 	while (w->at_library && cad_clock_mono_ns() < until)
-		pacing_cond_wait(&w->room, &w->lock, until);
-	give_up_all(w);
+		pacing_cond_wait(&w->win.room, &w->win.lock, until);
+	/* What the library still holds stays: its ack handler call is due. */
+	publish_window_give_up_locked(&w->win, w, true);
 	size_t stuck = w->at_library;
-	pthread_mutex_unlock(&w->lock);
+	pthread_mutex_unlock(&w->win.lock);
 	if (stuck) {
 		/* Their ack handler calls would find freed memory: keep it. */
 		ns->host->log(ns->ctx, CAD_LOG_ERROR,
 			      "%s: the NATS library still holds %zu publishes after closing; leaving them",
 			      w->link->name, stuck);
 	} else {
-		free_worker(w);
+		natsstream_free_worker(w);
 	}
 	/* The library keeps error state per thread; this thread is ours. */
 	nats_ReleaseThreadMemory();

@@ -28,8 +28,8 @@ Test(inflight, every_entry_is_found_by_its_token_until_deleted)
 			cr_assert_null(e, "token %lu was deleted", (unsigned long)k);
 		} else {
 			cr_assert_not_null(e, "token %lu is lost", (unsigned long)k);
-			cr_assert_eq(e->msg, msg_of(k));
-			cr_assert_eq(e->retry_at_ns, 0);
+			cr_assert_eq(e->pw.msg, msg_of(k));
+			cr_assert_eq(e->pw.retry_at_ns, 0);
 		}
 	}
 	cr_assert_null(inflight_get(&t, 1000));
@@ -73,7 +73,7 @@ Test(inflight, colliding_and_wrapping_tokens_survive_deletion_in_any_order)
 			struct inflight_entry *e = inflight_get(&t, tokens[order[j]]);
 			cr_assert_not_null(e, "token %lu lost after deleting %lu",
 					   (unsigned long)tokens[order[j]], (unsigned long)tokens[order[d]]);
-			cr_assert_eq(e->msg, msg_of(tokens[order[j]]));
+			cr_assert_eq(e->pw.msg, msg_of(tokens[order[j]]));
 		}
 	}
 	cr_assert_eq(t.count, 0);

@@ -5,6 +5,7 @@
 #include <pthread.h>
 
 #include "pacing.h"
+#include "publish_window.h"
 
 Test(pacing, backoff_doubles_from_the_first_delay_up_to_the_cap)
 {
