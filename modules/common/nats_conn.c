@@ -8,7 +8,7 @@
  * only call host->conn_state() and host->log(), both thread-safe, and use
  * the connection's `closing` and `closed_cb` flags (atomic). cnats makes
  * them after natsConnection_Close() returns, so closing waits for the last
- * one (on_closed) before the owner can free the connection.
+ * one (nats_conn_on_closed) before the owner can free the connection.
  */
 #include "nats_conn.h"
 #include "ca_file.h"
@@ -35,7 +35,7 @@ const char *const nats_conn_default_servers[] = {"nats://127.0.0.1:4222", NULL};
 /* A probe connection holds nothing to flush. */
 #define PROBE_CLOSE_MS 1000
 
-static char *dup_opt(const struct cad_host *h, const struct cad_config *cfg, const char *name,
+static char *nats_conn_dup_opt(const struct cad_host *h, const struct cad_config *cfg, const char *name,
 		     int *nomem)
 {
 	const char *v = h->cfg_str(cfg, name);
@@ -47,7 +47,7 @@ static char *dup_opt(const struct cad_host *h, const struct cad_config *cfg, con
 	return d;
 }
 
-static int check_readable(const struct cad_host *h, const struct cad_config *cfg, const char *name,
+static int nats_conn_check_readable(const struct cad_host *h, const struct cad_config *cfg, const char *name,
 			  const char *path)
 {
 	if (!path || access(path, R_OK) == 0)
@@ -56,14 +56,14 @@ static int check_readable(const struct cad_host *h, const struct cad_config *cfg
 	return 1;
 }
 
-static BIO *open_pem(const char *path)
+static BIO *nats_conn_open_pem(const char *path)
 {
 	return BIO_new_file(path, "r");
 }
 
 /* tls_ca: readable, at least one certificate, and nothing unreadable among
  * them. */
-static int check_ca_file(const struct cad_host *h, const struct cad_config *cfg, const char *path)
+static int nats_conn_check_ca_file(const struct cad_host *h, const struct cad_config *cfg, const char *path)
 {
 	char why[512];
 	if (!path || ca_file_read(path, NULL, NULL, why, sizeof(why)) > 0)
@@ -74,10 +74,10 @@ static int check_ca_file(const struct cad_host *h, const struct cad_config *cfg,
 
 /* tls_cert starts with a certificate, tls_key is a private key, and the
  * two belong together. */
-static int check_cert_and_key(const struct cad_host *h, const struct cad_config *cfg,
+static int nats_conn_check_cert_and_key(const struct cad_host *h, const struct cad_config *cfg,
 			      const char *cert_path, const char *key_path)
 {
-	BIO *cb = open_pem(cert_path), *kb = key_path ? open_pem(key_path) : NULL;
+	BIO *cb = nats_conn_open_pem(cert_path), *kb = key_path ? nats_conn_open_pem(key_path) : NULL;
 	X509 *cert = cb ? PEM_read_bio_X509(cb, NULL, NULL, NULL) : NULL;
 	EVP_PKEY *key = kb ? PEM_read_bio_PrivateKey(kb, NULL, NULL, NULL) : NULL;
 	int errors = 0;
@@ -125,22 +125,22 @@ int nats_conn_opts_read(struct nats_conn_opts *o, const struct cad_host *h,
 		if (!(o->servers[i] = strdup(url)))
 			nomem = 1;
 	}
-	o->tls_ca = dup_opt(h, cfg, "tls_ca", &nomem);
-	o->tls_cert = dup_opt(h, cfg, "tls_cert", &nomem);
-	o->tls_key = dup_opt(h, cfg, "tls_key", &nomem);
-	o->user = dup_opt(h, cfg, "user", &nomem);
-	o->password = dup_opt(h, cfg, "password", &nomem);
-	o->token = dup_opt(h, cfg, "token", &nomem);
-	o->credentials = dup_opt(h, cfg, "credentials", &nomem);
+	o->tls_ca = nats_conn_dup_opt(h, cfg, "tls_ca", &nomem);
+	o->tls_cert = nats_conn_dup_opt(h, cfg, "tls_cert", &nomem);
+	o->tls_key = nats_conn_dup_opt(h, cfg, "tls_key", &nomem);
+	o->user = nats_conn_dup_opt(h, cfg, "user", &nomem);
+	o->password = nats_conn_dup_opt(h, cfg, "password", &nomem);
+	o->token = nats_conn_dup_opt(h, cfg, "token", &nomem);
+	o->credentials = nats_conn_dup_opt(h, cfg, "credentials", &nomem);
 	if (nomem)
 		return -ENOMEM;
 
-	errors += check_readable(h, cfg, "tls_cert", o->tls_cert);
-	errors += check_readable(h, cfg, "tls_key", o->tls_key);
-	errors += check_readable(h, cfg, "credentials", o->credentials);
-	errors += check_ca_file(h, cfg, o->tls_ca);
+	errors += nats_conn_check_readable(h, cfg, "tls_cert", o->tls_cert);
+	errors += nats_conn_check_readable(h, cfg, "tls_key", o->tls_key);
+	errors += nats_conn_check_readable(h, cfg, "credentials", o->credentials);
+	errors += nats_conn_check_ca_file(h, cfg, o->tls_ca);
 	if (o->tls_cert)
-		errors += check_cert_and_key(h, cfg, o->tls_cert, o->tls_key);
+		errors += nats_conn_check_cert_and_key(h, cfg, o->tls_cert, o->tls_key);
 	if (!o->tls_cert != !o->tls_key) {
 		h->cfg_error(cfg, o->tls_cert ? "tls_key" : "tls_cert",
 			     "tls_cert and tls_key go together");
@@ -217,7 +217,7 @@ void nats_conn_log_status(const struct cad_host *h, struct cad_context *ctx,
 	       detail && *detail ? ": " : "", detail && *detail ? detail : "");
 }
 
-static void on_connected(natsConnection *nc, void *closure)
+static void nats_conn_on_connected(natsConnection *nc, void *closure)
 {
 	(void)nc;
 	struct nats_conn *c = closure;
@@ -225,7 +225,7 @@ static void on_connected(natsConnection *nc, void *closure)
 	c->host->conn_state(c->ctx, c->name, true);
 }
 
-static void on_disconnected(natsConnection *nc, void *closure)
+static void nats_conn_on_disconnected(natsConnection *nc, void *closure)
 {
 	(void)nc;
 	struct nats_conn *c = closure;
@@ -233,7 +233,7 @@ static void on_disconnected(natsConnection *nc, void *closure)
 		c->host->conn_state(c->ctx, c->name, false);
 }
 
-static void on_reconnected(natsConnection *nc, void *closure)
+static void nats_conn_on_reconnected(natsConnection *nc, void *closure)
 {
 	(void)nc;
 	struct nats_conn *c = closure;
@@ -242,7 +242,7 @@ static void on_reconnected(natsConnection *nc, void *closure)
 		c->on_reconnect(c);
 }
 
-static void on_async_error(natsConnection *nc, natsSubscription *sub, natsStatus err,
+static void nats_conn_on_async_error(natsConnection *nc, natsSubscription *sub, natsStatus err,
 			   void *closure)
 {
 	(void)nc;
@@ -266,7 +266,7 @@ void nats_conn_log_async_error(const struct nats_conn *c, natsStatus err)
  * reason given for a refused handshake, which the NATS client reports as
  * a connection closed without an answer. NULL when there is nothing.
  */
-static const char *tls_reason(char *buf, size_t len)
+static const char *nats_conn_tls_reason(char *buf, size_t len)
 {
 	unsigned long e, last = 0;
 	const char *r;
@@ -282,12 +282,12 @@ static const char *tls_reason(char *buf, size_t len)
 /* The connection's last error as text, for a log line; cnats calls the
  * reconnect callbacks on the thread that made the attempt, so OpenSSL's
  * queue holds that attempt's TLS errors. */
-static const char *last_error(natsConnection *nc, char *buf, size_t len)
+static const char *nats_conn_last_error(natsConnection *nc, char *buf, size_t len)
 {
 	const char *text = NULL;
 	char tls[160];
 	natsStatus err = natsConnection_GetLastError(nc, &text);
-	const char *alert = tls_reason(tls, sizeof(tls));
+	const char *alert = nats_conn_tls_reason(tls, sizeof(tls));
 
 	const char *status = err == NATS_OK ? "refused" : natsStatus_GetText(err);
 
@@ -308,7 +308,7 @@ static const char *last_error(natsConnection *nc, char *buf, size_t len)
  * operator hears of the 1st, 2nd, 4th, 8th... failed pass, then every
  * 64th.
  */
-static int64_t reconnect_delay(natsConnection *nc, int attempts, void *closure)
+static int64_t nats_conn_reconnect_delay(natsConnection *nc, int attempts, void *closure)
 {
 	struct nats_conn *c = closure;
 	char why[256];
@@ -318,7 +318,7 @@ static int64_t reconnect_delay(natsConnection *nc, int attempts, void *closure)
 	    ((failed & (failed - 1)) == 0 || failed % 64 == 0))
 		c->host->log(c->ctx, CAD_LOG_WARN, "%s: cannot connect to %s yet (%d attempt%s): %s",
 			     c->name, c->servers, failed, failed == 1 ? "" : "s",
-			     last_error(nc, why, sizeof(why)));
+			     nats_conn_last_error(nc, why, sizeof(why)));
 	return pacing_backoff_ms(RECONNECT_FIRST_MS, RECONNECT_MAX_MS,
 				 attempts > 0 ? (uint32_t)attempts : 1);
 }
@@ -331,7 +331,7 @@ static int64_t reconnect_delay(natsConnection *nc, int attempts, void *closure)
  * nats_conn_close() waits for `closed_cb` before the owner may free `c`:
  * nothing may touch `c` after it is set.
  */
-static void on_closed(natsConnection *nc, void *closure)
+static void nats_conn_on_closed(natsConnection *nc, void *closure)
 {
 	struct nats_conn *c = closure;
 	char why[256];
@@ -340,7 +340,7 @@ static void on_closed(natsConnection *nc, void *closure)
 		c->host->conn_state(c->ctx, c->name, false);
 		c->host->log(c->ctx, CAD_LOG_ERROR,
 			     "%s: the NATS client gave up the connection to %s: %s; restart the daemon once this is fixed",
-			     c->name, c->servers, last_error(nc, why, sizeof(why)));
+			     c->name, c->servers, nats_conn_last_error(nc, why, sizeof(why)));
 	}
 	atomic_store(&c->closed_cb, true);
 }
@@ -370,7 +370,7 @@ static natsStatus nats_conn_library_open(void)
 }
 
 /* `retry`: keep trying in the background when no server can be reached. */
-static natsStatus build_options(natsOptions **out, struct nats_conn *c,
+static natsStatus nats_conn_build_options(natsOptions **out, struct nats_conn *c,
 				const struct nats_conn_opts *o, bool retry)
 {
 	natsOptions *opts = NULL;
@@ -384,17 +384,17 @@ static natsStatus build_options(natsOptions **out, struct nats_conn *c,
 	if (s == NATS_OK)
 		s = natsOptions_SetMaxReconnect(opts, -1);
 	if (s == NATS_OK)
-		s = natsOptions_SetCustomReconnectDelay(opts, reconnect_delay, c);
+		s = natsOptions_SetCustomReconnectDelay(opts, nats_conn_reconnect_delay, c);
 	if (s == NATS_OK && retry)
-		s = natsOptions_SetRetryOnFailedConnect(opts, true, on_connected, c);
+		s = natsOptions_SetRetryOnFailedConnect(opts, true, nats_conn_on_connected, c);
 	if (s == NATS_OK)
-		s = natsOptions_SetClosedCB(opts, on_closed, c);
+		s = natsOptions_SetClosedCB(opts, nats_conn_on_closed, c);
 	if (s == NATS_OK)
-		s = natsOptions_SetDisconnectedCB(opts, on_disconnected, c);
+		s = natsOptions_SetDisconnectedCB(opts, nats_conn_on_disconnected, c);
 	if (s == NATS_OK)
-		s = natsOptions_SetReconnectedCB(opts, on_reconnected, c);
+		s = natsOptions_SetReconnectedCB(opts, nats_conn_on_reconnected, c);
 	if (s == NATS_OK)
-		s = natsOptions_SetErrorHandler(opts, on_async_error, c);
+		s = natsOptions_SetErrorHandler(opts, nats_conn_on_async_error, c);
 	/* Large enough that a burst of publishes survives a short outage. */
 	if (s == NATS_OK)
 		s = natsOptions_SetReconnectBufSize(opts, 64 * 1024 * 1024);
@@ -419,7 +419,7 @@ static natsStatus build_options(natsOptions **out, struct nats_conn *c,
 }
 
 /* A connection record before its first callback can run. */
-static void conn_init(struct nats_conn *c, const struct nats_conn_opts *o, const struct cad_host *h,
+static void nats_conn_init(struct nats_conn *c, const struct nats_conn_opts *o, const struct cad_host *h,
 		      struct cad_context *ctx, const char *name)
 {
 	c->host = h;
@@ -435,8 +435,8 @@ static void conn_init(struct nats_conn *c, const struct nats_conn_opts *o, const
 int nats_conn_options(natsOptions **out, struct nats_conn *c, const struct nats_conn_opts *o,
 		      const struct cad_host *h, struct cad_context *ctx, const char *name)
 {
-	conn_init(c, o, h, ctx, name);
-	natsStatus s = build_options(out, c, o, true);
+	nats_conn_init(c, o, h, ctx, name);
+	natsStatus s = nats_conn_build_options(out, c, o, true);
 	if (s != NATS_OK) {
 		nats_conn_log_status(h, ctx, CAD_LOG_ERROR, s, c->name);
 		return nats_status_errno(s);
@@ -445,7 +445,7 @@ int nats_conn_options(natsOptions **out, struct nats_conn *c, const struct nats_
 }
 
 /* What to check when a server refused the connection. */
-static const char *refusal_hint(natsStatus s)
+static const char *nats_conn_refusal_hint(natsStatus s)
 {
 	switch (s) {
 	case NATS_SSL_ERROR:
@@ -461,20 +461,20 @@ static const char *refusal_hint(natsStatus s)
 }
 
 /* Log why a server answered and refused c, with the options to check. */
-static void log_refused(const struct nats_conn *c, natsStatus s)
+static void nats_conn_log_refused(const struct nats_conn *c, natsStatus s)
 {
 	char tls[160];
-	const char *detail = nats_GetLastError(NULL), *alert = tls_reason(tls, sizeof(tls));
+	const char *detail = nats_GetLastError(NULL), *alert = nats_conn_tls_reason(tls, sizeof(tls));
 	c->host->log(c->ctx, CAD_LOG_ERROR, "%s: cannot connect to %s: %s%s%s%s%s%s", c->name,
 		     c->servers, natsStatus_GetText(s), detail && *detail ? ": " : "",
 		     detail && *detail ? detail : "", alert ? "; TLS: " : "", alert ? alert : "",
-		     refusal_hint(alert ? NATS_SSL_ERROR : s));
+		     nats_conn_refusal_hint(alert ? NATS_SSL_ERROR : s));
 }
 
-static natsStatus connect_with(struct nats_conn *c, const struct nats_conn_opts *o, bool retry)
+static natsStatus nats_conn_connect_with(struct nats_conn *c, const struct nats_conn_opts *o, bool retry)
 {
 	natsOptions *opts = NULL;
-	natsStatus s = build_options(&opts, c, o, retry);
+	natsStatus s = nats_conn_build_options(&opts, c, o, retry);
 
 	if (s == NATS_OK)
 		s = natsConnection_Connect(&c->nc, opts);
@@ -493,16 +493,16 @@ static natsStatus connect_with(struct nats_conn *c, const struct nats_conn_opts 
 int nats_conn_open(struct nats_conn *c, const struct nats_conn_opts *o, const struct cad_host *h,
 		   struct cad_context *ctx, const char *name)
 {
-	conn_init(c, o, h, ctx, name);
+	nats_conn_init(c, o, h, ctx, name);
 
 	ERR_clear_error(); /* what is left afterwards is this handshake's */
-	natsStatus s = connect_with(c, o, false);
+	natsStatus s = nats_conn_connect_with(c, o, false);
 	if (s == NATS_NO_SERVER) {
 		/* Reported before the retries begin: their connected callback
-		 * may report the connection up before connect_with() returns. */
+		 * may report the connection up before nats_conn_connect_with() returns. */
 		h->conn_state(ctx, c->name, false);
 		c->nc = NULL;
-		s = connect_with(c, o, true);
+		s = nats_conn_connect_with(c, o, true);
 		if (s == NATS_NOT_YET_CONNECTED) {
 			h->log(ctx, CAD_LOG_WARN,
 			       "%s: cannot reach %s yet; retrying in the background", c->name,
@@ -511,7 +511,7 @@ int nats_conn_open(struct nats_conn *c, const struct nats_conn_opts *o, const st
 		}
 	}
 	if (s != NATS_OK) {
-		log_refused(c, s);
+		nats_conn_log_refused(c, s);
 		c->nc = NULL;
 		return nats_status_errno(s);
 	}
@@ -523,9 +523,9 @@ int nats_conn_open(struct nats_conn *c, const struct nats_conn_opts *o, const st
 int nats_conn_probe(struct nats_conn *c, const struct nats_conn_opts *o,
 		    const struct cad_host *h, struct cad_context *ctx, const char *name)
 {
-	conn_init(c, o, h, ctx, name);
+	nats_conn_init(c, o, h, ctx, name);
 	ERR_clear_error();
-	natsStatus s = connect_with(c, o, false);
+	natsStatus s = nats_conn_connect_with(c, o, false);
 	if (s == NATS_OK) {
 		nats_conn_close(c, PROBE_CLOSE_MS);
 		return 0;
@@ -533,7 +533,7 @@ int nats_conn_probe(struct nats_conn *c, const struct nats_conn_opts *o,
 	c->nc = NULL;
 	if (s == NATS_NO_SERVER)
 		return 0; /* not there yet: the caller's own connections retry */
-	log_refused(c, s);
+	nats_conn_log_refused(c, s);
 	return nats_status_errno(s);
 }
 

@@ -12,7 +12,7 @@ void nats_msg_batch_init(struct nats_msg_batch *b)
 
 /* Empty the batch into `out`. Lock held. The caller destroys them once
  * it has released the lock, so that other putters need not wait. */
-static unsigned take_locked(struct nats_msg_batch *b, natsMsg **out)
+static unsigned nats_msg_batch_take_locked(struct nats_msg_batch *b, natsMsg **out)
 {
 	unsigned n = b->n;
 	memcpy(out, b->held, n * sizeof(*out));
@@ -20,7 +20,7 @@ static unsigned take_locked(struct nats_msg_batch *b, natsMsg **out)
 	return n;
 }
 
-static void destroy_all(natsMsg **msgs, unsigned n)
+static void nats_msg_batch_destroy_all(natsMsg **msgs, unsigned n)
 {
 	for (unsigned i = 0; i < n; i++)
 		natsMsg_Destroy(msgs[i]);
@@ -36,9 +36,9 @@ void nats_msg_batch_put(struct nats_msg_batch *b, natsMsg *m)
 	pthread_mutex_lock(&b->lock);
 	b->held[b->n++] = m;
 	if (b->n == NATS_MSG_BATCH_LEN)
-		n = take_locked(b, full);
+		n = nats_msg_batch_take_locked(b, full);
 	pthread_mutex_unlock(&b->lock);
-	destroy_all(full, n);
+	nats_msg_batch_destroy_all(full, n);
 }
 
 void nats_msg_batch_flush(struct nats_msg_batch *b)
@@ -46,9 +46,9 @@ void nats_msg_batch_flush(struct nats_msg_batch *b)
 	natsMsg *held[NATS_MSG_BATCH_LEN];
 
 	pthread_mutex_lock(&b->lock);
-	unsigned n = take_locked(b, held);
+	unsigned n = nats_msg_batch_take_locked(b, held);
 	pthread_mutex_unlock(&b->lock);
-	destroy_all(held, n);
+	nats_msg_batch_destroy_all(held, n);
 }
 
 void nats_msg_batch_fini(struct nats_msg_batch *b)

@@ -4,13 +4,13 @@
 #include <errno.h>
 #include <string.h>
 
-static bool token_char_ok(unsigned char c)
+static bool subject_token_char_ok(unsigned char c)
 {
 	return c > ' ' && c != 0x7f && c != '*' && c != '>';
 }
 
 /* Dot-separated, non-empty tokens of allowed characters. */
-static bool tokens_valid(const char *s, size_t len)
+static bool subject_tokens_valid(const char *s, size_t len)
 {
 	if (len == 0 || s[0] == '.' || s[len - 1] == '.')
 		return false;
@@ -18,7 +18,7 @@ static bool tokens_valid(const char *s, size_t len)
 		if (s[i] == '.') {
 			if (s[i + 1] == '.')
 				return false;
-		} else if (!token_char_ok((unsigned char)s[i])) {
+		} else if (!subject_token_char_ok((unsigned char)s[i])) {
 			return false;
 		}
 	}
@@ -27,7 +27,7 @@ static bool tokens_valid(const char *s, size_t len)
 
 bool subject_sender_valid(const char *sender, size_t len)
 {
-	return memchr(sender, '\0', len) == NULL && tokens_valid(sender, len);
+	return memchr(sender, '\0', len) == NULL && subject_tokens_valid(sender, len);
 }
 
 bool subject_topic_valid(const char *topic, const char **why)
@@ -76,5 +76,5 @@ int subject_build(char *buf, size_t len, const char *topic, const char *sender, 
 		memcpy(buf + head, sender, sender_len);
 		memcpy(buf + head + sender_len, pct + 2, tail + 1);
 	}
-	return tokens_valid(buf, n) ? (int)n : -EINVAL;
+	return subject_tokens_valid(buf, n) ? (int)n : -EINVAL;
 }

@@ -69,7 +69,7 @@ struct file_worker {
 	unsigned failures; /* in a row, for the backoff */
 };
 
-static void sleep_until(int64_t when_ns)
+static void file_sleep_until(int64_t when_ns)
 {
 	int64_t d = when_ns - cad_clock_mono_ns();
 	if (d <= 0)
@@ -333,7 +333,7 @@ static void file_publish(void *worker, struct cad_msg *m)
 			return;
 		}
 		int64_t wake = now + 100 * CAD_NS_PER_MS;
-		sleep_until(w->retry_at_ns < wake ? w->retry_at_ns : wake);
+		file_sleep_until(w->retry_at_ns < wake ? w->retry_at_ns : wake);
 		if (cad_clock_mono_ns() >= w->retry_at_ns)
 			file_flush_held(w);
 	}
@@ -369,7 +369,7 @@ static void file_worker_close(void *worker, int64_t deadline_ns)
 {
 	struct file_worker *w = worker;
 	while (w->n_held && cad_clock_mono_ns() < deadline_ns) {
-		sleep_until(w->retry_at_ns < deadline_ns ? w->retry_at_ns : deadline_ns);
+		file_sleep_until(w->retry_at_ns < deadline_ns ? w->retry_at_ns : deadline_ns);
 		if (cad_clock_mono_ns() >= w->retry_at_ns)
 			file_flush_held(w);
 	}
