@@ -144,11 +144,26 @@ Test(metrics, listen_addresses_that_parse)
 	cr_assert(metrics_listen_parse(NULL, NULL, "[fe80::1:2]:9100", &why));
 }
 
+
+/* Each text is refused, with a reason that contains `why`. */
+struct refusal {
+	const char *text, *why;
+};
+
+static void expect_refused(const struct refusal *bad, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		const char *why = NULL;
+		cr_expect_not(metrics_listen_parse(NULL, NULL, bad[i].text, &why), "'%s' parsed",
+			      bad[i].text);
+		cr_expect(why && strstr(why, bad[i].why), "'%s': '%s', expected '%s'", bad[i].text,
+			  why ? why : "(none)", bad[i].why);
+	}
+}
+
 Test(metrics, listen_addresses_that_do_not)
 {
-	static const struct {
-		const char *text, *why;
-	} bad[] = {
+	static const struct refusal bad[] = {
 		{"8222", "expected IPV4:PORT or [IPV6]:PORT"},
 		{"127.0.0.1", "expected IPV4:PORT or [IPV6]:PORT"},
 		{"127.0.0.1:", "the port must be a number from 1 to 65535"},
@@ -167,13 +182,7 @@ Test(metrics, listen_addresses_that_do_not)
 		{"[127.0.0.1]:80", "is not a numeric IPv6 address"},
 		{"[]:80", "is not a numeric IPv6 address"},
 	};
-	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
-		const char *why = NULL;
-		cr_expect_not(metrics_listen_parse(NULL, NULL, bad[i].text, &why), "'%s' parsed",
-			      bad[i].text);
-		cr_expect(why && strstr(why, bad[i].why), "'%s': '%s', expected '%s'", bad[i].text,
-			  why ? why : "(none)", bad[i].why);
-	}
+	expect_refused(bad, sizeof(bad) / sizeof(*bad));
 }
 
 /* What libevent's parser takes and metrics_listen still refuses: no port
@@ -181,9 +190,7 @@ Test(metrics, listen_addresses_that_do_not)
  * address, an IPv4 address read with sscanf(). */
 Test(metrics, listen_refuses_what_libevent_alone_would_take)
 {
-	static const struct {
-		const char *text, *why;
-	} bad[] = {
+	static const struct refusal bad[] = {
 		{"[::1]", "expected IPV4:PORT or [IPV6]:PORT"},
 		{"::1", "an IPv6 address goes in brackets"},
 		{"fe80::1:2", "an IPv6 address goes in brackets"},
@@ -208,13 +215,7 @@ Test(metrics, listen_refuses_what_libevent_alone_would_take)
 		{"", "expected IPV4:PORT or [IPV6]:PORT"},
 		{":", "the port must be a number from 1 to 65535"},
 	};
-	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
-		const char *why = NULL;
-		cr_expect_not(metrics_listen_parse(NULL, NULL, bad[i].text, &why), "'%s' parsed",
-			      bad[i].text);
-		cr_expect(why && strstr(why, bad[i].why), "'%s': '%s', expected '%s'", bad[i].text,
-			  why ? why : "(none)", bad[i].why);
-	}
+	expect_refused(bad, sizeof(bad) / sizeof(*bad));
 }
 
 Test(metrics, listen_takes_what_libevent_reads_exactly)
