@@ -4,6 +4,7 @@
 # failed"; show failing logs in full. A test program that fails outside
 # its tests counts as one failure, and so does each ThreadSanitizer report
 # (TEST.tsan.PID beside the test's log, from the test or a daemon it ran).
+# A test skipped in this build says why on a "[WARN] skipped" line.
 set -eu
 [ $# -gt 0 ] || set -- .
 passed=0
@@ -20,6 +21,7 @@ for build in "$@"; do
 			continue
 		fi
 		echo "$tag$(basename "$log" .log): ${line#*Synthesis: }"
+		grep -a '^\[WARN\] skipped' "$log" | sed 's/^\[WARN\] /  /' || true
 		p=$(echo "$line" | sed -n 's/.*Passing: \([0-9]*\).*/\1/p')
 		f=$(echo "$line" | sed -n 's/.*Failing: \([0-9]*\).*Crashing: \([0-9]*\).*/\1 \2/p')
 		passed=$((passed + p))
