@@ -467,6 +467,10 @@ Test(natsstream, a_restarted_nats_server_is_ridden_out)
 	start(1, "ping_interval = 1\n    ping_max_out = 2\n    retry_max_interval = 1", 10);
 	publish(0, 5);
 	cr_assert(stan_responder_wait_stored(stan, 5, 15000));
+	/* Acknowledged too: a publish stored whose acknowledgement the kill
+	 * cut off would be sent again and stored twice, as NATS Streaming
+	 * allows. */
+	pipeline_counts_once_settled(&daemon_a, "node_data", 5, 15000);
 	struct timespec t0;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	nats_server_kill(&server);
