@@ -77,6 +77,7 @@ struct kafka {
 	/* The poller thread's own: */
 	bool cluster_up, cluster_reported, topic_missing;
 	int64_t next_probe_ns;
+	int64_t last_report_ns; /* the last delivery report, stored or not */
 	char *env;
 	size_t env_cap;
 	uint64_t rebuilds;
@@ -320,6 +321,7 @@ static void kafka_on_report(rd_kafka_t *rk, const rd_kafka_message_t *rm, void *
 {
 	struct kafka *k = opaque;
 	struct cad_msg *m = rm->_private;
+	k->last_report_ns = pacing_now_ns();
 	if (rm->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
 		kafka_cluster_state(k, true);
 		kafka_topic_state(k, false);
@@ -396,12 +398,23 @@ static void kafka_resend_due(struct kafka *k)
 	free(due);
 }
 
-/* While the cluster, or the topic, is away: ask for the topic's metadata
- * once a second, which also tells librdkafka when a topic appears. */
+/* Whether records wait in librdkafka with no report for a while. */
+static bool kafka_stalled(struct kafka *k)
+{
+	pthread_mutex_lock(&k->lock);
+	bool held = k->held > (long)k->n_parked;
+	pthread_mutex_unlock(&k->lock);
+	return held && pacing_now_ns() - k->last_report_ns > PROBE_EVERY_NS;
+}
+
+/* While the cluster or the topic is away, or records wait without a
+ * report: ask for the topic's metadata once a second. The answer also
+ * updates librdkafka's view, which learns so that a topic appeared, or
+ * that one it saw refused is writable again. */
 static void kafka_probe(struct kafka *k)
 {
-	if ((k->cluster_up && k->cluster_reported && !k->topic_missing) ||
-	    pacing_now_ns() < k->next_probe_ns)
+	if (pacing_now_ns() < k->next_probe_ns ||
+	    (k->cluster_up && k->cluster_reported && !k->topic_missing && !kafka_stalled(k)))
 		return;
 	const struct rd_kafka_metadata *md = NULL;
 	rd_kafka_resp_err_t err = rd_kafka_metadata(k->rk, 0, k->rkt, &md, PROBE_TIMEOUT_MS);
