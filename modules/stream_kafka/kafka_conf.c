@@ -129,13 +129,16 @@ static int kafka_conf_options(rd_kafka_conf_t *conf, const struct cad_host *host
 			return errors;
 		}
 		const char *value = eq + 1, *why = kafka_refused(name, value);
+		/* A secret's value is never printed, even when it is wrong. */
+		const char *shown =
+			strstr(name, "password") || strstr(name, "secret") ? "***" : value;
 		char err[512];
 		if (why) {
-			host->cfg_error(cfg, "options", "'%s' is refused: %s", entry, why);
+			host->cfg_error(cfg, "options", "'%s=%s' is refused: %s", name, shown, why);
 			errors++;
 		} else if (rd_kafka_conf_set(conf, name, value, err, sizeof(err)) !=
 			   RD_KAFKA_CONF_OK) {
-			host->cfg_error(cfg, "options", "'%s': %s", entry, err);
+			host->cfg_error(cfg, "options", "'%s=%s': %s", name, shown, err);
 			errors++;
 		}
 		free(name);

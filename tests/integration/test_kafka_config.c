@@ -195,3 +195,17 @@ Test(kafka_config, sasl_needs_its_three_options)
 	expect_error("    brokers = {\"127.0.0.1:9092\"}\n    compression = \"brotli\"\n", 6,
 		     "compression:");
 }
+
+Test(kafka_config, a_secret_among_the_options_is_never_printed)
+{
+	char path[700], *out = NULL;
+	int st = check_conf("    brokers = {\"127.0.0.1:9092\"}\n"
+			    "    options = {\"no.such.password=hunter2\"}\n",
+			    &out, path, sizeof(path));
+	cr_assert_eq(st, 1, "%s", out);
+	cr_assert_not_null(
+		strstr(out, "options: 'no.such.password=***': No such configuration property"),
+		"%s", out);
+	cr_assert_null(strstr(out, "hunter2"), "%s", out);
+	free(out);
+}
