@@ -25,6 +25,13 @@
  * for the daemon alone: another allocator), BENCH_RELAY_MSG_ID (set: the
  * relay gives each publish a Nats-Msg-Id). "lost" is the total over all
  * runs.
+ *
+ * Where the kafka module is built, BENCH_MODES may also name `kafka`: the
+ * daemon with security = none producing to librdkafka's mock cluster in
+ * this process (kafka_sink.c), a fresh topic per run, with
+ * BENCH_KAFKA_MAX_INFLIGHT (10000) records per worker awaiting Kafka's
+ * report. Its throughput, CPU and memory are measured like the others'
+ * (landed means stored in the topic); its latency is not.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -46,6 +53,9 @@
 #include "daemon_proc.h"
 #include "http_get.h"
 #include "js_reader.h"
+#ifdef CAD_BENCH_KAFKA
+#include "kafka_sink.h"
+#endif
 #include "nats_server.h"
 #include "proc_stats.h"
 #include "targets.h"
@@ -108,8 +118,29 @@ static void fresh_stream(void)
 
 /* scraped: security = none, with /metrics fetched every BENCH_SCRAPE_MS
  * throughout, to show what counting costs under an active scraper. */
-enum mode { MODE_RAW, MODE_NONE, MODE_VERIFY, MODE_SCRAPED, N_MODES };
+#ifdef CAD_BENCH_KAFKA
+enum mode {
+	MODE_RAW,
+	MODE_NONE,
+	MODE_VERIFY,
+	MODE_SCRAPED,
+	MODE_KAFKA,
+	N_MODES
+};
+static const char *const mode_name[] = {"raw", "none", "verify", "scraped", "kafka"};
+#else
+enum mode {
+	MODE_RAW,
+	MODE_NONE,
+	MODE_VERIFY,
+	MODE_SCRAPED,
+	MODE_KAFKA = -1,
+	N_MODES = 4
+};
 static const char *const mode_name[] = {"raw", "none", "verify", "scraped"};
+#endif
+/* The kafka mode's topic for the current run. */
+static char kafka_topic[64];
 
 struct proc {
 	enum mode mode;
@@ -153,7 +184,8 @@ static void start_relay(struct proc *p)
 		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
 		dup2(fd, STDERR_FILENO);
 		close_range(3, ~0U, 0);
-		execl(bin, bin, server.url, IN_SUBJECT, "choria.node_metadata.raw", "2560", (char *)NULL);
+		execl(bin, bin, server.url, IN_SUBJECT, "choria.node_metadata.raw", "2560",
+		      (char *)NULL);
 		_exit(127);
 	}
 	close(fds[1]);
@@ -173,21 +205,40 @@ static void start_daemon(struct proc *p, const char *security)
 		p->metrics_port = free_port();
 		snprintf(listen, sizeof(listen), "127.0.0.1:%d", p->metrics_port);
 	}
-	if (asprintf(&conf,
-		     "identity = \"bench\"\n"
-		     "metrics_listen = \"%s\"\n"
-		     "adapter node_data {\n"
-		     "  queue_len = 1000\n"
-		     "  ingest { type = \"choria\" servers = {\"%s\"} topic = \"%s\"\n"
-		     "           protocol = \"request\" workers = %ld security = \"%s\" ca = \"%s\" }\n"
-		     "  stream { type = \"jetstream\" servers = {\"%s\"}\n"
-		     "           topic = \"choria.node_metadata.%%s\" workers = %ld\n"
-		     "           max_inflight = %ld }\n"
-		     "}\n",
-		     listen, server.url, IN_SUBJECT, env_long("BENCH_INGEST_WORKERS", 10), security,
-		     pki.ca_path, server.url, env_long("BENCH_STREAM_WORKERS", 10),
-		     env_long("BENCH_MAX_INFLIGHT", 256)) < 0)
+	char *stream = NULL;
+	int rc = asprintf(&stream,
+			  "  stream { type = \"jetstream\" servers = {\"%s\"}\n"
+			  "           topic = \"choria.node_metadata.%%s\" workers = %ld\n"
+			  "           max_inflight = %ld }\n",
+			  server.url, env_long("BENCH_STREAM_WORKERS", 10),
+			  env_long("BENCH_MAX_INFLIGHT", 256));
+#ifdef CAD_BENCH_KAFKA
+	if (p->mode == MODE_KAFKA) {
+		char brokers[600];
+		kafka_sink_brokers(brokers, sizeof(brokers));
+		free(stream);
+		rc = asprintf(&stream,
+			      "  stream { type = \"kafka\" brokers = {%s}\n"
+			      "           topic = \"%s\" workers = %ld max_inflight = %ld }\n",
+			      brokers, kafka_topic, env_long("BENCH_STREAM_WORKERS", 10),
+			      env_long("BENCH_KAFKA_MAX_INFLIGHT", 10000));
+	}
+#endif
+	if (rc < 0 ||
+	    asprintf(
+		    &conf,
+		    "identity = \"bench\"\n"
+		    "metrics_listen = \"%s\"\n"
+		    "adapter node_data {\n"
+		    "  queue_len = 1000\n"
+		    "  ingest { type = \"choria\" servers = {\"%s\"} topic = \"%s\"\n"
+		    "           protocol = \"request\" workers = %ld security = \"%s\" ca = \"%s\" }\n"
+		    "%s"
+		    "}\n",
+		    listen, server.url, IN_SUBJECT, env_long("BENCH_INGEST_WORKERS", 10), security,
+		    pki.ca_path, stream) < 0)
 		exit(1);
+	free(stream);
 	char d[600];
 	snprintf(d, sizeof(d), "%s/daemon-%s-%ld", dir, security, (long)time(NULL));
 	mkdir(d, 0755);
@@ -224,7 +275,8 @@ static void stop_proc(struct proc *p)
 			fprintf(stderr, "cad-bench: no scrape of /metrics succeeded (%lu failed)\n",
 				(unsigned long)atomic_load(&p->scrape_errors));
 		else
-			fprintf(stderr, "  %lu scrapes of /metrics\n", (unsigned long)atomic_load(&p->scrapes));
+			fprintf(stderr, "  %lu scrapes of /metrics\n",
+				(unsigned long)atomic_load(&p->scrapes));
 	}
 	kill(p->pid, SIGTERM);
 	int st;
@@ -239,8 +291,8 @@ static void stop_proc(struct proc *p)
 
 struct result {
 	double rate, cpu_per_100k, p50_ms, p99_ms, switches_per_msg;
-	double p99_out_ms; /* to the republished message leaving for the server */
-	size_t acked;      /* measured messages whose acknowledgement was seen */
+	double p99_out_ms;	     /* to the republished message leaving for the server */
+	size_t acked;		     /* measured messages whose acknowledgement was seen */
 	long rss_kib, paced_rss_kib; /* peak in the throughput run, in the latency run */
 	uint64_t lost, stalls;
 };
@@ -285,13 +337,37 @@ static void observer_close(natsConnection *obs, natsSubscription *sub, atomic_bo
  * a second is ignored, so lost messages cannot stall the run. Without a
  * window, everything is published at once.
  */
-static void publish_all(long window, uint64_t *stalls)
+#ifdef CAD_BENCH_KAFKA
+static _Atomic int kafka_counting;
+
+/* In kafka mode, what landed is what the topic holds. */
+static void *kafka_count_landed(void *arg)
+{
+	(void)arg;
+	while (atomic_load(&kafka_counting)) {
+		uint64_t n = kafka_sink_count();
+		if (n != UINT64_MAX)
+			atomic_store(&landed, n);
+		nats_Sleep(5);
+	}
+	return NULL;
+}
+#endif
+
+static void publish_all(enum mode mode, long window, uint64_t *stalls)
 {
 	natsConnection *obs = NULL;
 	natsSubscription *sub = NULL;
 	*stalls = 0;
 	atomic_store(&landed, 0);
-	if (window > 0) {
+#ifdef CAD_BENCH_KAFKA
+	pthread_t counter;
+	if (mode == MODE_KAFKA && window > 0) {
+		atomic_store(&kafka_counting, 1);
+		pthread_create(&counter, NULL, kafka_count_landed, NULL);
+	}
+#endif
+	if (window > 0 && mode != MODE_KAFKA) {
 		natsConnection_ConnectTo(&obs, server.url);
 		natsConnection_Subscribe(&sub, obs, "choria.node_metadata.>", on_landed, NULL);
 		natsSubscription_SetPendingLimits(sub, -1, -1);
@@ -319,22 +395,45 @@ static void publish_all(long window, uint64_t *stalls)
 		natsConnection_Publish(client.nc, IN_SUBJECT, corpus.wire[i], (int)corpus.len[i]);
 	}
 	natsConnection_FlushTimeout(client.nc, 60000);
-	observer_close(obs, sub, NULL);
+	if (obs)
+		observer_close(obs, sub, NULL);
+#ifdef CAD_BENCH_KAFKA
+	if (atomic_exchange(&kafka_counting, 0))
+		pthread_join(counter, NULL);
+#endif
+}
+
+/* Messages landed so far: in the stream, or in kafka mode the topic. */
+static uint64_t landed_count(enum mode mode)
+{
+#ifdef CAD_BENCH_KAFKA
+	if (mode == MODE_KAFKA)
+		return kafka_sink_count();
+#else
+	(void)mode;
+#endif
+	return js_stream_count(&client, STREAM);
 }
 
 static void throughput(enum mode mode, long window, struct result *r)
 {
 	fresh_stream();
+#ifdef CAD_BENCH_KAFKA
+	if (mode == MODE_KAFKA && kafka_sink_topic(kafka_topic, sizeof(kafka_topic)) != 0) {
+		fprintf(stderr, "cad-bench: cannot create a Kafka topic\n");
+		exit(1);
+	}
+#endif
 	struct proc p;
 	start_proc(&p, mode);
 	double cpu0 = proc_cpu_seconds(p.pid);
 	long sw0 = proc_context_switches(p.pid);
 	double t0 = now_s();
-	publish_all(window, &r->stalls);
+	publish_all(mode, window, &r->stalls);
 	uint64_t n = 0, last = 0;
 	double t_last = now_s(), t_done = 0;
 	for (;;) {
-		n = js_stream_count(&client, STREAM);
+		n = landed_count(mode);
 		double t = now_s();
 		if (n != UINT64_MAX && n >= corpus.n) {
 			t_done = t;
@@ -363,13 +462,13 @@ static void throughput(enum mode mode, long window, struct result *r)
 /* ---------------------------------------------------------- latency */
 
 struct latency {
-	double *sent;   /* publish time of message first + i */
-	double *delay;  /* arrival - sent, per arrival */
+	double *sent;  /* publish time of message first + i */
+	double *delay; /* arrival - sent, per arrival */
 	_Atomic size_t arrived;
-	size_t first;   /* the corpus index of the first measured message */
+	size_t first; /* the corpus index of the first measured message */
 	size_t count;
 	enum mode mode;
-	double *acked;  /* when JetStream acknowledged stream sequence s, by s */
+	double *acked; /* when JetStream acknowledged stream sequence s, by s */
 	size_t max_seq;
 };
 
@@ -598,7 +697,8 @@ int main(void)
 	long rate = env_long("BENCH_RATE", 10000);
 	long lat_s = env_long("BENCH_LATENCY_SECONDS", 5);
 	long window = env_long("BENCH_WINDOW", 2000);
-	const char *modes = getenv("BENCH_MODES") ? getenv("BENCH_MODES") : "raw,none,verify,scraped";
+	const char *modes =
+		getenv("BENCH_MODES") ? getenv("BENCH_MODES") : "raw,none,verify,scraped";
 	scrape_ms = env_long("BENCH_SCRAPE_MS", 10);
 	if (repeats < 1 || repeats > MAX_REPEATS)
 		repeats = 3;
@@ -626,6 +726,11 @@ int main(void)
 
 	double vps = verify_limit();
 	int have_verify = verify_available();
+#ifdef CAD_BENCH_KAFKA
+	bool with_kafka = strstr(modes, "kafka") != NULL;
+	if (with_kafka && kafka_sink_start() != 0)
+		return 1;
+#endif
 
 	double rate_v[N_MODES][MAX_REPEATS], cpu_v[N_MODES][MAX_REPEATS],
 		p50_v[N_MODES][MAX_REPEATS], p99_v[N_MODES][MAX_REPEATS],
@@ -643,9 +748,11 @@ int main(void)
 			if (res.stalls)
 				fprintf(stderr, "  the window stalled %lu times (lost messages)\n",
 					(unsigned long)res.stalls);
-			latency((enum mode)m, rate, lat_s, &res);
-			if (res.acked < (size_t)(rate * lat_s) * 99 / 100)
-				fprintf(stderr, "  only %zu acknowledgements of %ld messages seen\n",
+			if (m != MODE_KAFKA)
+				latency((enum mode)m, rate, lat_s, &res);
+			if (m != MODE_KAFKA && res.acked < (size_t)(rate * lat_s) * 99 / 100)
+				fprintf(stderr,
+					"  only %zu acknowledgements of %ld messages seen\n",
 					res.acked, rate * lat_s);
 			rate_v[m][r] = res.rate;
 			cpu_v[m][r] = res.cpu_per_100k;
@@ -665,8 +772,8 @@ int main(void)
 	printf("RSA-2048 SHA-256 verifications per second on one core: %.0f (%.1f us each)\n\n",
 	       vps, 1e6 / vps);
 	printf("%-8s %10s %8s %9s %9s %9s %14s %14s %10s %6s %10s %12s\n", "mode", "msg/s",
-	       "vs raw", "p50 ms", "p99 ms", "p99 out", "CPU s/100k", "CPU/msg vs RSA", "peak RSS", "lost", "sw/msg",
-	       "paced RSS");
+	       "vs raw", "p50 ms", "p99 ms", "p99 out", "CPU s/100k", "CPU/msg vs RSA", "peak RSS",
+	       "lost", "sw/msg", "paced RSS");
 	/* The ratio to raw is taken within each repeat, whose runs follow one
 	 * another, then its median: the machine's speed drifts between repeats
 	 * more than within one. Before any median(), which sorts in place. */
@@ -684,7 +791,8 @@ int main(void)
 	for (int m = 0; m < N_MODES; m++) {
 		if (!ran[m]) {
 			printf("%-8s %s\n", mode_name[m],
-			       m == MODE_VERIFY && !have_verify ? "not available in this build" : "not run");
+			       m == MODE_VERIFY && !have_verify ? "not available in this build"
+								: "not run");
 			continue;
 		}
 		int k = ran[m];
@@ -695,6 +803,13 @@ int main(void)
 						.cpu_rsa = cpu / 100000.0 * vps,
 						.rss_mib = median(rss_v[m], k) / 1024.0,
 						.p99_ms = median(p99_v[m], k)};
+		if (m == MODE_KAFKA) {
+			printf("%-8s %10.0f %8.2f %9s %9s %9s %14.2f %14.2f %7.1f MiB %6.0f %10.2f %12s\n",
+			       mode_name[m], median(rate_v[m], k), fig[m].vs_raw, "-", "-", "-",
+			       cpu, fig[m].cpu_rsa, fig[m].rss_mib, fig[m].lost, median(sw_v[m], k),
+			       "-");
+			continue;
+		}
 		printf("%-8s %10.0f %8.2f %9.2f %9.2f %9.2f %14.2f %14.2f %7.1f MiB %6.0f %10.2f %8.1f MiB\n",
 		       mode_name[m], median(rate_v[m], k), fig[m].vs_raw, median(p50_v[m], k),
 		       fig[m].p99_ms, median(p99_out_v[m], k), cpu, fig[m].cpu_rsa, fig[m].rss_mib,
@@ -728,6 +843,13 @@ int main(void)
 			  : "every message published at once (BENCH_WINDOW=0)",
 	       rate, lat_s);
 
+#ifdef CAD_BENCH_KAFKA
+	if (ran[MODE_KAFKA])
+		printf("kafka: the daemon with security = none producing to librdkafka's mock cluster (three\n"
+		       "brokers in the bench's process), landed meaning stored in the topic; no latency run.\n");
+	if (with_kafka)
+		kafka_sink_stop();
+#endif
 	js_client_close(&client);
 	nats_server_stop(&server);
 	corpus_free(&corpus);
