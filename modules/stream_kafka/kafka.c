@@ -36,22 +36,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <choria-adapterd/cad_module.h>
 #include "envelope.h"
 #include "kafka_conf.h"
 #include "pacing.h"
+#include "publish_window.h"
 
 #define KAFKA_PROTOCOL "choria:adapters:kafka:output:1"
-#define NS_PER_MS 1000000LL
 #define RETRY_FIRST_MS 100
 #define RETRY_MAX_MS 5000
 #define POLL_MS 50
-#define PROBE_EVERY_NS (1000 * NS_PER_MS)
+#define PROBE_EVERY_NS (1000 * CAD_NS_PER_MS)
 #define PROBE_TIMEOUT_MS 1000
 /* How long the reports of purged records may take to come back. */
-#define PURGE_WAIT_NS (10000 * NS_PER_MS)
+#define PURGE_WAIT_NS (10000 * CAD_NS_PER_MS)
 
 struct kafka_parked {
 	struct cad_msg *msg;
@@ -72,8 +71,8 @@ struct kafka {
 	bool poller_started;
 	atomic_bool stop;
 	atomic_bool fatal;	      /* the producer raised a fatal error */
-	_Atomic int64_t next_warn_ns; /* rate limit for retry warnings */
-	_Atomic int64_t next_loss_warn_ns;
+	struct cad_ratelimit warn_limit; /* for retry warnings */
+	struct cad_ratelimit loss_warn_limit;
 	/* The poller thread's own: */
 	bool cluster_up, cluster_reported, topic_missing;
 	int64_t next_probe_ns;
@@ -133,7 +132,7 @@ static void kafka_park(struct kafka *k, struct cad_msg *m, int64_t delay_ms)
 		k->parked = p;
 		k->cap_parked = cap;
 	}
-	k->parked[k->n_parked++] = (struct kafka_parked){m, pacing_now_ns() + delay_ms * NS_PER_MS};
+	k->parked[k->n_parked++] = (struct kafka_parked){m, cad_clock_mono_ns() + delay_ms * CAD_NS_PER_MS};
 	pthread_mutex_unlock(&k->lock);
 }
 
@@ -205,7 +204,7 @@ static void kafka_lose(struct kafka *k, struct cad_msg *m, rd_kafka_resp_err_t e
 		status = -EACCES;
 		reason = "not_authorized";
 	}
-	pacing_warn(k->host, k->ctx, &k->next_loss_warn_ns,
+	pacing_warn(k->host, k->ctx, &k->loss_warn_limit,
 		    "Kafka refused a record for topic %s for good: %s (%s)", k->set.topic,
 		    rd_kafka_err2name(err), rd_kafka_err2str(err));
 	kafka_settle(k, m, status, reason);
@@ -225,7 +224,7 @@ static void kafka_not_stored(struct kafka *k, struct cad_msg *m, rd_kafka_resp_e
 		return;
 	}
 	if (kafka_topic_error(err)) {
-		pacing_warn(k->host, k->ctx, &k->next_warn_ns,
+		pacing_warn(k->host, k->ctx, &k->warn_limit,
 			    "topic %s does not exist in the Kafka cluster: create it; retrying",
 			    k->set.topic);
 		kafka_park(k, m, kafka_backoff_ms(m));
@@ -239,7 +238,7 @@ static void kafka_not_stored(struct kafka *k, struct cad_msg *m, rd_kafka_resp_e
 		kafka_lose(k, m, err);
 		return;
 	}
-	pacing_warn(k->host, k->ctx, &k->next_warn_ns, "producing to Kafka failed (%s); retrying",
+	pacing_warn(k->host, k->ctx, &k->warn_limit, "producing to Kafka failed (%s); retrying",
 		    rd_kafka_err2str(err));
 	kafka_park(k, m, kafka_backoff_ms(m));
 }
@@ -321,7 +320,7 @@ static void kafka_on_report(rd_kafka_t *rk, const rd_kafka_message_t *rm, void *
 {
 	struct kafka *k = opaque;
 	struct cad_msg *m = rm->_private;
-	k->last_report_ns = pacing_now_ns();
+	k->last_report_ns = cad_clock_mono_ns();
 	if (rm->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
 		kafka_cluster_state(k, true);
 		kafka_topic_state(k, false);
@@ -372,7 +371,7 @@ static void kafka_on_log(const rd_kafka_t *rk, int level, const char *fac, const
 /* Produce again every parked message whose time has come. */
 static void kafka_resend_due(struct kafka *k)
 {
-	int64_t now = pacing_now_ns();
+	int64_t now = cad_clock_mono_ns();
 	pthread_mutex_lock(&k->lock);
 	size_t n = 0;
 	struct cad_msg **due = k->n_parked ? malloc(k->n_parked * sizeof(*due)) : NULL;
@@ -404,7 +403,7 @@ static bool kafka_stalled(struct kafka *k)
 	pthread_mutex_lock(&k->lock);
 	bool held = k->held > (long)k->n_parked;
 	pthread_mutex_unlock(&k->lock);
-	return held && pacing_now_ns() - k->last_report_ns > PROBE_EVERY_NS;
+	return held && cad_clock_mono_ns() - k->last_report_ns > PROBE_EVERY_NS;
 }
 
 /* While the cluster or the topic is away, or records wait without a
@@ -413,12 +412,12 @@ static bool kafka_stalled(struct kafka *k)
  * that one it saw refused is writable again. */
 static void kafka_probe(struct kafka *k)
 {
-	if (pacing_now_ns() < k->next_probe_ns ||
+	if (cad_clock_mono_ns() < k->next_probe_ns ||
 	    (k->cluster_up && k->cluster_reported && !k->topic_missing && !kafka_stalled(k)))
 		return;
 	const struct rd_kafka_metadata *md = NULL;
 	rd_kafka_resp_err_t err = rd_kafka_metadata(k->rk, 0, k->rkt, &md, PROBE_TIMEOUT_MS);
-	k->next_probe_ns = pacing_now_ns() + PROBE_EVERY_NS;
+	k->next_probe_ns = cad_clock_mono_ns() + PROBE_EVERY_NS;
 	if (err) {
 		if (!k->cluster_reported)
 			k->host->log(k->ctx, CAD_LOG_WARN,
@@ -443,8 +442,8 @@ static void kafka_probe(struct kafka *k)
 /* Serve the old producer's reports until it holds nothing. */
 static void kafka_drain_producer(rd_kafka_t *rk)
 {
-	int64_t until = pacing_now_ns() + PURGE_WAIT_NS;
-	while (rd_kafka_outq_len(rk) > 0 && pacing_now_ns() < until)
+	int64_t until = cad_clock_mono_ns() + PURGE_WAIT_NS;
+	while (rd_kafka_outq_len(rk) > 0 && cad_clock_mono_ns() < until)
 		rd_kafka_poll(rk, POLL_MS);
 }
 
@@ -593,7 +592,7 @@ static void kafka_publish(void *worker, struct cad_msg *m)
 	pthread_mutex_lock(&k->lock);
 	while (k->held >= k->set.window) {
 		int64_t deadline = kafka_drain_deadline(k);
-		if (deadline && pacing_now_ns() >= deadline) {
+		if (deadline && cad_clock_mono_ns() >= deadline) {
 			/* Draining, and no room came: this one is not sent. */
 			pthread_mutex_unlock(&k->lock);
 			k->host->msg_done(k->ctx, m, -ETIMEDOUT, "shutdown");
@@ -636,9 +635,9 @@ static void kafka_give_up(struct kafka *k)
 		kafka_settle(k, parked[i].msg, -ETIMEDOUT, "shutdown");
 	free(parked);
 
-	int64_t until = pacing_now_ns() + PURGE_WAIT_NS;
+	int64_t until = cad_clock_mono_ns() + PURGE_WAIT_NS;
 	pthread_mutex_lock(&k->lock);
-	while (k->held > 0 && pacing_now_ns() < until) {
+	while (k->held > 0 && cad_clock_mono_ns() < until) {
 		pthread_mutex_unlock(&k->lock);
 		/* Again at each turn: a resend may have been under way. */
 		pthread_rwlock_rdlock(&k->rk_lock);
@@ -664,7 +663,7 @@ static void kafka_worker_close(void *worker, int64_t deadline_ns)
 	struct kafka_worker *w = worker;
 	struct kafka *k = w->k;
 	pthread_mutex_lock(&k->lock);
-	while (k->held > 0 && pacing_now_ns() < deadline_ns)
+	while (k->held > 0 && cad_clock_mono_ns() < deadline_ns)
 		pacing_cond_wait(&k->room, &k->lock, deadline_ns);
 	bool last = --k->open_workers == 0;
 	pthread_mutex_unlock(&k->lock);
