@@ -23,6 +23,7 @@
 
 #include "pipeline.h"
 #include "tmpdir.h"
+#include "tsan_skip.h"
 
 #ifndef SYSTEMD_ANALYZE_BIN
 #define SYSTEMD_ANALYZE_BIN ""
@@ -163,12 +164,9 @@ static int count_in(const char *text, const char *what)
 
 Test(install, a_third_party_module_builds_against_the_install_and_runs_in_it)
 {
-#ifdef __SANITIZE_THREAD__
-	/* The copy it installs is built without sanitizers: nothing of it
-	 * runs under ThreadSanitizer, and the other build runs this test. */
-	fprintf(stderr, "[WARN] skipped under ThreadSanitizer: the installed copy is built without it\n");
-	cr_skip_test("not under ThreadSanitizer: the installed copy is built without it");
-#endif
+	/* Nothing of the installed copy runs under ThreadSanitizer, and the
+	 * other builds run this test. */
+	SKIP_UNDER_TSAN("the installed copy is built without it");
 	install_into_prefix();
 
 	/* --- what make install put where */
