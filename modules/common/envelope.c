@@ -175,20 +175,51 @@ static char *envelope_lit(char *o, const char *lit, size_t n)
 
 #define ENVELOPE_LIT(o, s) envelope_lit((o), (s), sizeof(s) - 1)
 
-size_t envelope_max_len(const char *protocol, const struct cad_msg *m)
+int envelope_label_init(struct envelope_label *l, const char *protocol)
 {
-	return ENVELOPE_FIXED_MAX +
-	       ENVELOPE_ESCAPE_MAX * (strlen(protocol) + m->body_len + m->sender_len +
-				      m->request_id_len);
+	static const char head_open[] = "{\"protocol\":", head_close[] = ",\"data\":";
+	size_t n = strlen(protocol);
+
+	/* The worst case fits, whatever the label's bytes. */
+	_Static_assert(sizeof(head_open) + sizeof(head_close) +
+				       ENVELOPE_LABEL_MAX * ENVELOPE_ESCAPE_MAX + 2 <=
+			       ENVELOPE_HEAD_MAX,
+		       "room for the longest label");
+	if (n == 0 || n > ENVELOPE_LABEL_MAX)
+		return -EINVAL;
+	char *o = ENVELOPE_LIT(l->head, head_open);
+	size_t q = envelope_string(o, protocol, n);
+	if (!q)
+		return -EINVAL;
+	o = ENVELOPE_LIT(o + q, head_close);
+	l->head_len = (size_t)(o - l->head);
+	return 0;
 }
 
-int envelope_write(char *buf, size_t cap, size_t *len, const char *protocol,
+int envelope_label_read(struct envelope_label *l, const struct cad_host *host,
+			const struct cad_config *cfg)
+{
+	const char *protocol = host->cfg_str(cfg, "output_protocol");
+	if (protocol && envelope_label_init(l, protocol) == 0)
+		return 0;
+	host->cfg_error(cfg, "output_protocol", "must be UTF-8 text of 1 to %d bytes",
+			ENVELOPE_LABEL_MAX);
+	return -EINVAL;
+}
+
+size_t envelope_max_len(const struct envelope_label *l, const struct cad_msg *m)
+{
+	return ENVELOPE_FIXED_MAX + l->head_len +
+	       ENVELOPE_ESCAPE_MAX * (m->body_len + m->sender_len + m->request_id_len);
+}
+
+int envelope_write(char *buf, size_t cap, size_t *len, const struct envelope_label *l,
 		   const struct cad_msg *m)
 {
 	size_t n;
 	char *o = buf;
 
-	if (cap < envelope_max_len(protocol, m))
+	if (cap < envelope_max_len(l, m))
 		return -ENOSPC;
 	/* Messages come in time order, many in the same second: each
 	 * thread keeps the last time it wrote. */
@@ -203,11 +234,8 @@ int envelope_write(char *buf, size_t cap, size_t *len, const char *protocol,
 		have_time = true;
 	}
 
-	o = ENVELOPE_LIT(o, "{\"protocol\":");
-	if (!(n = envelope_string(o, protocol, strlen(protocol))))
-		return -EINVAL;
-	o += n;
-	o = ENVELOPE_LIT(o, ",\"data\":");
+	memcpy(o, l->head, l->head_len);
+	o += l->head_len;
 	if (!(n = envelope_string(o, m->body, m->body_len)))
 		return -EINVAL;
 	o += n;
@@ -226,15 +254,16 @@ int envelope_write(char *buf, size_t cap, size_t *len, const char *protocol,
 	return 0;
 }
 
-int envelope_encode(char **out, size_t *len, const char *protocol, const struct cad_msg *m)
+int envelope_encode(char **out, size_t *len, const struct envelope_label *l,
+		    const struct cad_msg *m)
 {
-	size_t cap = envelope_max_len(protocol, m);
+	size_t cap = envelope_max_len(l, m);
 	char *buf = malloc(cap);
 	int rc;
 
 	if (!buf)
 		return -ENOMEM;
-	rc = envelope_write(buf, cap, len, protocol, m);
+	rc = envelope_write(buf, cap, len, l, m);
 	if (rc != 0) {
 		free(buf);
 		return rc;

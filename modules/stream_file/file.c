@@ -34,7 +34,6 @@
 #include "envelope.h"
 #include "pacing.h"
 
-#define FILE_PROTOCOL "choria:adapters:file:output:1"
 #define RETRY_FIRST_MS 100
 #define RETRY_MAX_MS 5000
 /* Messages a worker holds for a retry before publish() waits for the
@@ -47,6 +46,7 @@ struct file_out {
 	char *path;
 	char *dir; /* the folder of path, whose entry for it is synced too */
 	bool fsync_always;
+	struct envelope_label label; /* output_protocol */
 
 	pthread_mutex_t lock;
 	int fd; /* -1 until start() */
@@ -87,6 +87,7 @@ static const struct cad_option file_options[] = {
 	 .help = "file the envelopes are appended to, one JSON line each"},
 	{.name = "fsync", .type = CAD_OPT_STRING, .def_str = "never", .choices = file_fsync_choices,
 	 .help = "always: a message is published once its line is on disk"},
+	ENVELOPE_OPTIONS(ENVELOPE_PROTOCOL_FILE),
 	{.name = NULL},
 };
 
@@ -135,6 +136,10 @@ static int file_create(void **instance, const struct cad_host *host, struct cad_
 	int rc = 0;
 	const char *fsync_mode = host->cfg_str(cfg, "fsync");
 	f->fsync_always = fsync_mode && strcmp(fsync_mode, "always") == 0;
+	if (envelope_label_read(&f->label, host, cfg) != 0) {
+		rc = -EINVAL;
+		goto fail;
+	}
 	f->path = strdup(host->cfg_str(cfg, "path"));
 	char *copy = f->path ? strdup(f->path) : NULL;
 	f->dir = copy ? strdup(dirname(copy)) : NULL;
@@ -313,7 +318,7 @@ static void file_publish(void *worker, struct cad_msg *m)
 	struct file_out *f = w->f;
 	char *env = NULL;
 	size_t len = 0;
-	int rc = envelope_encode(&env, &len, FILE_PROTOCOL, m);
+	int rc = envelope_encode(&env, &len, &f->label, m);
 	char *line = rc == 0 ? realloc(env, len + 1) : NULL;
 	if (!line) {
 		free(env);

@@ -63,6 +63,7 @@ struct jetstream {
 	struct cad_context *ctx;
 	struct nats_conn_opts conn_opts;
 	char *topic;
+	struct envelope_label label; /* output_protocol */
 	struct publish_window_opts opts;
 	long window; /* max_inflight x workers, shared by the workers */
 	struct cad_ratelimit warn_limit; /* for retry warnings */
@@ -95,6 +96,7 @@ static const struct cad_option jetstream_options[] = {
 	{.name = "topic", .type = CAD_OPT_STRING,
 	 .help = "subject to publish to; %s is replaced by the sender (default: the adapter name)"},
 	PUBLISH_WINDOW_OPTIONS,
+	ENVELOPE_OPTIONS(ENVELOPE_PROTOCOL_JETSTREAM),
 	{.name = NULL},
 };
 
@@ -160,6 +162,8 @@ static int jetstream_create(void **instance, const struct cad_host *host, struct
 		host->cfg_error(cfg, "topic", "'%s': %s", js->topic, why);
 		rc = -EINVAL;
 	}
+	if (envelope_label_read(&js->label, host, cfg) != 0)
+		rc = -EINVAL;
 	publish_window_opts_read(&js->opts, host, cfg);
 	js->window = js->opts.max_inflight * host->cfg_int(cfg, "workers");
 	publish_window_size(&js->win, &js->opts, js->window, true);
@@ -387,9 +391,9 @@ static natsStatus jetstream_build_nats_msg(natsMsg **out, struct js_worker *w,
 	}
 	*reason = "encode_failed";
 	size_t len;
-	*err = jetstream_env_room(w, envelope_max_len(ENVELOPE_PROTOCOL_JETSTREAM, m));
+	*err = jetstream_env_room(w, envelope_max_len(&js->label, m));
 	if (*err == 0)
-		*err = envelope_write(w->env, w->env_cap, &len, ENVELOPE_PROTOCOL_JETSTREAM, m);
+		*err = envelope_write(w->env, w->env_cap, &len, &js->label, m);
 	if (*err != 0)
 		return NATS_ERR;
 	char reply[REPLY_MAX + 24];

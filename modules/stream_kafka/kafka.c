@@ -43,7 +43,6 @@
 #include "pacing.h"
 #include "publish_window.h"
 
-#define KAFKA_PROTOCOL "choria:adapters:kafka:output:1"
 #define RETRY_FIRST_MS 100
 #define RETRY_MAX_MS 5000
 #define POLL_MS 50
@@ -61,6 +60,7 @@ struct kafka {
 	const struct cad_host *host;
 	struct cad_context *ctx;
 	struct kafka_settings set;
+	struct envelope_label label; /* output_protocol */
 	long low_water;
 
 	pthread_rwlock_t rk_lock;
@@ -156,10 +156,11 @@ static int kafka_env_room(char **buf, size_t *cap, size_t need)
 	return 0;
 }
 
-static int kafka_envelope(char **buf, size_t *cap, size_t *len, const struct cad_msg *m)
+static int kafka_envelope(const struct kafka *k, char **buf, size_t *cap, size_t *len,
+			  const struct cad_msg *m)
 {
-	int rc = kafka_env_room(buf, cap, envelope_max_len(KAFKA_PROTOCOL, m));
-	return rc ? rc : envelope_write(*buf, *cap, len, KAFKA_PROTOCOL, m);
+	int rc = kafka_env_room(buf, cap, envelope_max_len(&k->label, m));
+	return rc ? rc : envelope_write(*buf, *cap, len, &k->label, m);
 }
 
 /* The message's time in milliseconds; 0 (the broker's time) for one that
@@ -389,7 +390,7 @@ static void kafka_resend_due(struct kafka *k)
 		size_t len;
 		m->attempts++;
 		k->host->count_retry(k->ctx);
-		if (kafka_envelope(&k->env, &k->env_cap, &len, m) != 0)
+		if (kafka_envelope(k, &k->env, &k->env_cap, &len, m) != 0)
 			kafka_settle(k, m, -ENOMEM, "encode_failed");
 		else
 			kafka_send(k, m, k->env, len);
@@ -535,6 +536,8 @@ static int kafka_create(void **instance, const struct cad_host *host, struct cad
 	pthread_rwlock_init(&k->rk_lock, NULL);
 	pacing_cond_init(&k->room);
 	int rc = kafka_settings_read(&k->set, host, ctx, cfg);
+	if (envelope_label_read(&k->label, host, cfg) != 0)
+		rc = -EINVAL;
 	if (rc != 0) {
 		kafka_destroy(k);
 		return rc;
@@ -582,7 +585,7 @@ static void kafka_publish(void *worker, struct cad_msg *m)
 	struct kafka_worker *w = worker;
 	struct kafka *k = w->k;
 	size_t len;
-	int rc = kafka_envelope(&w->env, &w->env_cap, &len, m);
+	int rc = kafka_envelope(k, &w->env, &w->env_cap, &len, m);
 	if (rc != 0) {
 		/* The host logs the loss, with the sender made printable. */
 		k->host->msg_done(k->ctx, m, rc, "encode_failed");

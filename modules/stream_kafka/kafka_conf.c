@@ -8,6 +8,8 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "envelope.h"
+
 #define TOPIC_MAX 249
 /* librdkafka's own bound on queue.buffering.max.messages. */
 #define QUEUE_MESSAGES_MAX 2147483647L
@@ -17,6 +19,7 @@ static const char *const kafka_compression_choices[] = {"none", "gzip", "snappy"
 static const char *const kafka_sasl_choices[] = {"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", NULL};
 
 const struct cad_option kafka_options[] = {
+	ENVELOPE_OPTIONS(ENVELOPE_PROTOCOL_KAFKA),
 	{.name = "brokers",
 	 .type = CAD_OPT_STRING_LIST,
 	 .flags = CAD_OPT_REQUIRED,

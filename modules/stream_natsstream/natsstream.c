@@ -59,6 +59,7 @@ struct natsstream {
 	struct cad_context *ctx;
 	struct nats_conn_opts conn;
 	char *topic;
+	struct envelope_label label; /* output_protocol */
 	char *cluster_id;
 	char client_prefix[160]; /* "<adapter>_" with only [A-Za-z0-9_-] */
 	char run_id[16];         /* makes client ids unique per run */
@@ -123,6 +124,7 @@ static const struct cad_option natsstream_options[] = {
 	{.name = "topic", .type = CAD_OPT_STRING,
 	 .help = "channel to publish to; %s is replaced by the sender (default: the adapter name)"},
 	PUBLISH_WINDOW_OPTIONS,
+	ENVELOPE_OPTIONS(ENVELOPE_PROTOCOL_NATSSTREAM),
 	{.name = "ping_interval", .type = CAD_OPT_INT, .def_int = 5, .min = 1, .max = 3600,
 	 .help = "seconds between pings to the streaming server"},
 	{.name = "ping_max_out", .type = CAD_OPT_INT, .def_int = 3, .min = 2, .max = 1000,
@@ -260,6 +262,8 @@ static int natsstream_create(void **instance, const struct cad_host *host, struc
 		host->cfg_error(cfg, "topic", "'%s': %s", ns->topic, why);
 		rc = -EINVAL;
 	}
+	if (envelope_label_read(&ns->label, host, cfg) != 0)
+		rc = -EINVAL;
 	publish_window_opts_read(&ns->opts, host, cfg);
 	ns->ping_interval = host->cfg_int(cfg, "ping_interval");
 	ns->ping_max_out = host->cfg_int(cfg, "ping_max_out");
@@ -539,7 +543,7 @@ static int natsstream_encode(struct natsstream *ns, const struct cad_msg *m, cha
 	if (n < 0)
 		return n;
 	*reason = "encode_failed";
-	int rc = envelope_encode(data, len, ENVELOPE_PROTOCOL_NATSSTREAM, m);
+	int rc = envelope_encode(data, len, &ns->label, m);
 	if (rc != 0)
 		return rc;
 	if ((*len > (size_t)INT32_MAX) || !(*channel = strdup(subject))) {

@@ -120,6 +120,9 @@ int main(int argc, char **argv)
 		choria_decoded_clear(&d);
 	}
 
+	struct envelope_label label;
+	if (envelope_label_init(&label, ENVELOPE_PROTOCOL_JETSTREAM) != 0)
+		return 1;
 	size_t wire_bytes = 0, out_bytes = 0;
 	for (long i = 0; i < n; i++)
 		wire_bytes += len[i];
@@ -140,8 +143,7 @@ int main(int argc, char **argv)
 			if (encode) {
 				char *out;
 				size_t out_len;
-				if (envelope_encode(&out, &out_len, ENVELOPE_PROTOCOL_JETSTREAM,
-						    &msgs[i]) != 0) {
+				if (envelope_encode(&out, &out_len, &label, &msgs[i]) != 0) {
 					fprintf(stderr, "cad-bench-codec: cannot encode %ld\n", i);
 					return 1;
 				}

@@ -53,7 +53,8 @@ Test(docs, every_page_is_lint_clean)
 {
 	cr_assert(*MANDOC_BIN, "mandoc was not found at configure time: install the Debian package mandoc");
 	static const char *const pages[] = {"choria-adapterd.8", "choria-adapterd.conf.5",
-					    "choria-adapterd-module.3", NULL};
+					    "choria-adapterd-module.3", "choria-adapterd-import.8",
+					    NULL};
 	for (const char *const *p = pages; *p; p++) {
 		char cmd[1024], *out = NULL;
 		snprintf(cmd, sizeof(cmd), "'%s' -Tlint -W warning '%s/man/%s' 2>&1", MANDOC_BIN,

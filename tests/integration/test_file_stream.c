@@ -366,3 +366,41 @@ Test(file_stream, the_check_refuses_a_path_that_cannot_be_written)
 	cr_assert_neq(access(out_path, F_OK), 0, "the check creates no file");
 	free(out);
 }
+
+Test(file_stream, output_protocol_labels_every_envelope)
+{
+	char *conf = conf_file("output_protocol = \"choria:adapters:choria_streams:output:1\"", 1);
+	pipeline_start_daemon(&daemon_a, dir, conf);
+	free(conf);
+
+	pipeline_publish(&client, "choria.discovery", CHORIA_MSG_REQUEST, 0, 5, 0x1abe1);
+	cr_assert(wait_lines(out_path, 5, 15000), "5 lines written");
+	cr_assert_eq(daemon_stop(&daemon_a, SIGTERM, 20000), 0, "SIGTERM exits 0");
+	char *text = file_read(out_path);
+	char *save = NULL;
+	int lines = 0;
+	for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		json_t *env = json_loads(line, 0, NULL);
+		cr_assert_not_null(env, "%s", line);
+		cr_assert_str_eq(json_string_value(json_object_get(env, "protocol")),
+				 "choria:adapters:choria_streams:output:1");
+		json_decref(env);
+		lines++;
+	}
+	cr_assert_eq(lines, 5);
+	free(text);
+}
+
+Test(file_stream, an_output_protocol_it_cannot_write_fails_the_check)
+{
+	char *conf = conf_file("output_protocol = \"\"", 1);
+	char path[700], moddir[600];
+	cr_assert_eq(tmpdir_write(dir, "bad.conf", conf, path, sizeof(path)), 0);
+	free(conf);
+	cr_assert_eq(daemon_modules_dir(moddir, sizeof(moddir), dir), 0);
+	char *out = NULL;
+	int st = daemon_run_cmd(&out, dir, "-t", "-c", path, "-M", moddir, NULL);
+	cr_assert_eq(st, 1, "exit status %d: %s", st, out ? out : "");
+	cr_assert_not_null(strstr(out, "output_protocol: must be UTF-8 text"), "%s", out);
+	free(out);
+}

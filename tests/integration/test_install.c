@@ -171,6 +171,7 @@ Test(install, a_third_party_module_builds_against_the_install_and_runs_in_it)
 
 	/* --- what make install put where */
 	expect_file("sbin/choria-adapterd", 0111);
+	expect_file("sbin/choria-adapterd-import", 0111);
 	expect_file("lib/choria-adapterd/ingest_choria.so", 0);
 	expect_file("lib/choria-adapterd/stream_jetstream.so", 0);
 	expect_file("lib/choria-adapterd/stream_file.so", 0);
@@ -181,6 +182,7 @@ Test(install, a_third_party_module_builds_against_the_install_and_runs_in_it)
 	expect_file("lib/pkgconfig/choria-adapterd.pc", 0);
 	expect_file("etc/choria-adapterd/choria-adapterd.conf", 0);
 	expect_file("share/man/man8/choria-adapterd.8", 0);
+	expect_file("share/man/man8/choria-adapterd-import.8", 0);
 	expect_file("share/man/man5/choria-adapterd.conf.5", 0);
 	expect_file("share/man/man3/choria-adapterd-module.3", 0);
 	expect_file("lib/systemd/system/choria-adapterd.service", 0);

@@ -141,6 +141,9 @@ static void wait_health(int want, const char *reason, int timeout_ms)
 		       reason ? reason : "", status, body);
 }
 
+/* The envelope label check_records() expects. */
+static const char *expected_protocol = "choria:adapters:kafka:output:1";
+
 /* The topic holds exactly the records of messages [first, first + n) of
  * `seed`, each once, each with its key, headers, timestamp and envelope. */
 static void check_records(const char *topic, int first, int n, unsigned seed)
@@ -177,7 +180,7 @@ static void check_records(const char *topic, int first, int n, unsigned seed)
 		cr_assert_not_null(env, "the value is JSON (%s): %s", e.text, r[k].value);
 		cr_assert_eq(json_object_size(env), 5, "the five envelope fields: %s", r[k].value);
 		cr_assert_str_eq(json_string_value(json_object_get(env, "protocol")),
-				 "choria:adapters:kafka:output:1");
+				 expected_protocol);
 		cr_assert_str_eq(json_string_value(json_object_get(env, "sender")), sender);
 		cr_assert_str_eq(json_string_value(json_object_get(env, "requestid")), rid);
 		cr_assert_str_eq(json_string_value(json_object_get(env, "data")), body);
@@ -200,6 +203,17 @@ Test(kafka, every_message_is_stored_once_with_its_key_headers_and_time)
 	cr_assert_eq(n.received, 300);
 	cr_assert_eq(n.published, 300);
 	cr_assert_eq(n.lost + n.dropped + n.in_flight + n.retries, 0);
+}
+
+Test(kafka, output_protocol_labels_every_envelope)
+{
+	kafka_mock_topic(&mock, TOPIC, PARTITIONS);
+	start(TOPIC, "output_protocol = \"choria:adapters:choria_streams:output:1\"", 1);
+	publish(0, 20, 0xca7);
+	expected_protocol = "choria:adapters:choria_streams:output:1";
+	check_records(TOPIC, 0, 20, 0xca7);
+	struct adapter_counts n = stop_and_count();
+	cr_assert_eq(n.published, 20);
 }
 
 Test(kafka, permanent_errors_are_lost_with_their_own_reason)

@@ -592,3 +592,23 @@ Test(natsstream, senders_that_cannot_form_a_channel_are_counted_lost_as_bad_subj
 	cr_assert_gt(daemon_log_count(&daemon_a, "lost=2 (bad_subject=2)"), 0);
 	assert_each_stored_once(3);
 }
+
+Test(natsstream, output_protocol_labels_every_envelope)
+{
+	start(1, "output_protocol = \"choria:adapters:choria_streams:output:1\"", 10);
+	publish(0, 5);
+	cr_assert(stan_responder_wait_stored(stan, 5, 15000), "5 messages stored");
+	struct stan_pub *pubs = NULL;
+	size_t np = stan_responder_pubs(stan, &pubs), labelled = 0;
+	for (size_t k = 0; k < np; k++) {
+		json_t *env = json_loadb(pubs[k].data, pubs[k].len, 0, NULL);
+		cr_assert_not_null(env);
+		cr_assert_str_eq(json_string_value(json_object_get(env, "protocol")),
+				 "choria:adapters:choria_streams:output:1");
+		labelled += pubs[k].stored;
+		json_decref(env);
+	}
+	stan_pubs_free(pubs, np);
+	cr_assert_eq(labelled, 5);
+	stop_and_count_closed(1);
+}

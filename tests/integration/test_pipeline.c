@@ -194,8 +194,8 @@ Test(pipeline, a_message_larger_than_jetstream_accepts_is_counted_lost_not_retri
 			   "identity = \"adapter.test\"\n"
 			   "metrics_listen = \"127.0.0.1:%d\"\n"
 			   "adapter node_data {\n"
-			   "  ingest { type = \"choria\" servers = {\"%s\"} topic = \"choria.discovery\"\n"
-			   "           security = \"none\" }\n"
+			   "  ingest { type = \"choria\" topic = \"choria.discovery\"\n"
+			   "           servers = {\"%s\"} security = \"none\" }\n"
 			   "  stream { type = \"jetstream\" servers = {\"%s\"}\n"
 			   "           topic = \"choria.node_metadata.%%s\" }\n"
 			   "}\n",
@@ -307,8 +307,8 @@ Test(pipeline, several_adapters_in_one_daemon_keep_their_own_subjects)
 	char *conf = NULL;
 	cr_assert(asprintf(&conf,
 			   "adapter nodes {\n"
-			   "  ingest { type = \"choria\" servers = {\"%s\"} topic = \"choria.discovery\"\n"
-			   "           security = \"none\" }\n"
+			   "  ingest { type = \"choria\" topic = \"choria.discovery\"\n"
+			   "           servers = {\"%s\"} security = \"none\" }\n"
 			   "  stream { type = \"jetstream\" servers = {\"%s\"}\n"
 			   "           topic = \"choria.node_metadata.%%s\" }\n"
 			   "}\n"
@@ -410,4 +410,36 @@ Test(pipeline, the_queue_group_is_named_after_the_adapter_as_choria_names_it)
 		     (unsigned long)a.received, (int)member_got);
 	cr_assert_gt(member_got, 0, "the member shares the load");
 	cr_assert_lt(a.received, 300, "the daemon is in the same group");
+}
+
+Test(pipeline, output_protocol_labels_every_envelope)
+{
+	char *conf = NULL;
+	cr_assert(asprintf(&conf,
+			   "identity = \"adapter.test\"\n"
+			   "adapter node_data {\n"
+			   "  ingest { type = \"choria\" topic = \"choria.discovery\"\n"
+			   "           servers = {\"%s\"} security = \"none\" }\n"
+			   "  stream { type = \"jetstream\" servers = {\"%s\"}\n"
+			   "           topic = \"choria.node_metadata.%%s\"\n"
+			   "           output_protocol = \"choria:adapters:choria_streams:output:1\" }\n"
+			   "}\n",
+			   server.url, server.url) > 0);
+	pipeline_start_daemon(&daemon_a, dir, conf);
+	free(conf);
+
+	pipeline_publish(&client, "choria.discovery", CHORIA_MSG_REQUEST, 0, 5, 0xcafe);
+	cr_assert(js_stream_wait_count(&client, "NODES", 5, 15000), "5 messages stored");
+	for (uint64_t seq = 1; seq <= 5; seq++) {
+		natsMsg *m = js_stream_get(&client, "NODES", seq);
+		cr_assert_not_null(m, "message %lu is in the stream", (unsigned long)seq);
+		json_t *env =
+			json_loadb(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), 0, NULL);
+		cr_assert_not_null(env);
+		cr_assert_str_eq(json_string_value(json_object_get(env, "protocol")),
+				 "choria:adapters:choria_streams:output:1");
+		json_decref(env);
+		natsMsg_Destroy(m);
+	}
+	cr_assert_eq(daemon_stop(&daemon_a, SIGTERM, 20000), 0, "SIGTERM exits 0");
 }

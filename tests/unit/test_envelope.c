@@ -13,6 +13,15 @@
 #include "envelope.h"
 #include "subject.h"
 
+/* The label of `protocol`, prepared as a module does at create time. */
+static struct envelope_label labels[2];
+static const struct envelope_label *label(const char *protocol)
+{
+	struct envelope_label *l = &labels[strcmp(protocol, ENVELOPE_PROTOCOL_JETSTREAM) != 0];
+	cr_assert_eq(envelope_label_init(l, protocol), 0);
+	return l;
+}
+
 static struct cad_msg msg(const char *sender, const char *id, int64_t t, const char *body,
 			  size_t body_len)
 {
@@ -27,7 +36,7 @@ Test(envelope, has_the_design_fields_in_order)
 			       1520088557, "{\"a\":1}", 7);
 	char *out;
 	size_t len;
-	cr_assert_eq(envelope_encode(&out, &len, ENVELOPE_PROTOCOL_JETSTREAM, &m), 0);
+	cr_assert_eq(envelope_encode(&out, &len, label(ENVELOPE_PROTOCOL_JETSTREAM), &m), 0);
 	const char *want = "{\"protocol\":\"choria:adapters:jetstream:output:1\","
 			   "\"data\":\"{\\\"a\\\":1}\",\"sender\":\"web1.ldn.example.net\","
 			   "\"time\":\"2018-03-03T14:49:17Z\","
@@ -45,7 +54,7 @@ Test(envelope, data_round_trips_byte_for_byte)
 	struct cad_msg m = msg("n1", "0123456789abcdef0123456789abcdef", 0, body, blen);
 	char *out;
 	size_t len;
-	cr_assert_eq(envelope_encode(&out, &len, ENVELOPE_PROTOCOL_NATSSTREAM, &m), 0);
+	cr_assert_eq(envelope_encode(&out, &len, label(ENVELOPE_PROTOCOL_NATSSTREAM), &m), 0);
 	json_error_t e;
 	json_t *o = json_loadb(out, len, JSON_ALLOW_NUL, &e);
 	cr_assert_not_null(o, "%s", e.text);
@@ -64,9 +73,11 @@ Test(envelope, refuses_invalid_utf8_and_unrepresentable_time)
 	char *out;
 	size_t len;
 	struct cad_msg bad_utf8 = msg("n1", "r", 0, "\xff\xfe", 2);
-	cr_assert_eq(envelope_encode(&out, &len, ENVELOPE_PROTOCOL_JETSTREAM, &bad_utf8), -EINVAL);
+	cr_assert_eq(envelope_encode(&out, &len, label(ENVELOPE_PROTOCOL_JETSTREAM), &bad_utf8),
+		     -EINVAL);
 	struct cad_msg far = msg("n1", "r", 400000000000LL, "{}", 2);
-	cr_assert_eq(envelope_encode(&out, &len, ENVELOPE_PROTOCOL_JETSTREAM, &far), -EINVAL);
+	cr_assert_eq(envelope_encode(&out, &len, label(ENVELOPE_PROTOCOL_JETSTREAM), &far),
+		     -EINVAL);
 }
 
 /* What jansson writes for the same object, as the envelope was made
@@ -103,7 +114,7 @@ static void same_as_jansson(const struct cad_msg *m)
 	char *want, *got = NULL;
 	size_t want_len = 0, got_len = 0;
 	want = jansson_envelope(&want_len, ENVELOPE_PROTOCOL_JETSTREAM, m);
-	int rc = envelope_encode(&got, &got_len, ENVELOPE_PROTOCOL_JETSTREAM, m);
+	int rc = envelope_encode(&got, &got_len, label(ENVELOPE_PROTOCOL_JETSTREAM), m);
 	if (!want) {
 		cr_assert_eq(rc, -EINVAL, "jansson refuses, the envelope accepts: %.*s",
 			     (int)got_len, got);
@@ -217,14 +228,14 @@ Test(envelope, a_first_time_of_int64_min_is_refused)
 	struct cad_msg m = msg("n1", "r", INT64_MIN, "{}", 2);
 	char *out = NULL;
 	size_t len;
-	cr_assert_eq(envelope_encode(&out, &len, ENVELOPE_PROTOCOL_JETSTREAM, &m), -EINVAL,
+	cr_assert_eq(envelope_encode(&out, &len, label(ENVELOPE_PROTOCOL_JETSTREAM), &m), -EINVAL,
 		     "wrote %.*s", (int)len, out);
 	m.time = 1520088557;
-	cr_assert_eq(envelope_encode(&out, &len, ENVELOPE_PROTOCOL_JETSTREAM, &m), 0);
+	cr_assert_eq(envelope_encode(&out, &len, label(ENVELOPE_PROTOCOL_JETSTREAM), &m), 0);
 	cr_assert_not_null(strstr(out, "\"time\":\"2018-03-03T14:49:17Z\""), "%.*s", (int)len, out);
 	free(out);
 	m.time = INT64_MIN;
-	cr_assert_eq(envelope_encode(&out, &len, ENVELOPE_PROTOCOL_JETSTREAM, &m), -EINVAL);
+	cr_assert_eq(envelope_encode(&out, &len, label(ENVELOPE_PROTOCOL_JETSTREAM), &m), -EINVAL);
 }
 
 Test(envelope, times_as_before)
@@ -263,14 +274,15 @@ Test(envelope, write_reuses_a_buffer)
 {
 	struct cad_msg m = msg("web1", "5e8b2f0e1a4c4d8f9b7a6c5d4e3f2a1b", 1520088557,
 			       "{\"a\":\"\x01\"}", 10);
-	size_t cap = envelope_max_len(ENVELOPE_PROTOCOL_JETSTREAM, &m), len = 0;
+	size_t cap = envelope_max_len(label(ENVELOPE_PROTOCOL_JETSTREAM), &m), len = 0;
 	char *buf = malloc(cap), *ref;
 	size_t ref_len;
 	cr_assert_not_null(buf);
-	cr_assert_eq(envelope_write(buf, cap - 1, &len, ENVELOPE_PROTOCOL_JETSTREAM, &m), -ENOSPC);
-	cr_assert_eq(envelope_write(buf, cap, &len, ENVELOPE_PROTOCOL_JETSTREAM, &m), 0);
+	cr_assert_eq(envelope_write(buf, cap - 1, &len, label(ENVELOPE_PROTOCOL_JETSTREAM), &m),
+		     -ENOSPC);
+	cr_assert_eq(envelope_write(buf, cap, &len, label(ENVELOPE_PROTOCOL_JETSTREAM), &m), 0);
 	cr_assert_lt(len, cap);
-	cr_assert_eq(envelope_encode(&ref, &ref_len, ENVELOPE_PROTOCOL_JETSTREAM, &m), 0);
+	cr_assert_eq(envelope_encode(&ref, &ref_len, label(ENVELOPE_PROTOCOL_JETSTREAM), &m), 0);
 	cr_assert_eq(len, ref_len);
 	cr_assert_arr_eq(buf, ref, len);
 	free(ref);
@@ -312,4 +324,44 @@ Test(subject, checks_topics)
 	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++)
 		cr_assert_not(subject_topic_valid(bad[i], &why), "topic '%s' must be refused",
 			      bad[i]);
+}
+
+Test(envelope, carries_the_label_it_was_given)
+{
+	struct envelope_label l;
+	cr_assert_eq(envelope_label_init(&l, ENVELOPE_PROTOCOL_CHORIA_STREAMS), 0);
+	struct cad_msg m = msg("n1", "r1", 0, "{}", 2);
+	char *out;
+	size_t len;
+	cr_assert_eq(envelope_encode(&out, &len, &l, &m), 0);
+	const char *want = "{\"protocol\":\"choria:adapters:choria_streams:output:1\","
+			   "\"data\":\"{}\",\"sender\":\"n1\",\"time\":\"1970-01-01T00:00:00Z\","
+			   "\"requestid\":\"r1\"}";
+	cr_assert_eq(len, strlen(want));
+	cr_assert_arr_eq(out, want, len);
+	free(out);
+
+	/* A label that needs escaping is escaped as jansson escapes it. */
+	cr_assert_eq(envelope_label_init(&l, "a\"b\\c\x01"), 0);
+	char *want_j = jansson_envelope(&len, "a\"b\\c\x01", &m);
+	size_t got_len;
+	cr_assert_eq(envelope_encode(&out, &got_len, &l, &m), 0);
+	cr_assert_eq(got_len, len);
+	cr_assert_arr_eq(out, want_j, len);
+	free(out);
+	free(want_j);
+}
+
+Test(envelope, refuses_labels_it_cannot_write)
+{
+	struct envelope_label l;
+	char longest[ENVELOPE_LABEL_MAX + 2];
+	cr_assert_eq(envelope_label_init(&l, ""), -EINVAL);
+	cr_assert_eq(envelope_label_init(&l, "\xff"), -EINVAL);
+	memset(longest, '\x01', ENVELOPE_LABEL_MAX);
+	longest[ENVELOPE_LABEL_MAX] = '\0';
+	cr_assert_eq(envelope_label_init(&l, longest), 0, "the longest, all escaped");
+	longest[ENVELOPE_LABEL_MAX] = 'x';
+	longest[ENVELOPE_LABEL_MAX + 1] = '\0';
+	cr_assert_eq(envelope_label_init(&l, longest), -EINVAL);
 }
