@@ -22,12 +22,12 @@
 /* From half a millisecond (a local JetStream acknowledges in less) to five
  * minutes (a stream that was down for a while). */
 const struct adapter_time_bucket adapter_time_buckets[ADAPTER_TIME_BUCKETS] = {
-	{500000ULL, "0.0005"},   {1000000ULL, "0.001"},    {2500000ULL, "0.0025"},
-	{5000000ULL, "0.005"},   {10000000ULL, "0.01"},    {25000000ULL, "0.025"},
-	{50000000ULL, "0.05"},   {100000000ULL, "0.1"},    {250000000ULL, "0.25"},
-	{500000000ULL, "0.5"},   {1000000000ULL, "1"},     {2500000000ULL, "2.5"},
-	{5000000000ULL, "5"},    {10000000000ULL, "10"},   {30000000000ULL, "30"},
-	{60000000000ULL, "60"},  {300000000000ULL, "300"},
+	{500000ULL, "0.0005"},  {1000000ULL, "0.001"},    {2500000ULL, "0.0025"},
+	{5000000ULL, "0.005"},  {10000000ULL, "0.01"},    {25000000ULL, "0.025"},
+	{50000000ULL, "0.05"},  {100000000ULL, "0.1"},    {250000000ULL, "0.25"},
+	{500000000ULL, "0.5"},  {1000000000ULL, "1"},     {2500000000ULL, "2.5"},
+	{5000000000ULL, "5"},   {10000000000ULL, "10"},   {30000000000ULL, "30"},
+	{60000000000ULL, "60"}, {300000000000ULL, "300"},
 };
 
 static int create_instance(struct adapter *a, struct cad_context *ctx,
@@ -134,7 +134,9 @@ void adapter_drain(struct adapter *a, int64_t deadline_ns)
 	}
 	uint64_t lost = counters_get(&a->stats.lost, "shutdown");
 	if (lost)
-		log_error("adapter %s: %" PRIu64 " messages could not be delivered before the drain timeout (%" PRIu64 " were still queued)",
+		log_error("adapter %s: %" PRIu64
+			  " messages could not be delivered before the drain timeout (%" PRIu64
+			  " were still queued)",
 			  a->name, lost, left);
 	log_info("adapter %s: drained, %" PRIu64 " messages published during shutdown", a->name,
 		 atomic_load(&a->stats.published) - before);
@@ -225,7 +227,8 @@ void adapter_describe(struct adapter *a, char *buf, size_t len)
 		a->ingest.module->describe(a->ingest.instance, in, sizeof(in));
 	if (a->stream.module->describe)
 		a->stream.module->describe(a->stream.instance, out, sizeof(out));
-	snprintf(buf, len, "ingest %s (%ld worker%s%s%s) -> queue %zu -> stream %s (%ld worker%s%s%s)",
+	snprintf(buf, len,
+		 "ingest %s (%ld worker%s%s%s) -> queue %zu -> stream %s (%ld worker%s%s%s)",
 		 a->ingest.module->type, a->ingest_workers, a->ingest_workers == 1 ? "" : "s",
 		 *in ? ", " : "", in, queue_capacity(a->queue), a->stream.module->type,
 		 a->stream_workers, a->stream_workers == 1 ? "" : "s", *out ? ", " : "", out);

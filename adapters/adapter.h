@@ -56,17 +56,23 @@ struct adapter_stats {
 	_Atomic uint64_t published;
 	_Atomic uint64_t published_bytes;
 	_Atomic uint64_t retries;
-	_Atomic uint64_t accepted;         /* taken into the queue */
-	_Atomic uint64_t time_sum_ns;      /* receipt to acknowledgement */
+	_Atomic uint64_t accepted;    /* taken into the queue */
+	_Atomic uint64_t time_sum_ns; /* receipt to acknowledgement */
 	_Atomic uint64_t time_count;
 	/* The same times by bucket: slot i counts times at most
 	 * adapter_time_buckets[i].ns and above the bound before it; the last
 	 * slot counts the rest. Not cumulative, so one increment each. */
 	_Atomic uint64_t time_hist[ADAPTER_TIME_BUCKETS + 1];
-	struct counter_set rejected;       /* by reason, before the queue */
-	struct counter_set dropped;        /* by reason, refused by the queue */
-	struct counter_set lost;           /* by reason, after the queue */
+	struct counter_set rejected; /* by reason, before the queue */
+	struct counter_set dropped;  /* by reason, refused by the queue */
+	struct counter_set lost;     /* by reason, after the queue */
 	struct cad_ratelimit drop_limit;
+};
+
+struct conn_state {
+	const struct cad_context *ctx;
+	char name[48];
+	bool up;
 };
 
 struct adapter {
@@ -81,16 +87,12 @@ struct adapter {
 	struct stream_workers *workers;
 	struct adapter_stats stats;
 	bool ingest_started;
-	uint64_t published_before_drain; /* for the drain's log line */
+	uint64_t published_before_drain;   /* for the drain's log line */
 	_Atomic int64_t drain_deadline_ns; /* 0 until adapter_drain_begin() */
 
 	pthread_mutex_t conns_lock;
 	size_t n_conns, conns_cap;
-	struct conn_state {
-		const struct cad_context *ctx;
-		char name[48];
-		bool up;
-	} *conns; /* grows as the modules report connections */
+	struct conn_state *conns; /* grows as the modules report connections */
 };
 
 /* Account one message acknowledged `ns` after its receipt. */

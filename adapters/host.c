@@ -92,10 +92,11 @@ static int host_submit(struct cad_context *ctx, struct cad_msg **msg, size_t wir
 	uint64_t suppressed;
 	char who[128];
 	if (cad_ratelimit_allow(&a->stats.drop_limit, ADAPTER_LOG_EVERY_NS, &suppressed))
-		log_warn("adapter %s: dropped a message from %s: %s (%llu more dropped since the last report)",
-			 a->name, cad_text_printable(who, sizeof(who), m->sender, m->sender_len),
-			 rc == -ENOBUFS ? "the queue is full" : "the adapter is stopping",
-			 (unsigned long long)suppressed);
+		log_warn(
+			"adapter %s: dropped a message from %s: %s (%llu more dropped since the last report)",
+			a->name, cad_text_printable(who, sizeof(who), m->sender, m->sender_len),
+			rc == -ENOBUFS ? "the queue is full" : "the adapter is stopping",
+			(unsigned long long)suppressed);
 	host_msg_free(m);
 	return rc;
 }
@@ -134,11 +135,14 @@ static void host_msg_done(struct cad_context *ctx, struct cad_msg *m, int status
 		uint64_t suppressed;
 		char id[128], who[128];
 		if (cad_ratelimit_allow(&ctx->log_limit, ADAPTER_LOG_EVERY_NS, &suppressed))
-			log_error("%slost the message %s from %s: %s: %s (%llu more reports suppressed)",
-				  ctx->prefix, cad_text_printable(id, sizeof(id), m->request_id, m->request_id_len),
-				  cad_text_printable(who, sizeof(who), m->sender, m->sender_len),
-				  reason ? reason : "error",
-				  strerror(-status), (unsigned long long)suppressed);
+			log_error(
+				"%slost the message %s from %s: %s: %s (%llu more reports suppressed)",
+				ctx->prefix,
+				cad_text_printable(id, sizeof(id), m->request_id,
+						   m->request_id_len),
+				cad_text_printable(who, sizeof(who), m->sender, m->sender_len),
+				reason ? reason : "error", strerror(-status),
+				(unsigned long long)suppressed);
 	}
 	host_msg_free(m);
 }

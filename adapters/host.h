@@ -11,7 +11,8 @@
 extern struct cad_host host_services;
 
 struct cad_msg *host_msg_new(const char *sender, size_t sender_len, const char *request_id,
-			     size_t request_id_len, int64_t time, const char *body, size_t body_len);
+			     size_t request_id_len, int64_t time, const char *body,
+			     size_t body_len);
 void host_msg_free(struct cad_msg *msg);
 
 #endif

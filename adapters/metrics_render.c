@@ -240,31 +240,31 @@ int metrics_render(char **out, size_t *len, struct adapter *const *as, size_t n,
 
 	family(&t, "choria_adapter_received_msgs", "counter",
 	       "Messages received by the ingest, good or bad");
-	EACH(i) {
+	EACH (i) {
 		struct series s = {"choria_adapter_received_msgs", "input", NULL, NULL};
 		sample(&t, as[i], &s, load(&as[i]->stats.received));
 	}
 
-	family(&t, "choria_adapter_published_msgs", "counter",
-	       "Messages the stream acknowledged");
-	EACH(i) {
+	family(&t, "choria_adapter_published_msgs", "counter", "Messages the stream acknowledged");
+	EACH (i) {
 		struct series s = {"choria_adapter_published_msgs", "output", NULL, NULL};
 		sample(&t, as[i], &s, load(&as[i]->stats.published));
 	}
 
 	family(&t, "choria_adapter_errors", "counter",
 	       "Messages that could not be handled: input, rejected or dropped; output, lost");
-	EACH(i) {
+	EACH (i) {
 		struct adapter_stats *st = &as[i]->stats;
 		struct series in = {"choria_adapter_errors", "input", NULL, NULL};
-		sample(&t, as[i], &in, counters_total(&st->rejected) + counters_total(&st->dropped));
+		sample(&t, as[i], &in,
+		       counters_total(&st->rejected) + counters_total(&st->dropped));
 		struct series o = {"choria_adapter_errors", "output", NULL, NULL};
 		sample(&t, as[i], &o, counters_total(&st->lost));
 	}
 
 	family(&t, "choria_adapter_bytes", "counter",
 	       "Bytes received (input, as on the wire) and published (output, message bodies)");
-	EACH(i) {
+	EACH (i) {
 		struct series in = {"choria_adapter_bytes", "input", NULL, NULL};
 		sample(&t, as[i], &in, load(&as[i]->stats.received_bytes));
 		struct series o = {"choria_adapter_bytes", "output", NULL, NULL};
@@ -273,60 +273,61 @@ int metrics_render(char **out, size_t *len, struct adapter *const *as, size_t n,
 
 	family(&t, "choria_adapter_time", "histogram",
 	       "Seconds from the receipt of a message to its acknowledgement by the stream");
-	EACH(i)
+	EACH (i)
 		time_histogram(&t, as[i]);
 
 	family(&t, "choria_adapter_queue_length", "gauge", "Messages waiting in the queue");
-	EACH(i) {
+	EACH (i) {
 		struct series s = {"choria_adapter_queue_length", NULL, NULL, NULL};
 		sample(&t, as[i], &s, queue_length(as[i]->queue));
 	}
 
 	family(&t, "choria_adapter_queue_capacity", "gauge",
 	       "Messages the queue can hold (queue_len)");
-	EACH(i) {
+	EACH (i) {
 		struct series s = {"choria_adapter_queue_capacity", NULL, NULL, NULL};
 		sample(&t, as[i], &s, queue_capacity(as[i]->queue));
 	}
 
 	family(&t, "choria_adapter_in_flight_msgs", "gauge",
 	       "Messages queued or held by the stream, not yet acknowledged");
-	EACH(i) {
+	EACH (i) {
 		struct series s = {"choria_adapter_in_flight_msgs", NULL, NULL, NULL};
 		sample(&t, as[i], &s, adapter_in_flight(as[i]));
 	}
 
 	family(&t, "choria_adapter_rejected_msgs", "counter",
 	       "Messages rejected before the queue, by reason");
-	EACH(i)
+	EACH (i)
 		reason_samples(&t, as[i], "choria_adapter_rejected_msgs", &as[i]->stats.rejected);
 
 	family(&t, "choria_adapter_dropped_msgs", "counter",
 	       "Messages the queue refused, by reason");
-	EACH(i)
+	EACH (i)
 		reason_samples(&t, as[i], "choria_adapter_dropped_msgs", &as[i]->stats.dropped);
 
 	family(&t, "choria_adapter_lost_msgs", "counter",
 	       "Messages accepted into the queue but never acknowledged, by reason");
-	EACH(i)
+	EACH (i)
 		reason_samples(&t, as[i], "choria_adapter_lost_msgs", &as[i]->stats.lost);
 
 	family(&t, "choria_adapter_publish_retries", "counter",
 	       "Publishes sent again after a failure or a missing acknowledgement");
-	EACH(i) {
+	EACH (i) {
 		struct series s = {"choria_adapter_publish_retries", NULL, NULL, NULL};
 		sample(&t, as[i], &s, load(&as[i]->stats.retries));
 	}
 
 	family(&t, "choria_adapter_connection_up", "gauge",
 	       "1 when the module's connection to its server is up, else 0");
-	EACH(i) {
+	EACH (i) {
 		size_t k;
 		bool no_memory;
 		struct conn_copy *c = copy_conns(as[i], &k, &no_memory);
 		for (size_t j = 0; j < k; j++) {
 			struct series s = {"choria_adapter_connection_up",
-					   c[j].input ? "input" : "output", "connection", c[j].name};
+					   c[j].input ? "input" : "output", "connection",
+					   c[j].name};
 			sample(&t, as[i], &s, c[j].up);
 		}
 		free(c);
@@ -371,7 +372,7 @@ int metrics_health(char **out, size_t *len, bool *healthy, struct adapter *const
 		reason(&reasons_text, &count, "starting");
 	else if (phase == METRICS_STOPPING)
 		reason(&reasons_text, &count, "stopping");
-	EACH(i) {
+	EACH (i) {
 		size_t k;
 		bool no_memory;
 		struct conn_copy *c = copy_conns(as[i], &k, &no_memory);
@@ -383,7 +384,8 @@ int metrics_health(char **out, size_t *len, bool *healthy, struct adapter *const
 		/* Not knowing is not healthy. */
 		if (no_memory)
 			reason(&reasons_text, &count,
-			       "adapter %s: connection states unknown (out of memory)", as[i]->name);
+			       "adapter %s: connection states unknown (out of memory)",
+			       as[i]->name);
 		size_t queued = queue_length(as[i]->queue), cap = queue_capacity(as[i]->queue);
 		if (queued >= cap)
 			reason(&reasons_text, &count, "adapter %s: queue full (%zu of %zu)",

@@ -52,8 +52,8 @@ struct queue {
 	unsigned sleeping;  /* consumers waiting on `nonempty`, the poller too */
 	bool polling;       /* one of them waits only until the next poll */
 	int64_t last_push_ns;
-	int64_t last_pop_ns; /* when a consumer last came for items */
-	int64_t full_since_ns; /* when it filled; 0 once drained to half */
+	int64_t last_pop_ns;        /* when a consumer last came for items */
+	int64_t full_since_ns;      /* when it filled; 0 once drained to half */
 	unsigned producers_waiting; /* on `nonfull` */
 	bool closed;
 	void *slots[];
@@ -170,8 +170,10 @@ int queue_pop_batch(struct queue *q, void **items, size_t max, int64_t timeout_n
 		if (now >= until_ns)
 			break;
 		/* Poll while items come faster than a poll; one poller at most. */
-		bool poll = q->consumers > 0 && !q->polling && now - q->last_push_ns < QUEUE_POLL_NS;
-		int64_t wake_ns = poll && now + QUEUE_POLL_NS < until_ns ? now + QUEUE_POLL_NS : until_ns;
+		bool poll =
+			q->consumers > 0 && !q->polling && now - q->last_push_ns < QUEUE_POLL_NS;
+		int64_t wake_ns =
+			poll && now + QUEUE_POLL_NS < until_ns ? now + QUEUE_POLL_NS : until_ns;
 		struct timespec t = cad_clock_timespec(wake_ns);
 		q->sleeping++;
 		q->polling |= poll;

@@ -70,8 +70,8 @@ enum metrics_phase {
  * NUL-terminated into *out (its length in *len). Reads only atomics, the
  * queue's length and, briefly, each adapter's `conns_lock`. Returns 0 or
  * -ENOMEM. */
-CAD_MUSTCHECK int metrics_render(char **out, size_t *len, struct adapter *const *adapters,
-				 size_t n, const char *version);
+CAD_MUSTCHECK int metrics_render(char **out, size_t *len, struct adapter *const *adapters, size_t n,
+				 const char *version);
 
 /* The health verdict: *healthy when the daemon runs, every connection the
  * modules reported is up and no queue is full; *out is

@@ -126,7 +126,8 @@ static int find_or_load(struct config *c, struct cad_config *b, const char *type
 	struct module *m;
 	int rc = module_load(&m, c->module_path, b->kind, type, err, sizeof(err));
 	if (rc != 0) {
-		config_error_at(c, b->line, b->adapter, module_kind_name(b->kind), "type", "%s", err);
+		config_error_at(c, b->line, b->adapter, module_kind_name(b->kind), "type", "%s",
+				err);
 		return rc;
 	}
 	struct module **grown = realloc(c->modules, (c->n_modules + 1) * sizeof(*grown));
@@ -290,8 +291,8 @@ static int check_adapter(struct config *c, size_t i)
 	ac->queue_wait_ms = cfg_getint(a, "queue_wait_ms");
 	if (ac->queue_wait_ms < 0 || ac->queue_wait_ms > CONFIG_QUEUE_WAIT_MS_MAX) {
 		config_error_at(c, config_line_of(c, a, "queue_wait_ms", a->line), ac->name, NULL,
-				"queue_wait_ms", "%ld is out of range (0 to %ld)", ac->queue_wait_ms,
-				CONFIG_QUEUE_WAIT_MS_MAX);
+				"queue_wait_ms", "%ld is out of range (0 to %ld)",
+				ac->queue_wait_ms, CONFIG_QUEUE_WAIT_MS_MAX);
 		errors++;
 	}
 	struct cad_config *blocks[] = {&ac->ingest, &ac->stream};
@@ -307,18 +308,24 @@ static int check_adapter(struct config *c, size_t i)
 
 /* The strict tables: the daemon's own options, with the blocks' tables
  * (block_opts_new) inside. config_each_option() walks the same ones. */
-#define ADAPTER_OPTS(ingest, stream)                                                               \
-	{CFG_INT("queue_len", 1000, CFGF_NONE), CFG_INT("queue_wait_ms", 250, CFGF_NONE),           \
-	 CFG_SEC("ingest", ingest, CFGF_NONE), CFG_SEC("stream", stream, CFGF_NONE), CFG_END()}
-#define ROOT_OPTS(adapter)                                                                         \
-	{CFG_STR("identity", NULL, CFGF_NODEFAULT),                                                \
-	 CFG_STR("module_path", CAD_PKGLIBDIR, CFGF_NONE),                                         \
-	 CFG_STR("log_level", "info", CFGF_NONE),                                                  \
-	 CFG_STR("log_file", "stderr", CFGF_NONE),                                                 \
-	 CFG_STR("metrics_listen", "", CFGF_NONE),                                                 \
-	 CFG_INT("drain_timeout", 10, CFGF_NONE),                                                  \
-	 CFG_SEC("adapter", adapter, CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),               \
-	 CFG_END()}
+#define ADAPTER_OPTS(ingest, stream)                                                             \
+	{                                                                                        \
+		CFG_INT("queue_len", 1000, CFGF_NONE), CFG_INT("queue_wait_ms", 250, CFGF_NONE), \
+			CFG_SEC("ingest", ingest, CFGF_NONE),                                    \
+			CFG_SEC("stream", stream, CFGF_NONE), CFG_END()                          \
+	}
+#define ROOT_OPTS(adapter)                                                      \
+	{                                                                       \
+		CFG_STR("identity", NULL, CFGF_NODEFAULT),                      \
+			CFG_STR("module_path", CAD_PKGLIBDIR, CFGF_NONE),       \
+			CFG_STR("log_level", "info", CFGF_NONE),                \
+			CFG_STR("log_file", "stderr", CFGF_NONE),               \
+			CFG_STR("metrics_listen", "", CFGF_NONE),               \
+			CFG_INT("drain_timeout", 10, CFGF_NONE),                \
+			CFG_SEC("adapter", adapter,                             \
+				CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES), \
+			CFG_END()                                               \
+	}
 
 static int second_pass(struct config *c, const char *text)
 {

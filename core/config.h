@@ -20,13 +20,13 @@ struct config;
  * struct cad_config. */
 struct cad_config {
 	struct config *conf;
-	const char *adapter;    /* the adapter's name */
+	const char *adapter; /* the adapter's name */
 	enum cad_kind kind;
-	struct module *module;  /* loaded for `type` */
-	cfg_t *sec;             /* the parsed block */
+	struct module *module; /* loaded for `type` */
+	cfg_t *sec;            /* the parsed block */
 	long workers;
-	int line;               /* where `type` was set */
-	int errors;             /* semantic errors reported through cfg_error */
+	int line;   /* where `type` was set */
+	int errors; /* semantic errors reported through cfg_error */
 };
 
 /* An adapter's queue: at most this many messages, and a full queue holds
@@ -42,6 +42,12 @@ struct adapter_config {
 	int line;
 	struct cad_config ingest;
 	struct cad_config stream;
+};
+
+struct opt_line {
+	cfg_t *sec;
+	const char *opt;
+	int line;
 };
 
 struct config {
@@ -64,11 +70,7 @@ struct config {
 
 	/* where each option was set: (section, option) -> line */
 	size_t n_lines, cap_lines;
-	struct opt_line {
-		cfg_t *sec;
-		const char *opt;
-		int line;
-	} *lines;
+	struct opt_line *lines;
 };
 
 /* Parse and check `file`. `module_dir` (from -M) overrides module_path
@@ -82,8 +84,7 @@ void config_free(struct config *conf); /* accepts NULL */
  * options the daemon owns in every block), `type` is "string", "integer",
  * "boolean" or "list". Modules' own options are in their descriptors. For
  * the documentation tests. Returns 0 or -ENOMEM. */
-typedef void (*config_option_fn)(void *arg, const char *where, const char *name,
-				 const char *type);
+typedef void (*config_option_fn)(void *arg, const char *where, const char *name, const char *type);
 int config_each_option(config_option_fn fn, void *arg);
 
 /* The line an option was set on in a block, or the block's line. */

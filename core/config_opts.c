@@ -47,7 +47,8 @@ cfg_opt_t *block_opts_new(struct config *conf, enum cad_kind kind, cfg_validate_
 {
 	size_t cap = 3;
 	for (size_t i = 0; i < conf->n_modules; i++)
-		for (const struct cad_option *o = conf->modules[i]->desc->options; o && o->name; o++)
+		for (const struct cad_option *o = conf->modules[i]->desc->options; o && o->name;
+		     o++)
 			cap++;
 	cfg_opt_t *opts = calloc(cap, sizeof(*opts));
 	if (!opts)
@@ -66,8 +67,9 @@ cfg_opt_t *block_opts_new(struct config *conf, enum cad_kind kind, cfg_validate_
 			continue;
 		for (const struct cad_option *o = m->desc->options; o && o->name; o++) {
 			if (is_core_option(o->name)) {
-				log_error("%s: %s module '%s' declares option '%s', which the daemon owns",
-					  conf->file, module_kind_name(kind), m->type, o->name);
+				log_error(
+					"%s: %s module '%s' declares option '%s', which the daemon owns",
+					conf->file, module_kind_name(kind), m->type, o->name);
 				conflicts++;
 				continue;
 			}
@@ -78,12 +80,16 @@ cfg_opt_t *block_opts_new(struct config *conf, enum cad_kind kind, cfg_validate_
 					break;
 			if (j < n) {
 				for (size_t k = 0; k < i; k++) {
-					const struct cad_option *p = module_option(conf->modules[k], o->name);
-					if (conf->modules[k]->kind == kind && p && p->type != o->type) {
-						log_error("%s: option '%s' is a %s in %s module '%s' but a %s in '%s'",
-							  conf->file, o->name, type_name(p->type),
-							  module_kind_name(kind), conf->modules[k]->type,
-							  type_name(o->type), m->type);
+					const struct cad_option *p =
+						module_option(conf->modules[k], o->name);
+					if (conf->modules[k]->kind == kind && p &&
+					    p->type != o->type) {
+						log_error(
+							"%s: option '%s' is a %s in %s module '%s' but a %s in '%s'",
+							conf->file, o->name, type_name(p->type),
+							module_kind_name(kind),
+							conf->modules[k]->type, type_name(o->type),
+							m->type);
 						conflicts++;
 					}
 				}

@@ -8,7 +8,13 @@
 
 void config_text_strip_comments(char *p)
 {
-	enum { CODE, DQUOTE, SQUOTE, LINE_COMMENT, BLOCK_COMMENT } state = CODE;
+	enum {
+		CODE,
+		DQUOTE,
+		SQUOTE,
+		LINE_COMMENT,
+		BLOCK_COMMENT
+	} state = CODE;
 	for (; *p; p++) {
 		switch (state) {
 		case CODE:

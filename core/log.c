@@ -19,7 +19,11 @@
 #include <time.h>
 #include <unistd.h>
 
-enum dest_kind { DEST_STDERR, DEST_SYSLOG, DEST_FILE };
+enum dest_kind {
+	DEST_STDERR,
+	DEST_SYSLOG,
+	DEST_FILE
+};
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 /* Atomic: a line is formatted for its destination before `lock` is taken. */

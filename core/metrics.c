@@ -56,7 +56,7 @@
 struct metrics {
 	struct event_base *base;
 	struct evhttp *http;
-	struct event *wake;  /* the read end of `stop_pipe` */
+	struct event *wake; /* the read end of `stop_pipe` */
 	int stop_pipe[2];
 	pthread_t thread;
 	struct adapter *const *adapters;
@@ -378,7 +378,8 @@ int metrics_start(struct metrics **out, const char *listen, struct adapter *cons
 	m->http = m->base ? evhttp_new(m->base) : NULL;
 	m->wake = m->base ? event_new(m->base, m->stop_pipe[0], EV_READ, metrics_wake, m) : NULL;
 	bool ready = m->http && m->wake && event_add(m->wake, NULL) == 0;
-	struct evhttp_bound_socket *bound = ready ? evhttp_accept_socket_with_handle(m->http, fd) : NULL;
+	struct evhttp_bound_socket *bound =
+		ready ? evhttp_accept_socket_with_handle(m->http, fd) : NULL;
 	if (!bound) {
 		log_error("metrics_listen: cannot start the HTTP server on %s", listen);
 		/* Whether a failed accept_socket closed the socket depends on

@@ -31,13 +31,13 @@ static int type_valid(const char *type)
 	return 1;
 }
 
-#define NEED(field, what)                                                                          \
-	do {                                                                                       \
-		if (!d->field) {                                                                   \
-			snprintf(err, errlen, "%s module '%s' does not provide %s", kname, type,   \
-				 what);                                                            \
-			return -EINVAL;                                                            \
-		}                                                                                  \
+#define NEED(field, what)                                                                        \
+	do {                                                                                     \
+		if (!d->field) {                                                                 \
+			snprintf(err, errlen, "%s module '%s' does not provide %s", kname, type, \
+				 what);                                                          \
+			return -EINVAL;                                                          \
+		}                                                                                \
 	} while (0)
 
 int module_check(const struct cad_module *d, enum cad_kind kind, const char *type, char *err,
@@ -126,8 +126,9 @@ int module_load(struct module **out, const char *dir, enum cad_kind kind, const 
 	h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
 	if (!h) {
 		rc = -ENOEXEC;
-		snprintf(err, errlen, "%s type '%s': cannot load %s: %s (ldd(1) shows missing libraries)",
-			 kname, type, path, dlerror());
+		snprintf(err, errlen,
+			 "%s type '%s': cannot load %s: %s (ldd(1) shows missing libraries)", kname,
+			 type, path, dlerror());
 		goto fail;
 	}
 	cad_module_entry_fn entry;

@@ -42,8 +42,9 @@ int ca_file_read(const char *path, ca_file_add_fn add, void *arg, char *why, siz
 		rc = add ? add(arg, x) : 0;
 		X509_free(x);
 		if (rc)
-			snprintf(why, why_len, "%s: cannot add certificate %u to the trust store: %s",
-				 path, n + 1, ca_file_ssl_error(ssl, sizeof(ssl)));
+			snprintf(why, why_len,
+				 "%s: cannot add certificate %u to the trust store: %s", path,
+				 n + 1, ca_file_ssl_error(ssl, sizeof(ssl)));
 		else
 			n++;
 	}

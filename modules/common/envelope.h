@@ -24,9 +24,11 @@
 /* The entry for a stream module's option table: the envelope's label,
  * `def` (the module's own) unless the block names another. */
 #define ENVELOPE_OPTIONS(def)                                                                      \
-	{.name = "output_protocol", .type = CAD_OPT_STRING, .def_str = (def),                     \
-	 .help = "the envelope's protocol label (" ENVELOPE_PROTOCOL_CHORIA_STREAMS " for "       \
-		 "consumers of the Choria broker)"}
+	{                                                                                          \
+		.name = "output_protocol", .type = CAD_OPT_STRING, .def_str = (def),               \
+		.help = "the envelope's protocol label (" ENVELOPE_PROTOCOL_CHORIA_STREAMS " for " \
+			"consumers of the Choria broker)"                                          \
+	}
 
 /* The longest label, in bytes, and room for it quoted and escaped. */
 #define ENVELOPE_LABEL_MAX 80

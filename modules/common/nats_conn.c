@@ -35,8 +35,8 @@ const char *const nats_conn_default_servers[] = {"nats://127.0.0.1:4222", NULL};
 /* A probe connection holds nothing to flush. */
 #define PROBE_CLOSE_MS 1000
 
-static char *nats_conn_dup_opt(const struct cad_host *h, const struct cad_config *cfg, const char *name,
-		     int *nomem)
+static char *nats_conn_dup_opt(const struct cad_host *h, const struct cad_config *cfg,
+			       const char *name, int *nomem)
 {
 	const char *v = h->cfg_str(cfg, name);
 	if (!v || !*v)
@@ -47,8 +47,8 @@ static char *nats_conn_dup_opt(const struct cad_host *h, const struct cad_config
 	return d;
 }
 
-static int nats_conn_check_readable(const struct cad_host *h, const struct cad_config *cfg, const char *name,
-			  const char *path)
+static int nats_conn_check_readable(const struct cad_host *h, const struct cad_config *cfg,
+				    const char *name, const char *path)
 {
 	if (!path || access(path, R_OK) == 0)
 		return 0;
@@ -63,7 +63,8 @@ static BIO *nats_conn_open_pem(const char *path)
 
 /* tls_ca: readable, at least one certificate, and nothing unreadable among
  * them. */
-static int nats_conn_check_ca_file(const struct cad_host *h, const struct cad_config *cfg, const char *path)
+static int nats_conn_check_ca_file(const struct cad_host *h, const struct cad_config *cfg,
+				   const char *path)
 {
 	char why[512];
 	if (!path || ca_file_read(path, NULL, NULL, why, sizeof(why)) > 0)
@@ -75,15 +76,17 @@ static int nats_conn_check_ca_file(const struct cad_host *h, const struct cad_co
 /* tls_cert starts with a certificate, tls_key is a private key, and the
  * two belong together. */
 static int nats_conn_check_cert_and_key(const struct cad_host *h, const struct cad_config *cfg,
-			      const char *cert_path, const char *key_path)
+					const char *cert_path, const char *key_path)
 {
-	BIO *cb = nats_conn_open_pem(cert_path), *kb = key_path ? nats_conn_open_pem(key_path) : NULL;
+	BIO *cb = nats_conn_open_pem(cert_path),
+	    *kb = key_path ? nats_conn_open_pem(key_path) : NULL;
 	X509 *cert = cb ? PEM_read_bio_X509(cb, NULL, NULL, NULL) : NULL;
 	EVP_PKEY *key = kb ? PEM_read_bio_PrivateKey(kb, NULL, NULL, NULL) : NULL;
 	int errors = 0;
 
 	if (cb && !cert) {
-		h->cfg_error(cfg, "tls_cert", "%s does not start with a PEM certificate", cert_path);
+		h->cfg_error(cfg, "tls_cert", "%s does not start with a PEM certificate",
+			     cert_path);
 		errors++;
 	}
 	if (kb && !key) {
@@ -213,8 +216,8 @@ void nats_conn_log_status(const struct cad_host *h, struct cad_context *ctx,
 			  enum cad_log_level level, natsStatus s, const char *what)
 {
 	const char *detail = nats_GetLastError(NULL);
-	h->log(ctx, level, "%s: %s%s%s", what, natsStatus_GetText(s),
-	       detail && *detail ? ": " : "", detail && *detail ? detail : "");
+	h->log(ctx, level, "%s: %s%s%s", what, natsStatus_GetText(s), detail && *detail ? ": " : "",
+	       detail && *detail ? detail : "");
 }
 
 static void nats_conn_on_connected(natsConnection *nc, void *closure)
@@ -243,7 +246,7 @@ static void nats_conn_on_reconnected(natsConnection *nc, void *closure)
 }
 
 static void nats_conn_on_async_error(natsConnection *nc, natsSubscription *sub, natsStatus err,
-			   void *closure)
+				     void *closure)
 {
 	(void)nc;
 	(void)sub;
@@ -253,9 +256,10 @@ static void nats_conn_on_async_error(natsConnection *nc, natsSubscription *sub, 
 void nats_conn_log_async_error(const struct nats_conn *c, natsStatus err)
 {
 	if (err == NATS_SLOW_CONSUMER)
-		c->host->log(c->ctx, CAD_LOG_WARN,
-			     "%s: messages are arriving faster than they are processed; the NATS client dropped some (slow consumer)",
-			     c->name);
+		c->host->log(
+			c->ctx, CAD_LOG_WARN,
+			"%s: messages are arriving faster than they are processed; the NATS client dropped some (slow consumer)",
+			c->name);
 	else
 		c->host->log(c->ctx, CAD_LOG_WARN, "%s: %s", c->name, natsStatus_GetText(err));
 }
@@ -316,8 +320,9 @@ static int64_t nats_conn_reconnect_delay(natsConnection *nc, int attempts, void 
 
 	if (!atomic_load(&c->closing) && failed > 0 &&
 	    ((failed & (failed - 1)) == 0 || failed % 64 == 0))
-		c->host->log(c->ctx, CAD_LOG_WARN, "%s: cannot connect to %s yet (%d attempt%s): %s",
-			     c->name, c->servers, failed, failed == 1 ? "" : "s",
+		c->host->log(c->ctx, CAD_LOG_WARN,
+			     "%s: cannot connect to %s yet (%d attempt%s): %s", c->name, c->servers,
+			     failed, failed == 1 ? "" : "s",
 			     nats_conn_last_error(nc, why, sizeof(why)));
 	return pacing_backoff_ms(RECONNECT_FIRST_MS, RECONNECT_MAX_MS,
 				 attempts > 0 ? (uint32_t)attempts : 1);
@@ -338,9 +343,10 @@ static void nats_conn_on_closed(natsConnection *nc, void *closure)
 
 	if (!atomic_load(&c->closing)) {
 		c->host->conn_state(c->ctx, c->name, false);
-		c->host->log(c->ctx, CAD_LOG_ERROR,
-			     "%s: the NATS client gave up the connection to %s: %s; restart the daemon once this is fixed",
-			     c->name, c->servers, nats_conn_last_error(nc, why, sizeof(why)));
+		c->host->log(
+			c->ctx, CAD_LOG_ERROR,
+			"%s: the NATS client gave up the connection to %s: %s; restart the daemon once this is fixed",
+			c->name, c->servers, nats_conn_last_error(nc, why, sizeof(why)));
 	}
 	atomic_store(&c->closed_cb, true);
 }
@@ -371,7 +377,7 @@ static natsStatus nats_conn_library_open(void)
 
 /* `retry`: keep trying in the background when no server can be reached. */
 static natsStatus nats_conn_build_options(natsOptions **out, struct nats_conn *c,
-				const struct nats_conn_opts *o, bool retry)
+					  const struct nats_conn_opts *o, bool retry)
 {
 	natsOptions *opts = NULL;
 	natsStatus s = nats_conn_library_open();
@@ -419,8 +425,8 @@ static natsStatus nats_conn_build_options(natsOptions **out, struct nats_conn *c
 }
 
 /* A connection record before its first callback can run. */
-static void nats_conn_init(struct nats_conn *c, const struct nats_conn_opts *o, const struct cad_host *h,
-		      struct cad_context *ctx, const char *name)
+static void nats_conn_init(struct nats_conn *c, const struct nats_conn_opts *o,
+			   const struct cad_host *h, struct cad_context *ctx, const char *name)
 {
 	c->host = h;
 	c->ctx = ctx;
@@ -464,14 +470,16 @@ static const char *nats_conn_refusal_hint(natsStatus s)
 static void nats_conn_log_refused(const struct nats_conn *c, natsStatus s)
 {
 	char tls[160];
-	const char *detail = nats_GetLastError(NULL), *alert = nats_conn_tls_reason(tls, sizeof(tls));
+	const char *detail = nats_GetLastError(NULL),
+		   *alert = nats_conn_tls_reason(tls, sizeof(tls));
 	c->host->log(c->ctx, CAD_LOG_ERROR, "%s: cannot connect to %s: %s%s%s%s%s%s", c->name,
 		     c->servers, natsStatus_GetText(s), detail && *detail ? ": " : "",
 		     detail && *detail ? detail : "", alert ? "; TLS: " : "", alert ? alert : "",
 		     nats_conn_refusal_hint(alert ? NATS_SSL_ERROR : s));
 }
 
-static natsStatus nats_conn_connect_with(struct nats_conn *c, const struct nats_conn_opts *o, bool retry)
+static natsStatus nats_conn_connect_with(struct nats_conn *c, const struct nats_conn_opts *o,
+					 bool retry)
 {
 	natsOptions *opts = NULL;
 	natsStatus s = nats_conn_build_options(&opts, c, o, retry);
@@ -520,8 +528,8 @@ int nats_conn_open(struct nats_conn *c, const struct nats_conn_opts *o, const st
 	return 0;
 }
 
-int nats_conn_probe(struct nats_conn *c, const struct nats_conn_opts *o,
-		    const struct cad_host *h, struct cad_context *ctx, const char *name)
+int nats_conn_probe(struct nats_conn *c, const struct nats_conn_opts *o, const struct cad_host *h,
+		    struct cad_context *ctx, const char *name)
 {
 	nats_conn_init(c, o, h, ctx, name);
 	ERR_clear_error();
@@ -570,9 +578,10 @@ bool nats_conn_close_all(struct nats_conn *cs, unsigned n, int64_t timeout_ms)
 			continue;
 		if (!nats_wait_flag(&cs[i].closed_cb, until)) {
 			confirmed = false;
-			cs[i].host->log(cs[i].ctx, CAD_LOG_WARN,
-					"%s: the NATS client did not confirm the close within %d ms",
-					cs[i].name, CLOSE_CB_WAIT_MS);
+			cs[i].host
+				->log(cs[i].ctx, CAD_LOG_WARN,
+				      "%s: the NATS client did not confirm the close within %d ms",
+				      cs[i].name, CLOSE_CB_WAIT_MS);
 		}
 		natsConnection_Destroy(cs[i].nc);
 		cs[i].nc = NULL;

@@ -15,17 +15,29 @@
 #include <choria-adapterd/cad_module.h>
 
 /* Entries for a module's option table, in this order, ahead of its own. */
-#define NATS_CONN_OPTIONS                                                                          \
-	{.name = "servers", .type = CAD_OPT_STRING_LIST, .def_list = nats_conn_default_servers,    \
-	 .help = "NATS server URLs"},                                                              \
-	{.name = "tls_ca", .type = CAD_OPT_STRING, .help = "CA file to verify the servers with"}, \
-	{.name = "tls_cert", .type = CAD_OPT_STRING, .help = "client certificate (PEM)"},         \
-	{.name = "tls_key", .type = CAD_OPT_STRING, .help = "client private key (PEM)"},          \
-	{.name = "user", .type = CAD_OPT_STRING, .help = "user name"},                            \
-	{.name = "password", .type = CAD_OPT_STRING, .flags = CAD_OPT_SECRET, .help = "password"}, \
-	{.name = "token", .type = CAD_OPT_STRING, .flags = CAD_OPT_SECRET,                        \
-	 .help = "authentication token"},                                                         \
-	{.name = "credentials", .type = CAD_OPT_STRING, .help = "NATS credentials (.creds) file"}
+#define NATS_CONN_OPTIONS                                                                         \
+	{.name = "servers",                                                                       \
+	 .type = CAD_OPT_STRING_LIST,                                                             \
+	 .def_list = nats_conn_default_servers,                                                   \
+	 .help = "NATS server URLs"},                                                             \
+		{.name = "tls_ca",                                                                \
+		 .type = CAD_OPT_STRING,                                                          \
+		 .help = "CA file to verify the servers with"},                                   \
+		{.name = "tls_cert", .type = CAD_OPT_STRING, .help = "client certificate (PEM)"}, \
+		{.name = "tls_key", .type = CAD_OPT_STRING, .help = "client private key (PEM)"},  \
+		{.name = "user", .type = CAD_OPT_STRING, .help = "user name"},                    \
+		{.name = "password",                                                              \
+		 .type = CAD_OPT_STRING,                                                          \
+		 .flags = CAD_OPT_SECRET,                                                         \
+		 .help = "password"},                                                             \
+		{.name = "token",                                                                 \
+		 .type = CAD_OPT_STRING,                                                          \
+		 .flags = CAD_OPT_SECRET,                                                         \
+		 .help = "authentication token"},                                                 \
+	{                                                                                         \
+		.name = "credentials", .type = CAD_OPT_STRING,                                    \
+		.help = "NATS credentials (.creds) file"                                          \
+	}
 
 extern const char *const nats_conn_default_servers[];
 
@@ -52,14 +64,14 @@ struct nats_conn {
 	const struct cad_host *host;
 	struct cad_context *ctx;
 	char name[48];
-	char servers[256];    /* for log lines */
-	atomic_bool closing;  /* nats_conn_close() started: quiet callbacks */
-	atomic_bool closed_cb; /* cnats made its last callback for nc */
-	atomic_bool ever_up;  /* connected once: a reconnect pass follows a
+	char servers[256];                         /* for log lines */
+	atomic_bool closing;                       /* nats_conn_close() started: quiet callbacks */
+	atomic_bool closed_cb;                     /* cnats made its last callback for nc */
+	atomic_bool ever_up;                       /* connected once: a reconnect pass follows a
 	                         disconnect, not a failed pass */
-	bool draining;        /* nats_conn_close_all() started its drain */
+	bool draining;                             /* nats_conn_close_all() started its drain */
 	void (*on_reconnect)(struct nats_conn *c); /* optional, from a NATS thread */
-	void *user;                                 /* for on_reconnect */
+	void *user;                                /* for on_reconnect */
 };
 
 /* Connect. A server that cannot be reached is retried in the background;

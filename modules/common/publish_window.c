@@ -5,7 +5,6 @@
 
 #include "pacing.h"
 
-
 void publish_window_opts_read(struct publish_window_opts *o, const struct cad_host *host,
 			      const struct cad_config *cfg)
 {

@@ -30,12 +30,23 @@
 
 /* Entries for a stream module's option table. */
 #define PUBLISH_WINDOW_OPTIONS                                                                     \
-	{.name = "max_inflight", .type = CAD_OPT_INT, .def_int = 256, .min = 1, .max = 65536,      \
+	{.name = "max_inflight",                                                                   \
+	 .type = CAD_OPT_INT,                                                                      \
+	 .def_int = 256,                                                                           \
+	 .min = 1,                                                                                 \
+	 .max = 65536,                                                                             \
 	 .help = "unacknowledged publishes per worker"},                                           \
-	{.name = "ack_timeout", .type = CAD_OPT_INT, .def_int = 5, .min = 1, .max = 300,           \
-	 .help = "seconds to wait for an acknowledgement before publishing again"},                \
-	{.name = "retry_max_interval", .type = CAD_OPT_INT, .def_int = 10, .min = 1, .max = 3600,  \
-	 .help = "longest pause, in seconds, between two attempts to publish or to connect"}
+		{.name = "ack_timeout",                                                            \
+		 .type = CAD_OPT_INT,                                                              \
+		 .def_int = 5,                                                                     \
+		 .min = 1,                                                                         \
+		 .max = 300,                                                                       \
+		 .help = "seconds to wait for an acknowledgement before publishing again"},        \
+	{                                                                                          \
+		.name = "retry_max_interval", .type = CAD_OPT_INT, .def_int = 10, .min = 1,        \
+		.max = 3600,                                                                       \
+		.help = "longest pause, in seconds, between two attempts to publish or to connect" \
+	}
 
 struct publish_window_opts {
 	long max_inflight;
@@ -67,7 +78,7 @@ struct publish_window_entry {
 };
 
 /* The module entry that embeds `ptr`, its `member`. */
-#define PUBLISH_WINDOW_OWNER(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+#define PUBLISH_WINDOW_OWNER(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 /* What the window's walks ask of the module; `owner` is what the caller
  * passed (a worker). */
@@ -102,8 +113,8 @@ struct publish_window {
 	char *places;
 	size_t stride;
 	size_t n_places;
-	size_t used;    /* entries holding a message */
-	size_t waiting; /* parked entries */
+	size_t used;          /* entries holding a message */
+	size_t waiting;       /* parked entries */
 	int64_t next_scan_ns; /* when unanswered publishes are next looked for */
 	/* No parked entry is due, and no scan, before this. */
 	_Atomic int64_t due_ns;

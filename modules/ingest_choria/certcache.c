@@ -284,8 +284,8 @@ void certcache_release(struct certcache *c, const struct cert_verdict *v)
 	if (!v)
 		return;
 	choria_certcache_entry_unref(
-	    (struct certcache_entry *)(void *)((char *)(uintptr_t)v -
-					       offsetof(struct certcache_entry, v)));
+		(struct certcache_entry *)(void *)((char *)(uintptr_t)v -
+						   offsetof(struct certcache_entry, v)));
 }
 
 void certcache_get_stats(struct certcache *c, struct certcache_stats *out)

@@ -26,24 +26,24 @@
  * compared with the clock for every message.
  */
 struct cert_verdict {
-	const char *reason;   /* NULL: chains to the CA; else a reject label
+	const char *reason;                /* NULL: chains to the CA; else a reject label
 	                         (string literal): bad_cert, untrusted_cert,
 	                         cert_purpose */
 	char detail[CERTCACHE_DETAIL_LEN]; /* why, when reason is set */
-	EVP_PKEY *pkey;       /* trusted only: the signer's public key */
-	EVP_PKEY_CTX *verify_ctx; /* trusted only: pkey set up for RSA PKCS#1
+	EVP_PKEY *pkey;                    /* trusted only: the signer's public key */
+	EVP_PKEY_CTX *verify_ctx;          /* trusted only: pkey set up for RSA PKCS#1
 	                         v1.5 SHA-256 verification, a template that
 	                         is duplicated, never used itself, so that
 	                         threads share it read-only */
-	int64_t not_before;   /* trusted only: the window in which the whole */
-	int64_t not_after;    /* chain is valid, Unix seconds */
-	int64_t checked_at;   /* when the chain was chosen, Unix seconds */
-	bool privileged;      /* a name matches privileged_certs */
-	bool allowed;         /* allowed_certs is empty or a name matches it */
-	char *names;          /* the names, each NUL-terminated, one after
+	int64_t not_before;                /* trusted only: the window in which the whole */
+	int64_t not_after;                 /* chain is valid, Unix seconds */
+	int64_t checked_at;                /* when the chain was chosen, Unix seconds */
+	bool privileged;                   /* a name matches privileged_certs */
+	bool allowed;                      /* allowed_certs is empty or a name matches it */
+	char *names;                       /* the names, each NUL-terminated, one after
 	                         the other: the CNs, then the DNS subject
 	                         alternative names; malloc'd */
-	size_t names_len;     /* bytes in names */
+	size_t names_len;                  /* bytes in names */
 	unsigned n_names;
 };
 

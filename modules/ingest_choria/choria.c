@@ -62,11 +62,11 @@ struct choria_worker {
 	natsSubscription *sub;
 	struct choria *self;
 	struct choria_verify_scratch *scratch; /* security = verify, requests */
-	atomic_bool complete; /* subscription closed, handler returned */
-	atomic_bool stopped;  /* late callbacks must not submit */
-	atomic_int busy;      /* callbacks running */
-	atomic_ulong late;    /* messages dropped because `stopped` */
-	bool draining;        /* stop() started a drain (else it closed the subscription) */
+	atomic_bool complete;                  /* subscription closed, handler returned */
+	atomic_bool stopped;                   /* late callbacks must not submit */
+	atomic_int busy;                       /* callbacks running */
+	atomic_ulong late;                     /* messages dropped because `stopped` */
+	bool draining; /* stop() started a drain (else it closed the subscription) */
 };
 
 struct choria {
@@ -75,14 +75,14 @@ struct choria {
 	struct nats_conn_opts nats;
 	char *topic;
 	char *queue_group;
-	char *ca; /* security = verify, requests */
+	char *ca;                         /* security = verify, requests */
 	struct choria_verifier *verifier; /* security = verify, requests */
 	enum choria_kind kind;
 	bool verify;
 	unsigned n_workers;
 	struct choria_worker *workers; /* n_workers, from start() until stop() */
 	unsigned n_conns;
-	struct nats_conn *conns; /* n_conns, from start() until stop(); stable
+	struct nats_conn *conns;     /* n_conns, from start() until stop(); stable
 				  * addresses: cnats callbacks point at them */
 	struct nats_msg_batch spent; /* handled messages, destroyed a batch at a time */
 };
@@ -229,10 +229,11 @@ static int choria_create_verifier(struct choria *self, const struct cad_host *ho
 		rc = choria_verifier_new(&self->verifier, &o, choria_verify_error, &report, &n_ca);
 	}
 	if (rc == 0)
-		host->log(self->ctx, CAD_LOG_INFO,
-			  "security = verify: request signers must chain to the %u CA certificate%s in %s; %u privileged and %u allowed pattern%s; %zu certificates cached",
-			  n_ca, n_ca == 1 ? "" : "s", self->ca, o.n_privileged, o.n_allowed,
-			  o.n_allowed == 1 ? "" : "s", o.cache_size);
+		host->log(
+			self->ctx, CAD_LOG_INFO,
+			"security = verify: request signers must chain to the %u CA certificate%s in %s; %u privileged and %u allowed pattern%s; %zu certificates cached",
+			n_ca, n_ca == 1 ? "" : "s", self->ca, o.n_privileged, o.n_allowed,
+			o.n_allowed == 1 ? "" : "s", o.cache_size);
 	free(privileged);
 	free(allowed);
 	return rc;
@@ -307,8 +308,9 @@ static int choria_create(void **instance, const struct cad_host *host, struct ca
 	self->n_workers = (unsigned)workers;
 	long conns = host->cfg_int(cfg, "connections");
 	if (conns > workers) {
-		host->cfg_error(cfg, "connections", "%ld is more than the %ld workers that would use them",
-				conns, workers);
+		host->cfg_error(cfg, "connections",
+				"%ld is more than the %ld workers that would use them", conns,
+				workers);
 		errors++;
 	} else {
 		self->n_conns = (unsigned)conns;
@@ -320,9 +322,10 @@ static int choria_create(void **instance, const struct cad_host *host, struct ca
 		goto nomem;
 	}
 	if (!choria_subject_valid(self->queue_group, &why) || strchr(self->queue_group, '.')) {
-		host->cfg_error(cfg, NULL,
-				"the adapter name '%s' cannot form the NATS queue group %s: use letters, digits, '-' and '_'",
-				adapter ? adapter : "", self->queue_group);
+		host->cfg_error(
+			cfg, NULL,
+			"the adapter name '%s' cannot form the NATS queue group %s: use letters, digits, '-' and '_'",
+			adapter ? adapter : "", self->queue_group);
 		errors++;
 	}
 
@@ -334,9 +337,10 @@ static int choria_create(void **instance, const struct cad_host *host, struct ca
 		host->log(ctx, CAD_LOG_INFO,
 			  "security = verify: every reply's hash is checked against its message");
 	if (!self->verify)
-		host->log(ctx, CAD_LOG_WARN,
-			  "security = none: messages on %s are not verified; anyone who can publish there can inject data",
-			  self->topic);
+		host->log(
+			ctx, CAD_LOG_WARN,
+			"security = none: messages on %s are not verified; anyone who can publish there can inject data",
+			self->topic);
 	*instance = self;
 	return 0;
 
@@ -401,8 +405,8 @@ static void choria_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m,
 	}
 	if (self->host->log_enabled(CAD_LOG_DEBUG)) {
 		char sender[96], id[80];
-		self->host->log(self->ctx, CAD_LOG_DEBUG, "%s: %s %s from %s, %zu bytes", w->conn->name,
-				choria_kind_name(self->kind),
+		self->host->log(self->ctx, CAD_LOG_DEBUG, "%s: %s %s from %s, %zu bytes",
+				w->conn->name, choria_kind_name(self->kind),
 				cad_text_printable(id, sizeof(id), d.request_id, d.request_id_len),
 				cad_text_printable(sender, sizeof(sender), d.sender, d.sender_len),
 				wire);
@@ -410,8 +414,8 @@ static void choria_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m,
 	msg = self->host->msg_new(d.sender, d.sender_len, d.request_id, d.request_id_len, d.time,
 				  d.body, d.body_len);
 	if (!msg) {
-		self->host->reject(self->ctx, "no_memory", wire, "out of memory for a %zu byte message",
-				   wire);
+		self->host->reject(self->ctx, "no_memory", wire,
+				   "out of memory for a %zu byte message", wire);
 		goto out;
 	}
 	self->host->submit(self->ctx, &msg, wire);
@@ -513,7 +517,8 @@ static void choria_shutdown(struct choria *self)
 		late += atomic_load(&ws[i].late);
 	if (late)
 		self->host->log(self->ctx, CAD_LOG_WARN,
-				"%lu messages delivered after the subscriptions ended were dropped", late);
+				"%lu messages delivered after the subscriptions ended were dropped",
+				late);
 	if (safe) {
 		for (unsigned i = 0; i < self->n_workers; i++)
 			choria_verify_scratch_free(ws[i].scratch);
@@ -612,12 +617,13 @@ static void choria_describe(void *instance, char *buf, size_t len)
 	char servers[512];
 
 	nats_conn_opts_servers(&self->nats, servers, sizeof(servers));
-	snprintf(buf, len,
-		 "servers %s, subject %s, protocol %s, security %s%s%s, queue group %s, %u subscription%s over %u connection%s",
-		 servers, self->topic, choria_kind_name(self->kind), self->verify ? "verify" : "none",
-		 self->verifier ? " against " : "", self->verifier ? self->ca : "", self->queue_group,
-		 self->n_workers, self->n_workers == 1 ? "" : "s", self->n_conns,
-		 self->n_conns == 1 ? "" : "s");
+	snprintf(
+		buf, len,
+		"servers %s, subject %s, protocol %s, security %s%s%s, queue group %s, %u subscription%s over %u connection%s",
+		servers, self->topic, choria_kind_name(self->kind),
+		self->verify ? "verify" : "none", self->verifier ? " against " : "",
+		self->verifier ? self->ca : "", self->queue_group, self->n_workers,
+		self->n_workers == 1 ? "" : "s", self->n_conns, self->n_conns == 1 ? "" : "s");
 }
 
 static const struct cad_module choria_module = {

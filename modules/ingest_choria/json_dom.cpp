@@ -26,7 +26,8 @@
 
 namespace dom = simdjson::dom;
 
-namespace {
+namespace
+{
 
 /* jansson's JSON_PARSER_MAX_DEPTH: 2048 levels parse, 2049 do not. */
 constexpr size_t jdom_max_depth = 2048;
@@ -175,7 +176,8 @@ struct jdom_scratch {
 	}
 };
 
-namespace {
+namespace
+{
 
 /* The calling thread's spare scratch, freed when the thread ends. */
 struct jdom_cache {
@@ -237,7 +239,8 @@ unsigned char *jdom_scratch_buffer(struct jdom_scratch *s, size_t len)
 	if (!s->buf || s->buf_cap < len) {
 		/* Some headroom: sizes vary a little from message to message. */
 		size_t cap = len < SIZE_MAX / 2 - JDOM_PADDING ? len + len / 4 : len;
-		std::unique_ptr<unsigned char[]> b(new (std::nothrow) unsigned char[cap + JDOM_PADDING]);
+		std::unique_ptr<unsigned char[]> b(
+			new (std::nothrow) unsigned char[cap + JDOM_PADDING]);
 		if (!b)
 			return nullptr;
 		s->buf = std::move(b);

@@ -119,8 +119,8 @@ static size_t choria_utf8_chars(const char *s, size_t n)
 
 /* Parse one layer, which must be a JSON object, with parser `p`. `padded`:
  * JDOM_PADDING readable bytes follow the data. */
-static int choria_parse(struct jdom_value *out, struct jdom_parser *p, const char *data,
-			size_t len, bool padded, const char *layer, struct choria_err *e)
+static int choria_parse(struct jdom_value *out, struct jdom_parser *p, const char *data, size_t len,
+			bool padded, const char *layer, struct choria_err *e)
 {
 	const char *why;
 	int r;
@@ -131,8 +131,7 @@ static int choria_parse(struct jdom_value *out, struct jdom_parser *p, const cha
 	if (r == -ENOMEM)
 		return choria_fail(e, -ENOMEM, "no_memory", "%s: out of memory", layer);
 	if (r)
-		return choria_fail(e, -EBADMSG, R_NOT_JSON, "%s is not valid JSON: %s", layer,
-				   why);
+		return choria_fail(e, -EBADMSG, R_NOT_JSON, "%s is not valid JSON: %s", layer, why);
 	if (jdom_type(out) != JDOM_OBJECT)
 		return choria_fail(e, -EBADMSG, R_NOT_JSON, "%s is %s, not a JSON object", layer,
 				   choria_type_name(out));
@@ -206,9 +205,9 @@ static int choria_member_of_type(const struct jdom_value *obj, const char *key, 
 
 /* The `protocol` member, which must equal `expected`. `other` is the value
  * the opposite kind carries: seeing it gets a hint in the detail. */
-static int choria_member_protocol(const struct jdom_value *obj, const char *path, const char *expected,
-				  const char *other, const char *hint, const char *reason,
-				  struct choria_err *e)
+static int choria_member_protocol(const struct jdom_value *obj, const char *path,
+				  const char *expected, const char *other, const char *hint,
+				  const char *reason, struct choria_err *e)
 {
 	const char *s;
 	size_t n;
@@ -250,15 +249,17 @@ static int choria_base64(const char *s, size_t n, unsigned char *buf, size_t *ou
 		return 0;
 	case CHORIA_BASE64_LENGTH:
 		if (n % 4)
-			return choria_fail(e, -EBADMSG, R_BASE64,
-					   "transport.data is not valid base64: length %zu is not a multiple of 4",
-					   n);
+			return choria_fail(
+				e, -EBADMSG, R_BASE64,
+				"transport.data is not valid base64: length %zu is not a multiple of 4",
+				n);
 		return choria_fail(e, -EBADMSG, R_BASE64, "transport.data is too long (%zu bytes)",
 				   n);
 	case CHORIA_BASE64_BYTE:
-		return choria_fail(e, -EBADMSG, R_BASE64,
-				   "transport.data is not valid base64: unexpected \"%s\" at offset %zu",
-				   cad_text_printable(q, sizeof(q), s + bad, 1), bad);
+		return choria_fail(
+			e, -EBADMSG, R_BASE64,
+			"transport.data is not valid base64: unexpected \"%s\" at offset %zu",
+			cad_text_printable(q, sizeof(q), s + bad, 1), bad);
 	case CHORIA_BASE64_OPENSSL:
 		break;
 	}
@@ -292,9 +293,10 @@ static int choria_v1_headers(const struct jdom_value *h, struct choria_err *e)
 	for (i = 0, more = r == 0 && jdom_array_first(&seen, &it, &v); more;
 	     i++, more = jdom_array_next(&it, &v)) {
 		if (jdom_type(&v) != JDOM_ARRAY)
-			return choria_fail(e, -EBADMSG, R_TRANSPORT,
-					   "transport.headers.seen-by[%zu] must be an array, got %s", i,
-					   choria_type_name(&v));
+			return choria_fail(
+				e, -EBADMSG, R_TRANSPORT,
+				"transport.headers.seen-by[%zu] must be an array, got %s", i,
+				choria_type_name(&v));
 		/* from, via, to */
 		size_t j = 0;
 		for (bool hm = jdom_array_first(&v, &hops, &hop); hm && j < 3;
@@ -434,8 +436,9 @@ static int choria_v1_filter_facts(const struct jdom_value *facts, struct choria_
 				known = true;
 		if (!known) {
 			char q[40];
-			return choria_fail(e, -EBADMSG, R_MESSAGE, "%s \"%s\" is not a known operator",
-					   path, cad_text_printable(q, sizeof(q), op, n));
+			return choria_fail(e, -EBADMSG, R_MESSAGE,
+					   "%s \"%s\" is not a known operator", path,
+					   cad_text_printable(q, sizeof(q), op, n));
 		}
 		snprintf(path, sizeof(path), "envelope.filter.fact[%zu].value", i);
 		r = choria_member_str(&f, "value", path, CHORIA_NONEMPTY, R_MESSAGE, e, NULL, NULL);
@@ -446,8 +449,8 @@ static int choria_v1_filter_facts(const struct jdom_value *facts, struct choria_
 }
 
 /* envelope.filter.<key>: an array of strings. */
-static int choria_v1_filter_strings(const struct jdom_value *filter, const char *key,
-				    bool optional, struct choria_err *e)
+static int choria_v1_filter_strings(const struct jdom_value *filter, const char *key, bool optional,
+				    struct choria_err *e)
 {
 	struct jdom_value arr, v;
 	struct jdom_iter it;
@@ -463,8 +466,9 @@ static int choria_v1_filter_strings(const struct jdom_value *filter, const char 
 	for (i = 0, more = jdom_array_first(&arr, &it, &v); more;
 	     i++, more = jdom_array_next(&it, &v)) {
 		if (jdom_type(&v) != JDOM_STRING)
-			return choria_fail(e, -EBADMSG, R_MESSAGE, "%s[%zu] must be a string, got %s",
-					   path, i, choria_type_name(&v));
+			return choria_fail(e, -EBADMSG, R_MESSAGE,
+					   "%s[%zu] must be a string, got %s", path, i,
+					   choria_type_name(&v));
 	}
 	return 0;
 }
@@ -506,8 +510,8 @@ static int choria_v1_filter(const struct jdom_value *env, struct choria_err *e)
 	     i++, more = jdom_array_next(&it, &c)) {
 		if (jdom_type(&c) != JDOM_ARRAY)
 			return choria_fail(e, -EBADMSG, R_MESSAGE,
-					   "envelope.filter.compound[%zu] must be an array, got %s", i,
-					   choria_type_name(&c));
+					   "envelope.filter.compound[%zu] must be an array, got %s",
+					   i, choria_type_name(&c));
 		for (j = 0, more_inner = jdom_array_first(&c, &inner, &v); more_inner;
 		     j++, more_inner = jdom_array_next(&inner, &v)) {
 			if (jdom_type(&v) != JDOM_OBJECT)
@@ -565,8 +569,8 @@ static int choria_v1_request(const struct jdom_value *m, struct choria_decoded *
 			      &d->body, &d->body_len);
 	if (r)
 		return r;
-	r = choria_member_of_type(m, "envelope", "request.envelope", JDOM_OBJECT, false,
-				  R_MESSAGE, e, &env);
+	r = choria_member_of_type(m, "envelope", "request.envelope", JDOM_OBJECT, false, R_MESSAGE,
+				  e, &env);
 	if (r)
 		return r;
 	r = choria_v1_ids(&env, d, e);
@@ -577,8 +581,8 @@ static int choria_v1_request(const struct jdom_value *m, struct choria_decoded *
 			      &d->callerid_len);
 	if (r)
 		return r;
-	r = choria_member_str(&env, "collective", "envelope.collective", CHORIA_NONEMPTY,
-			      R_MESSAGE, e, NULL, NULL);
+	r = choria_member_str(&env, "collective", "envelope.collective", CHORIA_NONEMPTY, R_MESSAGE,
+			      e, NULL, NULL);
 	if (r)
 		return r;
 	r = choria_member_str(&env, "agent", "envelope.agent", CHORIA_NONEMPTY, R_MESSAGE, e, NULL,
@@ -589,8 +593,9 @@ static int choria_v1_request(const struct jdom_value *m, struct choria_decoded *
 	if (r)
 		return r;
 	if (ttl < CHORIA_MIN_TTL)
-		return choria_fail(e, -EBADMSG, R_MESSAGE, "envelope.ttl must be at least %d, got %lld",
-				   CHORIA_MIN_TTL, (long long)ttl);
+		return choria_fail(e, -EBADMSG, R_MESSAGE,
+				   "envelope.ttl must be at least %d, got %lld", CHORIA_MIN_TTL,
+				   (long long)ttl);
 	r = choria_v1_time(&env, d, e);
 	if (r)
 		return r;
@@ -611,8 +616,8 @@ static int choria_v1_reply(const struct jdom_value *m, struct choria_decoded *d,
 			      &d->body, &d->body_len);
 	if (r)
 		return r;
-	r = choria_member_of_type(m, "envelope", "reply.envelope", JDOM_OBJECT, false, R_MESSAGE,
-				  e, &env);
+	r = choria_member_of_type(m, "envelope", "reply.envelope", JDOM_OBJECT, false, R_MESSAGE, e,
+				  &env);
 	if (r)
 		return r;
 	r = choria_v1_ids(&env, d, e);
@@ -626,9 +631,8 @@ static int choria_v1_reply(const struct jdom_value *m, struct choria_decoded *d,
 }
 
 /* Protocol v1: transport > secure request/reply > request/reply. */
-static int choria_v1_decode(struct choria_decoded *d, struct jdom_scratch *s,
-			    enum choria_kind kind, const char *data, size_t len,
-			    struct choria_err *e)
+static int choria_v1_decode(struct choria_decoded *d, struct jdom_scratch *s, enum choria_kind kind,
+			    const char *data, size_t len, struct choria_err *e)
 {
 	struct jdom_parser *outer = jdom_scratch_parser(s, CHORIA_PARSER_OUTER);
 	struct jdom_parser *secure = jdom_scratch_parser(s, CHORIA_PARSER_SECURE);
@@ -655,7 +659,8 @@ static int choria_v1_decode(struct choria_decoded *d, struct jdom_scratch *s,
 		return r;
 	/* The buffer has JDOM_PADDING bytes to spare: parsed where it is. */
 	r = choria_parse(&sec, secure, (const char *)raw, raw_len, true,
-			 request ? "secure request (transport.data)" : "secure reply (transport.data)",
+			 request ? "secure request (transport.data)"
+				 : "secure reply (transport.data)",
 			 e);
 	if (r)
 		return r;

@@ -33,20 +33,20 @@ struct jdom_scratch; /* json_dom.h */
 #define CHORIA_TIME_MAX 253402300799LL   /* 9999-12-31T23:59:59Z */
 
 struct choria_decoded {
-	unsigned version;      /* protocol version decoded from: 1 */
+	unsigned version; /* protocol version decoded from: 1 */
 	enum choria_kind kind;
 
 	/* What the adapter republishes. */
-	const char *sender;     /* envelope.senderid, non-empty, no NUL */
+	const char *sender; /* envelope.senderid, non-empty, no NUL */
 	size_t sender_len;
 	const char *request_id; /* envelope.requestid, 32 characters, no NUL */
 	size_t request_id_len;
-	int64_t time;           /* envelope.time, Unix seconds, within
+	int64_t time;     /* envelope.time, Unix seconds, within
 	                           CHORIA_TIME_MIN..CHORIA_TIME_MAX */
-	const char *body;       /* the request/reply `message`, decoded string
+	const char *body; /* the request/reply `message`, decoded string
 	                           value byte for byte; may contain NUL */
 	size_t body_len;
-	const char *callerid;   /* request: envelope.callerid, no NUL;
+	const char *callerid; /* request: envelope.callerid, no NUL;
 	                           reply: NULL */
 	size_t callerid_len;
 
@@ -54,11 +54,11 @@ struct choria_decoded {
 	const char *secure_message; /* its `message` string, decoded: the
 	                               bytes that are signed or hashed */
 	size_t secure_message_len;
-	const char *signature;      /* secure request: base64 text; else NULL */
+	const char *signature; /* secure request: base64 text; else NULL */
 	size_t signature_len;
-	const char *pubcert;        /* secure request: PEM text; else NULL */
+	const char *pubcert; /* secure request: PEM text; else NULL */
 	size_t pubcert_len;
-	const char *hash;           /* secure reply: base64 text; else NULL */
+	const char *hash; /* secure reply: base64 text; else NULL */
 	size_t hash_len;
 
 	/* Private: the parsers the strings above live in, lent by the

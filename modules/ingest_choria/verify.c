@@ -51,7 +51,7 @@
 #define VERIFY_MAX_SIG_B64 (4 * ((VERIFY_MAX_SIG + 2) / 3))
 /* Certificates after the first in a pubcert: untrusted intermediates. */
 #define VERIFY_MAX_INTERMEDIATES 8
-#define VERIFY_NAME_LEN 96 /* a name quoted in a log line */
+#define VERIFY_NAME_LEN 96        /* a name quoted in a log line */
 #define VERIFY_RECHECK_SECONDS 60 /* see choria_verify_stale() */
 
 struct choria_verify_scratch {
@@ -75,7 +75,7 @@ static const char choria_verify_insecure[] = "insecure";
 
 static int choria_verify_fail(const char **reason, char *detail, size_t detail_len, int err,
 			      const char *label, const char *fmt, ...)
-    __attribute__((format(printf, 6, 7)));
+	__attribute__((format(printf, 6, 7)));
 
 static int choria_verify_fail(const char **reason, char *detail, size_t detail_len, int err,
 			      const char *label, const char *fmt, ...)
@@ -368,7 +368,7 @@ static int choria_verify_chain_window(struct cert_verdict *cv, STACK_OF(X509) * 
 }
 
 static void choria_verify_verdict(struct cert_verdict *cv, const char *label, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+	__attribute__((format(printf, 3, 4)));
 
 static void choria_verify_verdict(struct cert_verdict *cv, const char *label, const char *fmt, ...)
 {
@@ -436,7 +436,7 @@ static int choria_verify_build_chain(const struct choria_verifier *v, X509 *leaf
 		/* Every certificate in the CA file is a trust anchor, whether
 		 * or not it is self-signed. */
 		X509_STORE_CTX_set_flags(ctx, X509_V_FLAG_PARTIAL_CHAIN |
-						  (timed ? 0 : X509_V_FLAG_NO_CHECK_TIME));
+						      (timed ? 0 : X509_V_FLAG_NO_CHECK_TIME));
 		if (timed)
 			X509_STORE_CTX_set_time(ctx, 0, (time_t)now);
 		X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT);
@@ -446,8 +446,8 @@ static int choria_verify_build_chain(const struct choria_verifier *v, X509 *leaf
 			break;
 		}
 		int err = X509_STORE_CTX_get_error(ctx);
-		if (ok == 1 || (err != X509_V_ERR_CERT_HAS_EXPIRED &&
-				err != X509_V_ERR_CERT_NOT_YET_VALID))
+		if (ok == 1 ||
+		    (err != X509_V_ERR_CERT_HAS_EXPIRED && err != X509_V_ERR_CERT_NOT_YET_VALID))
 			break;
 		X509_STORE_CTX_cleanup(ctx);
 	}
@@ -491,10 +491,10 @@ static int choria_verify_check_cert(const struct choria_verifier *v, const char 
 	}
 	if (EVP_PKEY_get_base_id(cv->pkey) != EVP_PKEY_RSA) {
 		choria_verify_verdict(
-		    cv, "bad_cert",
-		    "the certificate of %s has a %s key; protocol v1 signs with RSA",
-		    choria_verify_cert_name(cv, name, sizeof(name)),
-		    OBJ_nid2sn(EVP_PKEY_get_base_id(cv->pkey)));
+			cv, "bad_cert",
+			"the certificate of %s has a %s key; protocol v1 signs with RSA",
+			choria_verify_cert_name(cv, name, sizeof(name)),
+			OBJ_nid2sn(EVP_PKEY_get_base_id(cv->pkey)));
 		goto out;
 	}
 
@@ -513,11 +513,11 @@ static int choria_verify_check_cert(const struct choria_verifier *v, const char 
 					      choria_verify_cert_name(cv, name, sizeof(name)));
 		else
 			choria_verify_verdict(
-			    cv, "untrusted_cert",
-			    "the certificate of %s does not chain to the CA: %s (depth %d)",
-			    choria_verify_cert_name(cv, name, sizeof(name)),
-			    X509_verify_cert_error_string(err),
-			    X509_STORE_CTX_get_error_depth(ctx));
+				cv, "untrusted_cert",
+				"the certificate of %s does not chain to the CA: %s (depth %d)",
+				choria_verify_cert_name(cv, name, sizeof(name)),
+				X509_verify_cert_error_string(err),
+				X509_STORE_CTX_get_error_depth(ctx));
 		goto out;
 	}
 	if (choria_verify_chain_window(cv, X509_STORE_CTX_get0_chain(ctx))) {
@@ -528,15 +528,16 @@ static int choria_verify_check_cert(const struct choria_verifier *v, const char 
 	}
 	cv->privileged = choria_verify_any_name_matches(cv, v->privileged, v->n_privileged);
 	cv->allowed =
-	    v->n_allowed == 0 || choria_verify_any_name_matches(cv, v->allowed, v->n_allowed);
+		v->n_allowed == 0 || choria_verify_any_name_matches(cv, v->allowed, v->n_allowed);
 	/* Set up once what every message from this signer needs. */
 	cv->verify_ctx = EVP_PKEY_CTX_new_from_pkey(NULL, cv->pkey, NULL);
 	if (!cv->verify_ctx || EVP_PKEY_verify_init(cv->verify_ctx) != 1 ||
 	    EVP_PKEY_CTX_set_rsa_padding(cv->verify_ctx, RSA_PKCS1_PADDING) <= 0 ||
 	    EVP_PKEY_CTX_set_signature_md(cv->verify_ctx, v->sha256) <= 0) {
 		choria_verify_verdict(
-		    cv, "bad_cert", "the key of the certificate of %s cannot verify RSA signatures",
-		    choria_verify_cert_name(cv, name, sizeof(name)));
+			cv, "bad_cert",
+			"the key of the certificate of %s cannot verify RSA signatures",
+			choria_verify_cert_name(cv, name, sizeof(name)));
 		goto out;
 	}
 out:
@@ -707,9 +708,9 @@ int choria_verify_request(struct choria_verifier *v, struct choria_verify_scratc
 	sig_len = choria_verify_base64(d->signature, d->signature_len, sig);
 	if (sig_len < 0)
 		return choria_verify_fail(
-		    reason, detail, detail_len, -EBADMSG, "bad_signature",
-		    "secure.signature is not base64 of at most %d bytes (sender %s)",
-		    VERIFY_MAX_SIG, sender);
+			reason, detail, detail_len, -EBADMSG, "bad_signature",
+			"secure.signature is not base64 of at most %d bytes (sender %s)",
+			VERIFY_MAX_SIG, sender);
 	if (((size_t)sig_len == sizeof(choria_verify_insecure_registration) - 1 &&
 	     memcmp(sig, choria_verify_insecure_registration, (size_t)sig_len) == 0) ||
 	    ((size_t)sig_len == sizeof(choria_verify_insecure) - 1 &&
@@ -721,9 +722,9 @@ int choria_verify_request(struct choria_verifier *v, struct choria_verify_scratc
 	caller_len = choria_callerid_name(d->callerid, d->callerid_len, &caller);
 	if (!caller_len)
 		return choria_verify_fail(
-		    reason, detail, detail_len, -EBADMSG, "bad_callerid",
-		    "envelope.callerid \"%s\" is not <kind>=<name> (sender %s)",
-		    cad_text_printable(who, sizeof(who), d->callerid, d->callerid_len), sender);
+			reason, detail, detail_len, -EBADMSG, "bad_callerid",
+			"envelope.callerid \"%s\" is not <kind>=<name> (sender %s)",
+			cad_text_printable(who, sizeof(who), d->callerid, d->callerid_len), sender);
 
 	rc = choria_verify_verdict_for(v, scratch, d, now, &cv);
 	if (rc) {
@@ -738,25 +739,25 @@ int choria_verify_request(struct choria_verifier *v, struct choria_verify_scratc
 	}
 	if (now > cv->not_after) {
 		rc = choria_verify_fail(
-		    reason, detail, detail_len, -EBADMSG, "cert_expired",
-		    "the certificate of %s (or its CA) expired %lld seconds ago (sender %s)",
-		    choria_verify_cert_name(cv, name, sizeof(name)),
-		    (long long)(now - cv->not_after), sender);
+			reason, detail, detail_len, -EBADMSG, "cert_expired",
+			"the certificate of %s (or its CA) expired %lld seconds ago (sender %s)",
+			choria_verify_cert_name(cv, name, sizeof(name)),
+			(long long)(now - cv->not_after), sender);
 		goto out;
 	}
 	if (now < cv->not_before) {
 		rc = choria_verify_fail(
-		    reason, detail, detail_len, -EBADMSG, "cert_not_yet_valid",
-		    "the certificate of %s (or its CA) is valid only in %lld seconds (sender %s)",
-		    choria_verify_cert_name(cv, name, sizeof(name)),
-		    (long long)(cv->not_before - now), sender);
+			reason, detail, detail_len, -EBADMSG, "cert_not_yet_valid",
+			"the certificate of %s (or its CA) is valid only in %lld seconds (sender %s)",
+			choria_verify_cert_name(cv, name, sizeof(name)),
+			(long long)(cv->not_before - now), sender);
 		goto out;
 	}
 	if (!cv->allowed) {
 		rc = choria_verify_fail(
-		    reason, detail, detail_len, -EBADMSG, "cert_not_allowed",
-		    "no name of the certificate of %s matches allowed_certs (sender %s)",
-		    choria_verify_cert_name(cv, name, sizeof(name)), sender);
+			reason, detail, detail_len, -EBADMSG, "cert_not_allowed",
+			"no name of the certificate of %s matches allowed_certs (sender %s)",
+			choria_verify_cert_name(cv, name, sizeof(name)), sender);
 		goto out;
 	}
 	if (!cv->privileged && !choria_verify_has_name(cv, caller, caller_len)) {
@@ -805,7 +806,7 @@ int choria_verify_reply(const struct choria_decoded *d, const char **reason, cha
 	n = EVP_EncodeBlock((unsigned char *)want, md, (int)md_len);
 	if (n < 0 || d->hash_len != (size_t)n || CRYPTO_memcmp(want, d->hash, (size_t)n) != 0)
 		return choria_verify_fail(
-		    reason, detail, detail_len, -EBADMSG, "bad_hash",
-		    "secure.hash is not base64(SHA-256) of secure.message (sender %s)", sender);
+			reason, detail, detail_len, -EBADMSG, "bad_hash",
+			"secure.hash is not base64(SHA-256) of secure.message (sender %s)", sender);
 	return 0;
 }

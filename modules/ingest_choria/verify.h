@@ -23,12 +23,12 @@
 #define CHORIA_CERT_CACHE_MAX 1000000
 
 struct choria_verify_opts {
-	const char *ca_file;             /* PEM file of trusted CAs */
-	const char *const *privileged;   /* POSIX extended regular expressions */
+	const char *ca_file;           /* PEM file of trusted CAs */
+	const char *const *privileged; /* POSIX extended regular expressions */
 	unsigned n_privileged;
-	const char *const *allowed;      /* same; none: any certificate of the CA */
+	const char *const *allowed; /* same; none: any certificate of the CA */
 	unsigned n_allowed;
-	size_t cache_size;               /* verdicts kept; 0: the default */
+	size_t cache_size; /* verdicts kept; 0: the default */
 };
 
 /* Called for every problem choria_verifier_new() finds: the option at

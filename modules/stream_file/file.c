@@ -52,18 +52,20 @@ struct file_out {
 	int fd; /* -1 until start() */
 	dev_t dev;
 	ino_t ino;
-	bool dir_unsynced; /* opened (maybe created) since the folder's sync */
+	bool dir_unsynced;               /* opened (maybe created) since the folder's sync */
 	struct cad_ratelimit warn_limit; /* shared by all workers */
+};
+
+struct held {
+	struct cad_msg *msg;
+	char *line;
+	size_t len;
 };
 
 struct file_worker {
 	struct file_out *f;
 	/* Messages whose write failed, oldest first, with their lines. */
-	struct held {
-		struct cad_msg *msg;
-		char *line;
-		size_t len;
-	} *held;
+	struct held *held;
 	size_t n_held;
 	int64_t retry_at_ns;
 	unsigned failures; /* in a row, for the backoff */
@@ -83,9 +85,14 @@ static void file_sleep_until(int64_t when_ns)
 static const char *const file_fsync_choices[] = {"never", "always", NULL};
 
 static const struct cad_option file_options[] = {
-	{.name = "path", .type = CAD_OPT_STRING, .flags = CAD_OPT_REQUIRED,
+	{.name = "path",
+	 .type = CAD_OPT_STRING,
+	 .flags = CAD_OPT_REQUIRED,
 	 .help = "file the envelopes are appended to, one JSON line each"},
-	{.name = "fsync", .type = CAD_OPT_STRING, .def_str = "never", .choices = file_fsync_choices,
+	{.name = "fsync",
+	 .type = CAD_OPT_STRING,
+	 .def_str = "never",
+	 .choices = file_fsync_choices,
 	 .help = "always: a message is published once its line is on disk"},
 	ENVELOPE_OPTIONS(ENVELOPE_PROTOCOL_FILE),
 	{.name = NULL},
@@ -236,9 +243,10 @@ static void file_follow_rotation(struct file_out *f)
 	if (rc == 0)
 		f->host->log(f->ctx, CAD_LOG_INFO, "%s was rotated: reopened", f->path);
 	else
-		pacing_warn(f->host, f->ctx, &f->warn_limit,
-			    "%s was rotated but cannot be opened again (%s): still writing to the old file",
-			    f->path, strerror(-rc));
+		pacing_warn(
+			f->host, f->ctx, &f->warn_limit,
+			"%s was rotated but cannot be opened again (%s): still writing to the old file",
+			f->path, strerror(-rc));
 }
 
 /* Write one whole line, or nothing: a failed write is cut off again so
@@ -270,9 +278,10 @@ static int file_write_line(struct file_out *f, const char *line, size_t len)
 		int d = file_sync_dir(f);
 		if (d != 0) {
 			f->dir_unsynced = false;
-			f->host->log(f->ctx, CAD_LOG_WARN,
-				     "cannot sync the folder %s after creating %s: %s; a crash may lose the new file",
-				     f->dir, f->path, strerror(-d));
+			f->host->log(
+				f->ctx, CAD_LOG_WARN,
+				"cannot sync the folder %s after creating %s: %s; a crash may lose the new file",
+				f->dir, f->path, strerror(-d));
 		}
 	}
 	/* A line that is not known to be whole and on disk is taken back,

@@ -22,7 +22,7 @@ struct inflight_entry {
 
 struct inflight {
 	struct inflight_entry *slots;
-	size_t mask;  /* capacity - 1, capacity a power of two */
+	size_t mask;    /* capacity - 1, capacity a power of two */
 	unsigned shift; /* 64 - log2(capacity): a hash's top bits pick the slot */
 	size_t count;
 };

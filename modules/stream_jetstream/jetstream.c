@@ -65,7 +65,7 @@ struct jetstream {
 	char *topic;
 	struct envelope_label label; /* output_protocol */
 	struct publish_window_opts opts;
-	long window; /* max_inflight x workers, shared by the workers */
+	long window;                     /* max_inflight x workers, shared by the workers */
 	struct cad_ratelimit warn_limit; /* for retry warnings */
 
 	struct nats_conn conn; /* stable address: cnats callbacks point at it */
@@ -93,7 +93,8 @@ struct js_worker {
 
 static const struct cad_option jetstream_options[] = {
 	NATS_CONN_OPTIONS,
-	{.name = "topic", .type = CAD_OPT_STRING,
+	{.name = "topic",
+	 .type = CAD_OPT_STRING,
 	 .help = "subject to publish to; %s is replaced by the sender (default: the adapter name)"},
 	PUBLISH_WINDOW_OPTIONS,
 	ENVELOPE_OPTIONS(ENVELOPE_PROTOCOL_JETSTREAM),
@@ -119,8 +120,9 @@ static void jetstream_destroy(void *instance)
 		nats_conn_close(&js->conn, 1000);
 	if (js->acks) {
 		if (!nats_wait_flag(&js->acks_done, nats_Now() + 1000)) {
-			js->host->log(js->ctx, CAD_LOG_ERROR,
-				      "the NATS client did not confirm the end of the acknowledgement subscription; keeping its memory for late deliveries");
+			js->host->log(
+				js->ctx, CAD_LOG_ERROR,
+				"the NATS client did not confirm the end of the acknowledgement subscription; keeping its memory for late deliveries");
 			return;
 		}
 		natsSubscription_Destroy(js->acks);
@@ -201,8 +203,8 @@ static int jetstream_start(void *instance)
 		snprintf(all, sizeof(all), "%s.*", js->inbox);
 		s = natsConnection_Subscribe(&js->acks, js->conn.nc, all, jetstream_on_ack, js);
 	}
-	if (s == NATS_OK && natsSubscription_SetOnCompleteCB(js->acks, jetstream_on_complete, js) !=
-				    NATS_OK) {
+	if (s == NATS_OK &&
+	    natsSubscription_SetOnCompleteCB(js->acks, jetstream_on_complete, js) != NATS_OK) {
 		/* Nothing was published yet: no answer can be on its way. */
 		natsSubscription_Unsubscribe(js->acks);
 		natsSubscription_Destroy(js->acks);
@@ -226,8 +228,8 @@ static void jetstream_describe(void *instance, char *buf, size_t len)
 	struct jetstream *js = instance;
 	char servers[512];
 	nats_conn_opts_servers(&js->conn_opts, servers, sizeof(servers));
-	snprintf(buf, len, "servers %s, subject %s, at most %ld unacknowledged", servers,
-		 js->topic, js->window);
+	snprintf(buf, len, "servers %s, subject %s, at most %ld unacknowledged", servers, js->topic,
+		 js->window);
 }
 
 /* ------------------------------------------------------------ publishing */
@@ -263,9 +265,10 @@ static uint64_t jetstream_reply_token(const struct jetstream *js, const char *su
 static void jetstream_warn_retry(struct jetstream *js, const char *why, const char *subject)
 {
 	if (subject)
-		pacing_warn(js->host, js->ctx, &js->warn_limit,
-			    "no JetStream stream answers on %s: create a stream that captures it; retrying",
-			    subject);
+		pacing_warn(
+			js->host, js->ctx, &js->warn_limit,
+			"no JetStream stream answers on %s: create a stream that captures it; retrying",
+			subject);
 	else
 		pacing_warn(js->host, js->ctx, &js->warn_limit,
 			    "publishing to JetStream failed (%s); retrying", why);
@@ -287,7 +290,8 @@ static void jetstream_on_answer_unlock(struct jetstream *js, struct inflight_ent
 		/* Formatted before settling: settling frees the message. */
 		char line[400] = "";
 		if (js->host->log_enabled(CAD_LOG_DEBUG))
-			snprintf(line, sizeof(line), "%.64s from %.128s stored in %s at %" PRIu64 "%s%s",
+			snprintf(line, sizeof(line),
+				 "%.64s from %.128s stored in %s at %" PRIu64 "%s%s",
 				 e->pw.msg->request_id, e->pw.msg->sender, pa->stream, pa->seq,
 				 pa->duplicate ? ", a duplicate" : "",
 				 e->pw.msg->attempts > 1 ? ", after a retry" : "");
@@ -301,8 +305,8 @@ static void jetstream_on_answer_unlock(struct jetstream *js, struct inflight_ent
 		char id[160];
 		snprintf(id, sizeof(id), "%s", e->pw.msg->request_id);
 		jetstream_settle_unlock(js, e, -EMSGSIZE, "too_large");
-		js->host->log(js->ctx, CAD_LOG_ERROR, "the stream refused message %s for good: %s", id,
-			      pa->text);
+		js->host->log(js->ctx, CAD_LOG_ERROR, "the stream refused message %s for good: %s",
+			      id, pa->text);
 		return;
 	}
 	/* An earlier attempt's failure for an entry already waiting to go
@@ -476,7 +480,8 @@ static void jetstream_resend_due(struct js_worker *w)
 	size_t expired = publish_window_resend_due(&js->win, w);
 	if (expired)
 		pacing_warn(js->host, js->ctx, &js->warn_limit,
-			    "JetStream did not answer %zu publishes within %" PRId64 " ms; retrying",
+			    "JetStream did not answer %zu publishes within %" PRId64
+			    " ms; retrying",
 			    expired, js->opts.ack_timeout_ms);
 }
 
@@ -486,8 +491,8 @@ static void jetstream_service(void *worker, bool in_time)
 	jetstream_resend_due(worker);
 }
 
-static void jetstream_settle_entry_unlock(void *worker, struct publish_window_entry *pe,
-					  int status, const char *reason)
+static void jetstream_settle_entry_unlock(void *worker, struct publish_window_entry *pe, int status,
+					  const char *reason)
 {
 	struct js_worker *w = worker;
 	jetstream_settle_unlock(w->js, PUBLISH_WINDOW_OWNER(pe, struct inflight_entry, pw), status,

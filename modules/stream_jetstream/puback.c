@@ -14,7 +14,8 @@ static void puback_refused(struct puback *out, json_t *error)
 		code = json_object_get(error, "code");
 	out->err_code = json_is_integer(code) ? (long)json_integer_value(code) : 0;
 	const char *text = json_string_value(json_object_get(error, "description"));
-	snprintf(out->text, sizeof(out->text), "%s", text ? text : "an error without a description");
+	snprintf(out->text, sizeof(out->text), "%s",
+		 text ? text : "an error without a description");
 }
 
 void puback_parse(struct puback *out, const char *data, size_t len)

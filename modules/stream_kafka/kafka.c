@@ -70,7 +70,7 @@ struct kafka {
 	pthread_t poller;
 	bool poller_started;
 	atomic_bool stop;
-	atomic_bool fatal;	      /* the producer raised a fatal error */
+	atomic_bool fatal;               /* the producer raised a fatal error */
 	struct cad_ratelimit warn_limit; /* for retry warnings */
 	struct cad_ratelimit loss_warn_limit;
 	/* The poller thread's own: */
@@ -132,7 +132,8 @@ static void kafka_park(struct kafka *k, struct cad_msg *m, int64_t delay_ms)
 		k->parked = p;
 		k->cap_parked = cap;
 	}
-	k->parked[k->n_parked++] = (struct kafka_parked){m, cad_clock_mono_ns() + delay_ms * CAD_NS_PER_MS};
+	k->parked[k->n_parked++] =
+		(struct kafka_parked){m, cad_clock_mono_ns() + delay_ms * CAD_NS_PER_MS};
 	pthread_mutex_unlock(&k->lock);
 }
 

@@ -15,7 +15,7 @@
 #define QUEUE_MESSAGES_MAX 2147483647L
 
 static const char *const kafka_compression_choices[] = {"none", "gzip", "snappy",
-							"lz4",	"zstd", NULL};
+							"lz4",  "zstd", NULL};
 static const char *const kafka_sasl_choices[] = {"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", NULL};
 
 const struct cad_option kafka_options[] = {

@@ -18,8 +18,8 @@ extern const struct cad_option kafka_options[];
 
 struct kafka_settings {
 	char *topic;
-	char *brokers;	   /* comma-separated, as bootstrap.servers wants */
-	long window;	   /* max_inflight x workers */
+	char *brokers;     /* comma-separated, as bootstrap.servers wants */
+	long window;       /* max_inflight x workers */
 	char security[96]; /* for describe(): "plaintext", "TLS, SASL PLAIN" */
 	char compression[16];
 	rd_kafka_conf_t *base; /* all but bootstrap.servers and the callbacks */

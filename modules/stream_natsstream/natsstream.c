@@ -76,11 +76,11 @@ struct natsstream {
  * because a callback may still run after its worker is freed. */
 struct ns_link {
 	struct ns_link *next;
-	struct ns_link *live_next;       /* in live_links */
+	struct ns_link *live_next; /* in live_links */
 	struct natsstream *ns;
-	struct nats_conn nats;           /* closure of the NATS-level callbacks */
-	_Atomic(void *) lost;            /* the stanConnection reported lost */
-	char name[32];                   /* "stream N", for logs and state */
+	struct nats_conn nats; /* closure of the NATS-level callbacks */
+	_Atomic(void *) lost;  /* the stanConnection reported lost */
+	char name[32];         /* "stream N", for logs and state */
 };
 
 /* One message in a worker's window; its address is the publish closure.
@@ -119,15 +119,26 @@ struct ns_worker {
 
 static const struct cad_option natsstream_options[] = {
 	NATS_CONN_OPTIONS,
-	{.name = "clusterid", .type = CAD_OPT_STRING, .flags = CAD_OPT_REQUIRED,
+	{.name = "clusterid",
+	 .type = CAD_OPT_STRING,
+	 .flags = CAD_OPT_REQUIRED,
 	 .help = "the NATS Streaming cluster id"},
-	{.name = "topic", .type = CAD_OPT_STRING,
+	{.name = "topic",
+	 .type = CAD_OPT_STRING,
 	 .help = "channel to publish to; %s is replaced by the sender (default: the adapter name)"},
 	PUBLISH_WINDOW_OPTIONS,
 	ENVELOPE_OPTIONS(ENVELOPE_PROTOCOL_NATSSTREAM),
-	{.name = "ping_interval", .type = CAD_OPT_INT, .def_int = 5, .min = 1, .max = 3600,
+	{.name = "ping_interval",
+	 .type = CAD_OPT_INT,
+	 .def_int = 5,
+	 .min = 1,
+	 .max = 3600,
 	 .help = "seconds between pings to the streaming server"},
-	{.name = "ping_max_out", .type = CAD_OPT_INT, .def_int = 3, .min = 2, .max = 1000,
+	{.name = "ping_max_out",
+	 .type = CAD_OPT_INT,
+	 .def_int = 3,
+	 .min = 2,
+	 .max = 1000,
 	 .help = "unanswered pings after which the streaming connection counts as lost"},
 	{.name = NULL},
 };
@@ -198,8 +209,8 @@ static void natsstream_client_safe(char *out, size_t len, const char *in)
 	size_t n = 0;
 	for (; *in && n + 1 < len; in++, n++) {
 		char c = *in;
-		bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-			  c == '_' || c == '-';
+		bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			  (c >= '0' && c <= '9') || c == '_' || c == '-';
 		out[n] = ok ? c : '_';
 	}
 	out[n] = '\0';
@@ -354,7 +365,8 @@ static void natsstream_on_ack(const char *guid, const char *error, void *closure
 		publish_window_park_locked(&w->win, &e->pw);
 		/* A closed connection has been reported already, or is being
 		 * closed on purpose. */
-		quiet = w->closing || strcmp(error, natsStatus_GetText(NATS_CONNECTION_CLOSED)) == 0;
+		quiet = w->closing ||
+			strcmp(error, natsStatus_GetText(NATS_CONNECTION_CLOSED)) == 0;
 	}
 	/* Last: once this reaches 0 the worker may be freed. */
 	if (--w->at_library == 0)
@@ -426,8 +438,8 @@ static void natsstream_on_lost(stanConnection *sc, const char *error, void *clos
 	if (natsstream_live_link(l)) {
 		atomic_store(&l->lost, (void *)sc);
 		l->ns->host->log(l->ns->ctx, CAD_LOG_WARN,
-				 "%s: lost the NATS Streaming connection (%s); reconnecting", l->name,
-				 error ? error : "no reason given");
+				 "%s: lost the NATS Streaming connection (%s); reconnecting",
+				 l->name, error ? error : "no reason given");
 	}
 	pthread_mutex_unlock(&live_links_lock);
 }
@@ -469,13 +481,16 @@ static void natsstream_connect_now(struct ns_worker *w)
 					     : natsstream_status_detail(s);
 		if (w->connect_failures == 1) {
 			ns->host->conn_state(ns->ctx, w->link->name, false);
-			ns->host->log(ns->ctx, CAD_LOG_WARN,
-				      "%s: cannot connect to NATS Streaming cluster %s at %s (%s); retrying in the background",
-				      w->link->name, ns->cluster_id, servers, detail);
+			ns->host->log(
+				ns->ctx, CAD_LOG_WARN,
+				"%s: cannot connect to NATS Streaming cluster %s at %s (%s); retrying in the background",
+				w->link->name, ns->cluster_id, servers, detail);
 		} else {
-			pacing_warn(ns->host, ns->ctx, &ns->warn_limit,
-				    "%s: still cannot connect to NATS Streaming cluster %s (%s); next attempt in %" PRId64 " ms",
-				    w->link->name, ns->cluster_id, detail, delay);
+			pacing_warn(
+				ns->host, ns->ctx, &ns->warn_limit,
+				"%s: still cannot connect to NATS Streaming cluster %s (%s); next attempt in %" PRId64
+				" ms",
+				w->link->name, ns->cluster_id, detail, delay);
 		}
 		return;
 	}
@@ -668,9 +683,11 @@ static int natsstream_worker_open(void **out, void *instance, unsigned index)
 		s = stanConnOptions_SetConnectionWait(w->opts, REQUEST_WAIT_MS);
 	/* Our own window is the limit; the library's must never stall us. */
 	if (s == NATS_OK)
-		s = stanConnOptions_SetMaxPubAcksInflight(w->opts, (int)ns->opts.max_inflight + 1, 1.0f);
+		s = stanConnOptions_SetMaxPubAcksInflight(w->opts, (int)ns->opts.max_inflight + 1,
+							  1.0f);
 	if (s == NATS_OK)
-		s = stanConnOptions_SetPings(w->opts, (int)ns->ping_interval, (int)ns->ping_max_out);
+		s = stanConnOptions_SetPings(w->opts, (int)ns->ping_interval,
+					     (int)ns->ping_max_out);
 	if (s == NATS_OK)
 		s = stanConnOptions_SetConnectionLostHandler(w->opts, natsstream_on_lost, l);
 	if (s != NATS_OK) {
@@ -710,9 +727,10 @@ static void natsstream_worker_close(void *worker, int64_t deadline_ns)
 	pthread_mutex_unlock(&w->win.lock);
 	if (stuck) {
 		/* Their ack handler calls would find freed memory: keep it. */
-		ns->host->log(ns->ctx, CAD_LOG_ERROR,
-			      "%s: the NATS library still holds %zu publishes after closing; leaving them",
-			      w->link->name, stuck);
+		ns->host->log(
+			ns->ctx, CAD_LOG_ERROR,
+			"%s: the NATS library still holds %zu publishes after closing; leaving them",
+			w->link->name, stuck);
 	} else {
 		natsstream_free_worker(w);
 	}

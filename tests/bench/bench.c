@@ -291,8 +291,8 @@ static void stop_proc(struct proc *p)
 
 struct result {
 	double rate, cpu_per_100k, p50_ms, p99_ms, switches_per_msg;
-	double p99_out_ms;	     /* to the republished message leaving for the server */
-	size_t acked;		     /* measured messages whose acknowledgement was seen */
+	double p99_out_ms;           /* to the republished message leaving for the server */
+	size_t acked;                /* measured messages whose acknowledgement was seen */
 	long rss_kib, paced_rss_kib; /* peak in the throughput run, in the latency run */
 	uint64_t lost, stalls;
 };

@@ -12,7 +12,7 @@
 
 struct bench_pki {
 	EVP_PKEY *node_key;
-	char **node_pem;   /* certificate of sender i, PEM */
+	char **node_pem; /* certificate of sender i, PEM */
 	size_t n_nodes;
 	char ca_path[600]; /* the CA certificate, written for the daemon */
 };

@@ -104,7 +104,9 @@ int main(int argc, char **argv)
 		char cn[64], caller[80];
 		snprintf(cn, sizeof(cn), "node-%d.example.net", i);
 		snprintf(caller, sizeof(caller), "choria=%s", cn);
-		struct test_cert_spec s = {.cn = cn, .from = -3600, .to = 86400,
+		struct test_cert_spec s = {.cn = cn,
+					   .from = -3600,
+					   .to = 86400,
 					   .eku = "clientAuth,serverAuth"};
 		X509 *x = test_cert_make(&s, key, ca, ca_key);
 		char *pem = x ? test_cert_pem(x) : NULL;
@@ -116,15 +118,18 @@ int main(int argc, char **argv)
 		m.sign_arg = &signer;
 		size_t len;
 		wires[i] = choria_msg_build(&m, &len);
-		if (!wires[i] || choria_decode(&msgs[i], CHORIA_REQUEST, wires[i], len, NULL, NULL, 0))
+		if (!wires[i] ||
+		    choria_decode(&msgs[i], CHORIA_REQUEST, wires[i], len, NULL, NULL, 0))
 			die("cannot build a message");
 		body = msgs[i].secure_message_len;
 		free(pem);
 		X509_free(x);
 	}
 
-	struct choria_verify_opts o = {.ca_file = ca_path, .privileged = privileged,
-				       .n_privileged = 2, .cache_size = (size_t)signers};
+	struct choria_verify_opts o = {.ca_file = ca_path,
+				       .privileged = privileged,
+				       .n_privileged = 2,
+				       .cache_size = (size_t)signers};
 	struct choria_verifier *v = NULL;
 	struct choria_verify_scratch *scratch = NULL;
 	if (choria_verifier_new(&v, &o, NULL, NULL, NULL) || choria_verify_scratch_new(&scratch))
@@ -139,8 +144,8 @@ int main(int argc, char **argv)
 	/* What the message's signature is compared with. */
 	unsigned char sig[512];
 	const struct choria_decoded *d = &msgs[0];
-	int sig_len = EVP_DecodeBlock(sig, (const unsigned char *)d->signature,
-				      (int)d->signature_len);
+	int sig_len =
+		EVP_DecodeBlock(sig, (const unsigned char *)d->signature, (int)d->signature_len);
 	sig_len -= (d->signature[d->signature_len - 1] == '=') +
 		   (d->signature[d->signature_len - 2] == '=');
 	EVP_MD *sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
@@ -160,7 +165,9 @@ int main(int argc, char **argv)
 	 * RSA-2048 public key operation on a precomputed digest with one
 	 * context set up once, as `openssl speed rsa2048` measures it.
 	 */
-	enum { ROUNDS = 5 };
+	enum {
+		ROUNDS = 5
+	};
 	long per_round = iterations / ROUNDS > 0 ? iterations / ROUNDS : 1;
 	double verify_us = 1e9, full_us = 1e9, bare_us = 1e9;
 	unsigned long verify_allocs = 0, full_allocs = 0, bare_allocs = 0;
@@ -168,7 +175,8 @@ int main(int argc, char **argv)
 		unsigned long a0 = ssl_allocs;
 		double t0 = cpu_now(), us;
 		for (long n = 0; n < per_round; n++)
-			if (choria_verify_request(v, scratch, &msgs[n % signers], now, NULL, NULL, 0))
+			if (choria_verify_request(v, scratch, &msgs[n % signers], now, NULL, NULL,
+						  0))
 				die("a message does not verify");
 		us = (cpu_now() - t0) / (double)per_round * 1e6;
 		verify_us = us < verify_us ? us : verify_us;
@@ -214,8 +222,8 @@ int main(int argc, char **argv)
 	int miss_signers = signers > 1 ? signers : 2;
 	double t0 = cpu_now();
 	for (long n = 0; n < miss_iters; n++)
-		choria_verify_request(cold, scratch, &msgs[n % miss_signers % signers], now, NULL, NULL,
-				      0);
+		choria_verify_request(cold, scratch, &msgs[n % miss_signers % signers], now, NULL,
+				      NULL, 0);
 	double miss_us = (cpu_now() - t0) / (double)miss_iters * 1e6;
 
 	printf("signed message: %zu bytes, pubcert %zu bytes, %d signers, %ld iterations\n", body,

@@ -34,7 +34,8 @@ static double now_s(void)
 /* A certificate-shaped PEM block as long as a real RSA-2048 one. */
 static char *fake_pem(void)
 {
-	static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	static const char b64[] =
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 	size_t cap = 2048, n = 0;
 	char *p = malloc(cap);
 	if (!p)
@@ -63,7 +64,8 @@ int main(int argc, char **argv)
 	char **bodies = calloc((size_t)n, sizeof(char *));
 
 	if (n < 1 || rounds < 0 || !pem || !wire || !len || !msgs || !bodies) {
-		fprintf(stderr, "usage: cad-bench-codec [decode|encode|both] [MESSAGES] [ROUNDS]\n");
+		fprintf(stderr,
+			"usage: cad-bench-codec [decode|encode|both] [MESSAGES] [ROUNDS]\n");
 		return 2;
 	}
 	memset(pad, 'x', sizeof(pad));
@@ -133,9 +135,10 @@ int main(int argc, char **argv)
 				struct choria_decoded d;
 				const char *reason;
 				char detail[320];
-				if (choria_decode(&d, CHORIA_REQUEST, wire[i], len[i], &reason, detail,
-						  sizeof(detail)) != 0) {
-					fprintf(stderr, "cad-bench-codec: %s: %s\n", reason, detail);
+				if (choria_decode(&d, CHORIA_REQUEST, wire[i], len[i], &reason,
+						  detail, sizeof(detail)) != 0) {
+					fprintf(stderr, "cad-bench-codec: %s: %s\n", reason,
+						detail);
 					return 1;
 				}
 				choria_decoded_clear(&d);

@@ -37,8 +37,7 @@ struct signer {
 	size_t sender;
 };
 
-static int corpus_sign(void *arg, const char *message, size_t len, char **signature,
-		       char **pubcert)
+static int corpus_sign(void *arg, const char *message, size_t len, char **signature, char **pubcert)
 {
 	struct signer *s = arg;
 	*signature = bench_sign(s->pki->node_key, message, len);

@@ -14,7 +14,7 @@
 
 struct corpus {
 	size_t n;
-	char **wire;   /* transport JSON of message i */
+	char **wire; /* transport JSON of message i */
 	size_t *len;
 	uint64_t *hash; /* FNV-1a of wire[i], to find raw copies again */
 	/* hash -> index, open addressing */

@@ -22,8 +22,8 @@ double proc_cpu_seconds(pid_t pid)
 		return -1;
 	unsigned long utime = 0, stime = 0;
 	/* state is field 3; utime and stime are fields 14 and 15. */
-	if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime,
-		   &stime) != 2)
+	if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime, &stime) !=
+	    2)
 		return -1;
 	return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
 }

@@ -32,7 +32,8 @@ void targets_print(const struct bench_figures *raw, const struct bench_figures *
 	snprintf(p99_verify, sizeof(p99_verify), "verify: p99 at %ld msg/s", rate);
 	printf("\ntargets (this run's medians; raw alone: the relay in the same run)\n");
 	if (none->ran && raw->ran)
-		line(none->lost == 0 ? "none: msg/s vs raw, 0 lost" : "none: msg/s vs raw, LOST some",
+		line(none->lost == 0 ? "none: msg/s vs raw, 0 lost"
+				     : "none: msg/s vs raw, LOST some",
 		     true, TARGET_VS_RAW, none->vs_raw, "", none->lost == 0, NULL, 0);
 	if (none->ran)
 		line(p99_none, false, TARGET_P99_MS, none->p99_ms, "ms", true, raw, raw->p99_ms);
@@ -41,6 +42,7 @@ void targets_print(const struct bench_figures *raw, const struct bench_figures *
 		     raw, raw->cpu_rsa);
 		line("verify: peak RSS under full load", false, TARGET_RSS_MIB, verify->rss_mib,
 		     "MiB", true, raw, raw->rss_mib);
-		line(p99_verify, false, TARGET_P99_MS, verify->p99_ms, "ms", true, raw, raw->p99_ms);
+		line(p99_verify, false, TARGET_P99_MS, verify->p99_ms, "ms", true, raw,
+		     raw->p99_ms);
 	}
 }

@@ -37,9 +37,15 @@ static pthread_mutex_t stdout_lock = PTHREAD_MUTEX_INITIALIZER;
 /* The options of a `stream { type = "stdout" ... }` block. The host checks
  * types, ranges and unknown names, and fills in the defaults. */
 static const struct cad_option stdout_options[] = {
-	{.name = "prefix", .type = CAD_OPT_STRING, .def_str = "message",
+	{.name = "prefix",
+	 .type = CAD_OPT_STRING,
+	 .def_str = "message",
 	 .help = "the first word of every line"},
-	{.name = "body_bytes", .type = CAD_OPT_INT, .def_int = 0, .min = 0, .max = 1024,
+	{.name = "body_bytes",
+	 .type = CAD_OPT_INT,
+	 .def_int = 0,
+	 .min = 0,
+	 .max = 1024,
 	 .help = "how much of the body to show"},
 	{.name = NULL},
 };

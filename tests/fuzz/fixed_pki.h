@@ -12,8 +12,8 @@
 /* The time the fuzz target verifies at: 2030-01-01T00:00:00Z. */
 #define FUZZ_NOW 1893456000
 
-#define FUZZ_CA_PEM \
-	"-----BEGIN CERTIFICATE-----\n" \
+#define FUZZ_CA_PEM                                                          \
+	"-----BEGIN CERTIFICATE-----\n"                                      \
 	"MIIDJzCCAg+gAwIBAgIBATANBgkqhkiG9w0BAQsFADA0MRAwDgYDVQQDDAdGdXp6\n" \
 	"IENBMSAwHgYDVQQKDBdjaG9yaWEtYWRhcHRlcmQgZnV6emluZzAgFw0yNjExMjQx\n" \
 	"NDAxMTFaGA8yMTI2MTAzMTE0MDExMVowNDEQMA4GA1UEAwwHRnV6eiBDQTEgMB4G\n" \
@@ -30,11 +30,11 @@
 	"l6EdId4cYFou2rctKBrH0dydWg+pFoZlRXyYU9vMMhgBmKCJDAWmMp4YMI66eWED\n" \
 	"6C3W3+hYOvcK33mNFEoOTcoF08kehOydfGU49qj7H8tR8zktw8inkeLoNrvUYQRt\n" \
 	"LnhhVjS5kaIfUElCKmLxNOOL8dSZOV/Au6piuybB51bYKm8QrTP4lO9DjXR81Mz2\n" \
-	"e4a5EgAt9nm+QerIYUGmjoWrUY+Bt7spy/2D119i+vBQHe2LmlmtHqP+AA==\n" \
+	"e4a5EgAt9nm+QerIYUGmjoWrUY+Bt7spy/2D119i+vBQHe2LmlmtHqP+AA==\n"     \
 	"-----END CERTIFICATE-----\n"
 
-#define FUZZ_SIGNER_PEM \
-	"-----BEGIN CERTIFICATE-----\n" \
+#define FUZZ_SIGNER_PEM                                                      \
+	"-----BEGIN CERTIFICATE-----\n"                                      \
 	"MIIDoTCCAomgAwIBAgIBAjANBgkqhkiG9w0BAQsFADA0MRAwDgYDVQQDDAdGdXp6\n" \
 	"IENBMSAwHgYDVQQKDBdjaG9yaWEtYWRhcHRlcmQgZnV6emluZzAgFw0yNjExMjQx\n" \
 	"NDAxMTFaGA8yMTI2MTAzMTE0MDExMVowPTEZMBcGA1UEAwwQd2ViMS5leGFtcGxl\n" \
@@ -54,11 +54,11 @@
 	"Cji/3iWL/ZsP6rLCOIZzbJ1jJ9IuJM65leATZApYdBSCkkKURGxDjsjDEsngGKAO\n" \
 	"mxobW3KF943UzOp2DKmcTAc7J0Dn9F/Xi/KY/bdSFrC7pxCnQUwC/8DMcOzTtv8P\n" \
 	"StqnHNz0u7bSZzwOxd+g9A4V8fSqhAJo98l60DYsUYnzSp1/jgrIwazhdx07BEzP\n" \
-	"T6lnS+DhpiHA5gngY3BCo+P2TvBx\n" \
+	"T6lnS+DhpiHA5gngY3BCo+P2TvBx\n"                                     \
 	"-----END CERTIFICATE-----\n"
 
-#define FUZZ_PRIVILEGED_PEM \
-	"-----BEGIN CERTIFICATE-----\n" \
+#define FUZZ_PRIVILEGED_PEM                                                  \
+	"-----BEGIN CERTIFICATE-----\n"                                      \
 	"MIIDZzCCAk+gAwIBAgIBAzANBgkqhkiG9w0BAQsFADA0MRAwDgYDVQQDDAdGdXp6\n" \
 	"IENBMSAwHgYDVQQKDBdjaG9yaWEtYWRhcHRlcmQgZnV6emluZzAgFw0yNjExMjQx\n" \
 	"NDAxMTFaGA8yMTI2MTAzMTE0MDExMVowRDEgMB4GA1UEAwwXYWRtaW4ucHJpdmls\n" \
@@ -77,12 +77,12 @@
 	"BDPd+yEXofVuJCDTtLJxIXgIE7HDSGQhHGSEvy3a+dBQil7M/1/kLeLrJ5El9tso\n" \
 	"HgnPJOR9GFgoJlOY4HbRchoaH72UfzKOU/uxAZf5pibxewkHzs0SPj5LUQFc8hYM\n" \
 	"M4wqdEfweR5y1Xm9M0oZuLuX+kzirY13yrB31t6DNJSa6Ntg8miwao1d8WKquNiT\n" \
-	"QdApRkrSn9Bw9mQ=\n" \
+	"QdApRkrSn9Bw9mQ=\n"                                                 \
 	"-----END CERTIFICATE-----\n"
 
 /* The key of both signer certificates, for making seeds. */
-#define FUZZ_SIGNER_KEY_PEM \
-	"-----BEGIN PRIVATE KEY-----\n" \
+#define FUZZ_SIGNER_KEY_PEM                                                  \
+	"-----BEGIN PRIVATE KEY-----\n"                                      \
 	"MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQDL2t3w5dJuOnhw\n" \
 	"roXBLGPf+1XZ2xxyXiSSpfxSyoB+Lcs+c8dMSW2axNeX6z6P7wWXevU2HUV6WaO/\n" \
 	"GX0UmF6prYA8L9vkX2Jcmn3MlNrBvQAzNnmJ2CJvESL5OVNb/x4aLlETXxCCbyvN\n" \
@@ -108,7 +108,7 @@
 	"+Jyw9ivs/nc/EV6nawkJEHUZdMsIdiJm0IxNap0CgYEAiLki11HPAarK+Dv3pl8y\n" \
 	"xEVifI8QXHBVHCdA1CZgE6OyWUEzzG6Tnlk2i7t+TZqHj9uADSZjcm/incaG3G3i\n" \
 	"TK9SObCx/v+21Ctja+CDLVibKrif0n91MaF+/HkG1gTvr9PGLC+nfEqZ8neKQXeq\n" \
-	"6c4kIZGzJFFCKU3yTKU+ODU=\n" \
+	"6c4kIZGzJFFCKU3yTKU+ODU=\n"                                         \
 	"-----END PRIVATE KEY-----\n"
 
 #endif

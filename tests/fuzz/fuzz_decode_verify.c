@@ -132,8 +132,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort(); /* the cached verdict must be the same */
 	}
 	if (fuzz_verbose)
-		fprintf(stderr, "%s%s: %s %s\n", choria_kind_name(kind), data[0] & 2 ? " (wrapped)" : "",
-			rc ? reason : "accepted", rc ? detail : "");
+		fprintf(stderr, "%s%s: %s %s\n", choria_kind_name(kind),
+			data[0] & 2 ? " (wrapped)" : "", rc ? reason : "accepted",
+			rc ? detail : "");
 	choria_decoded_clear(&d);
 	free(wrapped);
 	return 0;

@@ -215,9 +215,10 @@ void pipeline_assert_balance(struct daemon_proc *d, const struct adapter_counts 
 	uint64_t settled = n->published + n->rejected + n->dropped + n->lost + n->in_flight;
 	if (n->received != settled) {
 		char *log = file_read(d->log);
-		cr_assert_fail("received %lu != published %lu + rejected %lu + dropped %lu + lost %lu + in flight %lu\n%s",
-			       (unsigned long)n->received, (unsigned long)n->published,
-			       (unsigned long)n->rejected, (unsigned long)n->dropped,
-			       (unsigned long)n->lost, (unsigned long)n->in_flight, log);
+		cr_assert_fail(
+			"received %lu != published %lu + rejected %lu + dropped %lu + lost %lu + in flight %lu\n%s",
+			(unsigned long)n->received, (unsigned long)n->published,
+			(unsigned long)n->rejected, (unsigned long)n->dropped,
+			(unsigned long)n->lost, (unsigned long)n->in_flight, log);
 	}
 }

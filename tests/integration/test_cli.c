@@ -31,14 +31,14 @@ static void teardown(void)
 
 TestSuite(cli, .init = setup, .fini = teardown, .timeout = 60);
 
-#define GOOD_CONF                                                                                  \
-	"identity = \"broker1.example.net\"\n"                                                     \
-	"adapter node_data {\n"                                                                    \
-	"  queue_len = 500\n"                                                                      \
-	"  ingest { type = \"choria\" topic = \"choria.discovery\" security = \"none\"\n"          \
-	"           servers = {\"nats://127.0.0.1:1\"} workers = 3 }\n"                            \
-	"  stream { type = \"jetstream\" topic = \"choria.node_metadata.%s\"\n"                    \
-	"           servers = {\"nats://127.0.0.1:1\"} workers = 4 }\n"                            \
+#define GOOD_CONF                                                                         \
+	"identity = \"broker1.example.net\"\n"                                            \
+	"adapter node_data {\n"                                                           \
+	"  queue_len = 500\n"                                                             \
+	"  ingest { type = \"choria\" topic = \"choria.discovery\" security = \"none\"\n" \
+	"           servers = {\"nats://127.0.0.1:1\"} workers = 3 }\n"                   \
+	"  stream { type = \"jetstream\" topic = \"choria.node_metadata.%s\"\n"           \
+	"           servers = {\"nats://127.0.0.1:1\"} workers = 4 }\n"                   \
 	"}\n"
 
 Test(cli, check_mode_accepts_a_good_config_and_summarises_it)
@@ -108,7 +108,8 @@ Test(cli, module_errors_found_at_create_fail_the_check)
 	char *out = NULL;
 	int st = daemon_run_cmd(&out, dir, "-t", "-c", conf, "-M", moddir, NULL);
 	cr_assert_eq(st, 1, "%s", out);
-	cr_assert_not_null(strstr(out, ":3: adapter a: ingest: tls_ca: cannot read /nonexistent/ca.pem"),
+	cr_assert_not_null(strstr(out,
+				  ":3: adapter a: ingest: tls_ca: cannot read /nonexistent/ca.pem"),
 			   "%s", out);
 	free(out);
 
@@ -121,7 +122,8 @@ Test(cli, module_errors_found_at_create_fail_the_check)
 	st = daemon_run_cmd(&out, dir, "-t", "-c", conf, "-M", moddir, NULL);
 	cr_assert_eq(st, 1, "%s", out);
 	cr_assert_not_null(
-		strstr(out, ":4: adapter a: ingest: connections: 3 is more than the 2 workers that would use them"),
+		strstr(out,
+		       ":4: adapter a: ingest: connections: 3 is more than the 2 workers that would use them"),
 		"%s", out);
 	free(out);
 }
@@ -196,7 +198,8 @@ Test(cli, sighup_reopens_a_rotated_log_file)
 Test(cli, a_log_file_that_cannot_be_opened_stops_the_daemon_with_status_3)
 {
 	char *conf = NULL;
-	cr_assert(asprintf(&conf, "log_file = \"%s/no/such/folder/a.log\"\n%s", dir, GOOD_CONF) > 0);
+	cr_assert(asprintf(&conf, "log_file = \"%s/no/such/folder/a.log\"\n%s", dir, GOOD_CONF) >
+		  0);
 	struct daemon_proc d;
 	cr_assert_eq(daemon_start(&d, dir, conf), 0);
 	free(conf);

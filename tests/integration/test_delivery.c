@@ -79,18 +79,21 @@ static int queue_wait_ms = 250;
 static char *daemon_conf(const char *stream_urls, int queue_len, int workers, int inflight)
 {
 	char *conf = NULL;
-	cr_assert(asprintf(&conf,
-			   "drain_timeout = %d\n"
-			   "adapter node_data {\n"
-			   "  queue_len = %d\n"
-			   "  queue_wait_ms = %d\n"
-			   "  ingest { type = \"choria\" servers = {\"%s\"} topic = \"choria.discovery\"\n"
-			   "           security = \"none\" workers = 2 }\n"
-			   "  stream { type = \"jetstream\" servers = {%s}\n"
-			   "           topic = \"choria.node_metadata.%%s\" workers = %d\n"
-			   "           max_inflight = %d ack_timeout = 2 retry_max_interval = 1 }\n"
-			   "}\n",
-			   drain_timeout, queue_len, queue_wait_ms, ingest.url, stream_urls, workers, inflight) > 0);
+	cr_assert(
+		asprintf(
+			&conf,
+			"drain_timeout = %d\n"
+			"adapter node_data {\n"
+			"  queue_len = %d\n"
+			"  queue_wait_ms = %d\n"
+			"  ingest { type = \"choria\" servers = {\"%s\"} topic = \"choria.discovery\"\n"
+			"           security = \"none\" workers = 2 }\n"
+			"  stream { type = \"jetstream\" servers = {%s}\n"
+			"           topic = \"choria.node_metadata.%%s\" workers = %d\n"
+			"           max_inflight = %d ack_timeout = 2 retry_max_interval = 1 }\n"
+			"}\n",
+			drain_timeout, queue_len, queue_wait_ms, ingest.url, stream_urls, workers,
+			inflight) > 0);
 	return conf;
 }
 
@@ -264,7 +267,8 @@ Test(delivery, a_stream_created_while_the_daemon_runs_gets_everything_and_the_wa
 	free(q);
 	pipeline_publish(&fleet, "choria.discovery", CHORIA_MSG_REQUEST, 0, 200, 8);
 	cr_assert(daemon_wait_log(&daemon_p,
-				  "no JetStream stream answers on choria.node_metadata.node-", 10000),
+				  "no JetStream stream answers on choria.node_metadata.node-",
+				  10000),
 		  "the daemon names the subject no stream captures");
 	create_stream(stream.url);
 	struct js_client reader;
@@ -460,7 +464,8 @@ Test(delivery, an_absent_stream_side_cannot_hold_the_shutdown_past_the_drain_tim
 	cr_assert_eq(n.in_flight, 0);
 	cr_assert_eq(n.lost + n.dropped, 100, "every message is accounted for");
 	cr_assert_gt(n.lost, 0, "what was accepted is reported lost at shutdown");
-	cr_assert_gt(daemon_log_count(&daemon_p, "could not be delivered before the drain timeout"), 0);
+	cr_assert_gt(daemon_log_count(&daemon_p, "could not be delivered before the drain timeout"),
+		     0);
 }
 
 Test(delivery, sigterm_while_the_ingest_waits_for_a_paused_stream_stops_in_time)
@@ -496,8 +501,8 @@ Test(delivery, killing_the_stream_leader_of_a_cluster_loses_nothing)
 	snprintf(urls, sizeof(urls), "nats://127.0.0.1:%d,nats://127.0.0.1:%d,nats://127.0.0.1:%d",
 		 port[0], port[1], port[2]);
 	snprintf(quoted_urls, sizeof(quoted_urls),
-		 "\"nats://127.0.0.1:%d\", \"nats://127.0.0.1:%d\", \"nats://127.0.0.1:%d\"", port[0],
-		 port[1], port[2]);
+		 "\"nats://127.0.0.1:%d\", \"nats://127.0.0.1:%d\", \"nats://127.0.0.1:%d\"",
+		 port[0], port[1], port[2]);
 	for (int i = 0; i < 3; i++) {
 		char d[600], conf[1024];
 		snprintf(d, sizeof(d), "%s/n%d", dir, i + 1);
@@ -528,8 +533,7 @@ Test(delivery, killing_the_stream_leader_of_a_cluster_loses_nothing)
 	nats_server_kill(&node[leader - 1]);
 
 	pipeline_publish(&fleet, "choria.discovery", CHORIA_MSG_REQUEST, 300, 300, 5);
-	cr_assert(js_stream_wait_count(&reader, "NODES", 600, 90000),
-		  "a new leader takes all 600");
+	cr_assert(js_stream_wait_count(&reader, "NODES", 600, 90000), "a new leader takes all 600");
 	struct adapter_counts n = finish(&reader, 600);
 	cr_assert_eq(n.published, 600);
 	js_client_close(&reader);

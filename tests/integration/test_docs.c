@@ -51,7 +51,8 @@ static int run(char **out, const char *cmd)
 
 Test(docs, every_page_is_lint_clean)
 {
-	cr_assert(*MANDOC_BIN, "mandoc was not found at configure time: install the Debian package mandoc");
+	cr_assert(*MANDOC_BIN,
+		  "mandoc was not found at configure time: install the Debian package mandoc");
 	static const char *const pages[] = {"choria-adapterd.8", "choria-adapterd.conf.5",
 					    "choria-adapterd-module.3", "choria-adapterd-import.8",
 					    NULL};
@@ -90,8 +91,7 @@ static void note(struct coverage *c, const char *fmt, ...)
 }
 
 /* The page must hold a line ".It Cm NAME No = Ar TYPE" (more may follow). */
-static void expect_option(struct coverage *c, const char *where, const char *name,
-			  const char *type)
+static void expect_option(struct coverage *c, const char *where, const char *name, const char *type)
 {
 	char want[256];
 	snprintf(want, sizeof(want), "\n.It Cm %s No = Ar %s", name, type);
@@ -156,8 +156,8 @@ static int check_modules(struct coverage *c)
 		char heading[256];
 		snprintf(heading, sizeof(heading), "\n.Sh MODULE %s (%s)\n", m->type, kind);
 		if (!strstr(c->page, heading))
-			note(c, "  %s module %s: no section \".Sh MODULE %s (%s)\"\n", kind, m->type,
-			     m->type, kind);
+			note(c, "  %s module %s: no section \".Sh MODULE %s (%s)\"\n", kind,
+			     m->type, m->type, kind);
 		char where[128];
 		snprintf(where, sizeof(where), "%s module %s", kind, m->type);
 		for (const struct cad_option *o = m->options; o && o->name; o++)
@@ -210,7 +210,8 @@ Test(docs, every_option_the_code_accepts_is_in_the_conf_page)
 			continue;
 		snprintf(key, sizeof(key), " %s ", name);
 		cr_expect_not_null(strstr(c.known, key),
-				   "choria-adapterd.conf(5) documents '%s', which nothing accepts", name);
+				   "choria-adapterd.conf(5) documents '%s', which nothing accepts",
+				   name);
 	}
 	free(c.page);
 }

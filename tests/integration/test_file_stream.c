@@ -203,7 +203,8 @@ Test(file_stream, a_failing_write_is_retried_until_the_file_can_be_written)
 		  "the failure is logged");
 	/* Ask for the counters until all five have arrived. */
 	struct adapter_counts held = pipeline_counts_once_received(&daemon_a, "to_file", 5, 5000);
-	cr_assert(held.received == 5 && held.in_flight == 5 && held.published == 0 && held.lost == 0,
+	cr_assert(held.received == 5 && held.in_flight == 5 && held.published == 0 &&
+			  held.lost == 0,
 		  "nothing counted published or lost while the writes fail: received=%lu "
 		  "published=%lu in_flight=%lu lost=%lu",
 		  (unsigned long)held.received, (unsigned long)held.published,
@@ -300,15 +301,17 @@ Test(file_stream, adapters_drain_side_by_side_so_a_stuck_one_leaves_the_others_t
 Test(file_stream, an_ingest_server_that_stops_answering_delays_the_stop_once_not_per_connection)
 {
 	char *conf = NULL;
-	cr_assert(asprintf(&conf,
-			   "identity = \"adapter.test\"\n"
-			   "drain_timeout = 2\n"
-			   "adapter to_file {\n"
-			   "  ingest { type = \"choria\" servers = {\"%s\"} topic = \"choria.discovery\"\n"
-			   "           security = \"none\" workers = 8 connections = 8 }\n"
-			   "  stream { type = \"file\" path = \"%s\" }\n"
-			   "}\n",
-			   server.url, out_path) > 0);
+	cr_assert(
+		asprintf(
+			&conf,
+			"identity = \"adapter.test\"\n"
+			"drain_timeout = 2\n"
+			"adapter to_file {\n"
+			"  ingest { type = \"choria\" servers = {\"%s\"} topic = \"choria.discovery\"\n"
+			"           security = \"none\" workers = 8 connections = 8 }\n"
+			"  stream { type = \"file\" path = \"%s\" }\n"
+			"}\n",
+			server.url, out_path) > 0);
 	pipeline_start_daemon(&daemon_a, dir, conf);
 	free(conf);
 	cr_assert_eq(kill(server.pid, SIGSTOP), 0);
@@ -343,9 +346,10 @@ Test(file_stream, the_check_refuses_a_path_that_cannot_be_written)
 	int st = daemon_run_cmd(&out, dir, "-t", "-c", conf_path, "-M", moddir, NULL);
 	cr_assert_eq(st, 1, "%s", out);
 	char want[2048];
-	snprintf(want, sizeof(want),
-		 "%s:5: adapter a: stream: path: cannot write %s/no/such/folder/out.jsonl: No such file or directory",
-		 conf_path, dir);
+	snprintf(
+		want, sizeof(want),
+		"%s:5: adapter a: stream: path: cannot write %s/no/such/folder/out.jsonl: No such file or directory",
+		conf_path, dir);
 	cr_assert_not_null(strstr(out, want), "want '%s' in:\n%s", want, out);
 	free(out);
 

@@ -105,13 +105,14 @@ static const char *tail(const char *s)
 static void install_into_prefix(void)
 {
 	char *out = NULL;
-	int st = sh(&out,
-		    "cd '%s' && unset MAKEFLAGS MFLAGS MAKELEVEL DESTDIR && "
-		    "make -C '%s' distdir distdir='%s/source' >distdir.log 2>&1 && "
-		    "'%s/source/configure' -q --prefix='%s' >configure.log 2>&1 && "
-		    "make -j2 >make.log 2>&1 && make install >install.log 2>&1 || "
-		    "{ tail -n 40 distdir.log configure.log make.log install.log 2>/dev/null; exit 1; }",
-		    build, TOP_BUILDDIR, dir, dir, prefix);
+	int st = sh(
+		&out,
+		"cd '%s' && unset MAKEFLAGS MFLAGS MAKELEVEL DESTDIR && "
+		"make -C '%s' distdir distdir='%s/source' >distdir.log 2>&1 && "
+		"'%s/source/configure' -q --prefix='%s' >configure.log 2>&1 && "
+		"make -j2 >make.log 2>&1 && make install >install.log 2>&1 || "
+		"{ tail -n 40 distdir.log configure.log make.log install.log 2>/dev/null; exit 1; }",
+		build, TOP_BUILDDIR, dir, dir, prefix);
 	cr_assert_eq(st, 0, "configure, make and make install into %s:\n%s", prefix, tail(out));
 	free(out);
 }
@@ -205,13 +206,14 @@ Test(install, a_third_party_module_builds_against_the_install_and_runs_in_it)
 	free(text);
 
 	/* --- built out of the tree, with nothing but pkg-config's flags */
-	int st = sh(&out,
-		    "cd '%s' && export PKG_CONFIG_PATH='%s/lib/pkgconfig' && "
-		    "cc -fPIC -shared -fvisibility=hidden -Wall -Wextra -Werror -Wshadow "
-		    "-Wstrict-prototypes -Wmissing-prototypes $(pkg-config --cflags choria-adapterd) "
-		    "-o stream_stdout.so stream_stdout.c && "
-		    "cp stream_stdout.so \"$(pkg-config --variable=moduledir choria-adapterd)/\"",
-		    srcdir, prefix);
+	int st = sh(
+		&out,
+		"cd '%s' && export PKG_CONFIG_PATH='%s/lib/pkgconfig' && "
+		"cc -fPIC -shared -fvisibility=hidden -Wall -Wextra -Werror -Wshadow "
+		"-Wstrict-prototypes -Wmissing-prototypes $(pkg-config --cflags choria-adapterd) "
+		"-o stream_stdout.so stream_stdout.c && "
+		"cp stream_stdout.so \"$(pkg-config --variable=moduledir choria-adapterd)/\"",
+		srcdir, prefix);
 	cr_assert_eq(st, 0, "the example builds and installs:\n%s", out);
 	free(out);
 	st = sh(&out, "nm -D --defined-only '%s/stream_stdout.so' | awk '$2 == \"T\" {print $3}'",
@@ -219,8 +221,10 @@ Test(install, a_third_party_module_builds_against_the_install_and_runs_in_it)
 	cr_assert_eq(st, 0);
 	cr_expect_str_eq(out, "cad_module_entry\n", "the one exported function");
 	free(out);
-	st = sh(&out, "PKG_CONFIG_PATH='%s/lib/pkgconfig' pkg-config --variable=moduledir "
-		      "choria-adapterd", prefix);
+	st = sh(&out,
+		"PKG_CONFIG_PATH='%s/lib/pkgconfig' pkg-config --variable=moduledir "
+		"choria-adapterd",
+		prefix);
 	char want[2048];
 	snprintf(want, sizeof(want), "%s/lib/choria-adapterd\n", prefix);
 	cr_expect_str_eq(out, want, "moduledir is the daemon's default module folder");
@@ -231,19 +235,21 @@ Test(install, a_third_party_module_builds_against_the_install_and_runs_in_it)
 	cr_assert_eq(js_client_open(&client, server.url), 0);
 	char out_path[800], *conf = NULL;
 	snprintf(out_path, sizeof(out_path), "%s/kept.jsonl", rundir);
-	cr_assert(asprintf(&conf,
-			   "identity = \"installed.test\"\n"
-			   "adapter printed {\n"
-			   "  ingest { type = \"choria\" servers = {\"%s\"} topic = \"choria.discovery\"\n"
-			   "           security = \"none\" workers = 2 }\n"
-			   "  stream { type = \"stdout\" prefix = \"node\" body_bytes = 8 workers = 3 }\n"
-			   "}\n"
-			   "adapter kept {\n"
-			   "  ingest { type = \"choria\" servers = {\"%s\"} topic = \"choria.discovery\"\n"
-			   "           security = \"none\" }\n"
-			   "  stream { type = \"file\" path = \"%s\" }\n"
-			   "}\n",
-			   server.url, server.url, out_path) > 0);
+	cr_assert(
+		asprintf(
+			&conf,
+			"identity = \"installed.test\"\n"
+			"adapter printed {\n"
+			"  ingest { type = \"choria\" servers = {\"%s\"} topic = \"choria.discovery\"\n"
+			"           security = \"none\" workers = 2 }\n"
+			"  stream { type = \"stdout\" prefix = \"node\" body_bytes = 8 workers = 3 }\n"
+			"}\n"
+			"adapter kept {\n"
+			"  ingest { type = \"choria\" servers = {\"%s\"} topic = \"choria.discovery\"\n"
+			"           security = \"none\" }\n"
+			"  stream { type = \"file\" path = \"%s\" }\n"
+			"}\n",
+			server.url, server.url, out_path) > 0);
 	char bin[800], conf_path[800];
 	snprintf(bin, sizeof(bin), "%s/sbin/choria-adapterd", prefix);
 	cr_assert_eq(tmpdir_write(rundir, "check.conf", conf, conf_path, sizeof(conf_path)), 0);
@@ -292,8 +298,8 @@ Test(install, a_third_party_module_builds_against_the_install_and_runs_in_it)
 	snprintf(unit, sizeof(unit), "%s/lib/systemd/system/choria-adapterd.service", prefix);
 	char *unit_text = file_read(unit);
 	cr_assert_not_null(unit_text);
-	snprintf(want, sizeof(want), "\nExecStart=%s -c %s/etc/choria-adapterd/choria-adapterd.conf\n",
-		 bin, prefix);
+	snprintf(want, sizeof(want),
+		 "\nExecStart=%s -c %s/etc/choria-adapterd/choria-adapterd.conf\n", bin, prefix);
 	cr_expect_not_null(strstr(unit_text, want), "%s", unit_text);
 	snprintf(want, sizeof(want), "\nExecStartPre=%s -t -c ", bin);
 	cr_expect_not_null(strstr(unit_text, want), "%s", unit_text);

@@ -245,7 +245,8 @@ Test(metrics_endpoint, counts_good_bad_and_dropped_messages_exactly)
 	publish_raw("not json", &sent);
 	publish_raw("", &sent);
 	publish_raw("{\"protocol\":\"choria:transport:1\",\"data\":\"%%%\",\"headers\":{}}", &sent);
-	publish_raw("{\"protocol\":\"choria:transport:9\",\"data\":\"e30=\",\"headers\":{}}", &sent);
+	publish_raw("{\"protocol\":\"choria:transport:9\",\"data\":\"e30=\",\"headers\":{}}",
+		    &sent);
 	struct choria_msg_spec spec = choria_msg_defaults(CHORIA_MSG_REQUEST);
 	spec.ttl = 10;
 	publish_spec(&spec, &sent);
@@ -343,8 +344,13 @@ Test(metrics_endpoint, counts_good_bad_and_dropped_messages_exactly)
 	cr_assert_eq(n.rejected, 6);
 	cr_assert_eq(n.dropped, 3);
 	cr_assert_eq(n.lost, 0);
-	cr_assert_gt(daemon_log_count(&daemon_a, "metrics: serving /metrics and /healthz on http://127.0.0.1:"), 0);
-	cr_assert_gt(daemon_log_count(&daemon_a, "adapter node_data: jetstream: stream: disconnected"), 0);
+	cr_assert_gt(
+		daemon_log_count(&daemon_a,
+				 "metrics: serving /metrics and /healthz on http://127.0.0.1:"),
+		0);
+	cr_assert_gt(daemon_log_count(&daemon_a,
+				      "adapter node_data: jetstream: stream: disconnected"),
+		     0);
 	cr_assert_gt(daemon_log_count(&daemon_a, "dropped a message from node-"), 0);
 	cr_assert_gt(daemon_log_count(&daemon_a, "rejected a message (not_json)"), 0);
 	cr_assert_eq(daemon_log_count(&daemon_a, "stored in NODES at"), 27);
@@ -366,7 +372,8 @@ Test(metrics_endpoint, every_connection_has_its_series_and_its_say_in_health)
 	wait_value("choria_adapter_connection_up", IN, 0, 20000);
 	char *body = NULL;
 	cr_assert_eq(health(&body), 503);
-	cr_assert_not_null(strstr(body, "\"adapter node_data: ingest 1 disconnected\""), "%s", body);
+	cr_assert_not_null(strstr(body, "\"adapter node_data: ingest 1 disconnected\""), "%s",
+			   body);
 	cr_assert_not_null(strstr(body, "\"adapter node_data: ingest 100 disconnected\""), "%s",
 			   body);
 	free(body);
@@ -486,18 +493,21 @@ Test(metrics_endpoint, out_of_file_descriptors_it_pauses_accepting_instead_of_sp
 Test(metrics_endpoint, a_port_in_use_stops_the_daemon_at_start)
 {
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)metrics_port),
+	struct sockaddr_in a = {.sin_family = AF_INET,
+				.sin_port = htons((uint16_t)metrics_port),
 				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
 	cr_assert_eq(listen(fd, 1), 0);
 	char *conf = NULL;
-	cr_assert(asprintf(&conf,
-			   "metrics_listen = \"127.0.0.1:%d\"\n"
-			   "adapter a {\n"
-			   "  ingest { type = \"choria\" servers = {\"%s\"} topic = \"t\" security = \"none\" }\n"
-			   "  stream { type = \"jetstream\" servers = {\"%s\"} }\n"
-			   "}\n",
-			   metrics_port, fleet.url, jets.url) > 0);
+	cr_assert(
+		asprintf(
+			&conf,
+			"metrics_listen = \"127.0.0.1:%d\"\n"
+			"adapter a {\n"
+			"  ingest { type = \"choria\" servers = {\"%s\"} topic = \"t\" security = \"none\" }\n"
+			"  stream { type = \"jetstream\" servers = {\"%s\"} }\n"
+			"}\n",
+			metrics_port, fleet.url, jets.url) > 0);
 	cr_assert_eq(daemon_start(&daemon_a, dir, conf), 0);
 	free(conf);
 	cr_assert_eq(daemon_wait_exit(&daemon_a, 10000), 3, "exit 3: could not start");

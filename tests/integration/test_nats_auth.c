@@ -55,7 +55,8 @@ static void start_tls_server(void)
 		 "  verify: true\n"
 		 "  timeout: 2\n"
 		 "}\n",
-		 test_pki_path("tls_server.pem"), test_pki_path("leaf.key"), test_pki_path("ca.pem"));
+		 test_pki_path("tls_server.pem"), test_pki_path("leaf.key"),
+		 test_pki_path("ca.pem"));
 	struct js_client_auth auth = {.tls_ca = test_pki_path("ca.pem"),
 				      .tls_cert = test_pki_path("tls_client.pem"),
 				      .tls_key = test_pki_path("leaf.key")};
@@ -262,9 +263,11 @@ Test(nats_auth, tls_refused_on_reconnect_is_retried_and_logged_until_it_is_accep
 			  daemon_log_count(&daemon_a, "ingest 1: connected") > 1,
 		  "the daemon reconnects by itself");
 	/* The test client reconnects as well: a flush answered says it has. */
-	for (int i = 0; i < 200 && natsConnection_Status(client.nc) != NATS_CONN_STATUS_CONNECTED; i++)
+	for (int i = 0; i < 200 && natsConnection_Status(client.nc) != NATS_CONN_STATUS_CONNECTED;
+	     i++)
 		nats_Sleep(100);
-	cr_assert_eq(natsConnection_FlushTimeout(client.nc, 10000), NATS_OK, "the test client is back");
+	cr_assert_eq(natsConnection_FlushTimeout(client.nc, 10000), NATS_OK,
+		     "the test client is back");
 	expect_flow(10);
 }
 
@@ -280,7 +283,7 @@ Test(nats_auth, user_and_password_carry_messages_and_a_wrong_password_is_refused
 	cr_assert_eq(mkdir(wdir, 0755), 0);
 	snprintf(dir + strlen(dir), sizeof(dir) - strlen(dir), "/wrong");
 	char *conf = conf_with("user = \"adapter\" password = \"not it\"",
-			 "user = \"adapter\" password = \"s3cret pass\"");
+			       "user = \"adapter\" password = \"s3cret pass\"");
 	expect_refused_at_start(conf, "Authorization Violation",
 				"check user, password, token or credentials");
 	free(conf);
@@ -309,15 +312,17 @@ Test(nats_auth, a_wrong_password_fails_a_natsstream_start_too)
 {
 	start_password_server();
 	char *conf = NULL;
-	cr_assert(asprintf(&conf,
-			   "adapter node_data {\n"
-			   "  ingest { type = \"choria\" servers = {\"%s\"} topic = \"choria.discovery\"\n"
-			   "           security = \"none\" user = \"adapter\" password = \"s3cret pass\" }\n"
-			   "  stream { type = \"natsstream\" servers = {\"%s\"} clusterid = \"test-cluster\"\n"
-			   "           topic = \"choria.node_metadata.%%s\"\n"
-			   "           user = \"adapter\" password = \"not it\" }\n"
-			   "}\n",
-			   server.url, server.url) > 0);
+	cr_assert(
+		asprintf(
+			&conf,
+			"adapter node_data {\n"
+			"  ingest { type = \"choria\" servers = {\"%s\"} topic = \"choria.discovery\"\n"
+			"           security = \"none\" user = \"adapter\" password = \"s3cret pass\" }\n"
+			"  stream { type = \"natsstream\" servers = {\"%s\"} clusterid = \"test-cluster\"\n"
+			"           topic = \"choria.node_metadata.%%s\"\n"
+			"           user = \"adapter\" password = \"not it\" }\n"
+			"}\n",
+			server.url, server.url) > 0);
 	expect_conn_refused_at_start(conf, "stream", "Authorization Violation",
 				     "check user, password, token or credentials");
 	free(conf);
@@ -329,14 +334,16 @@ Test(nats_auth, a_wrong_password_fails_a_natsstream_start_too)
 static char *conf_creds(const char *creds, const struct nats_server *js)
 {
 	char *conf = NULL;
-	cr_assert(asprintf(&conf,
-			   "adapter node_data {\n"
-			   "  ingest { type = \"choria\" servers = {\"%s\"} topic = \"choria.discovery\"\n"
-			   "           security = \"none\" credentials = \"%s\" }\n"
-			   "  stream { type = \"jetstream\" servers = {\"%s\"}\n"
-			   "           topic = \"choria.node_metadata.%%s\" }\n"
-			   "}\n",
-			   server.url, creds, js->url) > 0);
+	cr_assert(
+		asprintf(
+			&conf,
+			"adapter node_data {\n"
+			"  ingest { type = \"choria\" servers = {\"%s\"} topic = \"choria.discovery\"\n"
+			"           security = \"none\" credentials = \"%s\" }\n"
+			"  stream { type = \"jetstream\" servers = {\"%s\"}\n"
+			"           topic = \"choria.node_metadata.%%s\" }\n"
+			"}\n",
+			server.url, creds, js->url) > 0);
 	return conf;
 }
 

@@ -57,8 +57,7 @@ TestSuite(natsstream, .init = setup, .fini = teardown, .timeout = 120);
 
 /* One adapter, node_data: requests on choria.discovery into channels
  * choria.node_metadata.<sender>, with `extra` stream options. */
-static char *conf_ns_at(const char *stream_url, int workers, const char *extra,
-			int drain_timeout)
+static char *conf_ns_at(const char *stream_url, int workers, const char *extra, int drain_timeout)
 {
 	char *c = NULL;
 	cr_assert(asprintf(&c,
@@ -121,7 +120,8 @@ static struct adapter_counts stop_and_count(int signal_to_send)
 static struct adapter_counts stop_and_count_closed(unsigned sessions)
 {
 	struct adapter_counts n = stop_and_count(SIGTERM);
-	cr_assert(stan_responder_wait_closes(stan, sessions, 10000), "%u sessions closed", sessions);
+	cr_assert(stan_responder_wait_closes(stan, sessions, 10000), "%u sessions closed",
+		  sessions);
 	return n;
 }
 
@@ -279,8 +279,8 @@ Test(natsstream, the_window_bounds_unacknowledged_publishes)
 		stan_responder_release(stan);
 		nats_Sleep(50);
 		stan_responder_counts(stan, &sc);
-		cr_assert_leq(sc.pubs - sc.acked, 4, "window exceeded: %zu sent, %zu acked", sc.pubs,
-			      sc.acked);
+		cr_assert_leq(sc.pubs - sc.acked, 4, "window exceeded: %zu sent, %zu acked",
+			      sc.pubs, sc.acked);
 	}
 	stan_responder_set_ack_mode(stan, STAN_ACK);
 	stan_responder_release(stan);
@@ -314,7 +314,8 @@ Test(natsstream, a_silent_server_is_retried_until_it_acknowledges)
 	stan_responder_set_ack_mode(stan, STAN_ACK_NONE);
 	start(2, "ack_timeout = 1\n    retry_max_interval = 1", 10);
 	publish(0, 20);
-	cr_assert(stan_responder_wait_pubs(stan, 40, 10000), "unacknowledged publishes are sent again");
+	cr_assert(stan_responder_wait_pubs(stan, 40, 10000),
+		  "unacknowledged publishes are sent again");
 	struct stan_counts sc;
 	stan_responder_counts(stan, &sc);
 	cr_assert_eq(sc.stored, 0);
@@ -504,7 +505,8 @@ Test(natsstream, a_cluster_away_at_start_is_waited_for)
 	publish(0, 10);
 	nats_Sleep(500);
 	cr_assert_eq(stan_responder_start(&stan, server.url, CLUSTER), 0);
-	cr_assert(stan_responder_wait_stored(stan, 10, 15000), "delivered once the cluster answers");
+	cr_assert(stan_responder_wait_stored(stan, 10, 15000),
+		  "delivered once the cluster answers");
 	struct adapter_counts c = stop_and_count_closed(1);
 	cr_assert_eq(c.published, 10);
 	cr_assert_eq(c.lost, 0);

@@ -60,8 +60,8 @@ Test(natsstream_config, clusterid_is_required)
 	int st = check_conf("    topic = \"nodes.%s\"\n", &out, path, sizeof(path));
 	cr_assert_eq(st, 1, "%s", out);
 	char want[800];
-	snprintf(want, sizeof(want), "%s:4: adapter a: stream: clusterid: required option is missing",
-		 path);
+	snprintf(want, sizeof(want),
+		 "%s:4: adapter a: stream: clusterid: required option is missing", path);
 	cr_assert_not_null(strstr(out, want), "expected '%s' in:\n%s", want, out);
 	free(out);
 }
@@ -72,13 +72,16 @@ Test(natsstream_config, bad_values_name_their_line_and_option)
 	int st = check_conf("    clusterid = \"a b\"\n    topic = \"x.*\"\n", &out, path,
 			    sizeof(path));
 	cr_assert_eq(st, 1, "%s", out);
-	cr_assert_not_null(strstr(out, ":5: adapter a: stream: clusterid: 'a b' cannot stand in a NATS subject"),
-			   "%s", out);
+	cr_assert_not_null(
+		strstr(out,
+		       ":5: adapter a: stream: clusterid: 'a b' cannot stand in a NATS subject"),
+		"%s", out);
 	cr_assert_not_null(strstr(out, ":6: adapter a: stream: topic: 'x.*'"), "%s", out);
 	free(out);
 	st = check_conf("    clusterid = \"c\"\n    ping_max_out = 1\n", &out, path, sizeof(path));
 	cr_assert_eq(st, 1, "%s", out);
-	cr_assert_not_null(strstr(out, ":6: adapter a: stream: ping_max_out: 1 is out of range (2 to 1000)"),
-			   "%s", out);
+	cr_assert_not_null(
+		strstr(out, ":6: adapter a: stream: ping_max_out: 1 is out of range (2 to 1000)"),
+		"%s", out);
 	free(out);
 }

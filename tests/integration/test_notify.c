@@ -57,14 +57,16 @@ TestSuite(notify, .init = setup, .fini = teardown, .timeout = 60);
 static char *conf_text(void)
 {
 	char *c = NULL;
-	cr_assert(asprintf(&c,
-			   "drain_timeout = 3\n"
-			   "adapter a {\n"
-			   "  ingest { type = \"choria\" servers = {\"%s\"} topic = \"choria.discovery\"\n"
-			   "           security = \"none\" }\n"
-			   "  stream { type = \"file\" path = \"%s/out.jsonl\" }\n"
-			   "}\n",
-			   server.url, dir) > 0);
+	cr_assert(
+		asprintf(
+			&c,
+			"drain_timeout = 3\n"
+			"adapter a {\n"
+			"  ingest { type = \"choria\" servers = {\"%s\"} topic = \"choria.discovery\"\n"
+			"           security = \"none\" }\n"
+			"  stream { type = \"file\" path = \"%s/out.jsonl\" }\n"
+			"}\n",
+			server.url, dir) > 0);
 	return c;
 }
 
@@ -161,8 +163,8 @@ Test(notify, watchdog_pings_at_half_the_interval)
 			pings++;
 	double took = seconds_since(&t0);
 	cr_assert_eq(pings, 11, "WATCHDOG=1 keeps coming: %d pings", pings);
-	cr_assert_lt(took, 4.0, "eleven pings in %.2f s: at half the interval, not once an interval",
-		     took);
+	cr_assert_lt(took, 4.0,
+		     "eleven pings in %.2f s: at half the interval, not once an interval", took);
 	cr_assert_geq(took, 2.0, "not more often: eleven pings in %.2f s", took);
 	cr_assert_eq(daemon_stop(&daemon_a, SIGTERM, 20000), 0);
 }

@@ -232,10 +232,13 @@ Test(pipeline, malformed_messages_are_counted_and_never_published)
 	pipeline_start_daemon(&daemon_a, dir, conf);
 	free(conf);
 
-	const char *junk[] = {"", "not json", "{\"protocol\":\"choria:transport:1\"}", "[1,2]",
-			      "{\"protocol\":\"choria:transport:1\",\"data\":\"%%%\",\"headers\":{}}"};
+	const char *junk[] =
+		{"", "not json", "{\"protocol\":\"choria:transport:1\"}", "[1,2]",
+		 "{\"protocol\":\"choria:transport:1\",\"data\":\"%%%\",\"headers\":{}}"};
 	for (size_t i = 0; i < sizeof(junk) / sizeof(*junk); i++)
-		cr_assert_eq(nats_publish_raw(&client, "choria.discovery", junk[i], strlen(junk[i])), 0);
+		cr_assert_eq(nats_publish_raw(&client, "choria.discovery", junk[i],
+					      strlen(junk[i])),
+			     0);
 	struct choria_msg_spec s = choria_msg_defaults(CHORIA_MSG_REQUEST);
 	s.ttl = 10; /* below the schema's minimum */
 	pipeline_publish_spec(&client, "choria.discovery", &s);
@@ -305,19 +308,21 @@ Test(pipeline, several_adapters_in_one_daemon_keep_their_own_subjects)
 {
 	cr_assert_eq(js_stream_create(&client, "REPLIES", "replies.>", 1), 0);
 	char *conf = NULL;
-	cr_assert(asprintf(&conf,
-			   "adapter nodes {\n"
-			   "  ingest { type = \"choria\" topic = \"choria.discovery\"\n"
-			   "           servers = {\"%s\"} security = \"none\" }\n"
-			   "  stream { type = \"jetstream\" servers = {\"%s\"}\n"
-			   "           topic = \"choria.node_metadata.%%s\" }\n"
-			   "}\n"
-			   "adapter answers {\n"
-			   "  ingest { type = \"choria\" servers = {\"%s\"} topic = \"choria.reply.>\"\n"
-			   "           protocol = \"reply\" security = \"none\" }\n"
-			   "  stream { type = \"jetstream\" servers = {\"%s\"} topic = \"replies.%%s\" }\n"
-			   "}\n",
-			   server.url, server.url, server.url, server.url) > 0);
+	cr_assert(
+		asprintf(
+			&conf,
+			"adapter nodes {\n"
+			"  ingest { type = \"choria\" topic = \"choria.discovery\"\n"
+			"           servers = {\"%s\"} security = \"none\" }\n"
+			"  stream { type = \"jetstream\" servers = {\"%s\"}\n"
+			"           topic = \"choria.node_metadata.%%s\" }\n"
+			"}\n"
+			"adapter answers {\n"
+			"  ingest { type = \"choria\" servers = {\"%s\"} topic = \"choria.reply.>\"\n"
+			"           protocol = \"reply\" security = \"none\" }\n"
+			"  stream { type = \"jetstream\" servers = {\"%s\"} topic = \"replies.%%s\" }\n"
+			"}\n",
+			server.url, server.url, server.url, server.url) > 0);
 	pipeline_start_daemon(&daemon_a, dir, conf);
 	free(conf);
 
@@ -415,16 +420,18 @@ Test(pipeline, the_queue_group_is_named_after_the_adapter_as_choria_names_it)
 Test(pipeline, output_protocol_labels_every_envelope)
 {
 	char *conf = NULL;
-	cr_assert(asprintf(&conf,
-			   "identity = \"adapter.test\"\n"
-			   "adapter node_data {\n"
-			   "  ingest { type = \"choria\" topic = \"choria.discovery\"\n"
-			   "           servers = {\"%s\"} security = \"none\" }\n"
-			   "  stream { type = \"jetstream\" servers = {\"%s\"}\n"
-			   "           topic = \"choria.node_metadata.%%s\"\n"
-			   "           output_protocol = \"choria:adapters:choria_streams:output:1\" }\n"
-			   "}\n",
-			   server.url, server.url) > 0);
+	cr_assert(
+		asprintf(
+			&conf,
+			"identity = \"adapter.test\"\n"
+			"adapter node_data {\n"
+			"  ingest { type = \"choria\" topic = \"choria.discovery\"\n"
+			"           servers = {\"%s\"} security = \"none\" }\n"
+			"  stream { type = \"jetstream\" servers = {\"%s\"}\n"
+			"           topic = \"choria.node_metadata.%%s\"\n"
+			"           output_protocol = \"choria:adapters:choria_streams:output:1\" }\n"
+			"}\n",
+			server.url, server.url) > 0);
 	pipeline_start_daemon(&daemon_a, dir, conf);
 	free(conf);
 

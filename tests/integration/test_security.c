@@ -116,8 +116,8 @@ static char *stored_senders(uint64_t n)
 	for (uint64_t seq = 1; seq <= n; seq++) {
 		natsMsg *m = js_stream_get(&client, "NODES", seq);
 		cr_assert_not_null(m);
-		json_t *env = json_loadb(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), 0,
-					 NULL);
+		json_t *env =
+			json_loadb(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), 0, NULL);
 		cr_assert_not_null(env);
 		names[seq - 1] = strdup(json_string_value(json_object_get(env, "sender")));
 		total += strlen(names[seq - 1]) + 1;
@@ -144,7 +144,8 @@ Test(security, only_correctly_signed_requests_reach_the_stream)
 	char *conf = conf_with("request", "choria.discovery", extra);
 	pipeline_start_daemon(&daemon_a, dir, conf);
 	free(conf);
-	cr_assert_gt(daemon_log_count(&daemon_a, "request signers must chain to the 1 CA certificate"),
+	cr_assert_gt(daemon_log_count(&daemon_a,
+				      "request signers must chain to the 1 CA certificate"),
 		     0);
 
 	const struct test_pki *p = test_pki();
@@ -229,7 +230,8 @@ Test(security, allowed_certs_and_privileged_certs_come_from_the_configuration)
 	char *conf = conf_with("request", "choria.discovery", extra);
 	pipeline_start_daemon(&daemon_a, dir, conf);
 	free(conf);
-	cr_assert_gt(daemon_log_count(&daemon_a, "1 privileged and 2 allowed patterns; 2 certificates cached"),
+	cr_assert_gt(daemon_log_count(&daemon_a,
+				      "1 privileged and 2 allowed patterns; 2 certificates cached"),
 		     0, "the lists and the cache size reach the verifier");
 
 	/* The configured lists replace Choria's defaults: web1 may speak for
@@ -286,8 +288,10 @@ Test(security, security_none_lets_well_formed_but_wrongly_signed_messages_throug
 	char *conf = conf_with("request", "choria.discovery", "security = \"none\"");
 	pipeline_start_daemon(&daemon_a, dir, conf);
 	free(conf);
-	cr_assert_eq(daemon_log_count(&daemon_a, "security = none: messages on choria.discovery are not verified"),
-		     1, "said once at start-up");
+	cr_assert_eq(
+		daemon_log_count(&daemon_a,
+				 "security = none: messages on choria.discovery are not verified"),
+		1, "said once at start-up");
 
 	const struct test_pki *p = test_pki();
 	publish_signed("bad-sig", "choria=web1.example.net", p->signer, true);
@@ -336,8 +340,9 @@ static void check_config(const char *protocol, const char *extra, int status, co
 
 Test(security, verify_without_a_readable_ca_is_a_configuration_error)
 {
-	check_config("request", "", 1,
-		     "%s:2: adapter a: ingest: ca: a CA file is needed to verify request signatures");
+	check_config(
+		"request", "", 1,
+		"%s:2: adapter a: ingest: ca: a CA file is needed to verify request signatures");
 	check_config("request", "security = \"verify\" ca = \"/nonexistent/ca.pem\"", 1,
 		     "%s:3: adapter a: ingest: ca: cannot read /nonexistent/ca.pem");
 	char bad[900];
@@ -353,12 +358,14 @@ Test(security, bad_patterns_and_cache_sizes_are_configuration_errors)
 	char extra[1200];
 	snprintf(extra, sizeof(extra), "ca = \"%s\" privileged_certs = {\"(\"}",
 		 test_pki_path("ca.pem"));
-	check_config("request", extra, 1,
-		     "%s:3: adapter a: ingest: privileged_certs: '(' is not a valid regular expression");
+	check_config(
+		"request", extra, 1,
+		"%s:3: adapter a: ingest: privileged_certs: '(' is not a valid regular expression");
 	snprintf(extra, sizeof(extra), "ca = \"%s\" allowed_certs = {\"ok\", \"[b-a]\"}",
 		 test_pki_path("ca.pem"));
-	check_config("request", extra, 1,
-		     "%s:3: adapter a: ingest: allowed_certs: '[b-a]' is not a valid regular expression");
+	check_config(
+		"request", extra, 1,
+		"%s:3: adapter a: ingest: allowed_certs: '[b-a]' is not a valid regular expression");
 	snprintf(extra, sizeof(extra), "ca = \"%s\" cert_cache_size = 0", test_pki_path("ca.pem"));
 	check_config("request", extra, 1, "cert_cache_size");
 	snprintf(extra, sizeof(extra), "ca = \"%s\" cert_cache_size = 50", test_pki_path("ca.pem"));

@@ -19,8 +19,8 @@
 #define FAKE_ABI_MAJOR CAD_ABI_MAJOR
 #endif
 
-__attribute__((unused)) static int fake_create(void **i, const struct cad_host *h, struct cad_context *c,
-		       const struct cad_config *cfg)
+__attribute__((unused)) static int fake_create(void **i, const struct cad_host *h,
+					       struct cad_context *c, const struct cad_config *cfg)
 {
 	(void)h;
 	(void)c;
@@ -65,8 +65,11 @@ static void fake_worker_close(void *worker, int64_t deadline_ns)
  * even when it is not one of them. */
 static const char *const fake_key_choices[] = {"alpha", "beta", NULL};
 static const struct cad_option fake_options[] = {
-	{.name = "key", .type = CAD_OPT_STRING, .flags = CAD_OPT_SECRET,
-	 .choices = fake_key_choices, .help = "a secret"},
+	{.name = "key",
+	 .type = CAD_OPT_STRING,
+	 .flags = CAD_OPT_SECRET,
+	 .choices = fake_key_choices,
+	 .help = "a secret"},
 	{.name = NULL},
 };
 

@@ -34,7 +34,7 @@ struct stan_responder {
 	natsConnection *nc;
 	natsSubscription *subs[4];
 	char cluster[128];
-	char token[32];          /* makes this responder's subjects its own */
+	char token[32]; /* makes this responder's subjects its own */
 	char pub_prefix[64];
 	char ping_subject[64];
 	char close_subject[64];
@@ -115,8 +115,9 @@ static void on_connect(natsConnection *nc, natsSubscription *sub, natsMsg *msg, 
 	(void)nc;
 	(void)sub;
 	struct stan_responder *r = closure;
-	Stanwire__ConnectRequest *req = stanwire__connect_request__unpack(
-		NULL, (size_t)natsMsg_GetDataLength(msg), (const uint8_t *)natsMsg_GetData(msg));
+	Stanwire__ConnectRequest *req =
+		stanwire__connect_request__unpack(NULL, (size_t)natsMsg_GetDataLength(msg),
+						  (const uint8_t *)natsMsg_GetData(msg));
 	Stanwire__ConnectResponse resp = STANWIRE__CONNECT_RESPONSE__INIT;
 	char sub_req[80], unsub_req[80], subclose_req[80];
 	snprintf(sub_req, sizeof(sub_req), "_STAN.sub.%s", r->token);
@@ -128,7 +129,8 @@ static void on_connect(natsConnection *nc, natsSubscription *sub, natsMsg *msg, 
 		resp.error = "stan: invalid connection request";
 	} else if (!client_id_ok(req->clientid) || strlen(req->clientid) >= 160 ||
 		   req->connid.len > sizeof(r->sessions->conn_id)) {
-		resp.error = "stan: invalid client ID: only alphanumeric and `-` or `_` characters allowed";
+		resp.error =
+			"stan: invalid client ID: only alphanumeric and `-` or `_` characters allowed";
 	} else if (live_session(r, req->clientid, NULL)) {
 		resp.error = "stan: clientID already registered";
 	} else if (!grow((void **)&r->sessions, &r->cap_sessions, r->n_sessions + 1,
@@ -184,7 +186,11 @@ static void on_pub(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void
 		natsMsg_Destroy(msg);
 		return;
 	}
-	enum { ANSWER_OK, ANSWER_ERROR, ANSWER_NONE } answer = ANSWER_NONE;
+	enum {
+		ANSWER_OK,
+		ANSWER_ERROR,
+		ANSWER_NONE
+	} answer = ANSWER_NONE;
 	const char *error = NULL;
 
 	pthread_mutex_lock(&r->lock);
@@ -252,7 +258,7 @@ static void on_ping(natsConnection *nc, natsSubscription *sub, natsMsg *msg, voi
 	(void)sub;
 	struct stan_responder *r = closure;
 	Stanwire__Ping *ping = stanwire__ping__unpack(NULL, (size_t)natsMsg_GetDataLength(msg),
-						     (const uint8_t *)natsMsg_GetData(msg));
+						      (const uint8_t *)natsMsg_GetData(msg));
 	Stanwire__PingResponse resp = STANWIRE__PING_RESPONSE__INIT;
 	bool answer;
 	pthread_mutex_lock(&r->lock);
@@ -280,8 +286,9 @@ static void on_close(natsConnection *nc, natsSubscription *sub, natsMsg *msg, vo
 	(void)nc;
 	(void)sub;
 	struct stan_responder *r = closure;
-	Stanwire__CloseRequest *req = stanwire__close_request__unpack(
-		NULL, (size_t)natsMsg_GetDataLength(msg), (const uint8_t *)natsMsg_GetData(msg));
+	Stanwire__CloseRequest *req =
+		stanwire__close_request__unpack(NULL, (size_t)natsMsg_GetDataLength(msg),
+						(const uint8_t *)natsMsg_GetData(msg));
 	Stanwire__CloseResponse resp = STANWIRE__CLOSE_RESPONSE__INIT;
 	pthread_mutex_lock(&r->lock);
 	struct session *s = req ? live_session(r, req->clientid, NULL) : NULL;

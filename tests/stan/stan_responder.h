@@ -48,15 +48,15 @@ struct stan_session {
 };
 
 struct stan_counts {
-	unsigned connects;  /* connect requests accepted */
-	unsigned refused;   /* connect requests refused (bad or duplicate id) */
-	unsigned closes;    /* close requests answered for live sessions */
-	unsigned pings;     /* pings received */
+	unsigned connects;   /* connect requests accepted */
+	unsigned refused;    /* connect requests refused (bad or duplicate id) */
+	unsigned closes;     /* close requests answered for live sessions */
+	unsigned pings;      /* pings received */
 	unsigned lost_pings; /* pings answered with an error: unknown client */
-	size_t pubs;        /* publishes received */
-	size_t stored;      /* publishes stored */
-	size_t acked;       /* acknowledgements sent without error */
-	size_t rejected;    /* publishes answered with an error */
+	size_t pubs;         /* publishes received */
+	size_t stored;       /* publishes stored */
+	size_t acked;        /* acknowledgements sent without error */
+	size_t rejected;     /* publishes answered with an error */
 };
 
 /* Connect to the nats-server at url and serve cluster `cluster_id`.

@@ -35,7 +35,8 @@ int main(int argc, char **argv)
 		snprintf(sender, sizeof(sender), "node%d.example.net", i);
 		snprintf(rid, sizeof(rid), "%08x%024x", (unsigned)time(NULL), (unsigned)i);
 		snprintf(body, sizeof(body),
-			 "{\"agent\":\"registration\",\"facts\":{\"os\":\"debian\",\"node\":%d}}", i);
+			 "{\"agent\":\"registration\",\"facts\":{\"os\":\"debian\",\"node\":%d}}",
+			 i);
 		spec.sender = sender;
 		spec.request_id = rid;
 		spec.body = body;

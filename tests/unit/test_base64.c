@@ -48,9 +48,9 @@ Test(base64, stray_bytes_are_refused_and_located)
 		const char *text;
 		size_t at;
 	} bad[] = {
-		{"Zm9v!A==", 4},  {"Zm-v", 2},     {"Zm_v", 2},    {"Zm=v", 2},
+		{"Zm9v!A==", 4},  {"Zm-v", 2},      {"Zm_v", 2},     {"Zm=v", 2},
 		{"Z===", 1},      {"Zm9v\nYg=", 4}, {" Zm9vYmE", 0}, {"Zm9vYmE ", 7},
-		{"Zm9v\tYmE", 4}, {"Zm9vY=E=", 5}, {"=Zm9", 0},
+		{"Zm9v\tYmE", 4}, {"Zm9vY=E=", 5},  {"=Zm9", 0},
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
 		char out[64];

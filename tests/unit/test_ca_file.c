@@ -90,7 +90,8 @@ Test(ca_file, a_file_without_certificates)
 Test(ca_file, a_broken_certificate_after_a_good_one)
 {
 	char *text = NULL, why[512] = "";
-	cr_assert(asprintf(&text, "%s-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+	cr_assert(asprintf(&text,
+			   "%s-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
 			   test_pki()->ca) > 0);
 	const char *path = write_file("broken.pem", text);
 	free(text);

@@ -66,10 +66,10 @@ static void expect_refused(const char *name)
 	free(want);
 }
 
-#define BAD(name, file)                                                                            \
-	Test(config, refuses_##name)                                                               \
-	{                                                                                          \
-		expect_refused(file);                                                              \
+#define BAD(name, file)               \
+	Test(config, refuses_##name)  \
+	{                             \
+		expect_refused(file); \
 	}
 
 BAD(unknown_global_option, "01-unknown-global")
@@ -163,7 +163,8 @@ Test(config, loads_the_design_example)
 	cr_assert_str_eq(block_cfg_str(&a->ingest, "topic"), "choria.discovery");
 	cr_assert_str_eq(block_cfg_str(&a->ingest, "ca"), "/etc/choria/ca.pem");
 	cr_assert_eq(block_cfg_list_len(&a->stream, "servers"), 2);
-	cr_assert_str_eq(block_cfg_list_str(&a->stream, "servers", 1), "nats://js2.example.net:4222");
+	cr_assert_str_eq(block_cfg_list_str(&a->stream, "servers", 1),
+			 "nats://js2.example.net:4222");
 
 	/* Defaults: host-owned and module-declared. */
 	struct adapter_config *b = &c->adapters[1];

@@ -25,8 +25,12 @@ static const struct envelope_label *label(const char *protocol)
 static struct cad_msg msg(const char *sender, const char *id, int64_t t, const char *body,
 			  size_t body_len)
 {
-	return (struct cad_msg){.sender = sender, .sender_len = strlen(sender), .request_id = id,
-				.request_id_len = strlen(id), .time = t, .body = body,
+	return (struct cad_msg){.sender = sender,
+				.sender_len = strlen(sender),
+				.request_id = id,
+				.request_id_len = strlen(id),
+				.time = t,
+				.body = body,
 				.body_len = body_len};
 }
 
@@ -121,8 +125,8 @@ static void same_as_jansson(const struct cad_msg *m)
 		return;
 	}
 	cr_assert_eq(rc, 0, "jansson accepts, the envelope refuses: %s", want);
-	cr_assert_eq(got_len, want_len, "got %.*s\nwant %.*s", (int)got_len, got,
-		     (int)want_len, want);
+	cr_assert_eq(got_len, want_len, "got %.*s\nwant %.*s", (int)got_len, got, (int)want_len,
+		     want);
 	cr_assert_arr_eq(got, want, want_len, "got %.*s\nwant %.*s", (int)got_len, got,
 			 (int)want_len, want);
 	free(want);
@@ -145,15 +149,51 @@ static uint32_t rnd(void)
 static size_t random_text(char *buf, size_t cap, bool allow_invalid)
 {
 	static const char *const parts[] = {
-		"a", "Z", "0", " ", "/", "\"", "\\", "\b", "\f", "\n", "\r", "\t",
-		"\x01", "\x1b", "\x1f", "\x7f", "<", ">", "&", "\xc2\x80", "\xc3\xa9",
-		"\xdf\xbf", "\xe0\xa0\x80", "\xe2\x80\xa8", "\xed\x9f\xbf",
-		"\xee\x80\x80", "\xef\xbf\xbf", "\xf0\x90\x80\x80", "\xf4\x8f\xbf\xbf",
+		"a",
+		"Z",
+		"0",
+		" ",
+		"/",
+		"\"",
+		"\\",
+		"\b",
+		"\f",
+		"\n",
+		"\r",
+		"\t",
+		"\x01",
+		"\x1b",
+		"\x1f",
+		"\x7f",
+		"<",
+		">",
+		"&",
+		"\xc2\x80",
+		"\xc3\xa9",
+		"\xdf\xbf",
+		"\xe0\xa0\x80",
+		"\xe2\x80\xa8",
+		"\xed\x9f\xbf",
+		"\xee\x80\x80",
+		"\xef\xbf\xbf",
+		"\xf0\x90\x80\x80",
+		"\xf4\x8f\xbf\xbf",
 	};
 	static const char *const broken[] = {
-		"\x80", "\xbf", "\xc0\x80", "\xc1\xbf", "\xc3", "\xe0\x80\x80",
-		"\xed\xa0\x80", "\xed\xbf\xbf", "\xf0\x80\x80\x80", "\xf4\x90\x80\x80",
-		"\xf5\x80\x80\x80", "\xff", "\xe2\x28\xa1", "\xc3\x28",
+		"\x80",
+		"\xbf",
+		"\xc0\x80",
+		"\xc1\xbf",
+		"\xc3",
+		"\xe0\x80\x80",
+		"\xed\xa0\x80",
+		"\xed\xbf\xbf",
+		"\xf0\x80\x80\x80",
+		"\xf4\x90\x80\x80",
+		"\xf5\x80\x80\x80",
+		"\xff",
+		"\xe2\x28\xa1",
+		"\xc3\x28",
 	};
 	size_t n = 0, parts_n = rnd() % 40;
 	for (size_t i = 0; i < parts_n; i++) {
@@ -204,7 +244,7 @@ Test(envelope, same_bytes_as_jansson)
  * in bodies of every length around them. */
 Test(envelope, a_special_byte_anywhere_in_plain_text_is_seen)
 {
-	static const char *const special[] = {"\"", "\\", "\x1f", "\x01", "\x20", "\x7f",
+	static const char *const special[] = {"\"",       "\\",   "\x1f", "\x01", "\x20", "\x7f",
 					      "\xc3\xa9", "\xc3", "\x80", "\xff", ""};
 	char body[64];
 	for (size_t k = 0; k < sizeof(special) / sizeof(special[0]); k++) {
@@ -240,8 +280,9 @@ Test(envelope, a_first_time_of_int64_min_is_refused)
 
 Test(envelope, times_as_before)
 {
-	static const int64_t times[] = {-62135596800LL, -50000000000LL, -30000000000LL, -1, 0,
-					951782400, 1520088557, 4102444800LL, 253402300799LL};
+	static const int64_t times[] =
+		{-62135596800LL, -50000000000LL, -30000000000LL, -1, 0, 951782400,
+		 1520088557,     4102444800LL,   253402300799LL};
 	for (size_t i = 0; i < sizeof(times) / sizeof(times[0]); i++) {
 		struct cad_msg m = msg("n1", "r", times[i], "{}", 2);
 		same_as_jansson(&m);
@@ -254,9 +295,12 @@ Test(envelope, times_are_rfc3339_in_utc_from_year_1_to_9999)
 		int64_t t;
 		const char *want;
 	} cases[] = {
-		{-62135596800LL, "0001-01-01T00:00:00Z"}, {-1, "1969-12-31T23:59:59Z"},
-		{0, "1970-01-01T00:00:00Z"},              {951782400, "2000-02-29T00:00:00Z"},
-		{1520088557, "2018-03-03T14:49:17Z"},     {4102444800LL, "2100-01-01T00:00:00Z"},
+		{-62135596800LL, "0001-01-01T00:00:00Z"},
+		{-1, "1969-12-31T23:59:59Z"},
+		{0, "1970-01-01T00:00:00Z"},
+		{951782400, "2000-02-29T00:00:00Z"},
+		{1520088557, "2018-03-03T14:49:17Z"},
+		{4102444800LL, "2100-01-01T00:00:00Z"},
 		{253402300799LL, "9999-12-31T23:59:59Z"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -272,8 +316,8 @@ Test(envelope, times_are_rfc3339_in_utc_from_year_1_to_9999)
 
 Test(envelope, write_reuses_a_buffer)
 {
-	struct cad_msg m = msg("web1", "5e8b2f0e1a4c4d8f9b7a6c5d4e3f2a1b", 1520088557,
-			       "{\"a\":\"\x01\"}", 10);
+	struct cad_msg m =
+		msg("web1", "5e8b2f0e1a4c4d8f9b7a6c5d4e3f2a1b", 1520088557, "{\"a\":\"\x01\"}", 10);
 	size_t cap = envelope_max_len(label(ENVELOPE_PROTOCOL_JETSTREAM), &m), len = 0;
 	char *buf = malloc(cap), *ref;
 	size_t ref_len;
@@ -305,8 +349,7 @@ Test(subject, replaces_the_sender)
 Test(subject, rejects_senders_that_would_be_wildcards_or_invalid)
 {
 	char buf[128];
-	const char *bad[] = {"", "*", ">", "a.*", "a.>", "a b", "a..b", ".a", "a.", "a\tb",
-			     "a\nb"};
+	const char *bad[] = {"", "*", ">", "a.*", "a.>", "a b", "a..b", ".a", "a.", "a\tb", "a\nb"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++)
 		cr_assert_eq(subject_build(buf, sizeof(buf), "choria.%s", bad[i], strlen(bad[i])),
 			     -EINVAL, "sender '%s' must be refused", bad[i]);

@@ -72,7 +72,8 @@ Test(inflight, colliding_and_wrapping_tokens_survive_deletion_in_any_order)
 		for (size_t j = d + 1; j < n; j++) {
 			struct inflight_entry *e = inflight_get(&t, tokens[order[j]]);
 			cr_assert_not_null(e, "token %lu lost after deleting %lu",
-					   (unsigned long)tokens[order[j]], (unsigned long)tokens[order[d]]);
+					   (unsigned long)tokens[order[j]],
+					   (unsigned long)tokens[order[d]]);
 			cr_assert_eq(e->pw.msg, msg_of(tokens[order[j]]));
 		}
 	}

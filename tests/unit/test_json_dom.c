@@ -38,7 +38,8 @@ static bool same(const json_t *j, const struct jdom_value *v)
 		json_t *jv;
 		if (jdom_type(v) != JDOM_OBJECT)
 			return false;
-		json_object_foreach((json_t *)j, k, jv) {
+		json_object_foreach((json_t *)j, k, jv)
+		{
 			struct jdom_value m;
 			if (!jdom_member(v, k, &m) || !same(jv, &m))
 				return false;
@@ -51,7 +52,8 @@ static bool same(const json_t *j, const struct jdom_value *v)
 		size_t i = 0;
 		if (jdom_type(v) != JDOM_ARRAY)
 			return false;
-		for (bool more = jdom_array_first(v, &it, &e); more; more = jdom_array_next(&it, &e))
+		for (bool more = jdom_array_first(v, &it, &e); more;
+		     more = jdom_array_next(&it, &e))
 			if (i >= json_array_size(j) || !same(json_array_get(j, i++), &e))
 				return false;
 		return i == json_array_size(j);
@@ -267,9 +269,30 @@ static void puts_(struct buf *b, const char *s)
 static void gen_string(struct buf *b)
 {
 	static const char *const parts[] = {
-		"a", "Z", " ", "\\\"", "\\\\", "\\/", "\\n", "\\t", "\\b", "\\f", "\\r",
-		"\\u0041", "\\u00e9", "\\u2028", "\\u0000", "\\ud83d\\ude00", "\\uD834\\uDD1E",
-		"\xc3\xa9", "\xe2\x9c\x93", "\xf0\x9f\x98\x80", "<", "&", "\x7f", "\\uffff",
+		"a",
+		"Z",
+		" ",
+		"\\\"",
+		"\\\\",
+		"\\/",
+		"\\n",
+		"\\t",
+		"\\b",
+		"\\f",
+		"\\r",
+		"\\u0041",
+		"\\u00e9",
+		"\\u2028",
+		"\\u0000",
+		"\\ud83d\\ude00",
+		"\\uD834\\uDD1E",
+		"\xc3\xa9",
+		"\xe2\x9c\x93",
+		"\xf0\x9f\x98\x80",
+		"<",
+		"&",
+		"\x7f",
+		"\\uffff",
 	};
 	unsigned n = rnd() % 6;
 	puts_(b, "\"");
@@ -281,9 +304,23 @@ static void gen_string(struct buf *b)
 static void gen_value(struct buf *b, int depth)
 {
 	static const char *const scalars[] = {
-		"0", "-0", "1", "-1", "42", "9223372036854775807", "-9223372036854775808",
-		"9223372036854775808", "1.5", "-2.5e10", "1e308", "1e-308", "0.0", "1E2", "true",
-		"false", "null",
+		"0",
+		"-0",
+		"1",
+		"-1",
+		"42",
+		"9223372036854775807",
+		"-9223372036854775808",
+		"9223372036854775808",
+		"1.5",
+		"-2.5e10",
+		"1e308",
+		"1e-308",
+		"0.0",
+		"1E2",
+		"true",
+		"false",
+		"null",
 	};
 	unsigned pick = rnd() % 10;
 	if (depth > 6)

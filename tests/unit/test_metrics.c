@@ -144,7 +144,6 @@ Test(metrics, listen_addresses_that_parse)
 	cr_assert(metrics_listen_parse(NULL, NULL, "[fe80::1:2]:9100", &why));
 }
 
-
 /* Each text is refused, with a reason that contains `why`. */
 struct refusal {
 	const char *text, *why;
@@ -317,18 +316,33 @@ Test(metrics, exposition_passes_the_prometheus_parser)
 	char *text = render(as, 2);
 	char *l = checked(text);
 	double v;
-	cr_assert(prom_value(l, "choria_adapter_received_msgs{identity=\"adapter.test\",name=\"node_data\",role=\"input\"}", &v));
+	cr_assert(prom_value(
+		l,
+		"choria_adapter_received_msgs{identity=\"adapter.test\",name=\"node_data\",role=\"input\"}",
+		&v));
 	cr_assert_eq(v, 13);
-	cr_assert(prom_value(l, "choria_adapter_received_msgs{identity=\"adapter.test\",name=\"idle\",role=\"input\"}", &v));
+	cr_assert(prom_value(
+		l,
+		"choria_adapter_received_msgs{identity=\"adapter.test\",name=\"idle\",role=\"input\"}",
+		&v));
 	cr_assert_eq(v, 0, "an adapter that saw nothing still has its series");
-	cr_assert(prom_value(l, "choria_adapter_time_sum{identity=\"adapter.test\",name=\"node_data\",role=\"output\"}", &v));
+	cr_assert(prom_value(
+		l,
+		"choria_adapter_time_sum{identity=\"adapter.test\",name=\"node_data\",role=\"output\"}",
+		&v));
 	cr_assert_float_eq(v, 402.0044, 1e-9);
-	cr_assert(prom_value(l, "choria_adapter_time_bucket{identity=\"adapter.test\",le=\"+Inf\",name=\"idle\",role=\"output\"}", &v));
+	cr_assert(prom_value(
+		l,
+		"choria_adapter_time_bucket{identity=\"adapter.test\",le=\"+Inf\",name=\"idle\",role=\"output\"}",
+		&v));
 	cr_assert_eq(v, 0);
 	cr_assert_eq(prom_sum(l, "choria_adapter_rejected_msgs", "name=\"node_data\""), 4);
 	cr_assert_eq(prom_sum(l, "choria_adapter_rejected_msgs", "name=\"idle\""), -1,
 		     "no reason, no series");
-	cr_assert(prom_value(l, "choria_adapter_queue_capacity{identity=\"adapter.test\",name=\"idle\"}", &v));
+	cr_assert(
+		prom_value(l,
+			   "choria_adapter_queue_capacity{identity=\"adapter.test\",name=\"idle\"}",
+			   &v));
 	cr_assert_eq(v, 10);
 	cr_assert(prom_value(l, "choria_adapterd_build_info{version=\"9.8.7\"}", &v));
 	cr_assert_eq(v, 1);
@@ -343,9 +357,10 @@ Test(metrics, label_values_are_escaped)
 	struct adapter *a = fake_adapter("odd", "host \"one\"\\\nline two", 1);
 	counters_add(&a->stats.rejected, "a\"b\\c", 7);
 	char *text = render(&a, 1);
-	cr_assert_not_null(strstr(text, "choria_adapter_rejected_msgs{name=\"odd\",reason=\"a\\\"b\\\\c\","
-					"identity=\"host \\\"one\\\"\\\\\\nline two\"} 7\n"),
-			   "%s", text);
+	cr_assert_not_null(
+		strstr(text, "choria_adapter_rejected_msgs{name=\"odd\",reason=\"a\\\"b\\\\c\","
+			     "identity=\"host \\\"one\\\"\\\\\\nline two\"} 7\n"),
+		"%s", text);
 	char *l = checked(text);
 	cr_assert_eq(prom_sum(l, "choria_adapter_rejected_msgs", "reason=\"a\\\"b\\\\c\""), 7,
 		     "the parser reads the escaped value back: %s", l);
@@ -547,10 +562,14 @@ Test(metrics, other_paths_and_methods_are_refused)
 		const char *method, *path;
 		int status;
 	} cases[] = {
-		{"GET", "/", 404},           {"GET", "/metrics/", 404},
-		{"GET", "/metricsx", 404},   {"POST", "/nope", 404},
-		{"POST", "/metrics", 405},   {"PUT", "/healthz", 405},
-		{"DELETE", "/metrics", 405}, {"OPTIONS", "/healthz", 405},
+		{"GET", "/", 404},
+		{"GET", "/metrics/", 404},
+		{"GET", "/metricsx", 404},
+		{"POST", "/nope", 404},
+		{"POST", "/metrics", 405},
+		{"PUT", "/healthz", 405},
+		{"DELETE", "/metrics", 405},
+		{"OPTIONS", "/healthz", 405},
 		{"GET", "/metrics?x=1", 200},
 	};
 	char buf[64];
@@ -559,8 +578,8 @@ Test(metrics, other_paths_and_methods_are_refused)
 		cr_assert_eq(http_request(&r, "127.0.0.1", s.port, cases[i].method, cases[i].path,
 					  5000),
 			     0);
-		cr_expect_eq(r.status, cases[i].status, "%s %s: %d", cases[i].method,
-			     cases[i].path, r.status);
+		cr_expect_eq(r.status, cases[i].status, "%s %s: %d", cases[i].method, cases[i].path,
+			     r.status);
 		if (cases[i].status == 405)
 			cr_expect_str_eq(http_header(&r, "Allow", buf, sizeof(buf)), "GET, HEAD");
 		http_reply_free(&r);

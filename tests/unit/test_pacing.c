@@ -56,8 +56,8 @@ Test(pacing, a_condition_wait_ends_by_its_deadline_or_after_50_ms, .timeout = 30
 		pacing_cond_wait(&cond, &lock, cad_clock_mono_ns() + 1000000LL);
 		waits++;
 	}
-	cr_assert_gt(waits, 1 + span / PACING_CAP_NS, "%d waits to a 1 ms deadline in %lld ms", waits,
-		     (long long)(span / 1000000LL));
+	cr_assert_gt(waits, 1 + span / PACING_CAP_NS, "%d waits to a 1 ms deadline in %lld ms",
+		     waits, (long long)(span / 1000000LL));
 
 	/* Without a deadline, or with one far away, after 50 ms: not sooner,
 	 * and not at the deadline (the test's timeout would end it first). */
@@ -68,7 +68,8 @@ Test(pacing, a_condition_wait_ends_by_its_deadline_or_after_50_ms, .timeout = 30
 	t0 = cad_clock_mono_ns();
 	pacing_cond_wait(&cond, &lock, t0 + 3600 * 1000000000LL);
 	waited = cad_clock_mono_ns() - t0;
-	cr_assert_geq(waited, PACING_CAP_NS, "%lld ns to a deadline an hour away", (long long)waited);
+	cr_assert_geq(waited, PACING_CAP_NS, "%lld ns to a deadline an hour away",
+		      (long long)waited);
 
 	pthread_mutex_unlock(&lock);
 	pthread_cond_destroy(&cond);

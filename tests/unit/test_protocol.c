@@ -17,8 +17,8 @@
 
 static bool is_label(const char *r)
 {
-	static const char *const labels[] = {"not_json", "bad_transport", "bad_base64",
-					     "bad_secure", "bad_message", NULL};
+	static const char *const labels[] = {"not_json",   "bad_transport", "bad_base64",
+					     "bad_secure", "bad_message",   NULL};
 	for (const char *const *l = labels; *l; l++)
 		if (r && strcmp(r, *l) == 0)
 			return true;
@@ -48,15 +48,15 @@ static void expect_bytes(const char *wire, size_t len, enum choria_kind kind, co
 	cr_assert_str_eq(reason, label, "detail: %s", detail);
 	cr_assert(is_printable(detail), "detail not printable");
 	if (part)
-		cr_assert_not_null(strstr(detail, part), "detail \"%s\" does not say \"%s\"", detail,
-				   part);
+		cr_assert_not_null(strstr(detail, part), "detail \"%s\" does not say \"%s\"",
+				   detail, part);
 	cr_assert_null(d.body);
 	cr_assert_null(d.priv);
 	choria_decoded_clear(&d);
 }
 
-static void expect_reject(const struct choria_msg_spec *s, enum choria_kind kind,
-			  const char *label, const char *part)
+static void expect_reject(const struct choria_msg_spec *s, enum choria_kind kind, const char *label,
+			  const char *part)
 {
 	size_t len;
 	char *wire = choria_msg_build(s, &len);
@@ -190,9 +190,10 @@ Test(valid, full_headers_and_unknown_members)
 	struct choria_msg_spec s = choria_msg_defaults(REQ);
 	struct choria_decoded d;
 	s.reply_to = "choria.reply.x";
-	s.transport.patch = "{\"headers\":{\"seen-by\":[[\"\",\"web1\",\"nats1\"],[\"a\",\"b\",\"c\"]],"
-			    "\"federation\":{\"req\":\"5e8b2f0c1d3a4b5c6d7e8f9a0b1c2d3e\","
-			    "\"reply-to\":\"x.y\",\"targets\":[\"n1\",\"n2\"]}},\"extra\":1}";
+	s.transport.patch =
+		"{\"headers\":{\"seen-by\":[[\"\",\"web1\",\"nats1\"],[\"a\",\"b\",\"c\"]],"
+		"\"federation\":{\"req\":\"5e8b2f0c1d3a4b5c6d7e8f9a0b1c2d3e\","
+		"\"reply-to\":\"x.y\",\"targets\":[\"n1\",\"n2\"]}},\"extra\":1}";
 	s.secure.patch = "{\"extra\":[1,2]}";
 	s.message.patch = "{\"extra\":null,\"envelope\":{\"extra\":true,\"filter\":{\"fact\":"
 			  "[{\"fact\":\"os\",\"operator\":\"==\",\"value\":\"linux\"}],"
@@ -248,10 +249,9 @@ static void check_body(struct choria_msg_spec *s, enum choria_kind kind, const c
 	choria_decoded_clear(&d);
 }
 
-static const char tricky[] =
-	"{\"html\":\"<script>a && b > c</script>\",\"q\":\"say \\\"hi\\\"\","
-	"\"esc\":\"\\u003c\\u2028\\\\n\",\"ls\":\"\xe2\x80\xa8|\xe2\x80\xa9\","
-	"\"u\":\"caf\xc3\xa9 \xe2\x9c\x93 \xf0\x9f\x98\x80\",\"ctl\":\"\t\"}";
+static const char tricky[] = "{\"html\":\"<script>a && b > c</script>\",\"q\":\"say \\\"hi\\\"\","
+			     "\"esc\":\"\\u003c\\u2028\\\\n\",\"ls\":\"\xe2\x80\xa8|\xe2\x80\xa9\","
+			     "\"u\":\"caf\xc3\xa9 \xe2\x9c\x93 \xf0\x9f\x98\x80\",\"ctl\":\"\t\"}";
 
 Test(body, go_escapes_are_decoded)
 {
@@ -365,8 +365,9 @@ Test(not_json, trailing_garbage)
 Test(not_json, duplicate_members)
 {
 	struct choria_msg_spec s = choria_msg_defaults(REQ);
-	s.transport.raw = "{\"protocol\":\"choria:transport:1\",\"protocol\":\"choria:transport:1\","
-			  "\"data\":\"\",\"headers\":{}}";
+	s.transport.raw =
+		"{\"protocol\":\"choria:transport:1\",\"protocol\":\"choria:transport:1\","
+		"\"data\":\"\",\"headers\":{}}";
 	expect_reject(&s, CHORIA_REQUEST, "not_json", "duplicate");
 }
 
@@ -374,7 +375,8 @@ Test(not_json, secure_layer_not_json)
 {
 	struct choria_msg_spec s = choria_msg_defaults(REQ);
 	s.secure.raw = "{\"protocol\": choria";
-	expect_reject(&s, CHORIA_REQUEST, "not_json", "secure request (transport.data) is not valid JSON");
+	expect_reject(&s, CHORIA_REQUEST, "not_json",
+		      "secure request (transport.data) is not valid JSON");
 }
 
 Test(not_json, secure_layer_not_an_object)
@@ -418,8 +420,9 @@ Test(bad_transport, wrong_protocol)
 {
 	struct choria_msg_spec s = choria_msg_defaults(REQ);
 	s.transport_protocol = "choria:transport:2";
-	expect_reject(&s, CHORIA_REQUEST, "bad_transport",
-		      "transport.protocol is \"choria:transport:2\", expected \"choria:transport:1\"");
+	expect_reject(
+		&s, CHORIA_REQUEST, "bad_transport",
+		"transport.protocol is \"choria:transport:2\", expected \"choria:transport:1\"");
 }
 
 Test(bad_transport, protocol_missing)
@@ -565,8 +568,9 @@ Test(bad_secure, wrong_protocol)
 {
 	struct choria_msg_spec s = choria_msg_defaults(REQ);
 	s.secure_protocol = "choria:secure:request:2";
-	expect_reject(&s, CHORIA_REQUEST, "bad_secure",
-		      "secure.protocol is \"choria:secure:request:2\", expected \"choria:secure:request:1\"");
+	expect_reject(
+		&s, CHORIA_REQUEST, "bad_secure",
+		"secure.protocol is \"choria:secure:request:2\", expected \"choria:secure:request:1\"");
 }
 
 Test(bad_secure, protocol_missing)
@@ -579,8 +583,9 @@ Test(bad_secure, protocol_missing)
 Test(bad_secure, reply_sent_to_a_request_decoder)
 {
 	struct choria_msg_spec s = choria_msg_defaults(REP);
-	expect_reject(&s, CHORIA_REQUEST, "bad_secure",
-		      "secure.protocol is \"choria:secure:reply:1\", expected \"choria:secure:request:1\" (a secure reply where requests are expected)");
+	expect_reject(
+		&s, CHORIA_REQUEST, "bad_secure",
+		"secure.protocol is \"choria:secure:reply:1\", expected \"choria:secure:request:1\" (a secure reply where requests are expected)");
 }
 
 Test(bad_secure, request_sent_to_a_reply_decoder)
@@ -683,8 +688,7 @@ Test(bad_message, reply_inside_a_secure_request)
 {
 	struct choria_msg_spec s = choria_msg_defaults(REQ);
 	s.protocol = "choria:reply:1";
-	expect_reject(&s, CHORIA_REQUEST, "bad_message",
-		      "(a reply where requests are expected)");
+	expect_reject(&s, CHORIA_REQUEST, "bad_message", "(a reply where requests are expected)");
 }
 
 Test(bad_message, request_inside_a_secure_reply)
@@ -697,8 +701,10 @@ Test(bad_message, request_inside_a_secure_reply)
 Test(bad_message, protocol_value_is_quoted_safely)
 {
 	struct choria_msg_spec s = choria_msg_defaults(REP);
-	s.protocol = "\"evil\"\n\x1b[2J and a very long tail that will not fit in the detail at all";
-	expect_reject(&s, CHORIA_REPLY, "bad_message", "reply.protocol is \"\\x22evil\\x22\\x0a\\x1b[2J");
+	s.protocol =
+		"\"evil\"\n\x1b[2J and a very long tail that will not fit in the detail at all";
+	expect_reject(&s, CHORIA_REPLY, "bad_message",
+		      "reply.protocol is \"\\x22evil\\x22\\x0a\\x1b[2J");
 }
 
 Test(bad_message, protocol_missing)
@@ -792,7 +798,8 @@ Test(bad_message, requestid_not_a_string)
 Test(bad_message, requestid_with_nul)
 {
 	struct choria_msg_spec s = choria_msg_defaults(REQ);
-	s.message.patch = "{\"envelope\":{\"requestid\":\"5e8b2f0c1d3a4b5c\\u00006d7e8f9a0b1c2d3\"}}";
+	s.message.patch =
+		"{\"envelope\":{\"requestid\":\"5e8b2f0c1d3a4b5c\\u00006d7e8f9a0b1c2d3\"}}";
 	expect_reject(&s, CHORIA_REQUEST, "bad_message",
 		      "envelope.requestid must not contain a NUL character");
 }
@@ -891,7 +898,8 @@ Test(bad_message, ttl_below_30)
 {
 	struct choria_msg_spec s = choria_msg_defaults(REQ);
 	s.ttl = 10;
-	expect_reject(&s, CHORIA_REQUEST, "bad_message", "envelope.ttl must be at least 30, got 10");
+	expect_reject(&s, CHORIA_REQUEST, "bad_message",
+		      "envelope.ttl must be at least 30, got 10");
 	s.ttl = -60;
 	expect_reject(&s, CHORIA_REQUEST, "bad_message", "got -60");
 	s.ttl = 29;
@@ -998,15 +1006,18 @@ Test(bad_message, filter_fact_shape)
 	s.message.patch = "{\"envelope\":{\"filter\":{\"fact\":[\"os=linux\"]}}}";
 	expect_reject(&s, CHORIA_REQUEST, "bad_message",
 		      "envelope.filter.fact[0] must be an object, got a string");
-	s.message.patch = "{\"envelope\":{\"filter\":{\"fact\":[{\"fact\":\"os\",\"operator\":\"~~\","
-			  "\"value\":\"linux\"}]}}}";
+	s.message.patch =
+		"{\"envelope\":{\"filter\":{\"fact\":[{\"fact\":\"os\",\"operator\":\"~~\","
+		"\"value\":\"linux\"}]}}}";
 	expect_reject(&s, CHORIA_REQUEST, "bad_message",
 		      "envelope.filter.fact[0].operator \"~~\" is not a known operator");
-	s.message.patch = "{\"envelope\":{\"filter\":{\"fact\":[{\"fact\":\"os\",\"operator\":\"==\","
-			  "\"value\":\"\"}]}}}";
+	s.message.patch =
+		"{\"envelope\":{\"filter\":{\"fact\":[{\"fact\":\"os\",\"operator\":\"==\","
+		"\"value\":\"\"}]}}}";
 	expect_reject(&s, CHORIA_REQUEST, "bad_message",
 		      "envelope.filter.fact[0].value must not be empty");
-	s.message.patch = "{\"envelope\":{\"filter\":{\"fact\":[{\"operator\":\"==\",\"value\":\"x\"}]}}}";
+	s.message.patch =
+		"{\"envelope\":{\"filter\":{\"fact\":[{\"operator\":\"==\",\"value\":\"x\"}]}}}";
 	expect_reject(&s, CHORIA_REQUEST, "bad_message", "envelope.filter.fact[0].fact is missing");
 }
 

@@ -25,8 +25,8 @@ Test(puback, a_stored_message_gives_its_stream_and_sequence)
 
 Test(puback, a_duplicate_and_a_domain_are_read_too)
 {
-	struct puback pa =
-		parse("{\"stream\":\"NODES\",\"domain\":\"hub\",\"seq\":18446744073709551,\"duplicate\":true}");
+	struct puback pa = parse(
+		"{\"stream\":\"NODES\",\"domain\":\"hub\",\"seq\":18446744073709551,\"duplicate\":true}");
 	cr_assert_eq(pa.kind, PUBACK_STORED);
 	cr_assert_eq(pa.seq, 18446744073709551ULL);
 	cr_assert(pa.duplicate);

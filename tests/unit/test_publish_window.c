@@ -96,8 +96,9 @@ static const struct publish_window_ops t_ops = {
 	.settle_unlock = t_settle_unlock,
 };
 
-static const struct publish_window_opts t_opts = {
-	.max_inflight = N, .ack_timeout_ms = 5000, .retry_max_ms = 1000};
+static const struct publish_window_opts t_opts = {.max_inflight = N,
+						  .ack_timeout_ms = 5000,
+						  .retry_max_ms = 1000};
 
 static void setup(void)
 {
@@ -143,7 +144,8 @@ Test(publish_window, parking_waits_the_backoff_and_settling_gives_the_message_ba
 	park(0);
 	int64_t after = cad_clock_mono_ns();
 	int64_t first = PUBLISH_WINDOW_RETRY_FIRST_MS * CAD_NS_PER_MS;
-	cr_assert(t.e[0].pw.retry_at_ns >= before + first && t.e[0].pw.retry_at_ns <= after + first);
+	cr_assert(t.e[0].pw.retry_at_ns >= before + first &&
+		  t.e[0].pw.retry_at_ns <= after + first);
 	cr_assert_eq(t.win.waiting, 1);
 	cr_assert_eq(atomic_load(&t.win.due_ns), t.e[0].pw.retry_at_ns, "the window is due then");
 

@@ -319,7 +319,8 @@ Test(queue, a_queue_that_stays_full_stops_holding_producers_back, .timeout = 10)
 	for (uintptr_t i = 6; i < 12; i += 2) {
 		void *out;
 		cr_assert_eq(queue_pop(q, &out, 0), 0, "the consumer takes one");
-		cr_assert_eq(queue_push_wait(q, (void *)i, 300 * CAD_NS_PER_MS), 0, "into its room");
+		cr_assert_eq(queue_push_wait(q, (void *)i, 300 * CAD_NS_PER_MS), 0,
+			     "into its room");
 		assert_refused_without_waiting(q, (void *)(i + 1), 300 * CAD_NS_PER_MS);
 	}
 	queue_free(q);

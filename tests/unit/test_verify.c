@@ -159,7 +159,8 @@ Test(verify, without_privileged_patterns_the_privileged_certificate_is_an_ordina
 	char *wire = signed_request(test_pki()->privileged, "choria=web1.example.net", false, &len);
 	cr_assert_str_eq(check(v, wire, len), "caller_mismatch");
 	free(wire);
-	wire = signed_request(test_pki()->privileged, "choria=admin.privileged.choria", false, &len);
+	wire = signed_request(test_pki()->privileged, "choria=admin.privileged.choria", false,
+			      &len);
 	cr_assert_str_eq(check(v, wire, len), "ok");
 	free(wire);
 	choria_verifier_free(v);
@@ -301,8 +302,11 @@ static void renewed_ca_make(struct renewed_ca *r, long from1, long to1, long fro
 	ca.to = to2;
 	X509 *two = test_cert_make(&ca, key, NULL, NULL);
 	static const char *const dns[] = {"web1.example.net", NULL};
-	struct test_cert_spec leaf = {.cn = "web1.example.net", .dns = dns, .eku = "clientAuth",
-				      .from = -30 * DAY, .to = 365 * DAY};
+	struct test_cert_spec leaf = {.cn = "web1.example.net",
+				      .dns = dns,
+				      .eku = "clientAuth",
+				      .from = -30 * DAY,
+				      .to = 365 * DAY};
 	X509 *l = test_cert_make(&leaf, test_pki()->leaf_key, two, key);
 	cr_assert(one && two && l);
 	r->first = test_cert_pem(one);
@@ -343,7 +347,8 @@ Test(verify, a_renewed_ca_beside_the_expired_copy_it_replaces_is_chosen_in_eithe
 		char detail[512] = "";
 		size_t len;
 		char *wire = signed_request(r.leaf, NULL, false, &len);
-		cr_assert_str_eq(check_at(v, wire, len, (int64_t)time(NULL), detail, sizeof(detail)),
+		cr_assert_str_eq(check_at(v, wire, len, (int64_t)time(NULL), detail,
+					  sizeof(detail)),
 				 "ok", "%s the expired copy: %s", i ? "after" : "before", detail);
 		free(wire);
 		choria_verifier_free(v);
@@ -362,8 +367,8 @@ Test(verify, a_cached_chain_that_expires_is_chosen_again_from_a_renewed_ca)
 	size_t len;
 	char *wire = signed_request(r.leaf, NULL, false, &len);
 	int64_t now = (int64_t)time(NULL);
-	cr_assert_str_eq(check_at(v, wire, len, now - 10 * DAY, detail, sizeof(detail)), "ok",
-			 "%s", detail);
+	cr_assert_str_eq(check_at(v, wire, len, now - 10 * DAY, detail, sizeof(detail)), "ok", "%s",
+			 detail);
 	cr_assert_str_eq(check_at(v, wire, len, now + 2 * DAY, detail, sizeof(detail)), "ok",
 			 "the chain through the expired copy is not kept: %s", detail);
 	struct certcache_stats st;
@@ -530,10 +535,11 @@ Test(verify, configuration_problems_name_their_option)
 	cr_assert_eq(choria_verifier_new(&v, &o, collect, &e, NULL), -EINVAL);
 	cr_assert_null(v);
 	cr_assert_eq(e.n, 3, "every problem is reported: %s", e.text);
-	cr_assert_not_null(strstr(e.text, "ca: cannot read /nonexistent/ca.pem: No such file"), "%s",
-			   e.text);
-	cr_assert_not_null(strstr(e.text, "privileged_certs: '(unclosed' is not a valid regular expression"),
+	cr_assert_not_null(strstr(e.text, "ca: cannot read /nonexistent/ca.pem: No such file"),
 			   "%s", e.text);
+	cr_assert_not_null(
+		strstr(e.text, "privileged_certs: '(unclosed' is not a valid regular expression"),
+		"%s", e.text);
 	cr_assert_not_null(strstr(e.text, "allowed_certs: '[z-a]' is not a valid"), "%s", e.text);
 }
 
@@ -550,7 +556,8 @@ Test(verify, a_ca_file_without_certificates_is_refused)
 
 	/* A good certificate followed by a broken one. */
 	char *text = NULL;
-	cr_assert(asprintf(&text, "%s-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+	cr_assert(asprintf(&text,
+			   "%s-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
 			   test_pki()->ca) > 0);
 	cr_assert_eq(tmpdir_write(dir, "ca.pem", text, path, sizeof(path)), 0);
 	memset(&e, 0, sizeof(e));
@@ -626,10 +633,12 @@ Test(verify, a_cached_certificate_still_expires)
 	 * might have carried it); after that, once a minute at most. */
 	cr_assert_eq(st.inserts, 2);
 	int64_t later = now + 400 * 24 * 3600;
-	cr_assert_str_eq(check_at(v, wire, len, later + 59, detail, sizeof(detail)), "cert_expired");
+	cr_assert_str_eq(check_at(v, wire, len, later + 59, detail, sizeof(detail)),
+			 "cert_expired");
 	choria_verifier_cache_stats(v, &st);
 	cr_assert_eq(st.inserts, 2);
-	cr_assert_str_eq(check_at(v, wire, len, later + 60, detail, sizeof(detail)), "cert_expired");
+	cr_assert_str_eq(check_at(v, wire, len, later + 60, detail, sizeof(detail)),
+			 "cert_expired");
 	choria_verifier_cache_stats(v, &st);
 	cr_assert_eq(st.inserts, 3);
 	free(wire);
@@ -704,8 +713,8 @@ Test(verify, threads_share_one_verifier_and_a_small_cache)
 		args[w] = (struct worker_arg){.v = v};
 		cr_assert_eq(choria_verify_scratch_new(&args[w].scratch), 0);
 		for (int k = 0; k < 4; k++) {
-			args[w].wires[k] = signed_request(pems[(k + w) % 4], NULL, false,
-							  &args[w].lens[k]);
+			args[w].wires[k] =
+				signed_request(pems[(k + w) % 4], NULL, false, &args[w].lens[k]);
 			args[w].want[k] = want[(k + w) % 4];
 		}
 	}

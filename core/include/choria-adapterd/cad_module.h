@@ -106,14 +106,14 @@ enum cad_opt_type {
 struct cad_option {
 	const char *name;
 	enum cad_opt_type type;
-	unsigned flags;               /* CAD_OPT_* bits */
-	const char *def_str;          /* STRING default (NULL: unset) */
-	const char *const *def_list;  /* STRING_LIST default, NULL-terminated
+	unsigned flags;              /* CAD_OPT_* bits */
+	const char *def_str;         /* STRING default (NULL: unset) */
+	const char *const *def_list; /* STRING_LIST default, NULL-terminated
 	                                 (NULL: empty list) */
-	long def_int;                 /* INT default; BOOL default (0 or 1) */
-	long min, max;                /* INT range, checked when min < max */
-	const char *const *choices;   /* STRING: NULL-terminated allowed values */
-	const char *help;             /* one line for operators */
+	long def_int;                /* INT default; BOOL default (0 or 1) */
+	long min, max;               /* INT range, checked when min < max */
+	const char *const *choices;  /* STRING: NULL-terminated allowed values */
+	const char *help;            /* one line for operators */
 };
 
 /* Parsed values of one module block; read it through host->cfg_*(). */
@@ -127,16 +127,16 @@ struct cad_config;
  * contain NUL bytes.
  * ------------------------------------------------------------------- */
 struct cad_msg {
-	const char *sender;     /* the sending node's identity */
+	const char *sender; /* the sending node's identity */
 	size_t sender_len;
 	const char *request_id; /* the request id it carried */
 	size_t request_id_len;
-	int64_t time;           /* the sender's timestamp, Unix seconds, UTC */
-	const char *body;       /* the payload exactly as received */
+	int64_t time;     /* the sender's timestamp, Unix seconds, UTC */
+	const char *body; /* the payload exactly as received */
 	size_t body_len;
-	int64_t received_ns;    /* CLOCK_MONOTONIC when received (set by msg_new) */
-	void *module_data;      /* free for the owning stream module's use */
-	uint32_t attempts;      /* publish attempts so far; the stream module's */
+	int64_t received_ns; /* CLOCK_MONOTONIC when received (set by msg_new) */
+	void *module_data;   /* free for the owning stream module's use */
+	uint32_t attempts;   /* publish attempts so far; the stream module's */
 };
 
 /* The adapter and role a module instance works for; opaque to modules. */
@@ -229,13 +229,13 @@ struct cad_host {
  * Returns are 0 or a negative errno.
  * ------------------------------------------------------------------- */
 struct cad_module {
-	unsigned abi_major;  /* CAD_ABI_MAJOR the module was built with */
-	unsigned abi_minor;  /* CAD_ABI_MINOR the module was built with */
-	size_t size;         /* sizeof(struct cad_module) as built */
+	unsigned abi_major; /* CAD_ABI_MAJOR the module was built with */
+	unsigned abi_minor; /* CAD_ABI_MINOR the module was built with */
+	size_t size;        /* sizeof(struct cad_module) as built */
 	enum cad_kind kind;
-	const char *type;    /* the `type` name: must match the file name */
-	const char *version; /* the module's own version, for logs */
-	const char *summary; /* one line: what it does */
+	const char *type;                 /* the `type` name: must match the file name */
+	const char *version;              /* the module's own version, for logs */
+	const char *summary;              /* one line: what it does */
 	const struct cad_option *options; /* may be NULL: no options */
 
 	/* Required, both kinds. */
