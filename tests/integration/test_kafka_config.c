@@ -35,19 +35,7 @@ TestSuite(kafka_config, .init = setup, .fini = teardown, .timeout = 60);
 /* The stream block's lines start at line 4 of the file. */
 static int check_conf(const char *stream_block, char **out, char *path, size_t len)
 {
-	char *text = NULL;
-	cr_assert(asprintf(&text,
-			   "adapter a {\n"
-			   "  ingest { type = \"choria\" topic = \"t\" security = \"none\" }\n"
-			   "  stream {\n"
-			   "    type = \"kafka\"\n"
-			   "%s"
-			   "  }\n"
-			   "}\n",
-			   stream_block) > 0);
-	cr_assert_eq(tmpdir_write(dir, "kafka.conf", text, path, len), 0);
-	free(text);
-	return daemon_run_cmd(out, dir, "-t", "-c", path, "-M", moddir, NULL);
+	return daemon_check_stream_block(out, dir, moddir, "kafka", stream_block, path, len);
 }
 
 /* The check fails, and its output holds "<path>:<line>: adapter a: stream: <what>". */

@@ -28,19 +28,7 @@ TestSuite(natsstream_config, .init = setup, .fini = teardown, .timeout = 60);
 
 static int check_conf(const char *stream_block, char **out, char *path, size_t len)
 {
-	char *text = NULL;
-	cr_assert(asprintf(&text,
-			   "adapter a {\n"
-			   "  ingest { type = \"choria\" topic = \"t\" security = \"none\" }\n"
-			   "  stream {\n"
-			   "    type = \"natsstream\"\n"
-			   "%s"
-			   "  }\n"
-			   "}\n",
-			   stream_block) > 0);
-	cr_assert_eq(tmpdir_write(dir, "ns.conf", text, path, len), 0);
-	free(text);
-	return daemon_run_cmd(out, dir, "-t", "-c", path, "-M", moddir, NULL);
+	return daemon_check_stream_block(out, dir, moddir, "natsstream", stream_block, path, len);
 }
 
 Test(natsstream_config, a_good_block_is_described)
