@@ -250,14 +250,15 @@ static void nats_conn_on_async_error(natsConnection *nc, natsSubscription *sub, 
 	nats_conn_log_async_error(closure, err);
 }
 
-void nats_conn_log_async_error(const struct nats_conn *c, natsStatus err)
+void nats_conn_log_async_error(struct nats_conn *c, natsStatus err)
 {
 	if (err == NATS_SLOW_CONSUMER)
-		c->host->log(c->ctx, CAD_LOG_WARN,
-			     "%s: messages are arriving faster than they are processed; the NATS client dropped some (slow consumer)",
-			     c->name);
+		pacing_warn(c->host, c->ctx, &c->error_limit,
+			    "%s: messages are arriving faster than they are processed; the NATS client dropped some (slow consumer)",
+			    c->name);
 	else
-		c->host->log(c->ctx, CAD_LOG_WARN, "%s: %s", c->name, natsStatus_GetText(err));
+		pacing_warn(c->host, c->ctx, &c->error_limit, "%s: %s", c->name,
+			    natsStatus_GetText(err));
 }
 
 /*
@@ -428,6 +429,8 @@ static void nats_conn_init(struct nats_conn *c, const struct nats_conn_opts *o, 
 	atomic_init(&c->closing, false);
 	atomic_init(&c->closed_cb, false);
 	atomic_init(&c->ever_up, false);
+	atomic_init(&c->error_limit.next_ns, 0);
+	atomic_init(&c->error_limit.suppressed, 0);
 	snprintf(c->name, sizeof(c->name), "%s", name);
 	nats_conn_opts_servers(o, c->servers, sizeof(c->servers));
 }
