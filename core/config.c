@@ -313,6 +313,14 @@ static int check_globals(struct config *c)
 				"metrics_listen", "'%s': %s", listen, why);
 		errors++;
 	}
+	c->metrics_max_connections = cfg_getint(cfg, "metrics_max_connections");
+	if (c->metrics_max_connections < 1 ||
+	    c->metrics_max_connections > CONFIG_METRICS_MAX_CONNECTIONS_MAX) {
+		config_error_at(c, config_line_of(c, cfg, "metrics_max_connections", 0), NULL, NULL,
+				"metrics_max_connections", "%ld is out of range (1 to %ld)",
+				c->metrics_max_connections, CONFIG_METRICS_MAX_CONNECTIONS_MAX);
+		errors++;
+	}
 	if (c->n_adapters == 0) {
 		config_error_at(c, 0, NULL, NULL, NULL, "no adapter is configured");
 		errors++;
@@ -381,6 +389,7 @@ static int check_adapter(struct config *c, size_t i)
 	 CFG_STR("log_level", "info", CFGF_NONE),                                                  \
 	 CFG_STR("log_file", "stderr", CFGF_NONE),                                                 \
 	 CFG_STR("metrics_listen", "", CFGF_NONE),                                                 \
+	 CFG_INT("metrics_max_connections", 64, CFGF_NONE),                                        \
 	 CFG_INT("drain_timeout", 10, CFGF_NONE),                                                  \
 	 CFG_SEC("adapter", adapter, CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),               \
 	 CFG_END()}

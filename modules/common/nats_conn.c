@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <openssl/bio.h>
@@ -280,11 +281,37 @@ static const char *nats_conn_tls_reason(char *buf, size_t len)
 	return buf;
 }
 
+/* Whether this process can open a socket now. A connect that failed
+ * because it could not (out of file descriptors, out of memory) is the
+ * host's doing, and the log must say so rather than blame the server. */
+static const char *nats_conn_local_reason(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd >= 0) {
+		close(fd);
+		return NULL;
+	}
+	switch (errno) {
+	case EMFILE:
+		return "this process has no file descriptor left (EMFILE): raise LimitNOFILE";
+	case ENFILE:
+		return "the system has no file descriptor left (ENFILE)";
+	case ENOMEM:
+	case ENOBUFS:
+		return "out of memory for a socket (ENOMEM)";
+	default:
+		return NULL;
+	}
+}
+
 /* The connection's last error as text, for a log line; cnats calls the
  * reconnect callbacks on the thread that made the attempt, so OpenSSL's
  * queue holds that attempt's TLS errors. */
 static const char *nats_conn_last_error(natsConnection *nc, char *buf, size_t len)
 {
+	const char *local = nats_conn_local_reason();
+	if (local)
+		return local;
 	const char *text = NULL;
 	char tls[160];
 	natsStatus err = natsConnection_GetLastError(nc, &text);
