@@ -11,6 +11,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <libintl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,7 @@
 #endif
 
 static struct config *parsing;
+static const char *parsing_text; /* the text being parsed, comments blanked */
 
 /* ---------------------------------------------------------- reporting */
 
@@ -70,8 +72,66 @@ static const char *adapter_at(const struct config *conf, int line)
 	return NULL;
 }
 
+/* libconfuse says "found duplicate title" for a second adapter block of
+ * the same name, without the first block's line. The message is known by
+ * its format, in English or in libconfuse's own translation. */
+static int is_duplicate_title(const char *fmt)
+{
+	static const char english[] = "found duplicate title '%s'";
+	return strcmp(fmt, english) == 0 || strcmp(fmt, dgettext("confuse", english)) == 0;
+}
+
+/* Whether `p` starts `adapter NAME` or `adapter "NAME"`, in text whose
+ * blanks are single spaces. */
+static bool block_starts_at(const char *p, const char *name)
+{
+	size_t n = strlen(name);
+	if (strncmp(p, "adapter ", 8) != 0)
+		return false;
+	p += 8;
+	bool quoted = *p == '"';
+	p += quoted;
+	if (strncmp(p, name, n) != 0)
+		return false;
+	p += n;
+	if (quoted && *p++ != '"')
+		return false;
+	return *p == ' ' || *p == '{';
+}
+
+/* The line where the block `name` that ends at line `end` starts: libconfuse
+ * keeps only a section's last line. 0 when it cannot be found. */
+static int block_start_line(const char *text, const char *name, int end)
+{
+	int line = 1, found = 0;
+	bool line_start = true;
+	for (const char *p = text; p && *p && line <= end; p++) {
+		if (*p == '\n') {
+			line++;
+			line_start = true;
+			continue;
+		}
+		if ((line_start || p[-1] == ' ' || p[-1] == '}' || p[-1] == ';') &&
+		    block_starts_at(p, name))
+			found = line;
+		line_start = false;
+	}
+	return found;
+}
+
 static void on_confuse_error(cfg_t *cfg, const char *fmt, va_list ap)
 {
+	if (cfg && is_duplicate_title(fmt)) {
+		/* Raised while the root section is parsing the second block,
+		 * before it touches the first. */
+		const char *name = va_arg(ap, const char *);
+		cfg_t *first = cfg_gettsec(cfg, "adapter", name);
+		int first_line = first ? block_start_line(parsing_text, name, first->line) : 0;
+		config_error_at(parsing, cfg->line, NULL, NULL, NULL,
+				"duplicate adapter name '%s' (first at line %d)", name,
+				first_line ? first_line : (first ? first->line : 0));
+		return;
+	}
 	char msg[1024];
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	const char *adapter = NULL, *kind = NULL;
@@ -146,7 +206,10 @@ static int find_or_load(struct config *c, struct cad_config *b, const char *type
 static int parse_text(cfg_t *cfg, const char *text)
 {
 	cfg_set_error_function(cfg, on_confuse_error);
-	return cfg_parse_buf(cfg, text) == CFG_SUCCESS ? 0 : -EINVAL;
+	parsing_text = text;
+	int rc = cfg_parse_buf(cfg, text) == CFG_SUCCESS ? 0 : -EINVAL;
+	parsing_text = NULL;
+	return rc;
 }
 
 /* Learn the module folder, the adapters and their block types, and load
@@ -159,8 +222,11 @@ static int first_pass(struct config *c, const char *text, const char *module_dir
 	cfg_opt_t adapter[] = {CFG_SEC("ingest", block, CFGF_NODEFAULT),
 			       CFG_SEC("stream", block, CFGF_NODEFAULT),
 			       CFG_STR_LIST("__unknown", NULL, CFGF_NONE), CFG_END()};
+	/* Without NO_TITLE_DUPES, libconfuse would merge a second block of the
+	 * same name into the first, and load modules for the wrong types. */
 	cfg_opt_t root[] = {CFG_STR("module_path", CAD_PKGLIBDIR, CFGF_NONE),
-			    CFG_SEC("adapter", adapter, CFGF_MULTI | CFGF_TITLE),
+			    CFG_SEC("adapter", adapter,
+				    CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
 			    CFG_STR_LIST("__unknown", NULL, CFGF_NONE), CFG_END()};
 	cfg_t *cfg = cfg_init(root, CFGF_IGNORE_UNKNOWN);
 	if (!cfg)
@@ -249,6 +315,14 @@ static int check_globals(struct config *c)
 				"metrics_listen", "'%s': %s", listen, why);
 		errors++;
 	}
+	c->metrics_max_connections = cfg_getint(cfg, "metrics_max_connections");
+	if (c->metrics_max_connections < 1 ||
+	    c->metrics_max_connections > CONFIG_METRICS_MAX_CONNECTIONS_MAX) {
+		config_error_at(c, config_line_of(c, cfg, "metrics_max_connections", 0), NULL, NULL,
+				"metrics_max_connections", "%ld is out of range (1 to %ld)",
+				c->metrics_max_connections, CONFIG_METRICS_MAX_CONNECTIONS_MAX);
+		errors++;
+	}
 	if (c->n_adapters == 0) {
 		config_error_at(c, 0, NULL, NULL, NULL, "no adapter is configured");
 		errors++;
@@ -321,6 +395,7 @@ static int check_adapter(struct config *c, size_t i)
 			CFG_STR("log_level", "info", CFGF_NONE),                \
 			CFG_STR("log_file", "stderr", CFGF_NONE),               \
 			CFG_STR("metrics_listen", "", CFGF_NONE),               \
+			CFG_INT("metrics_max_connections", 64, CFGF_NONE),      \
 			CFG_INT("drain_timeout", 10, CFGF_NONE),                \
 			CFG_SEC("adapter", adapter,                             \
 				CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES), \

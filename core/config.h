@@ -34,6 +34,8 @@ struct cad_config {
  * stopping choria ingest gives its subscriptions to drain. */
 #define CONFIG_QUEUE_LEN_MAX 10000000L
 #define CONFIG_QUEUE_WAIT_MS_MAX 5000L
+/* Connections the metrics endpoint holds at once, at most. */
+#define CONFIG_METRICS_MAX_CONNECTIONS_MAX 10000L
 
 struct adapter_config {
 	char *name;
@@ -57,6 +59,7 @@ struct config {
 	char *log_level;
 	char *log_file;
 	char *metrics_listen;
+	long metrics_max_connections;
 	long drain_timeout;
 
 	size_t n_adapters;

@@ -6,7 +6,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-void config_text_strip_comments(char *p)
+/* The text shrinks as it is cleaned: a comment becomes one blank, and a
+ * run of blanks outside strings becomes one. The parser's scanner restarts
+ * a token from its first byte every time it reads more input, so a long
+ * run of blanks (a 4 MB comment line blanked in place) would cost it time
+ * quadratic in the run's length. Newlines are all kept, so line numbers
+ * stay exact; columns are never reported. */
+void config_text_strip_comments(char *text)
 {
 	enum {
 		CODE,
@@ -15,53 +21,68 @@ void config_text_strip_comments(char *p)
 		LINE_COMMENT,
 		BLOCK_COMMENT
 	} state = CODE;
-	for (; *p; p++) {
+	char *w = text;
+	int blank = 0; /* a separator is owed before the next code byte */
+	for (const char *p = text; *p; p++) {
 		switch (state) {
 		case CODE:
-			if (*p == '"') {
-				state = DQUOTE;
-			} else if (*p == '\'') {
-				state = SQUOTE;
-			} else if (*p == '#' || (p[0] == '/' && p[1] == '/')) {
+			if (*p == '#' || (p[0] == '/' && p[1] == '/')) {
 				state = LINE_COMMENT;
-				*p = ' ';
-			} else if (p[0] == '/' && p[1] == '*') {
-				state = BLOCK_COMMENT;
-				p[0] = ' ';
-				p[1] = ' ';
-				p++;
+				blank = 1;
+				continue;
 			}
+			if (p[0] == '/' && p[1] == '*') {
+				state = BLOCK_COMMENT;
+				blank = 1;
+				p++;
+				continue;
+			}
+			if (*p == ' ' || *p == '\t') {
+				blank = 1;
+				continue;
+			}
+			if (*p == '"')
+				state = DQUOTE;
+			else if (*p == '\'')
+				state = SQUOTE;
+			if (blank && *p != '\n')
+				*w++ = ' ';
+			blank = 0;
+			*w++ = *p;
 			break;
 		case DQUOTE:
 			if (*p == '\\' && p[1])
-				p++;
+				*w++ = *p++;
 			else if (*p == '"')
 				state = CODE;
+			*w++ = *p;
 			break;
 		case SQUOTE:
 			if (*p == '\\' && p[1] == '\'')
-				p++;
+				*w++ = *p++;
 			else if (*p == '\'')
 				state = CODE;
+			*w++ = *p;
 			break;
 		case LINE_COMMENT:
-			if (*p == '\n')
+			if (*p == '\n') {
 				state = CODE;
-			else
-				*p = ' ';
+				blank = 0;
+				*w++ = '\n';
+			}
 			break;
 		case BLOCK_COMMENT:
 			if (p[0] == '*' && p[1] == '/') {
-				p[0] = ' ';
-				p[1] = ' ';
 				p++;
 				state = CODE;
-			} else if (*p != '\n') {
-				*p = ' ';
+			} else if (*p == '\n') {
+				blank = 0;
+				*w++ = '\n';
 			}
 			break;
 		}
 	}
+	*w = '\0';
 }
 
 int config_text_read(char **out, const char *path)

@@ -11,11 +11,12 @@
 #include <stddef.h>
 
 /* Read `path` into a malloc'd, NUL-terminated buffer with the comments
- * (#, // and C-style) replaced by spaces outside quoted strings. Returns
- * 0 or a negative errno. */
+ * (#, // and C-style) outside quoted strings replaced by one blank each,
+ * and runs of blanks outside quoted strings shrunk to one. Returns 0 or a
+ * negative errno. */
 int config_text_read(char **out, const char *path);
 
-/* The same on a buffer, in place. */
+/* The same on a buffer, in place; the text can only get shorter. */
 void config_text_strip_comments(char *text);
 
 #endif

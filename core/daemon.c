@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #ifdef HAVE_LIBSYSTEMD
@@ -200,11 +201,32 @@ static void stop_all(struct daemon *d)
 	}
 }
 
+/* Every NATS connection, stream file and metrics client holds a file
+ * descriptor, and running out of them loses messages: the soft limit
+ * (1024 under systemd) goes up to the hard one, which costs nothing until
+ * descriptors are used. */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max)
+		return;
+	rlim_t was = rl.rlim_cur;
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+		log_warn("cannot raise the open file limit from %llu to %llu: %s",
+			 (unsigned long long)was, (unsigned long long)rl.rlim_max, strerror(errno));
+		return;
+	}
+	log_info("open file limit raised from %llu to %llu", (unsigned long long)was,
+		 (unsigned long long)rl.rlim_max);
+}
+
 int daemon_run(struct config *conf)
 {
 	struct daemon d = {.conf = conf};
 	sigset_t set;
 	block_signals(&set);
+	raise_fd_limit();
 
 	int rc = create_adapters(&d);
 	if (rc != 0)
@@ -213,7 +235,8 @@ int daemon_run(struct config *conf)
 	/* Bound before anything connects, so that a port in use stops the
 	 * daemon at once. */
 	if (*conf->metrics_listen) {
-		rc = metrics_start(&d.metrics, conf->metrics_listen, d.adapters, d.n);
+		rc = metrics_start(&d.metrics, conf->metrics_listen, conf->metrics_max_connections,
+				   d.adapters, d.n);
 		if (rc != 0) {
 			destroy_adapters(&d);
 			return rc == -EINVAL ? EXIT_CONFIG : EXIT_RUNTIME;

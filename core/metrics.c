@@ -39,9 +39,14 @@
 #include <event2/listener.h>
 #include <event2/util.h>
 
+#include <choria-adapterd/cad_ratelimit.h>
 #include "log.h"
 
-#define METRICS_IDLE_TIMEOUT_S 10
+/* A client has this long to send a whole request, from its connection
+ * or from the answer to its previous request; an idle connection is
+ * closed after as long. A slow client cannot hold its file descriptor for
+ * longer, however it trickles its bytes. */
+#define METRICS_REQUEST_TIMEOUT_S 5
 /* No path takes a body; a request that brings one is still answered. */
 #define METRICS_MAX_BODY 4096
 #define METRICS_MAX_HEADERS 8192
@@ -53,6 +58,17 @@
  * try again at once, for as long as the connection waits. */
 #define METRICS_ACCEPT_PAUSE_S 1
 
+/* One accepted connection, from its bufferevent's creation to evhttp's
+ * close callback. Only the metrics thread touches these. */
+struct metrics_conn {
+	struct metrics *m;
+	struct bufferevent *bev;
+	struct evhttp_connection *evcon; /* NULL until `setup` ran */
+	struct event *setup;             /* runs once evhttp made the connection */
+	struct event *deadline;          /* a whole request must be in by then */
+	struct metrics_conn *prev, *next;
+};
+
 struct metrics {
 	struct event_base *base;
 	struct evhttp *http;
@@ -63,6 +79,15 @@ struct metrics {
 	size_t n;
 	_Atomic int phase;
 	char listen[80];
+	/* Connections: at most max_conns open; the others are closed at once
+	 * and counted. The counters are read by metrics_render's caller on
+	 * this thread, and by nobody else. */
+	long max_conns;
+	long n_conns;
+	struct metrics_conn *conns;
+	uint64_t refused, timed_out;
+	struct cad_ratelimit refuse_limit;
+	bool refusing; /* evhttp is about to complain about the refusal */
 };
 
 /* ------------------------------------------------------------ address */
@@ -218,10 +243,51 @@ static const char *method_name(enum evhttp_cmd_type cmd)
 	}
 }
 
+/* The endpoint's own counters, after the adapters'. */
+static int metrics_render_own(char **body, size_t *len, const struct metrics *m)
+{
+	char own[1024];
+	int n = snprintf(
+		own, sizeof(own),
+		"# HELP choria_adapterd_metrics_connections Connections open to this endpoint.\n"
+		"# TYPE choria_adapterd_metrics_connections gauge\n"
+		"choria_adapterd_metrics_connections %ld\n"
+		"# HELP choria_adapterd_metrics_connections_refused Connections closed at once: metrics_max_connections were open.\n"
+		"# TYPE choria_adapterd_metrics_connections_refused counter\n"
+		"choria_adapterd_metrics_connections_refused %llu\n"
+		"# HELP choria_adapterd_metrics_requests_timed_out Connections closed before a whole request arrived in time.\n"
+		"# TYPE choria_adapterd_metrics_requests_timed_out counter\n"
+		"choria_adapterd_metrics_requests_timed_out %llu\n",
+		m->n_conns, (unsigned long long)m->refused, (unsigned long long)m->timed_out);
+	if (n < 0 || (size_t)n >= sizeof(own))
+		return -ENOMEM;
+	char *grown = realloc(*body, *len + (size_t)n + 1);
+	if (!grown)
+		return -ENOMEM;
+	memcpy(grown + *len, own, (size_t)n + 1);
+	*body = grown;
+	*len += (size_t)n;
+	return 0;
+}
+
+static const struct timeval metrics_request_timeout = {.tv_sec = METRICS_REQUEST_TIMEOUT_S};
+
+/* The connection a request came on starts a new request's time. */
+static void metrics_request_answered(struct metrics *m, struct evhttp_request *req)
+{
+	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+	for (struct metrics_conn *c = m->conns; c && evcon; c = c->next)
+		if (c->evcon == evcon) {
+			evtimer_add(c->deadline, &metrics_request_timeout);
+			return;
+		}
+}
+
 /* Every request is answered at once, whatever its method or body. */
 static void metrics_answer(struct evhttp_request *req, void *arg)
 {
 	struct metrics *m = arg;
+	metrics_request_answered(m, req);
 	const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
 	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
 	if (!path)
@@ -242,6 +308,8 @@ static void metrics_answer(struct evhttp_request *req, void *arg)
 		const char *type;
 		if (is_metrics) {
 			rc = metrics_render(&body, &len, m->adapters, m->n, PACKAGE_VERSION);
+			if (rc == 0)
+				rc = metrics_render_own(&body, &len, m);
 			code = HTTP_OK;
 			type = METRICS_CONTENT_TYPE;
 		} else {
@@ -264,8 +332,17 @@ static void metrics_answer(struct evhttp_request *req, void *arg)
 
 /* libevent's own complaints (a failed accept, say) go to the daemon's log;
  * its debug chatter is off unless asked for. */
+static struct metrics *metrics_logging; /* for metrics_event_log */
+
 static void metrics_event_log(int severity, const char *msg)
 {
+	struct metrics *m = metrics_logging;
+	if (m && m->refusing) {
+		/* evhttp's "cannot get connection" for a connection refused
+		 * over the cap, which metrics_refuse() reports itself. */
+		m->refusing = false;
+		return;
+	}
 	if (severity >= EVENT_LOG_WARN)
 		log_warn("metrics: %s", msg);
 }
@@ -277,15 +354,115 @@ static void metrics_wake(evutil_socket_t fd, short what, void *arg)
 	event_base_loopbreak(((struct metrics *)arg)->base);
 }
 
-/* Each connection's bufferevent, made here so that its input is bounded:
- * once METRICS_MAX_INPUT bytes wait, libevent stops reading the socket
- * until evhttp has consumed some. */
+/* Forget a connection: evhttp closed it, or the endpoint stops. */
+static void metrics_conn_forget(struct metrics_conn *c)
+{
+	struct metrics *m = c->m;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		m->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	m->n_conns--;
+	event_free(c->setup);
+	event_free(c->deadline);
+	free(c);
+}
+
+/* evhttp is closing the connection, whatever the reason. */
+static void metrics_conn_closed(struct evhttp_connection *evcon, void *arg)
+{
+	(void)evcon;
+	metrics_conn_forget(arg);
+}
+
+/* A whole request did not come in time: however the client trickles its
+ * bytes, the connection goes (an idle one also meets evhttp's timeout). */
+static void metrics_conn_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct metrics_conn *c = arg;
+	c->m->timed_out++;
+	evhttp_connection_free(c->evcon); /* calls metrics_conn_closed */
+}
+
+/* Made active when the bufferevent is made, this runs once evhttp has
+ * built the connection around it, before any of its input is read: the
+ * bufferevent's callback argument is then evhttp's connection. */
+static void metrics_conn_setup(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct metrics_conn *c = arg;
+	void *evcon = NULL;
+	bufferevent_getcb(c->bev, NULL, NULL, NULL, &evcon);
+	if (!evcon || evhttp_connection_get_bufferevent(evcon) != c->bev) {
+		/* Not evhttp's (it made a bufferevent of its own): nothing to
+		 * follow. */
+		metrics_conn_forget(c);
+		return;
+	}
+	c->evcon = evcon;
+	evhttp_connection_set_closecb(c->evcon, metrics_conn_closed, c);
+	evtimer_add(c->deadline, &metrics_request_timeout);
+}
+
+/* A connection over the cap: evhttp is handed a bufferevent that cannot
+ * take a socket, so it closes the socket at once (and says so, which
+ * metrics_event_log keeps out of the log; this says it instead). */
+static struct bufferevent *metrics_refuse(struct metrics *m, struct event_base *base)
+{
+	m->refused++;
+	uint64_t suppressed;
+	if (cad_ratelimit_allow(&m->refuse_limit, CAD_NS_PER_SEC, &suppressed))
+		log_warn(
+			"metrics: %ld connections are open (metrics_max_connections); closed a new "
+			"one (%llu more since the last report)",
+			m->n_conns, (unsigned long long)suppressed);
+	struct bufferevent *pair[2];
+	if (bufferevent_pair_new(base, BEV_OPT_CLOSE_ON_FREE, pair) != 0)
+		return NULL;
+	bufferevent_free(pair[1]);
+	m->refusing = true;
+	return pair[0];
+}
+
+/* Each connection's bufferevent, made here so that the connection is
+ * counted and gets its deadline (metrics_conn_setup), and so that its
+ * input is bounded: once METRICS_MAX_INPUT bytes wait, libevent stops
+ * reading the socket until evhttp has consumed some. */
 static struct bufferevent *metrics_new_connection(struct event_base *base, void *arg)
 {
-	(void)arg;
+	struct metrics *m = arg;
+	if (m->n_conns >= m->max_conns)
+		return metrics_refuse(m, base);
+	struct metrics_conn *c = calloc(1, sizeof(*c));
 	struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
-	if (bev)
-		bufferevent_setwatermark(bev, EV_READ, 0, METRICS_MAX_INPUT);
+	if (c) {
+		c->setup = event_new(base, -1, 0, metrics_conn_setup, c);
+		c->deadline = evtimer_new(base, metrics_conn_deadline, c);
+	}
+	if (!bev || !c || !c->setup || !c->deadline) {
+		if (c) {
+			if (c->setup)
+				event_free(c->setup);
+			if (c->deadline)
+				event_free(c->deadline);
+			free(c);
+		}
+		return bev; /* served, but neither counted nor timed */
+	}
+	bufferevent_setwatermark(bev, EV_READ, 0, METRICS_MAX_INPUT);
+	c->m = m;
+	c->bev = bev;
+	c->next = m->conns;
+	if (m->conns)
+		m->conns->prev = c;
+	m->conns = c;
+	m->n_conns++;
+	event_active(c->setup, EV_TIMEOUT, 0);
 	return bev;
 }
 
@@ -321,8 +498,12 @@ static void *metrics_thread(void *arg)
 /* Everything but the thread; accepts a half-built object. */
 static void metrics_free(struct metrics *m)
 {
+	if (metrics_logging == m)
+		metrics_logging = NULL;
 	if (m->http)
 		evhttp_free(m->http); /* closes the listening socket too */
+	while (m->conns)              /* made, but never set up */
+		metrics_conn_forget(m->conns);
 	if (m->wake)
 		event_free(m->wake);
 	if (m->base)
@@ -339,8 +520,8 @@ static const ev_uint16_t all_methods = EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP
 				       EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
 				       EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH;
 
-int metrics_start(struct metrics **out, const char *listen, struct adapter *const *adapters,
-		  size_t n)
+int metrics_start(struct metrics **out, const char *listen, long max_connections,
+		  struct adapter *const *adapters, size_t n)
 {
 	struct sockaddr_storage sa;
 	socklen_t sa_len = 0;
@@ -354,6 +535,7 @@ int metrics_start(struct metrics **out, const char *listen, struct adapter *cons
 		return -ENOMEM;
 	m->adapters = adapters;
 	m->n = n;
+	m->max_conns = max_connections > 0 ? max_connections : 1;
 	m->stop_pipe[0] = m->stop_pipe[1] = -1;
 	atomic_init(&m->phase, METRICS_STARTING);
 	snprintf(m->listen, sizeof(m->listen), "%s", listen);
@@ -365,6 +547,7 @@ int metrics_start(struct metrics **out, const char *listen, struct adapter *cons
 		free(m);
 		return rc;
 	}
+	metrics_logging = m;
 	event_set_log_callback(metrics_event_log);
 	if (pipe2(m->stop_pipe, O_CLOEXEC) != 0) {
 		rc = -errno;
@@ -393,7 +576,7 @@ int metrics_start(struct metrics **out, const char *listen, struct adapter *cons
 	evhttp_set_gencb(m->http, metrics_answer, m);
 	evhttp_set_bevcb(m->http, metrics_new_connection, m);
 	evhttp_set_allowed_methods(m->http, all_methods);
-	evhttp_set_timeout(m->http, METRICS_IDLE_TIMEOUT_S);
+	evhttp_set_timeout(m->http, METRICS_REQUEST_TIMEOUT_S);
 	evhttp_set_max_body_size(m->http, METRICS_MAX_BODY);
 	evhttp_set_max_headers_size(m->http, METRICS_MAX_HEADERS);
 	rc = pthread_create(&m->thread, NULL, metrics_thread, m);

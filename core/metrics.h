@@ -26,11 +26,13 @@ struct metrics;
 bool metrics_listen_parse(struct sockaddr_storage *sa, socklen_t *sa_len, const char *text,
 			  const char **why);
 
-/* Bind `listen` and serve the `n` adapters, which must outlive the server.
- * The phase starts as METRICS_STARTING. Errors are logged, naming
- * metrics_listen. Returns 0, -EINVAL for an address that does not parse,
- * or the negative errno of the socket call that failed (-EADDRINUSE...). */
-CAD_MUSTCHECK int metrics_start(struct metrics **out, const char *listen,
+/* Bind `listen` and serve the `n` adapters, which must outlive the server,
+ * to at most `max_connections` connections at once (the others are closed
+ * at once and counted). The phase starts as METRICS_STARTING. Errors are
+ * logged, naming metrics_listen. Returns 0, -EINVAL for an address that
+ * does not parse, or the negative errno of the socket call that failed
+ * (-EADDRINUSE...). */
+CAD_MUSTCHECK int metrics_start(struct metrics **out, const char *listen, long max_connections,
 				struct adapter *const *adapters, size_t n);
 
 /* Move to another phase; /healthz is 200 only while METRICS_RUNNING. */

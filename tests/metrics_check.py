@@ -22,6 +22,9 @@ GAUGE = {"name", "identity"}
 REASON = {"name", "identity", "reason"}
 FAMILIES = {
     "choria_adapterd_build_info": ("gauge", {"version"}),
+    "choria_adapterd_metrics_connections": ("gauge", set()),
+    "choria_adapterd_metrics_connections_refused": ("counter", set()),
+    "choria_adapterd_metrics_requests_timed_out": ("counter", set()),
     "choria_adapter_received_msgs": ("counter", ADAPTER),
     "choria_adapter_published_msgs": ("counter", ADAPTER),
     "choria_adapter_errors": ("counter", ADAPTER),

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <openssl/bio.h>
@@ -253,15 +254,16 @@ static void nats_conn_on_async_error(natsConnection *nc, natsSubscription *sub, 
 	nats_conn_log_async_error(closure, err);
 }
 
-void nats_conn_log_async_error(const struct nats_conn *c, natsStatus err)
+void nats_conn_log_async_error(struct nats_conn *c, natsStatus err)
 {
 	if (err == NATS_SLOW_CONSUMER)
-		c->host->log(
-			c->ctx, CAD_LOG_WARN,
+		pacing_warn(
+			c->host, c->ctx, &c->error_limit,
 			"%s: messages are arriving faster than they are processed; the NATS client dropped some (slow consumer)",
 			c->name);
 	else
-		c->host->log(c->ctx, CAD_LOG_WARN, "%s: %s", c->name, natsStatus_GetText(err));
+		pacing_warn(c->host, c->ctx, &c->error_limit, "%s: %s", c->name,
+			    natsStatus_GetText(err));
 }
 
 /*
@@ -283,11 +285,37 @@ static const char *nats_conn_tls_reason(char *buf, size_t len)
 	return buf;
 }
 
+/* Whether this process can open a socket now. A connect that failed
+ * because it could not (out of file descriptors, out of memory) is the
+ * host's doing, and the log must say so rather than blame the server. */
+static const char *nats_conn_local_reason(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd >= 0) {
+		close(fd);
+		return NULL;
+	}
+	switch (errno) {
+	case EMFILE:
+		return "this process has no file descriptor left (EMFILE): raise LimitNOFILE";
+	case ENFILE:
+		return "the system has no file descriptor left (ENFILE)";
+	case ENOMEM:
+	case ENOBUFS:
+		return "out of memory for a socket (ENOMEM)";
+	default:
+		return NULL;
+	}
+}
+
 /* The connection's last error as text, for a log line; cnats calls the
  * reconnect callbacks on the thread that made the attempt, so OpenSSL's
  * queue holds that attempt's TLS errors. */
 static const char *nats_conn_last_error(natsConnection *nc, char *buf, size_t len)
 {
+	const char *local = nats_conn_local_reason();
+	if (local)
+		return local;
 	const char *text = NULL;
 	char tls[160];
 	natsStatus err = natsConnection_GetLastError(nc, &text);
@@ -434,6 +462,8 @@ static void nats_conn_init(struct nats_conn *c, const struct nats_conn_opts *o,
 	atomic_init(&c->closing, false);
 	atomic_init(&c->closed_cb, false);
 	atomic_init(&c->ever_up, false);
+	atomic_init(&c->error_limit.next_ns, 0);
+	atomic_init(&c->error_limit.suppressed, 0);
 	snprintf(c->name, sizeof(c->name), "%s", name);
 	nats_conn_opts_servers(o, c->servers, sizeof(c->servers));
 }

@@ -13,6 +13,7 @@
 #include <stdbool.h>
 
 #include <choria-adapterd/cad_module.h>
+#include <choria-adapterd/cad_ratelimit.h>
 
 /* Entries for a module's option table, in this order, ahead of its own. */
 #define NATS_CONN_OPTIONS                                                                         \
@@ -72,6 +73,7 @@ struct nats_conn {
 	bool draining;                             /* nats_conn_close_all() started its drain */
 	void (*on_reconnect)(struct nats_conn *c); /* optional, from a NATS thread */
 	void *user;                                /* for on_reconnect */
+	struct cad_ratelimit error_limit;          /* a slow consumer may repeat per message */
 };
 
 /* Connect. A server that cannot be reached is retried in the background;
@@ -110,7 +112,7 @@ bool nats_wait_flag(atomic_bool *flag, int64_t deadline_ms);
 /* Log a NATS failure with the library's own detail, once, at the edge. */
 /* Log an error the NATS client reports asynchronously on c's connection,
  * as the connections this file sets up do. */
-void nats_conn_log_async_error(const struct nats_conn *c, natsStatus err);
+void nats_conn_log_async_error(struct nats_conn *c, natsStatus err);
 
 void nats_conn_log_status(const struct cad_host *host, struct cad_context *ctx,
 			  enum cad_log_level level, natsStatus s, const char *what);

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "pacing.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 
 #define WAKE_EVERY_NS (50 * CAD_NS_PER_MS)
@@ -31,15 +32,36 @@ void pacing_cond_wait(pthread_cond_t *cond, pthread_mutex_t *lock, int64_t until
 	pthread_cond_timedwait(cond, lock, &ts);
 }
 
+static void pacing_vlog(const struct cad_host *host, struct cad_context *ctx,
+			struct cad_ratelimit *limit, enum cad_log_level level, const char *fmt,
+			va_list ap)
+{
+	uint64_t suppressed;
+	if (!cad_ratelimit_allow(limit, PACING_WARN_EVERY_NS, &suppressed))
+		return;
+	char line[512];
+	vsnprintf(line, sizeof(line), fmt, ap);
+	if (suppressed)
+		host->log(ctx, level, "%s (%llu more since the last report)", line,
+			  (unsigned long long)suppressed);
+	else
+		host->log(ctx, level, "%s", line);
+}
+
+void pacing_log(const struct cad_host *host, struct cad_context *ctx, struct cad_ratelimit *limit,
+		enum cad_log_level level, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	pacing_vlog(host, ctx, limit, level, fmt, ap);
+	va_end(ap);
+}
+
 void pacing_warn(const struct cad_host *host, struct cad_context *ctx, struct cad_ratelimit *limit,
 		 const char *fmt, ...)
 {
-	if (!cad_ratelimit_allow(limit, PACING_WARN_EVERY_NS, NULL))
-		return;
-	char line[512];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
+	pacing_vlog(host, ctx, limit, CAD_LOG_WARN, fmt, ap);
 	va_end(ap);
-	host->log(ctx, CAD_LOG_WARN, "%s", line);
 }

@@ -27,9 +27,14 @@ void pacing_cond_init(pthread_cond_t *cond);
  * often enough to resend what falls due and to see a deadline. */
 void pacing_cond_wait(pthread_cond_t *cond, pthread_mutex_t *lock, int64_t until_ns);
 
-/* Log a warning at most once every 5 s per `limit` (zeroed at first):
- * retries of a window repeat the same complaint. */
+/* Log a line at most once every 5 s per `limit` (zeroed at first), with
+ * the number of lines silenced since the last one: every line a message
+ * can cause (a retry, a message refused for good) goes through one, so
+ * that a stream refusing every message cannot flood the log. */
 #define PACING_WARN_EVERY_NS (5000 * CAD_NS_PER_MS)
+void pacing_log(const struct cad_host *host, struct cad_context *ctx, struct cad_ratelimit *limit,
+		enum cad_log_level level, const char *fmt, ...) CAD_PRINTF(5, 6);
+/* pacing_log() at CAD_LOG_WARN. */
 void pacing_warn(const struct cad_host *host, struct cad_context *ctx, struct cad_ratelimit *limit,
 		 const char *fmt, ...) CAD_PRINTF(4, 5);
 

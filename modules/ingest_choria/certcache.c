@@ -1,12 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * certcache.c - the certificate verdict cache: a chained hash table over a
- * doubly linked recency list, both under one mutex, with reference counted
+ * certcache.c - the certificate verdict cache: a chained hash table over
+ * two doubly linked recency lists (trusted verdicts, rejections), all under
+ * one mutex, with reference counted
  * entries so that a verdict stays usable while a caller checks a signature
  * with it, even if the cache evicts it meanwhile.
  *
  * Concurrency & locking:
- * - `lock` guards the table, the list, `entries` and every entry's links;
+ * - `lock` guards the table, the lists, their counts and every entry's links;
  *   it is held only to find, link, unlink and move entries, never while a
  *   certificate is parsed or a signature checked.
  * - An entry's `refs` counts the cache's own reference (while linked) and
@@ -36,15 +37,27 @@ struct certcache_entry {
 	struct certcache_entry *prev, *next; /* recency: head is the newest */
 };
 
+/* One recency order with its bound: an entry is in the list of its kind,
+ * which never changes (a verdict is read-only once cached). */
+struct certcache_lru {
+	struct certcache_entry *head, *tail; /* head is the newest */
+	size_t entries, capacity;
+	atomic_uint_fast64_t evictions;
+};
+
+enum {
+	LRU_TRUSTED,
+	LRU_REJECTED
+};
+
 struct certcache {
 	pthread_mutex_t lock;
 	struct certcache_entry **buckets;
 	size_t mask; /* buckets - 1, a power of two minus one */
-	size_t capacity, entries;
-	struct certcache_entry *head, *tail;
+	struct certcache_lru lru[2];
 	EVP_MD *sha256;
 	unsigned char salt[CERTCACHE_SALT_LEN];
-	atomic_uint_fast64_t hits, misses, inserts, evictions;
+	atomic_uint_fast64_t hits, misses, inserts;
 };
 
 void cert_verdict_clear(struct cert_verdict *v)
@@ -73,7 +86,8 @@ int certcache_new(struct certcache **out, size_t capacity)
 	*out = NULL;
 	if (capacity < 1)
 		capacity = 1;
-	while (n < capacity && n < ((size_t)1 << 30))
+	size_t rejected = CERTCACHE_REJECTED_ROOM(capacity);
+	while (n < capacity + rejected && n < ((size_t)1 << 30))
 		n <<= 1;
 	c = calloc(1, sizeof(*c));
 	if (!c)
@@ -88,11 +102,13 @@ int certcache_new(struct certcache **out, size_t capacity)
 		return -ENOMEM;
 	}
 	c->mask = n - 1;
-	c->capacity = capacity;
+	c->lru[LRU_TRUSTED].capacity = capacity;
+	c->lru[LRU_REJECTED].capacity = rejected;
 	atomic_init(&c->hits, 0);
 	atomic_init(&c->misses, 0);
 	atomic_init(&c->inserts, 0);
-	atomic_init(&c->evictions, 0);
+	atomic_init(&c->lru[LRU_TRUSTED].evictions, 0);
+	atomic_init(&c->lru[LRU_REJECTED].evictions, 0);
 	*out = c;
 	return 0;
 }
@@ -103,9 +119,11 @@ void certcache_free(struct certcache *c)
 
 	if (!c)
 		return;
-	for (e = c->head; e; e = next) {
-		next = e->next;
-		choria_certcache_entry_unref(e);
+	for (int k = 0; k < 2; k++) {
+		for (e = c->lru[k].head; e; e = next) {
+			next = e->next;
+			choria_certcache_entry_unref(e);
+		}
 	}
 	pthread_mutex_destroy(&c->lock);
 	EVP_MD_free(c->sha256);
@@ -148,30 +166,36 @@ static struct certcache_entry *choria_certcache_find(struct certcache *c, const 
 	return NULL;
 }
 
+static struct certcache_lru *choria_certcache_lru_of(struct certcache *c,
+						     const struct certcache_entry *e)
+{
+	return &c->lru[e->v.reason ? LRU_REJECTED : LRU_TRUSTED];
+}
+
 /* Under the lock. */
-static void choria_certcache_list_unlink(struct certcache *c, struct certcache_entry *e)
+static void choria_certcache_list_unlink(struct certcache_lru *lru, struct certcache_entry *e)
 {
 	if (e->prev)
 		e->prev->next = e->next;
 	else
-		c->head = e->next;
+		lru->head = e->next;
 	if (e->next)
 		e->next->prev = e->prev;
 	else
-		c->tail = e->prev;
+		lru->tail = e->prev;
 	e->prev = e->next = NULL;
 }
 
 /* Under the lock. */
-static void choria_certcache_list_push(struct certcache *c, struct certcache_entry *e)
+static void choria_certcache_list_push(struct certcache_lru *lru, struct certcache_entry *e)
 {
 	e->prev = NULL;
-	e->next = c->head;
-	if (c->head)
-		c->head->prev = e;
-	c->head = e;
-	if (!c->tail)
-		c->tail = e;
+	e->next = lru->head;
+	if (lru->head)
+		lru->head->prev = e;
+	lru->head = e;
+	if (!lru->tail)
+		lru->tail = e;
 }
 
 /* Under the lock: take `e` out of its bucket and the list; the caller
@@ -186,14 +210,16 @@ static void choria_certcache_remove(struct certcache *c, struct certcache_entry 
 			break;
 		}
 	}
-	choria_certcache_list_unlink(c, e);
-	c->entries--;
+	struct certcache_lru *lru = choria_certcache_lru_of(c, e);
+	choria_certcache_list_unlink(lru, e);
+	lru->entries--;
 }
 
-/* Under the lock: take the least recently used entry out. */
-static struct certcache_entry *choria_certcache_evict(struct certcache *c)
+/* Under the lock: take the least recently used entry of `lru` out. */
+static struct certcache_entry *choria_certcache_evict(struct certcache *c,
+						      struct certcache_lru *lru)
 {
-	struct certcache_entry *e = c->tail;
+	struct certcache_entry *e = lru->tail;
 
 	if (e)
 		choria_certcache_remove(c, e);
@@ -209,9 +235,10 @@ const struct cert_verdict *certcache_get(struct certcache *c,
 	e = choria_certcache_find(c, key);
 	if (e) {
 		atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
-		if (c->head != e) {
-			choria_certcache_list_unlink(c, e);
-			choria_certcache_list_push(c, e);
+		struct certcache_lru *lru = choria_certcache_lru_of(c, e);
+		if (lru->head != e) {
+			choria_certcache_list_unlink(lru, e);
+			choria_certcache_list_push(lru, e);
 		}
 	}
 	pthread_mutex_unlock(&c->lock);
@@ -245,18 +272,20 @@ const struct cert_verdict *certcache_put(struct certcache *c,
 		free(e);
 		return &old->v;
 	}
-	if (c->entries >= c->capacity)
-		evicted = choria_certcache_evict(c);
+	/* A new verdict only ever pushes out one of its own kind. */
+	struct certcache_lru *lru = choria_certcache_lru_of(c, e);
+	if (lru->entries >= lru->capacity)
+		evicted = choria_certcache_evict(c, lru);
 	b = choria_certcache_bucket(c, key);
 	e->chain = c->buckets[b];
 	c->buckets[b] = e;
-	choria_certcache_list_push(c, e);
-	c->entries++;
+	choria_certcache_list_push(lru, e);
+	lru->entries++;
 	pthread_mutex_unlock(&c->lock);
 
 	atomic_fetch_add_explicit(&c->inserts, 1, memory_order_relaxed);
 	if (evicted) {
-		atomic_fetch_add_explicit(&c->evictions, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&lru->evictions, 1, memory_order_relaxed);
 		choria_certcache_entry_unref(evicted);
 	}
 	return &e->v;
@@ -293,9 +322,13 @@ void certcache_get_stats(struct certcache *c, struct certcache_stats *out)
 	out->hits = atomic_load_explicit(&c->hits, memory_order_relaxed);
 	out->misses = atomic_load_explicit(&c->misses, memory_order_relaxed);
 	out->inserts = atomic_load_explicit(&c->inserts, memory_order_relaxed);
-	out->evictions = atomic_load_explicit(&c->evictions, memory_order_relaxed);
+	out->evictions = atomic_load_explicit(&c->lru[LRU_TRUSTED].evictions, memory_order_relaxed);
+	out->rejected_evictions =
+		atomic_load_explicit(&c->lru[LRU_REJECTED].evictions, memory_order_relaxed);
 	pthread_mutex_lock(&c->lock);
-	out->entries = c->entries;
-	out->capacity = c->capacity;
+	out->entries = c->lru[LRU_TRUSTED].entries;
+	out->capacity = c->lru[LRU_TRUSTED].capacity;
+	out->rejected_entries = c->lru[LRU_REJECTED].entries;
+	out->rejected_capacity = c->lru[LRU_REJECTED].capacity;
 	pthread_mutex_unlock(&c->lock);
 }

@@ -3,8 +3,13 @@
  * certcache.h - a bounded, thread-safe cache of certificate verdicts for
  * the choria ingest, keyed by a salted SHA-256 of the certificate's PEM
  * text, so that a signer's chain is checked and its PEM parsed once, not
- * for every message it signs. The least recently used verdict goes when
- * the cache is full.
+ * for every message it signs.
+ *
+ * Trusted verdicts (the chain leads to the CA) and rejections are kept
+ * apart, each with its own bound and its own least-recently-used order:
+ * anyone can send new untrusted certificates, as many as they like, and
+ * those must never push the fleet's verdicts out. Rejections get a
+ * quarter of the room.
  *
  * Pure: no NATS, no host; verify.c fills the verdicts.
  */
@@ -53,11 +58,15 @@ void cert_verdict_clear(struct cert_verdict *v);
 struct certcache;
 
 struct certcache_stats {
-	uint64_t hits, misses, inserts, evictions;
-	size_t entries, capacity;
+	uint64_t hits, misses, inserts;
+	uint64_t evictions, rejected_evictions;
+	size_t entries, capacity;                   /* trusted verdicts */
+	size_t rejected_entries, rejected_capacity; /* rejections */
 };
 
-/* A cache of at most `capacity` (>= 1) verdicts. Returns 0 or -ENOMEM. */
+/* A cache of at most `capacity` (>= 1) trusted verdicts and
+ * CERTCACHE_REJECTED_ROOM(capacity) rejections. Returns 0 or -ENOMEM. */
+#define CERTCACHE_REJECTED_ROOM(capacity) ((capacity) / 4 > 0 ? (capacity) / 4 : 1)
 int certcache_new(struct certcache **out, size_t capacity);
 /* Accepts NULL. No verdict may be held any more. */
 void certcache_free(struct certcache *c);

@@ -239,8 +239,11 @@ unsigned char *jdom_scratch_buffer(struct jdom_scratch *s, size_t len)
 	if (!s->buf || s->buf_cap < len) {
 		/* Some headroom: sizes vary a little from message to message. */
 		size_t cap = len < SIZE_MAX / 2 - JDOM_PADDING ? len + len / 4 : len;
+		/* Zeroed, padding included: simdjson reads the padding, and its
+		 * maintainers ask for it to be initialised (memcheck reports
+		 * every parse otherwise). Later messages only overwrite it. */
 		std::unique_ptr<unsigned char[]> b(
-			new (std::nothrow) unsigned char[cap + JDOM_PADDING]);
+			new (std::nothrow) unsigned char[cap + JDOM_PADDING]());
 		if (!b)
 			return nullptr;
 		s->buf = std::move(b);

@@ -67,6 +67,7 @@ struct jetstream {
 	struct publish_window_opts opts;
 	long window;                     /* max_inflight x workers, shared by the workers */
 	struct cad_ratelimit warn_limit; /* for retry warnings */
+	struct cad_ratelimit loss_limit; /* for messages refused for good */
 
 	struct nats_conn conn; /* stable address: cnats callbacks point at it */
 	bool connected;
@@ -305,8 +306,8 @@ static void jetstream_on_answer_unlock(struct jetstream *js, struct inflight_ent
 		char id[160];
 		snprintf(id, sizeof(id), "%s", e->pw.msg->request_id);
 		jetstream_settle_unlock(js, e, -EMSGSIZE, "too_large");
-		js->host->log(js->ctx, CAD_LOG_ERROR, "the stream refused message %s for good: %s",
-			      id, pa->text);
+		pacing_log(js->host, js->ctx, &js->loss_limit, CAD_LOG_ERROR,
+			   "the stream refused message %s for good: %s", id, pa->text);
 		return;
 	}
 	/* An earlier attempt's failure for an entry already waiting to go
@@ -439,8 +440,8 @@ static void jetstream_send_entry(struct js_worker *w, uint64_t token, natsMsg *n
 	}
 	if (s == NATS_MAX_PAYLOAD) {
 		jetstream_settle_unlock(js, e, -EMSGSIZE, "too_large");
-		js->host->log(js->ctx, CAD_LOG_ERROR,
-			      "a message is larger than the server accepts (max_payload)");
+		pacing_log(js->host, js->ctx, &js->loss_limit, CAD_LOG_ERROR,
+			   "a message is larger than the server accepts (max_payload)");
 		return;
 	}
 	publish_window_park_locked(&js->win, &e->pw);

@@ -67,6 +67,7 @@ struct natsstream {
 	long ping_interval;
 	long ping_max_out;
 	struct cad_ratelimit warn_limit; /* for retry warnings */
+	struct cad_ratelimit loss_limit; /* for messages refused for good */
 	pthread_mutex_t links_lock;
 	struct ns_link *links;
 	struct nats_conn probe; /* start()'s one connection, to see a refusal */
@@ -393,8 +394,8 @@ static void natsstream_submit(struct ns_worker *w, struct ns_entry *e, bool retr
 	w->at_library--;
 	if (s == NATS_MAX_PAYLOAD) {
 		natsstream_settle_unlock(w, e, -EMSGSIZE, "too_large");
-		ns->host->log(ns->ctx, CAD_LOG_ERROR,
-			      "a message is larger than the server accepts (max_payload)");
+		pacing_log(ns->host, ns->ctx, &ns->loss_limit, CAD_LOG_ERROR,
+			   "a message is larger than the server accepts (max_payload)");
 		return;
 	}
 	publish_window_park_locked(&w->win, &e->pw);

@@ -6,13 +6,20 @@
  * nats-servers so the stream side can fail alone.
  */
 #include <criterion/criterion.h>
+#include <dirent.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <time.h>
 
+#include "http_get.h"
 #include "pipeline.h"
 #include "tmpdir.h"
 
@@ -201,6 +208,156 @@ Test(delivery, stream_server_restarted_mid_flow_loses_and_duplicates_nothing)
 	cr_assert_eq(n.dropped, 0);
 	cr_assert_gt(daemon_log_count(&daemon_p, "stream: disconnected"), 0,
 		     "the outage is logged");
+	js_client_close(&reader);
+}
+
+/* Slow metrics clients: `n` connections that each send a byte of a
+ * request every 200 ms and never finish it, connecting again whenever the
+ * endpoint closes one, until `stop`. */
+#define SLOW_CLIENTS 300
+struct slow_clients {
+	int port;
+	int fds[SLOW_CLIENTS];
+	atomic_bool stop;
+	atomic_int connects; /* connections made, all told */
+	pthread_t thread;
+};
+
+static void *slow_clients_run(void *arg)
+{
+	struct slow_clients *sc = arg;
+	for (int i = 0; i < SLOW_CLIENTS; i++)
+		sc->fds[i] = -1;
+	while (!atomic_load(&sc->stop)) {
+		for (int i = 0; i < SLOW_CLIENTS && !atomic_load(&sc->stop); i++) {
+			if (sc->fds[i] >= 0 && send(sc->fds[i], "G", 1, MSG_NOSIGNAL) != 1) {
+				close(sc->fds[i]);
+				sc->fds[i] = -1;
+			}
+			if (sc->fds[i] < 0) {
+				sc->fds[i] = http_connect("127.0.0.1", sc->port, 1000);
+				if (sc->fds[i] >= 0)
+					atomic_fetch_add(&sc->connects, 1);
+			}
+		}
+		nats_Sleep(200);
+	}
+	for (int i = 0; i < SLOW_CLIENTS; i++)
+		if (sc->fds[i] >= 0)
+			close(sc->fds[i]);
+	return NULL;
+}
+
+Test(delivery, slow_metrics_clients_under_a_low_fd_limit_cost_no_message_across_a_restart)
+{
+	start_stream_server(0);
+	create_stream(stream.url);
+	char *q = quoted(stream.url);
+	char *adapter_conf = daemon_conf(q, 100000, 2, 64);
+	free(q);
+	int metrics_port = free_port();
+	char *conf = NULL;
+	cr_assert(asprintf(&conf, "metrics_listen = \"127.0.0.1:%d\"\n%s", metrics_port,
+			   adapter_conf) > 0);
+	free(adapter_conf);
+	pipeline_start_daemon(&daemon_p, dir, conf);
+	free(conf);
+	/* 128 descriptors, soft and hard, as a unit's LimitNOFILE might leave
+	 * the daemon, and more slow clients than that, all the time. */
+	struct rlimit low = {128, 128};
+	cr_assert_eq(prlimit(daemon_p.pid, RLIMIT_NOFILE, &low, NULL), 0);
+	static struct slow_clients sc;
+	sc.port = metrics_port;
+	cr_assert_eq(pthread_create(&sc.thread, NULL, slow_clients_run, &sc), 0);
+	/* Every slow client connected once, and the refused ones again. */
+	for (int waited = 0; waited < 60000 && atomic_load(&sc.connects) <= SLOW_CLIENTS;
+	     waited += 50)
+		nats_Sleep(50);
+	cr_assert_gt(atomic_load(&sc.connects), SLOW_CLIENTS);
+
+	struct js_client reader;
+	cr_assert_eq(js_client_open(&reader, stream.url), 0);
+	pipeline_publish(&fleet, "choria.discovery", CHORIA_MSG_REQUEST, 0, 300, 3);
+	cr_assert(js_stream_wait_count(&reader, "NODES", 300, 30000));
+	js_client_close(&reader);
+	nats_server_stop(&stream);
+	pipeline_publish(&fleet, "choria.discovery", CHORIA_MSG_REQUEST, 300, 300, 3);
+	nats_Sleep(1500); /* publishes fail and are retried while it is down */
+	cr_assert_eq(nats_server_restart(&stream), 0);
+	pipeline_publish(&fleet, "choria.discovery", CHORIA_MSG_REQUEST, 600, 300, 3);
+	cr_assert_eq(js_client_open(&reader, stream.url), 0);
+	/* While the slow clients still press on. */
+	cr_assert(js_stream_wait_count(&reader, "NODES", 900, 60000),
+		  "all 900 stored after the restart:\n%s", file_read(daemon_p.log));
+	cr_assert_gt(atomic_load(&sc.connects), SLOW_CLIENTS,
+		     "the slow clients pressed on (%d connections)", atomic_load(&sc.connects));
+
+	/* A scraper that sends its request at once is answered, between the
+	 * slow ones that time out. */
+	struct http_reply r = {0};
+	int rc = -1;
+	for (int attempt = 0; attempt < 600 && (rc != 0 || r.status != 200); attempt++) {
+		http_reply_free(&r);
+		rc = http_request(&r, "127.0.0.1", metrics_port, "GET", "/metrics", 5000);
+		if (rc != 0 || r.status != 200)
+			nats_Sleep(50);
+	}
+	cr_assert_eq(rc, 0);
+	cr_assert_eq(r.status, 200);
+	cr_assert_null(strstr(r.body, "\nchoria_adapterd_metrics_connections_refused 0\n"),
+		       "connections over the cap were refused:\n%s", r.body);
+	cr_assert_null(strstr(r.body, "\nchoria_adapterd_metrics_requests_timed_out 0\n"),
+		       "slow requests timed out:\n%s", r.body);
+	http_reply_free(&r);
+	atomic_store(&sc.stop, true);
+	pthread_join(sc.thread, NULL);
+	struct adapter_counts n = finish(&reader, 900);
+	cr_assert_eq(n.published, 900);
+	cr_assert_eq(n.dropped, 0);
+	cr_assert_eq(daemon_log_count(&daemon_p, "Too many open files"), 0,
+		     "the daemon never ran out of descriptors");
+	js_client_close(&reader);
+}
+
+/* The lowest descriptor number the process `pid` has free: with its limit
+ * there, it can open nothing more. */
+static int lowest_free_fd(pid_t pid)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	static bool used[65536];
+	memset(used, 0, sizeof(used));
+	DIR *d = opendir(path);
+	cr_assert_not_null(d);
+	for (struct dirent *e; (e = readdir(d));) {
+		int fd = atoi(e->d_name);
+		if (e->d_name[0] != '.' && fd >= 0 && fd < 65536)
+			used[fd] = true;
+	}
+	closedir(d);
+	int n = 0;
+	while (n < 65535 && used[n])
+		n++;
+	return n;
+}
+
+Test(delivery, a_reconnect_that_fails_for_want_of_descriptors_says_so)
+{
+	start_daemon_and_stream(100000, 1, 64);
+	nats_server_stop(&stream);
+	cr_assert(daemon_wait_log(&daemon_p, "stream: disconnected", 20000));
+	/* Not one descriptor to spare. */
+	struct rlimit none = {(rlim_t)lowest_free_fd(daemon_p.pid), 4096};
+	cr_assert_eq(prlimit(daemon_p.pid, RLIMIT_NOFILE, &none, NULL), 0);
+	cr_assert_eq(nats_server_restart(&stream), 0);
+	cr_assert(daemon_wait_log(&daemon_p, "no file descriptor left (EMFILE)", 60000),
+		  "the reconnect names the cause:\n%s", file_read(daemon_p.log));
+	struct rlimit room = {4096, 4096};
+	cr_assert_eq(prlimit(daemon_p.pid, RLIMIT_NOFILE, &room, NULL), 0);
+	pipeline_publish(&fleet, "choria.discovery", CHORIA_MSG_REQUEST, 0, 100, 5);
+	struct js_client reader;
+	cr_assert_eq(js_client_open(&reader, stream.url), 0);
+	all_stored(&reader, 100);
 	js_client_close(&reader);
 }
 

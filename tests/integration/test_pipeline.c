@@ -226,6 +226,83 @@ Test(pipeline, a_message_larger_than_jetstream_accepts_is_counted_lost_not_retri
 	cr_assert_eq(js_stream_count(&small_client, "NODES"), 3);
 }
 
+/* A line the daemon writes per message it loses is rate-limited: at most
+ * one every `every_s` seconds, the first at once, over `seconds`. */
+static void assert_rate_limited(const char *text, double seconds, double every_s, int events)
+{
+	int lines = daemon_log_count(&daemon_a, text);
+	int most = 1 + (int)(seconds / every_s) + 1; /* one more for rounding */
+	cr_assert_gt(lines, 0, "'%s' is logged", text);
+	cr_assert_leq(lines, most,
+		      "'%s' logged %d times for %d messages in %.1f s (at most %d expected)", text,
+		      lines, events, seconds, most);
+}
+
+Test(pipeline, a_stream_refusing_every_message_logs_a_few_lines_not_one_per_message)
+{
+	/* The stream takes nothing larger than 64 bytes: every envelope is
+	 * refused for good. */
+	jsErrCode code = 0;
+	cr_assert_eq(js_DeleteStream(client.js, "NODES", NULL, &code), NATS_OK);
+	jsStreamConfig cfg;
+	jsStreamConfig_Init(&cfg);
+	const char *subjects[] = {"choria.node_metadata.>"};
+	cfg.Name = "SMALL";
+	cfg.Subjects = subjects;
+	cfg.SubjectsLen = 1;
+	cfg.MaxMsgSize = 64;
+	jsStreamInfo *si = NULL;
+	cr_assert_eq(js_AddStream(&si, client.js, &cfg, NULL, &code), NATS_OK, "code %d", code);
+	jsStreamInfo_Destroy(si);
+	char *conf = conf_one("node_data", "request", "choria.discovery", 1000);
+	pipeline_start_daemon(&daemon_a, dir, conf);
+	free(conf);
+
+	const int n = 300;
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	pipeline_publish(&client, "choria.discovery", CHORIA_MSG_REQUEST, 0, n, 21);
+	struct adapter_counts c = pipeline_counts_once_settled(&daemon_a, "node_data", n, 60000);
+	cr_assert_eq(c.lost, (uint64_t)n, "every message is refused for good");
+	cr_assert_eq(daemon_stop(&daemon_a, SIGTERM, 20000), 0);
+	double seconds = seconds_since(&t0);
+	assert_rate_limited("for good: ", seconds, 5, n);
+	assert_rate_limited("lost the message", seconds, 1, n);
+}
+
+Test(pipeline, messages_over_max_payload_log_a_few_lines_not_one_per_message)
+{
+	char sdir[600];
+	snprintf(sdir, sizeof(sdir), "%s/small", dir);
+	cr_assert_eq(mkdir(sdir, 0755), 0);
+	cr_assert_eq(nats_server_start(&small, sdir, 0, "max_payload: 4096"), 0);
+	cr_assert_eq(js_client_open(&small_client, small.url), 0);
+	cr_assert_eq(js_stream_create(&small_client, "NODES", "choria.node_metadata.>", 1), 0);
+	char *conf = NULL;
+	cr_assert(asprintf(&conf,
+			   "adapter node_data {\n"
+			   "  ingest { type = \"choria\" topic = \"choria.discovery\"\n"
+			   "           servers = {\"%s\"} security = \"none\" }\n"
+			   "  stream { type = \"jetstream\" servers = {\"%s\"}\n"
+			   "           topic = \"choria.node_metadata.%%s\" }\n"
+			   "}\n",
+			   server.url, small.url) > 0);
+	pipeline_start_daemon(&daemon_a, dir, conf);
+	free(conf);
+
+	const int n = 200;
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (int i = 0; i < n; i++)
+		pipeline_publish_big(&client, "choria.discovery");
+	struct adapter_counts c = pipeline_counts_once_settled(&daemon_a, "node_data", n, 60000);
+	cr_assert_eq(c.lost, (uint64_t)n);
+	cr_assert_eq(daemon_stop(&daemon_a, SIGTERM, 20000), 0);
+	double seconds = seconds_since(&t0);
+	assert_rate_limited("larger than the server accepts (max_payload)", seconds, 5, n);
+	assert_rate_limited("lost the message", seconds, 1, n);
+}
+
 Test(pipeline, malformed_messages_are_counted_and_never_published)
 {
 	char *conf = conf_one("node_data", "request", "choria.discovery", 1000);

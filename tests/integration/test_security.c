@@ -218,6 +218,67 @@ Test(security, only_correctly_signed_requests_reach_the_stream)
 	cr_assert_gt(daemon_log_count(&daemon_a, "rejected a message ("), 0);
 }
 
+/* A self-signed certificate nobody has sent before, for the fleet's key. */
+static char *untrusted_pem(int i)
+{
+	char cn[64];
+	snprintf(cn, sizeof(cn), "flood%d.example.net", i);
+	struct test_cert_spec spec = {.cn = cn, .from = -60, .to = 3600, .eku = "clientAuth"};
+	X509 *x = test_cert_make(&spec, test_pki()->leaf_key, NULL, NULL);
+	cr_assert_not_null(x);
+	char *pem = test_cert_pem(x);
+	X509_free(x);
+	return pem;
+}
+
+Test(security, a_flood_of_untrusted_certificates_costs_no_valid_message)
+{
+	/* A cache with room for the fleet's two certificates and no more,
+	 * and ten new untrusted certificates for every valid message. */
+	char extra[900];
+	snprintf(extra, sizeof(extra),
+		 "security = \"verify\"\n    ca = \"%s\"\n    cert_cache_size = 2",
+		 test_pki_path("ca.pem"));
+	char *conf = conf_with("request", "choria.discovery", extra);
+	pipeline_start_daemon(&daemon_a, dir, conf);
+	free(conf);
+
+	const struct test_pki *p = test_pki();
+	const char *fleet[] = {p->signer, p->privileged};
+	const int valid = 40, flood = 10;
+	for (int i = 0; i < valid; i++) {
+		char sender[64], rid[33];
+		snprintf(sender, sizeof(sender), "node%d.example.net", i);
+		pipeline_request_id(rid, 31, i);
+		struct test_signer signer = {.key = p->leaf_key, .pem = fleet[i % 2]};
+		struct choria_msg_spec s = choria_msg_defaults(CHORIA_MSG_REQUEST);
+		s.sender = sender;
+		s.request_id = rid;
+		s.callerid = "choria=web1.example.net";
+		s.sign = test_sign;
+		s.sign_arg = &signer;
+		pipeline_publish_spec(&client, "choria.discovery", &s);
+		for (int k = 0; k < flood; k++) {
+			char *pem = untrusted_pem(i * flood + k);
+			struct test_signer bad = {.key = p->leaf_key, .pem = pem};
+			s.sender = "intruder.example.net";
+			s.sign_arg = &bad;
+			pipeline_publish_spec(&client, "choria.discovery", &s);
+			free(pem);
+		}
+	}
+	cr_assert(js_stream_wait_count(&client, "NODES", (uint64_t)valid, 60000));
+	struct adapter_counts n =
+		pipeline_counts_once_settled(&daemon_a, "node_data",
+					     (uint64_t)(valid * (flood + 1)), 60000);
+	cr_assert_eq(n.published, (uint64_t)valid, "no valid message is lost");
+	cr_assert_eq(n.rejected, (uint64_t)(valid * flood));
+	cr_assert_eq(n.dropped + n.lost, 0);
+	cr_assert_eq(daemon_stop(&daemon_a, SIGTERM, 20000), 0);
+	cr_assert_eq(rejected_for(&daemon_a, "untrusted_cert"), (uint64_t)(valid * flood));
+	cr_assert_eq(js_stream_count(&client, "NODES"), (uint64_t)valid);
+}
+
 Test(security, allowed_certs_and_privileged_certs_come_from_the_configuration)
 {
 	char extra[1200];

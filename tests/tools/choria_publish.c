@@ -4,7 +4,12 @@
  * NATS subject, the way a fleet of nodes does. For the demo and for
  * trying a configuration by hand.
  *
- *   choria-publish URL SUBJECT COUNT [request|reply]
+ *   choria-publish URL SUBJECT COUNT [request|reply [PKI]]
+ *   choria-publish --pki PKI
+ *
+ * With PKI, a folder the second form made (its ca.pem is the CA to
+ * verify against), requests are signed as web1.example.net, so that
+ * `security = "verify"` accepts them.
  */
 #include <nats/nats.h>
 #include <stdio.h>
@@ -12,13 +17,28 @@
 #include <string.h>
 #include <time.h>
 
+#include "certs.h"
 #include "choria_msg.h"
 
 int main(int argc, char **argv)
 {
-	if (argc < 4 || argc > 5) {
-		fprintf(stderr, "usage: choria-publish URL SUBJECT COUNT [request|reply]\n");
+	if (argc == 3 && strcmp(argv[1], "--pki") == 0) {
+		if (test_pki_make(argv[2]) != 0) {
+			fprintf(stderr, "choria-publish: cannot make a PKI in %s\n", argv[2]);
+			return 1;
+		}
+		return 0;
+	}
+	if (argc < 4 || argc > 6) {
+		fprintf(stderr, "usage: choria-publish URL SUBJECT COUNT [request|reply [PKI]]\n"
+				"       choria-publish --pki PKI\n");
 		return 2;
+	}
+	struct test_signer signer = {0};
+	if (argc == 6) {
+		setenv("CAD_TEST_PKI", argv[5], 1);
+		signer.key = test_pki()->leaf_key;
+		signer.pem = test_pki()->signer;
 	}
 	int count = atoi(argv[3]);
 	enum choria_msg_kind kind =
@@ -41,6 +61,11 @@ int main(int argc, char **argv)
 		spec.request_id = rid;
 		spec.body = body;
 		spec.time = time(NULL);
+		if (signer.key) {
+			spec.callerid = "choria=web1.example.net";
+			spec.sign = test_sign;
+			spec.sign_arg = &signer;
+		}
 		size_t len;
 		char *wire = choria_msg_build(&spec, &len);
 		if (!wire)

@@ -12,6 +12,7 @@
 
 #include "config.h"
 #include "config_opts.h"
+#include "config_text.h"
 #include "daemon_proc.h"
 #include "tmpdir.h"
 
@@ -92,6 +93,61 @@ BAD(metrics_listen_not_an_address, "17-bad-metrics-listen")
 BAD(line_numbers_count_comment_lines_once, "18-comments-keep-lines")
 BAD(queue_wait_out_of_range, "19-queue-wait-out-of-range")
 BAD(workers_over_the_module_limit, "20-workers-over-module-max")
+BAD(duplicate_adapter_name_with_other_types, "21-duplicate-adapter-other-type")
+
+/* A comment of 4 MB on one line: the parser must get one blank for it,
+ * not a 4 MB run of them, and the lines after it keep their numbers. */
+static char *big_comment_conf(size_t comment_len, const char *tail)
+{
+	size_t tail_len = strlen(tail);
+	char *text = malloc(comment_len + tail_len + 64);
+	cr_assert_not_null(text);
+	char *p = text + sprintf(text, "identity = \"x\" # ");
+	memset(p, 'c', comment_len);
+	p += comment_len;
+	p += sprintf(p, "\n/* %s */\n", "block");
+	memcpy(p, tail, tail_len + 1);
+	return text;
+}
+
+Test(config, a_long_comment_shrinks_to_one_blank)
+{
+	char *text = big_comment_conf(4u << 20, "adapter a { }\n");
+	config_text_strip_comments(text);
+	cr_assert_str_eq(text, "identity = \"x\"\n\nadapter a { }\n");
+	free(text);
+}
+
+Test(config, a_file_with_a_4mb_comment_line_loads_and_keeps_its_line_numbers)
+{
+	char path[700], log[700];
+	char *text = big_comment_conf(4u << 20,
+				      "adapter a {\n ingest { type = \"choria\" topic = \"t\" }\n"
+				      " stream { type = \"jetstream\" }\n}\n");
+	cr_assert_eq(tmpdir_write(dir, "long.conf", text, path, sizeof(path)), 0);
+	struct config *c = NULL;
+	cr_assert_eq(config_load(&c, path, moddir), 0);
+	cr_assert_str_eq(c->identity, "x");
+	cr_assert_eq(c->adapters[0].line, 6, "the block ends on line 6");
+	config_free(c);
+	free(text);
+
+	text = big_comment_conf(4u << 20, "colour = 1\n");
+	cr_assert_eq(tmpdir_write(dir, "long.conf", text, path, sizeof(path)), 0);
+	snprintf(log, sizeof(log), "%s/stderr.log", dir);
+	fflush(stderr);
+	int saved = dup(STDERR_FILENO);
+	cr_assert_not_null(freopen(log, "w", stderr));
+	int rc = config_load(&c, path, moddir);
+	fflush(stderr);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	char *out = file_read(log);
+	cr_assert_eq(rc, -EINVAL);
+	cr_assert_not_null(strstr(out, "long.conf:3: no such option 'colour'"), "%s", out);
+	free(out);
+	free(text);
+}
 
 Test(config, comment_characters_inside_strings_are_kept)
 {

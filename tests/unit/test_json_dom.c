@@ -415,3 +415,15 @@ Test(json_dom, scratch_is_reused_per_thread)
 	cr_assert_neq(scratch, again);
 	jdom_scratch_give(again);
 }
+
+Test(json_dom, a_new_scratch_buffer_has_its_padding_zeroed)
+{
+	/* simdjson reads the padding after a document parsed in place. */
+	for (size_t len = 1; len < 100000; len *= 7) {
+		unsigned char *b = jdom_scratch_buffer(scratch, len);
+		cr_assert_not_null(b);
+		for (size_t i = len; i < len + JDOM_PADDING; i++)
+			cr_assert_eq(b[i], 0, "byte %zu of a %zu-byte buffer", i, len);
+		memset(b, '{', len);
+	}
+}

@@ -604,8 +604,10 @@ Test(verify, a_certificate_is_checked_once_then_served_from_the_cache)
 	choria_verifier_cache_stats(v, &st);
 	cr_assert_eq(st.misses, 2);
 	cr_assert_eq(st.hits, 8);
-	cr_assert_eq(st.entries, 2);
+	cr_assert_eq(st.entries, 1);
 	cr_assert_eq(st.capacity, CHORIA_CERT_CACHE_DEFAULT);
+	cr_assert_eq(st.rejected_entries, 1, "the rejection is kept apart");
+	cr_assert_eq(st.rejected_capacity, CHORIA_CERT_CACHE_DEFAULT / 4);
 	free(wire);
 	free(bad);
 	choria_verifier_free(v);
@@ -667,6 +669,97 @@ Test(verify, the_cache_keeps_at_most_cert_cache_size_verdicts)
 	cr_assert_eq(st.hits, 1);
 	for (int i = 0; i < 3; i++)
 		free(wires[i]);
+	choria_verifier_free(v);
+}
+
+/* The cache alone: verdicts under made-up keys. */
+static void cache_put(struct certcache *c, unsigned i, const char *reason)
+{
+	unsigned char key[CERTCACHE_KEY_LEN] = {0};
+	memcpy(key, &i, sizeof(i));
+	struct cert_verdict v = {.reason = reason};
+	certcache_release(c, certcache_put(c, key, &v));
+}
+
+static bool cache_has(struct certcache *c, unsigned i)
+{
+	unsigned char key[CERTCACHE_KEY_LEN] = {0};
+	memcpy(key, &i, sizeof(i));
+	const struct cert_verdict *v = certcache_get(c, key);
+	certcache_release(c, v);
+	return v != NULL;
+}
+
+Test(verify, rejections_never_push_trusted_verdicts_out_of_the_cache)
+{
+	struct certcache *c = NULL;
+	cr_assert_eq(certcache_new(&c, 8), 0);
+	for (unsigned i = 0; i < 8; i++)
+		cache_put(c, i, NULL);
+	/* A flood of distinct untrusted certificates, far more than the room. */
+	for (unsigned i = 1000; i < 11000; i++)
+		cache_put(c, i, "untrusted_cert");
+	for (unsigned i = 0; i < 8; i++)
+		cr_assert(cache_has(c, i), "trusted verdict %u survived the flood", i);
+	struct certcache_stats st;
+	certcache_get_stats(c, &st);
+	cr_assert_eq(st.entries, 8);
+	cr_assert_eq(st.evictions, 0);
+	cr_assert_eq(st.rejected_capacity, 2);
+	cr_assert_eq(st.rejected_entries, 2);
+	cr_assert_eq(st.rejected_evictions, 10000 - 2);
+	/* The newest rejections are the ones kept. */
+	cr_assert(cache_has(c, 10999));
+	cr_assert(cache_has(c, 10998));
+	cr_assert_not(cache_has(c, 10997));
+	/* Trusted verdicts still replace each other, least recently used first. */
+	cache_put(c, 100, NULL);
+	cr_assert_not(cache_has(c, 0));
+	cr_assert(cache_has(c, 100));
+	certcache_get_stats(c, &st);
+	cr_assert_eq(st.evictions, 1);
+	certcache_free(c);
+}
+
+Test(verify, a_flood_of_untrusted_certificates_leaves_the_fleet_verdicts_cached)
+{
+	/* Room for the fleet's two certificates, none to spare. */
+	struct choria_verifier *v = verifier_with(test_pki_path("ca.pem"), NULL, 0, 2);
+	size_t ok_len[2];
+	char *ok[2] = {signed_request(test_pki()->signer, NULL, false, &ok_len[0]),
+		       signed_request(test_pki()->privileged, NULL, false, &ok_len[1])};
+	for (int i = 0; i < 2; i++)
+		cr_assert_str_eq(check(v, ok[i], ok_len[i]), "ok");
+	/* Fifty self-signed certificates with the fleet's key: each one new,
+	 * each one untrusted. */
+	for (int i = 0; i < 50; i++) {
+		char cn[64];
+		snprintf(cn, sizeof(cn), "flood%d.example.net", i);
+		struct test_cert_spec spec = {.cn = cn,
+					      .from = -60,
+					      .to = 3600,
+					      .eku = "clientAuth"};
+		X509 *x = test_cert_make(&spec, test_pki()->leaf_key, NULL, NULL);
+		cr_assert_not_null(x);
+		char *pem = test_cert_pem(x);
+		X509_free(x);
+		size_t len;
+		char *wire = signed_request(pem, NULL, false, &len);
+		cr_assert_str_eq(check(v, wire, len), "untrusted_cert");
+		free(wire);
+		free(pem);
+	}
+	struct certcache_stats before, after;
+	choria_verifier_cache_stats(v, &before);
+	for (int i = 0; i < 2; i++)
+		cr_assert_str_eq(check(v, ok[i], ok_len[i]), "ok");
+	choria_verifier_cache_stats(v, &after);
+	cr_assert_eq(after.misses, before.misses, "the fleet's verdicts come from the cache");
+	cr_assert_eq(after.hits, before.hits + 2);
+	cr_assert_eq(after.evictions, 0);
+	cr_assert_eq(after.rejected_evictions, 50 - 1);
+	for (int i = 0; i < 2; i++)
+		free(ok[i]);
 	choria_verifier_free(v);
 }
 
