@@ -56,7 +56,7 @@ struct http {
 	char user_agent[64];
 	long window, low_water; /* messages per worker */
 	bool curl_ready;
-	struct cad_ratelimit warn_limit, loss_limit;
+	struct cad_ratelimit warn_limit, loss_limit, state_limit;
 	pthread_mutex_t state_lock;
 	bool state_known, state_up;
 };
@@ -107,14 +107,16 @@ static void http_settle(struct http_worker *w, struct cad_msg *m, int status, co
 }
 
 /* The endpoint's state for /healthz and the metrics: reported when it
- * changes, whichever worker saw the answer. */
+ * changes, whichever worker saw the answer; logged at most once every
+ * 5 s, since an endpoint that fails now and then flips it often. */
 static void http_state(struct http *h, bool up, const char *why)
 {
 	pthread_mutex_lock(&h->state_lock);
 	if (!h->state_known || h->state_up != up) {
-		if (up && h->state_known)
+		bool say = cad_ratelimit_allow(&h->state_limit, PACING_WARN_EVERY_NS, NULL);
+		if (say && up && h->state_known)
 			h->host->log(h->ctx, CAD_LOG_INFO, "%s answers again", h->set.shown);
-		else if (!up)
+		else if (say && !up)
 			h->host->log(h->ctx, CAD_LOG_WARN, "%s fails: %s", h->set.shown, why);
 		h->state_known = true;
 		h->state_up = up;
