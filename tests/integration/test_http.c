@@ -7,7 +7,8 @@
  * retried with backoff and Retry-After honoured; other answers lose the
  * message with its reason; batches keep their members and key across a
  * retry; %s in the path is the sender, percent-encoded; a wrong server CA
- * is refused; SIGTERM drains.
+ * is refused; a window held by a failing endpoint fills the queue, which
+ * drops the newest; SIGTERM drains.
  */
 #include <criterion/criterion.h>
 #include <jansson.h>
@@ -31,6 +32,8 @@ static struct js_client client;
 static struct daemon_proc daemon_a;
 static struct http_sink *sink;
 static int metrics_port;
+/* Lines for the adapter block, before its ingest block. */
+static const char *adapter_extra = "";
 
 static void setup(void)
 {
@@ -63,6 +66,7 @@ static void start(const char *url, const char *extra, int workers)
 			   "drain_timeout = 3\n"
 			   "metrics_listen = \"127.0.0.1:%d\"\n"
 			   "adapter " ADAPTER " {\n"
+			   "%s"
 			   "  ingest {\n"
 			   "    type = \"choria\"\n"
 			   "    servers = {\"%s\"}\n"
@@ -77,7 +81,8 @@ static void start(const char *url, const char *extra, int workers)
 			   "    %s\n"
 			   "  }\n"
 			   "}\n",
-			   metrics_port, server.url, url, workers, extra ? extra : "") > 0);
+			   metrics_port, adapter_extra, server.url, url, workers,
+			   extra ? extra : "") > 0);
 	pipeline_start_daemon(&daemon_a, dir, c);
 	free(c);
 }
@@ -486,6 +491,25 @@ Test(http, sigterm_delivers_what_is_queued_then_counts_the_rest_as_shutdown)
 	cr_assert_eq(c.published, 0);
 	cr_assert_eq(c.lost, 20);
 	cr_assert_geq(daemon_log_count(&daemon_a, "lost=20 (shutdown=20)"), 1);
+}
+
+Test(http, a_full_window_fills_the_queue_which_drops_the_newest)
+{
+	plain_sink();
+	http_sink_script(sink, 100000, 503, NULL, NULL, 0);
+	adapter_extra = "  queue_len = 10\n";
+	start(sink_url("http", "/hook"), "max_inflight = 2\nretry_max_interval = 1", 1);
+	pipeline_publish_burst(&client, "choria.discovery", CHORIA_MSG_REQUEST, 0, 100, 0xf11);
+	struct adapter_counts c = pipeline_counts_once_received(&daemon_a, ADAPTER, 100, 30000);
+	/* At most the window of 2, what the host's worker took off the queue
+	 * at once (32) and the queue's 10 are held: the rest was dropped. */
+	cr_assert_leq(c.in_flight, 44, "%lu held", (unsigned long)c.in_flight);
+	cr_assert_geq(c.dropped, 56, "%lu dropped", (unsigned long)c.dropped);
+	cr_assert(http_sink_wait(sink, 4, 30000), "the window is retried meanwhile");
+	struct adapter_counts n = stop_and_count();
+	cr_assert_eq(n.published, 0);
+	cr_assert_eq(n.dropped + n.lost, 100);
+	cr_assert_gt(n.retries, 0);
 }
 
 int main(int argc, char **argv)
