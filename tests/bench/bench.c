@@ -32,6 +32,12 @@
  * BENCH_KAFKA_MAX_INFLIGHT (10000) records per worker awaiting Kafka's
  * report. Its throughput, CPU and memory are measured like the others'
  * (landed means stored in the topic); its latency is not.
+ *
+ * Where the http module is built, BENCH_MODES may also name `http`: the
+ * daemon with security = none sending to an HTTP server in this process
+ * that answers 204 (http_204.c), BENCH_HTTP_BATCH_MAX (1) messages a
+ * request, BENCH_HTTP_MAX_INFLIGHT (16) requests in flight per worker.
+ * Landed means received by that server; no latency run either.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -53,6 +59,9 @@
 #include "daemon_proc.h"
 #include "http_get.h"
 #include "js_reader.h"
+#ifdef CAD_BENCH_HTTP
+#include "http_204.h"
+#endif
 #ifdef CAD_BENCH_KAFKA
 #include "kafka_sink.h"
 #endif
@@ -118,27 +127,39 @@ static void fresh_stream(void)
 
 /* scraped: security = none, with /metrics fetched every BENCH_SCRAPE_MS
  * throughout, to show what counting costs under an active scraper. */
-#ifdef CAD_BENCH_KAFKA
 enum mode {
 	MODE_RAW,
 	MODE_NONE,
 	MODE_VERIFY,
 	MODE_SCRAPED,
 	MODE_KAFKA,
+	MODE_HTTP,
 	N_MODES
 };
-static const char *const mode_name[] = {"raw", "none", "verify", "scraped", "kafka"};
-#else
-enum mode {
-	MODE_RAW,
-	MODE_NONE,
-	MODE_VERIFY,
-	MODE_SCRAPED,
-	MODE_KAFKA = -1,
-	N_MODES = 4
-};
-static const char *const mode_name[] = {"raw", "none", "verify", "scraped"};
+static const char *const mode_name[] = {"raw", "none", "verify", "scraped", "kafka", "http"};
+
+/* Whether this build has the mode: kafka and http need their modules. */
+static bool mode_built(int m)
+{
+#ifndef CAD_BENCH_KAFKA
+	if (m == MODE_KAFKA)
+		return false;
 #endif
+#ifndef CAD_BENCH_HTTP
+	if (m == MODE_HTTP)
+		return false;
+#endif
+	return m >= 0 && m < N_MODES;
+}
+
+/* Whether the mode's messages land outside NATS, counted by a sink in
+ * this process: no JetStream observer, no latency run. */
+static bool mode_sink(int m)
+{
+	return m == MODE_KAFKA || m == MODE_HTTP;
+}
+/* The http mode's server port. */
+static int http_port = -1;
 /* The kafka mode's topic for the current run. */
 static char kafka_topic[64];
 
@@ -224,6 +245,15 @@ static void start_daemon(struct proc *p, const char *security)
 			      env_long("BENCH_KAFKA_MAX_INFLIGHT", 10000));
 	}
 #endif
+	if (p->mode == MODE_HTTP) {
+		free(stream);
+		rc = asprintf(&stream,
+			      "  stream { type = \"http\" url = \"http://127.0.0.1:%d/bench\"\n"
+			      "           workers = %ld batch_max = %ld max_inflight = %ld }\n",
+			      http_port, env_long("BENCH_STREAM_WORKERS", 10),
+			      env_long("BENCH_HTTP_BATCH_MAX", 1),
+			      env_long("BENCH_HTTP_MAX_INFLIGHT", 16));
+	}
 	if (rc < 0 ||
 	    asprintf(
 		    &conf,
@@ -337,22 +367,22 @@ static void observer_close(natsConnection *obs, natsSubscription *sub, atomic_bo
  * a second is ignored, so lost messages cannot stall the run. Without a
  * window, everything is published at once.
  */
-#ifdef CAD_BENCH_KAFKA
-static _Atomic int kafka_counting;
+static _Atomic int sink_counting;
+static uint64_t landed_count(enum mode mode);
 
-/* In kafka mode, what landed is what the topic holds. */
-static void *kafka_count_landed(void *arg)
+/* In kafka mode, what landed is what the topic holds; in http mode, what
+ * the server received. */
+static void *sink_count_landed(void *arg)
 {
-	(void)arg;
-	while (atomic_load(&kafka_counting)) {
-		uint64_t n = kafka_sink_count();
+	enum mode mode = *(enum mode *)arg;
+	while (atomic_load(&sink_counting)) {
+		uint64_t n = landed_count(mode);
 		if (n != UINT64_MAX)
 			atomic_store(&landed, n);
 		nats_Sleep(5);
 	}
 	return NULL;
 }
-#endif
 
 static void publish_all(enum mode mode, long window, uint64_t *stalls)
 {
@@ -360,14 +390,12 @@ static void publish_all(enum mode mode, long window, uint64_t *stalls)
 	natsSubscription *sub = NULL;
 	*stalls = 0;
 	atomic_store(&landed, 0);
-#ifdef CAD_BENCH_KAFKA
 	pthread_t counter;
-	if (mode == MODE_KAFKA && window > 0) {
-		atomic_store(&kafka_counting, 1);
-		pthread_create(&counter, NULL, kafka_count_landed, NULL);
+	if (mode_sink(mode) && window > 0) {
+		atomic_store(&sink_counting, 1);
+		pthread_create(&counter, NULL, sink_count_landed, &mode);
 	}
-#endif
-	if (window > 0 && mode != MODE_KAFKA) {
+	if (window > 0 && !mode_sink(mode)) {
 		natsConnection_ConnectTo(&obs, server.url);
 		natsConnection_Subscribe(&sub, obs, "choria.node_metadata.>", on_landed, NULL);
 		natsSubscription_SetPendingLimits(sub, -1, -1);
@@ -397,10 +425,8 @@ static void publish_all(enum mode mode, long window, uint64_t *stalls)
 	natsConnection_FlushTimeout(client.nc, 60000);
 	if (obs)
 		observer_close(obs, sub, NULL);
-#ifdef CAD_BENCH_KAFKA
-	if (atomic_exchange(&kafka_counting, 0))
+	if (atomic_exchange(&sink_counting, 0))
 		pthread_join(counter, NULL);
-#endif
 }
 
 /* Messages landed so far: in the stream, or in kafka mode the topic. */
@@ -409,8 +435,10 @@ static uint64_t landed_count(enum mode mode)
 #ifdef CAD_BENCH_KAFKA
 	if (mode == MODE_KAFKA)
 		return kafka_sink_count();
-#else
-	(void)mode;
+#endif
+#ifdef CAD_BENCH_HTTP
+	if (mode == MODE_HTTP)
+		return http_204_count();
 #endif
 	return js_stream_count(&client, STREAM);
 }
@@ -418,6 +446,10 @@ static uint64_t landed_count(enum mode mode)
 static void throughput(enum mode mode, long window, struct result *r)
 {
 	fresh_stream();
+#ifdef CAD_BENCH_HTTP
+	if (mode == MODE_HTTP)
+		http_204_reset();
+#endif
 #ifdef CAD_BENCH_KAFKA
 	if (mode == MODE_KAFKA && kafka_sink_topic(kafka_topic, sizeof(kafka_topic)) != 0) {
 		fprintf(stderr, "cad-bench: cannot create a Kafka topic\n");
@@ -731,6 +763,11 @@ int main(void)
 	if (with_kafka && kafka_sink_start() != 0)
 		return 1;
 #endif
+#ifdef CAD_BENCH_HTTP
+	bool with_http = strstr(modes, "http") != NULL;
+	if (with_http && (http_port = http_204_start()) < 0)
+		return 1;
+#endif
 
 	double rate_v[N_MODES][MAX_REPEATS], cpu_v[N_MODES][MAX_REPEATS],
 		p50_v[N_MODES][MAX_REPEATS], p99_v[N_MODES][MAX_REPEATS],
@@ -740,7 +777,8 @@ int main(void)
 	int ran[N_MODES] = {0};
 	for (int r = 0; r < repeats; r++) {
 		for (int m = 0; m < N_MODES; m++) {
-			if (!strstr(modes, mode_name[m]) || (m == MODE_VERIFY && !have_verify))
+			if (!strstr(modes, mode_name[m]) || !mode_built(m) ||
+			    (m == MODE_VERIFY && !have_verify))
 				continue;
 			struct result res = {0};
 			fprintf(stderr, "run %d/%d: %s\n", r + 1, repeats, mode_name[m]);
@@ -748,9 +786,9 @@ int main(void)
 			if (res.stalls)
 				fprintf(stderr, "  the window stalled %lu times (lost messages)\n",
 					(unsigned long)res.stalls);
-			if (m != MODE_KAFKA)
+			if (!mode_sink(m))
 				latency((enum mode)m, rate, lat_s, &res);
-			if (m != MODE_KAFKA && res.acked < (size_t)(rate * lat_s) * 99 / 100)
+			if (!mode_sink(m) && res.acked < (size_t)(rate * lat_s) * 99 / 100)
 				fprintf(stderr,
 					"  only %zu acknowledgements of %ld messages seen\n",
 					res.acked, rate * lat_s);
@@ -789,6 +827,8 @@ int main(void)
 	}
 	struct bench_figures fig[N_MODES] = {0};
 	for (int m = 0; m < N_MODES; m++) {
+		if (!mode_built(m))
+			continue;
 		if (!ran[m]) {
 			printf("%-8s %s\n", mode_name[m],
 			       m == MODE_VERIFY && !have_verify ? "not available in this build"
@@ -803,7 +843,7 @@ int main(void)
 						.cpu_rsa = cpu / 100000.0 * vps,
 						.rss_mib = median(rss_v[m], k) / 1024.0,
 						.p99_ms = median(p99_v[m], k)};
-		if (m == MODE_KAFKA) {
+		if (mode_sink(m)) {
 			printf("%-8s %10.0f %8.2f %9s %9s %9s %14.2f %14.2f %7.1f MiB %6.0f %10.2f %12s\n",
 			       mode_name[m], median(rate_v[m], k), fig[m].vs_raw, "-", "-", "-",
 			       cpu, fig[m].cpu_rsa, fig[m].rss_mib, fig[m].lost, median(sw_v[m], k),
@@ -849,6 +889,14 @@ int main(void)
 		       "brokers in the bench's process), landed meaning stored in the topic; no latency run.\n");
 	if (with_kafka)
 		kafka_sink_stop();
+#endif
+#ifdef CAD_BENCH_HTTP
+	if (ran[MODE_HTTP])
+		printf("http: the daemon with security = none sending %ld messages a request to an HTTP\n"
+		       "server in the bench's process answering 204; no latency run.\n",
+		       env_long("BENCH_HTTP_BATCH_MAX", 1));
+	if (with_http)
+		http_204_stop();
 #endif
 	js_client_close(&client);
 	nats_server_stop(&server);
