@@ -271,12 +271,13 @@ static void http_answered(struct http_worker *w, size_t i, CURLcode result)
 		if (status)
 			snprintf(why, sizeof(why), "it answered %ld", status);
 		else
-			snprintf(why, sizeof(why), "%s", r->err[0] ? r->err : curl_easy_strerror(result));
+			snprintf(why, sizeof(why), "%s",
+				 r->err[0] ? r->err : curl_easy_strerror(result));
 		cad_text_scrub(why);
 		http_state(h, false, why);
 		pacing_warn(h->host, h->ctx, &h->warn_limit,
-			    "%s: %s; sending %zu messages again in %" PRId64 " ms", h->set.shown, why,
-			    r->n, ms);
+			    "%s: %s; sending %zu messages again in %" PRId64 " ms", h->set.shown,
+			    why, r->n, ms);
 		r->retry_at_ns = cad_clock_mono_ns() + (ms > 0 ? ms : 1) * CAD_NS_PER_MS;
 		return;
 	}
@@ -392,9 +393,9 @@ static void *http_pump(void *arg)
 
 		for (size_t i = 0; i < n; i++)
 			http_batch_add(w, w->taken[i]);
-		if (w->open.n && (closing || cad_clock_mono_ns() >= w->open.first_ns +
-								    h->set.batch_wait_ms *
-									    CAD_NS_PER_MS))
+		if (w->open.n &&
+		    (closing || cad_clock_mono_ns() >=
+					w->open.first_ns + h->set.batch_wait_ms * CAD_NS_PER_MS))
 			http_flush(w);
 		http_start_due(w);
 		int running;

@@ -12,8 +12,8 @@
 
 enum http_verdict {
 	HTTP_PUBLISHED, /* 2xx */
-	HTTP_RETRY,	/* 408, 425, 429, 500, 502, 503, 504, or no answer */
-	HTTP_LOST,	/* any other status */
+	HTTP_RETRY,     /* 408, 425, 429, 500, 502, 503, 504, or no answer */
+	HTTP_LOST,      /* any other status */
 };
 
 /* The verdict on an answer with `status` (0: none came: a timeout, a

@@ -66,12 +66,16 @@ const struct cad_option http_options[] = {
 };
 
 /* Headers the module writes itself, so that an operator's cannot contradict them. */
-static const char *const http_own_headers[] = {"Content-Type", "Content-Length",
-						"Idempotency-Key", "Transfer-Encoding",
-						"Host", "User-Agent", NULL};
+static const char *const http_own_headers[] = {"Content-Type",
+					       "Content-Length",
+					       "Idempotency-Key",
+					       "Transfer-Encoding",
+					       "Host",
+					       "User-Agent",
+					       NULL};
 
-static char *http_copy(const struct cad_host *host, const struct cad_config *cfg,
-		       const char *name, int *nomem)
+static char *http_copy(const struct cad_host *host, const struct cad_config *cfg, const char *name,
+		       int *nomem)
 {
 	const char *v = host->cfg_str(cfg, name);
 	if (!v)

@@ -19,12 +19,12 @@
 extern const struct cad_option http_options[];
 
 struct http_settings {
-	char *url;	  /* as configured, %s included */
-	bool per_sender;  /* the url holds %s */
-	char *shown;	  /* scheme://host[:port]/path, for logs: no query, no user */
-	char *endpoint;	  /* the connection's name for health: "endpoint host:port" */
-	char method[8];	  /* POST or PUT */
-	char **headers;	  /* "Name: value", the operator's */
+	char *url;       /* as configured, %s included */
+	bool per_sender; /* the url holds %s */
+	char *shown;     /* scheme://host[:port]/path, for logs: no query, no user */
+	char *endpoint;  /* the connection's name for health: "endpoint host:port" */
+	char method[8];  /* POST or PUT */
+	char **headers;  /* "Name: value", the operator's */
 	unsigned n_headers;
 	long timeout_s, max_inflight, batch_max, batch_wait_ms, retry_max_s;
 	char *tls_ca, *tls_cert, *tls_key;

@@ -27,7 +27,7 @@ struct http_req {
 	char *url;
 	struct curl_slist *hdrs;
 	CURL *easy;
-	bool active;	     /* handed to the multi handle */
+	bool active;         /* handed to the multi handle */
 	int64_t retry_at_ns; /* not active: 0 to start now, else when */
 	uint32_t attempts;
 	/* The last answer's first body line, and libcurl's complaint. */

@@ -49,7 +49,8 @@ int http_204_start(void)
 	http_204_base = event_base_new();
 	http_204_http = http_204_base ? evhttp_new(http_204_base) : NULL;
 	struct evhttp_bound_socket *b =
-		http_204_http ? evhttp_bind_socket_with_handle(http_204_http, "127.0.0.1", 0) : NULL;
+		http_204_http ? evhttp_bind_socket_with_handle(http_204_http, "127.0.0.1", 0)
+			      : NULL;
 	if (!b) {
 		fprintf(stderr, "cad-bench: cannot start the HTTP server\n");
 		return -1;

@@ -299,8 +299,9 @@ Test(http, other_answers_lose_the_message_with_their_status)
 	cr_assert_eq(c.retries, 0, "a lost message is not sent again");
 	cr_assert_geq(daemon_log_count(&daemon_a, "lost=2 (http_400=1, http_404=1)"), 1,
 		      "each loss has its status");
-	cr_assert_eq(daemon_log_count(&daemon_a,
-				      "answered 400: 1 messages lost: \"field \\x22x\\x22 is \\x01 wrong\""),
+	cr_assert_eq(daemon_log_count(
+			     &daemon_a,
+			     "answered 400: 1 messages lost: \"field \\x22x\\x22 is \\x01 wrong\""),
 		     1, "the first line of the body, made printable");
 	cr_assert_eq(daemon_log_count(&daemon_a, "second line"), 0);
 }
@@ -401,7 +402,8 @@ Test(http, the_sender_in_the_path_is_percent_encoded)
 	cr_assert_str_eq(r[0].method, "PUT");
 	cr_assert_str_eq(r[0].uri, "/nodes/node%201%2F%C3%A4%3F%26.example.net/facts"
 				   "?from=node%201%2F%C3%A4%3F%26.example.net");
-	cr_assert_str_eq(r[0].key, "0123456789abcdef0123456789abcdef:node%201/%C3%A4?&.example.net");
+	cr_assert_str_eq(r[0].key,
+			 "0123456789abcdef0123456789abcdef:node%201/%C3%A4?&.example.net");
 	http_sink_reqs_free(r, nr);
 	struct adapter_counts c = stop_and_count();
 	cr_assert_eq(c.published, 1);
@@ -442,7 +444,8 @@ Test(http, a_wrong_server_ca_is_refused_and_retried)
 	start(sink_url("https", "/secure"), tls_extra("ca2.pem"), 1);
 	publish(0, 3, 0x7151);
 	char reason[128];
-	snprintf(reason, sizeof(reason), "endpoint 127.0.0.1:%d disconnected", http_sink_port(sink));
+	snprintf(reason, sizeof(reason), "endpoint 127.0.0.1:%d disconnected",
+		 http_sink_port(sink));
 	wait_health(503, reason, 30000);
 	cr_assert(daemon_wait_log(&daemon_a, "sending 1 messages again", 30000));
 	struct adapter_counts c = stop_and_count();

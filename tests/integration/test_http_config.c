@@ -59,12 +59,13 @@ static void expect_error(const char *block, int line, const char *what)
 Test(http_config, a_good_block_is_described_without_its_secrets)
 {
 	char path[700], *out = NULL;
-	int st = check_conf("    url = \"https://user:pw@collector.example.net/choria/%s?token=t0k\"\n"
-			    "    workers = 2\n"
-			    "    headers = {\"Authorization: Bearer s3cr3t\", \"X-Fleet: eu\"}\n"
-			    "    batch_max = 100\n"
-			    "    batch_wait_ms = 250\n",
-			    &out, path, sizeof(path));
+	int st = check_conf(
+		"    url = \"https://user:pw@collector.example.net/choria/%s?token=t0k\"\n"
+		"    workers = 2\n"
+		"    headers = {\"Authorization: Bearer s3cr3t\", \"X-Fleet: eu\"}\n"
+		"    batch_max = 100\n"
+		"    batch_wait_ms = 250\n",
+		&out, path, sizeof(path));
 	cr_assert_eq(st, 0, "%s", out);
 	cr_assert_not_null(
 		strstr(out, "stream http (2 workers, POST "
@@ -131,18 +132,18 @@ Test(http_config, tls_files_are_checked)
 	expect_error(block, 6, held);
 	snprintf(block, sizeof(block),
 		 "    url = \"https://example.net/\"\n    tls_ca = \"%s/missing.pem\"\n", dir);
-	snprintf(want, sizeof(want), "tls_ca: cannot read %s/missing.pem: No such file or directory",
-		 dir);
+	snprintf(want, sizeof(want),
+		 "tls_ca: cannot read %s/missing.pem: No such file or directory", dir);
 	expect_error(block, 6, want);
 	snprintf(block, sizeof(block),
 		 "    url = \"https://example.net/\"\n    tls_cert = \"%s/missing.pem\"\n"
 		 "    tls_key = \"%s\"\n",
 		 dir, bad);
-	snprintf(want, sizeof(want), "tls_cert: cannot read %s/missing.pem: No such file or directory",
-		 dir);
+	snprintf(want, sizeof(want),
+		 "tls_cert: cannot read %s/missing.pem: No such file or directory", dir);
 	expect_error(block, 6, want);
-	snprintf(block, sizeof(block), "    url = \"https://example.net/\"\n    tls_cert = \"%s\"\n",
-		 bad);
+	snprintf(block, sizeof(block),
+		 "    url = \"https://example.net/\"\n    tls_cert = \"%s\"\n", bad);
 	expect_error(block, 4, "tls_key: tls_cert and tls_key go together");
 }
 

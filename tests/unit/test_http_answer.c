@@ -26,7 +26,8 @@ Test(http_answer, retry_after_in_seconds_or_as_a_date)
 	cr_assert_eq(http_retry_after_ms("0", now), 0);
 	cr_assert_eq(http_retry_after_ms("  7", now), 7000);
 	cr_assert_eq(http_retry_after_ms("120\r\n", now), 120000);
-	cr_assert_eq(http_retry_after_ms("86400", now), HTTP_RETRY_AFTER_MAX_MS, "capped at an hour");
+	cr_assert_eq(http_retry_after_ms("86400", now), HTTP_RETRY_AFTER_MAX_MS,
+		     "capped at an hour");
 	cr_assert_eq(http_retry_after_ms("99999999999999999999", now), HTTP_RETRY_AFTER_MAX_MS);
 	cr_assert_eq(http_retry_after_ms("Tue, 14 Nov 2023 22:13:50 GMT", now), 30000);
 	cr_assert_eq(http_retry_after_ms("Tue, 14 Nov 2023 22:00:00 GMT", now), 0, "a past date");
@@ -44,8 +45,8 @@ Test(http_answer, backoff_doubles_to_its_cap_less_at_most_half)
 	for (uint32_t a = 1; a <= 7; a++)
 		for (int k = 0; k < 200; k++) {
 			int64_t ms = http_backoff_ms(a, 1000, &seed);
-			cr_assert(ms <= full[a - 1] && ms >= full[a - 1] / 2,
-				  "attempt %u: %ld ms", a, (long)ms);
+			cr_assert(ms <= full[a - 1] && ms >= full[a - 1] / 2, "attempt %u: %ld ms",
+				  a, (long)ms);
 		}
 	/* The jitter varies. */
 	int64_t first = http_backoff_ms(5, 1000, &seed);
