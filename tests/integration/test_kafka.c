@@ -144,22 +144,26 @@ static void wait_health(int want, const char *reason, int timeout_ms)
 /* The envelope label check_records() expects. */
 static const char *expected_protocol = "choria:adapters:kafka:output:1";
 
-/* The topic holds exactly the records of messages [first, first + n) of
- * `seed`, each once, each with its key, headers, timestamp and envelope. */
-static void check_records(const char *topic, int first, int n, unsigned seed)
+/* The topic holds the records of messages [first, first + n) of `seed`,
+ * each with its key, headers, timestamp and envelope, and nothing else:
+ * each once, or with `repeats`, each at least once. */
+static void check_records_of(const char *topic, int first, int n, unsigned seed, bool repeats)
 {
 	cr_assert(kafka_mock_wait_stored(&mock, topic, PARTITIONS, n, 60000),
 		  "%d records stored in %s", n, topic);
 	int64_t stored = kafka_mock_stored(&mock, topic, PARTITIONS);
-	cr_assert_eq(stored, n, "%s holds %ld records, not %d", topic, (long)stored, n);
-	struct kafka_record *r = kafka_mock_read(&mock, topic, PARTITIONS, (size_t)n, 30000);
+	if (repeats)
+		cr_assert_geq(stored, n, "%s holds %ld records, not %d", topic, (long)stored, n);
+	else
+		cr_assert_eq(stored, n, "%s holds %ld records, not %d", topic, (long)stored, n);
+	struct kafka_record *r = kafka_mock_read(&mock, topic, PARTITIONS, (size_t)stored, 30000);
 	char *seen = calloc((size_t)n, 1);
-	for (int k = 0; k < n; k++) {
+	for (int k = 0; k < stored; k++) {
 		int i = -1;
 		cr_assert_not_null(r[k].key, "record %d has a key", k);
 		cr_assert_eq(sscanf(r[k].key, "node-%d.example.net", &i), 1, "%s", r[k].key);
 		cr_assert(i >= first && i < first + n, "%s was published", r[k].key);
-		cr_assert_eq(seen[i - first], 0, "message %d is stored once", i);
+		cr_assert(repeats || seen[i - first] == 0, "message %d is stored once", i);
 		seen[i - first] = 1;
 
 		char rid[33], body[128], when[32], sender[64];
@@ -187,8 +191,15 @@ static void check_records(const char *topic, int first, int n, unsigned seed)
 		cr_assert_str_eq(json_string_value(json_object_get(env, "time")), when);
 		json_decref(env);
 	}
+	for (int i = 0; i < n; i++)
+		cr_assert_eq(seen[i], 1, "message %d is stored", first + i);
 	free(seen);
-	kafka_records_free(r, (size_t)n);
+	kafka_records_free(r, (size_t)stored);
+}
+
+static void check_records(const char *topic, int first, int n, unsigned seed)
+{
+	check_records_of(topic, first, n, seed, false);
 }
 
 Test(kafka, every_message_is_stored_once_with_its_key_headers_and_time)
@@ -283,12 +294,15 @@ Test(kafka, a_fatal_producer_error_rebuilds_the_producer_and_sends_again)
 					  RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER);
 	start(TOPIC, NULL, 2);
 	publish(0, 200, 0xfa7a1);
-	check_records(TOPIC, 0, 200, 0xfa7a1);
 	cr_assert(daemon_wait_log(&daemon_a, "the Kafka producer failed for good", 10000));
 	struct adapter_counts n = stop_and_count();
 	cr_assert_eq(n.published, 200);
 	cr_assert_eq(n.lost + n.dropped, 0);
 	cr_assert_gt(n.retries, 0, "what the old producer held was sent again, and counted");
+	/* A record the old producer had stored but not yet reported is sent
+	 * again by the new one: a new producer session, which idempotence
+	 * does not span, may store it twice (as choria-adapterd.conf(5) says). */
+	check_records_of(TOPIC, 0, 200, 0xfa7a1, true);
 }
 
 Test(kafka, a_cluster_away_at_start_is_waited_for)
