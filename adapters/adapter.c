@@ -53,6 +53,7 @@ int adapter_new(struct adapter **out, const struct adapter_config *ac, const cha
 	a->ingest_workers = ac->ingest.workers;
 	a->stream_workers = ac->stream.workers;
 	a->queue_wait_ns = (int64_t)ac->queue_wait_ms * CAD_NS_PER_MS;
+	a->max_bytes = (size_t)ac->max_bytes;
 	int rc = -ENOMEM;
 	a->name = strdup(ac->name);
 	if (!a->name)
@@ -129,7 +130,7 @@ void adapter_drain(struct adapter *a, int64_t deadline_ns)
 	uint64_t left = 0;
 	while (queue_pop(a->queue, &item, 0) == 0) {
 		counters_add(&a->stats.lost, "shutdown", 1);
-		host_msg_free(item);
+		host_msg_release(a, item);
 		left++;
 	}
 	uint64_t lost = counters_get(&a->stats.lost, "shutdown");

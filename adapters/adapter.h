@@ -80,6 +80,10 @@ struct adapter {
 	const char *identity;
 	struct queue *queue;
 	int64_t queue_wait_ns; /* how long a full queue may hold an ingest back */
+	/* Bytes of the messages accepted and not yet settled, in the queue
+	 * or in the stream module, and the most there may be. */
+	_Atomic size_t held_bytes;
+	size_t max_bytes;
 	struct cad_context ingest;
 	struct cad_context stream;
 	long ingest_workers;

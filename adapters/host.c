@@ -74,6 +74,18 @@ void host_msg_free(struct cad_msg *m)
 	free(m);
 }
 
+/* What a message holds of the adapter's byte budget: its one allocation. */
+static size_t host_msg_bytes(const struct cad_msg *m)
+{
+	return sizeof(*m) + m->sender_len + m->request_id_len + m->body_len + 3;
+}
+
+void host_msg_release(struct adapter *a, struct cad_msg *m)
+{
+	atomic_fetch_sub_explicit(&a->held_bytes, host_msg_bytes(m), memory_order_relaxed);
+	host_msg_free(m);
+}
+
 static int host_submit(struct cad_context *ctx, struct cad_msg **msg, size_t wire_bytes)
 {
 	struct adapter *a = ctx->adapter;
@@ -81,13 +93,19 @@ static int host_submit(struct cad_context *ctx, struct cad_msg **msg, size_t wir
 	*msg = NULL;
 	atomic_fetch_add_explicit(&a->stats.received, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&a->stats.received_bytes, wire_bytes, memory_order_relaxed);
-	/* Counted before the push: a worker may settle it at once. */
+	/* Counted and its bytes taken before the push: a worker may settle
+	 * it at once. Over the budget, the newest message is the one
+	 * dropped. */
 	atomic_fetch_add_explicit(&a->stats.accepted, 1, memory_order_relaxed);
-	int rc = queue_push_wait(a->queue, m, a->queue_wait_ns);
+	size_t bytes = host_msg_bytes(m);
+	size_t held = atomic_fetch_add_explicit(&a->held_bytes, bytes, memory_order_relaxed);
+	bool over = held + bytes > a->max_bytes;
+	int rc = over ? -ENOBUFS : queue_push_wait(a->queue, m, a->queue_wait_ns);
 	if (rc == 0)
 		return 0;
+	atomic_fetch_sub_explicit(&a->held_bytes, bytes, memory_order_relaxed);
 	atomic_fetch_sub_explicit(&a->stats.accepted, 1, memory_order_relaxed);
-	const char *reason = rc == -ENOBUFS ? "queue_full" : "shutdown";
+	const char *reason = over ? "max_bytes" : rc == -ENOBUFS ? "queue_full" : "shutdown";
 	counters_add(&a->stats.dropped, reason, 1);
 	uint64_t suppressed;
 	char who[128];
@@ -95,7 +113,9 @@ static int host_submit(struct cad_context *ctx, struct cad_msg **msg, size_t wir
 		log_warn(
 			"adapter %s: dropped a message from %s: %s (%llu more dropped since the last report)",
 			a->name, cad_text_printable(who, sizeof(who), m->sender, m->sender_len),
-			rc == -ENOBUFS ? "the queue is full" : "the adapter is stopping",
+			over             ? "the adapter holds max_bytes already"
+			: rc == -ENOBUFS ? "the queue is full"
+					 : "the adapter is stopping",
 			(unsigned long long)suppressed);
 	host_msg_free(m);
 	return rc;
@@ -144,7 +164,7 @@ static void host_msg_done(struct cad_context *ctx, struct cad_msg *m, int status
 				reason ? reason : "error", strerror(-status),
 				(unsigned long long)suppressed);
 	}
-	host_msg_free(m);
+	host_msg_release(a, m);
 }
 
 static void host_count_retry(struct cad_context *ctx)

@@ -15,4 +15,8 @@ struct cad_msg *host_msg_new(const char *sender, size_t sender_len, const char *
 			     size_t body_len);
 void host_msg_free(struct cad_msg *msg);
 
+struct adapter;
+/* Free a message the adapter accepted, out of its byte budget. */
+void host_msg_release(struct adapter *a, struct cad_msg *msg);
+
 #endif

@@ -369,6 +369,13 @@ static int check_adapter(struct config *c, size_t i)
 				ac->queue_wait_ms, CONFIG_QUEUE_WAIT_MS_MAX);
 		errors++;
 	}
+	ac->max_bytes = cfg_getint(a, "max_bytes");
+	if (ac->max_bytes < CONFIG_MAX_BYTES_MIN || ac->max_bytes > CONFIG_MAX_BYTES_MAX) {
+		config_error_at(c, config_line_of(c, a, "max_bytes", a->line), ac->name, NULL,
+				"max_bytes", "%ld is out of range (%ld to %ld)", ac->max_bytes,
+				CONFIG_MAX_BYTES_MIN, CONFIG_MAX_BYTES_MAX);
+		errors++;
+	}
 	struct cad_config *blocks[] = {&ac->ingest, &ac->stream};
 	for (int k = 0; k < 2; k++) {
 		/* The first pass made sure both blocks and their types exist. */
@@ -385,6 +392,7 @@ static int check_adapter(struct config *c, size_t i)
 #define ADAPTER_OPTS(ingest, stream)                                                             \
 	{                                                                                        \
 		CFG_INT("queue_len", 1000, CFGF_NONE), CFG_INT("queue_wait_ms", 250, CFGF_NONE), \
+			CFG_INT("max_bytes", CONFIG_MAX_BYTES_DEFAULT, CFGF_NONE),               \
 			CFG_SEC("ingest", ingest, CFGF_NONE),                                    \
 			CFG_SEC("stream", stream, CFGF_NONE), CFG_END()                          \
 	}

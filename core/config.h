@@ -34,6 +34,10 @@ struct cad_config {
  * stopping choria ingest gives its subscriptions to drain. */
 #define CONFIG_QUEUE_LEN_MAX 10000000L
 #define CONFIG_QUEUE_WAIT_MS_MAX 5000L
+/* An adapter's byte budget: what its queue and its stream module hold. */
+#define CONFIG_MAX_BYTES_DEFAULT (256L * 1024 * 1024)
+#define CONFIG_MAX_BYTES_MIN (1024L * 1024)
+#define CONFIG_MAX_BYTES_MAX (1L << 50)
 /* Connections the metrics endpoint holds at once, at most. */
 #define CONFIG_METRICS_MAX_CONNECTIONS_MAX 10000L
 
@@ -41,6 +45,7 @@ struct adapter_config {
 	char *name;
 	long queue_len;
 	long queue_wait_ms;
+	long max_bytes;
 	int line;
 	struct cad_config ingest;
 	struct cad_config stream;

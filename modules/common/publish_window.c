@@ -2,6 +2,7 @@
 #include "publish_window.h"
 
 #include <errno.h>
+#include <stdio.h>
 
 #include "pacing.h"
 
@@ -22,6 +23,7 @@ void publish_window_init(struct publish_window *pw, const struct cad_host *host,
 			 struct cad_context *ctx, const struct publish_window_ops *ops)
 {
 	*pw = (struct publish_window){.host = host, .ctx = ctx, .ops = ops};
+	atomic_store(&pw->watch_ns, INT64_MAX);
 	pthread_mutex_init(&pw->lock, NULL);
 	pacing_cond_init(&pw->room);
 }
@@ -42,6 +44,57 @@ void publish_window_size(struct publish_window *pw, const struct publish_window_
 	/* An unanswered publish is sent again at most an eighth of its
 	 * timeout late. */
 	pw->scan_every_ns = pw->ack_timeout_ns / 8;
+	pw->stall_after_ns = o->ack_timeout_ms * CAD_NS_PER_MS;
+	pw->watch_every_ns = pw->stall_after_ns / 8;
+}
+
+void publish_window_report_stalls(struct publish_window *pw, const char *name)
+{
+	snprintf(pw->stall_name, sizeof(pw->stall_name), "%s", name);
+	pw->answered_ns = cad_clock_mono_ns();
+	atomic_store(&pw->watch_ns, 0);
+}
+
+/*
+ * A watch sees answers only once they have happened, and a publish may
+ * have come right after the last watch that saw the window empty: the
+ * silence is called a stall one watch period late rather than early.
+ * The state is reported under the lock, so that two workers sharing the
+ * window cannot report it in the wrong order.
+ */
+static void publish_window_watch(struct publish_window *pw, int64_t now)
+{
+	pthread_mutex_lock(&pw->lock);
+	if (now < atomic_load(&pw->watch_ns)) {
+		pthread_mutex_unlock(&pw->lock); /* another worker watched */
+		return;
+	}
+	atomic_store(&pw->watch_ns, now + pw->watch_every_ns);
+	int64_t silent_ns = now - pw->answered_ns;
+	if (pw->used == 0 || pw->answered != pw->answered_seen) {
+		pw->answered_seen = pw->answered;
+		pw->answered_ns = now;
+		silent_ns = 0;
+	}
+	bool stalled = silent_ns >= pw->stall_after_ns + pw->watch_every_ns;
+	if (stalled != pw->stalled) {
+		pw->stalled = stalled;
+		if (stalled)
+			pw->host->log(pw->ctx, CAD_LOG_WARN,
+				      "%s: %zu publishes held and none answered for %lld"
+				      " ms: the stream side is stalled",
+				      pw->stall_name, pw->used,
+				      (long long)(silent_ns / CAD_NS_PER_MS));
+		pw->host->conn_state(pw->ctx, pw->stall_name, !stalled);
+	}
+	pthread_mutex_unlock(&pw->lock);
+}
+
+void publish_window_check_stall(struct publish_window *pw)
+{
+	int64_t now = cad_clock_mono_ns();
+	if (now >= atomic_load_explicit(&pw->watch_ns, memory_order_relaxed))
+		publish_window_watch(pw, now);
 }
 
 void publish_window_places(struct publish_window *pw, struct publish_window_entry *first,
@@ -117,6 +170,7 @@ struct cad_msg *publish_window_remove_locked(struct publish_window *pw,
 void publish_window_done_unlock(struct publish_window *pw, struct cad_msg *m, int status,
 				const char *reason)
 {
+	pw->answered++;
 	atomic_fetch_add(&pw->settling, 1);
 	pthread_mutex_unlock(&pw->lock);
 	pw->host->msg_done(pw->ctx, m, status, reason);
@@ -162,7 +216,10 @@ void publish_window_due_now_locked(struct publish_window *pw)
  */
 size_t publish_window_resend_due(struct publish_window *pw, void *owner)
 {
-	if (cad_clock_mono_ns() < atomic_load_explicit(&pw->due_ns, memory_order_relaxed))
+	int64_t t = cad_clock_mono_ns();
+	if (t >= atomic_load_explicit(&pw->watch_ns, memory_order_relaxed))
+		publish_window_watch(pw, t);
+	if (t < atomic_load_explicit(&pw->due_ns, memory_order_relaxed))
 		return 0;
 	pthread_mutex_lock(&pw->lock);
 	int64_t now = cad_clock_mono_ns();

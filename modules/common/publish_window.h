@@ -12,10 +12,11 @@
  * lock of their own: the caller holds `lock`. Only the walks (resend what
  * is due, give up, help a closing window drain) call back into the module.
  *
- * Concurrency & locking: `lock` guards every field but `due_ns` (written
- * under it, read without it) and `settling` (atomic). `room` is broadcast
- * when the window falls to its low-water mark or empties, and when an
- * entry is parked. host->msg_done() is called outside the lock.
+ * Concurrency & locking: `lock` guards every field but `due_ns` and
+ * `watch_ns` (written under it, read without it) and `settling` (atomic).
+ * `room` is broadcast when the window falls to its low-water mark or
+ * empties, and when an entry is parked. host->msg_done() is called
+ * outside the lock.
  */
 #ifndef CAD_PUBLISH_WINDOW_H
 #define CAD_PUBLISH_WINDOW_H
@@ -123,6 +124,18 @@ struct publish_window {
 	 * that saw only an empty window would let the adapter log its counts,
 	 * or go away, too soon. */
 	_Atomic size_t settling;
+	/* Whether the stream side answers at all (empty name: not watched).
+	 * Publishes held and none answered for stall_after_ns make it
+	 * stalled, reported as the connection `stall_name` going down; the
+	 * next answer brings it up. */
+	char stall_name[48];
+	int64_t stall_after_ns;
+	int64_t watch_every_ns;
+	uint64_t answered;      /* messages settled, since the start */
+	uint64_t answered_seen; /* ...at the last watch that saw a change */
+	int64_t answered_ns;    /* that watch, or the last that saw none held */
+	bool stalled;
+	_Atomic int64_t watch_ns; /* the next watch is due then */
 };
 
 /* The lock and condition; the rest is set by publish_window_size(). */
@@ -133,6 +146,16 @@ void publish_window_destroy(struct publish_window *pw);
  * is not answered within ack_timeout. */
 void publish_window_size(struct publish_window *pw, const struct publish_window_opts *o, long size,
 			 bool time_out);
+/* Watch the stream side for a stall (publishes held, none answered for
+ * ack_timeout) and report it as the connection `name`, down while it
+ * lasts. Before the workers start. */
+void publish_window_report_stalls(struct publish_window *pw, const char *name);
+
+/* Look for a stall or its end when due; cheap to call for every message.
+ * publish_window_resend_due() calls it: a module calls it itself only
+ * where it does not call that. */
+void publish_window_check_stall(struct publish_window *pw);
+
 /* The module's `n` entries, `stride` bytes apart, starting with `first`. */
 void publish_window_places(struct publish_window *pw, struct publish_window_entry *first,
 			   size_t stride, size_t n);

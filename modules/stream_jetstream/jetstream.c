@@ -177,6 +177,7 @@ static int jetstream_create(void **instance, const struct cad_host *host, struct
 		goto fail;
 	publish_window_places(&js->win, &js->table.slots[0].pw, sizeof(js->table.slots[0]),
 			      js->table.mask + 1);
+	publish_window_report_stalls(&js->win, "stream acknowledgements");
 	*instance = js;
 	return 0;
 fail:

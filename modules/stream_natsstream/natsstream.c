@@ -534,6 +534,8 @@ static void natsstream_service(struct ns_worker *w, bool may_connect)
 		natsstream_connect_now(w);
 	if (w->sc)
 		publish_window_resend_due(&w->win, w);
+	else
+		publish_window_check_stall(&w->win);
 }
 
 static void natsstream_window_service(void *worker, bool in_time)
@@ -648,6 +650,9 @@ static int natsstream_worker_open(void **out, void *instance, unsigned index)
 		goto fail;
 	publish_window_places(&w->win, &w->entries[0].pw, sizeof(w->entries[0]),
 			      (size_t)ns->opts.max_inflight);
+	char stall_name[sizeof(l->name) + 32];
+	snprintf(stall_name, sizeof(stall_name), "%s acknowledgements", l->name);
+	publish_window_report_stalls(&w->win, stall_name);
 	for (size_t i = (size_t)ns->opts.max_inflight; i-- > 0;) {
 		w->entries[i].w = w;
 		w->entries[i].next_free = w->free_list;

@@ -80,6 +80,7 @@ static void create_stream(const char *url)
 
 static int drain_timeout = 30;
 static int queue_wait_ms = 250;
+static const char *adapter_extra = ""; /* more adapter options */
 
 /* The daemon's configuration: the test's ingest server, the stream on
  * `stream_urls` (quoted, comma-separated). */
@@ -93,14 +94,15 @@ static char *daemon_conf(const char *stream_urls, int queue_len, int workers, in
 			"adapter node_data {\n"
 			"  queue_len = %d\n"
 			"  queue_wait_ms = %d\n"
+			"  %s\n"
 			"  ingest { type = \"choria\" servers = {\"%s\"} topic = \"choria.discovery\"\n"
 			"           security = \"none\" workers = 2 }\n"
 			"  stream { type = \"jetstream\" servers = {%s}\n"
 			"           topic = \"choria.node_metadata.%%s\" workers = %d\n"
 			"           max_inflight = %d ack_timeout = 2 retry_max_interval = 1 }\n"
 			"}\n",
-			drain_timeout, queue_len, queue_wait_ms, ingest.url, stream_urls, workers,
-			inflight) > 0);
+			drain_timeout, queue_len, queue_wait_ms, adapter_extra, ingest.url,
+			stream_urls, workers, inflight) > 0);
 	return conf;
 }
 
@@ -603,6 +605,157 @@ Test(delivery, a_full_window_refills_on_acknowledgements_not_on_timers)
 	struct adapter_counts n = finish(&reader, 2000);
 	cr_assert_eq(n.published, 2000);
 	cr_assert_eq(n.dropped, 0);
+	js_client_close(&reader);
+}
+
+/* Ask /healthz until it answers `status` with `reason` in its body. */
+static bool wait_health(int port, int status, const char *reason, int timeout_ms)
+{
+	for (int waited = 0; waited <= timeout_ms; waited += 100) {
+		struct http_reply r = {0};
+		bool hit = http_request(&r, "127.0.0.1", port, "GET", "/healthz", 5000) == 0 &&
+			   r.status == status && (!reason || strstr(r.body, reason));
+		http_reply_free(&r);
+		if (hit)
+			return true;
+		nats_Sleep(100);
+	}
+	return false;
+}
+
+/* The connection_up sample of `connection` in /metrics: 1, 0, or -1. */
+static int connection_up(int port, const char *connection)
+{
+	struct http_reply r = {0};
+	cr_assert_eq(http_request(&r, "127.0.0.1", port, "GET", "/metrics", 5000), 0);
+	char want[160];
+	snprintf(want, sizeof(want), "connection=\"%s\",", connection);
+	int up = -1;
+	for (const char *p = r.body; (p = strstr(p, "choria_adapter_connection_up{")); p++) {
+		const char *eol = strchr(p, '\n');
+		const char *hit = strstr(p, want);
+		if (hit && (!eol || hit < eol)) {
+			const char *one = strstr(p, "} 1");
+			up = one && (!eol || one < eol) ? 1 : 0;
+			break;
+		}
+	}
+	http_reply_free(&r);
+	return up;
+}
+
+Test(delivery, a_frozen_stream_is_reported_stalled_until_it_answers_again)
+{
+	/* The server is alive and silent (SIGSTOP): its connection stays up,
+	 * but nothing is acknowledged, and /healthz must say so. */
+	start_stream_server(0);
+	create_stream(stream.url);
+	char *q = quoted(stream.url);
+	char *adapter_conf = daemon_conf(q, 10000, 2, 64);
+	free(q);
+	int port = free_port();
+	char *conf = NULL;
+	cr_assert(asprintf(&conf, "metrics_listen = \"127.0.0.1:%d\"\n%s", port, adapter_conf) > 0);
+	free(adapter_conf);
+	pipeline_start_daemon(&daemon_p, dir, conf);
+	free(conf);
+	struct js_client reader;
+	cr_assert_eq(js_client_open(&reader, stream.url), 0);
+	pipeline_publish(&fleet, "choria.discovery", CHORIA_MSG_REQUEST, 0, 10, 1);
+	cr_assert(js_stream_wait_count(&reader, "NODES", 10, 30000));
+	cr_assert(wait_health(port, 200, NULL, 30000), "healthy while the stream answers");
+
+	cr_assert_eq(kill(stream.pid, SIGSTOP), 0);
+	pipeline_publish(&fleet, "choria.discovery", CHORIA_MSG_REQUEST, 10, 10, 1);
+	bool stalled =
+		wait_health(port, 503,
+			    "\"adapter node_data: stream acknowledgements disconnected\"", 60000);
+	int gauge = connection_up(port, "stream acknowledgements");
+	bool logged =
+		daemon_wait_log(&daemon_p,
+				"stream acknowledgements: 10 publishes held and none answered",
+				10000);
+	cr_assert_eq(kill(stream.pid, SIGCONT), 0);
+	cr_assert(stalled, "/healthz reports the stall:\n%s", file_read(daemon_p.log));
+	cr_assert_eq(gauge, 0, "the gauge reports the stall");
+	cr_assert(logged, "the log says so:\n%s", file_read(daemon_p.log));
+
+	cr_assert(wait_health(port, 200, NULL, 60000), "healthy again once answered");
+	cr_assert_eq(connection_up(port, "stream acknowledgements"), 1);
+	cr_assert(daemon_wait_log(&daemon_p, "stream acknowledgements: connected", 10000));
+	cr_assert(js_stream_wait_count(&reader, "NODES", 20, 60000));
+	js_client_close(&reader);
+}
+
+/* The resident set of process `pid`, in KiB. */
+static long rss_kib(pid_t pid)
+{
+	char path[64], line[256];
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	FILE *f = fopen(path, "r");
+	cr_assert_not_null(f);
+	long kib = -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
+			break;
+	fclose(f);
+	cr_assert_gt(kib, 0);
+	return kib;
+}
+
+Test(delivery, large_messages_for_a_frozen_stream_stay_within_max_bytes)
+{
+	/* 300 messages of 128 KiB for a stream that answers nothing: the
+	 * queue (10000) and the window (64) would hold them all, about 80 MB
+	 * with the envelopes; max_bytes = 4 MiB holds what fits and drops
+	 * the newest. ASan's quarantine would keep what is dropped and
+	 * freed: the daemon runs without it, so that RSS shows what is held. */
+	const char *asan = getenv("ASAN_OPTIONS");
+	char *asan_opts = NULL;
+	cr_assert(asprintf(&asan_opts, "%s%squarantine_size_mb=0", asan ? asan : "",
+			   asan && *asan ? ":" : "") > 0);
+	setenv("ASAN_OPTIONS", asan_opts, 1);
+	free(asan_opts);
+	adapter_extra = "max_bytes = 4194304";
+	start_daemon_and_stream(10000, 1, 64);
+	struct js_client reader;
+	cr_assert_eq(js_client_open(&reader, stream.url), 0);
+	pipeline_publish(&fleet, "choria.discovery", CHORIA_MSG_REQUEST, 0, 10, 5);
+	cr_assert(js_stream_wait_count(&reader, "NODES", 10, 30000));
+	long before = rss_kib(daemon_p.pid);
+
+	cr_assert_eq(kill(stream.pid, SIGSTOP), 0);
+	static char big[128 * 1024];
+	memset(big, 'x', sizeof(big) - 1);
+	for (int i = 0; i < 300; i++) {
+		char sender[64], id[33];
+		snprintf(sender, sizeof(sender), "big-%d.example.net", i);
+		pipeline_request_id(id, 6, i);
+		struct choria_msg_spec m = choria_msg_defaults(CHORIA_MSG_REQUEST);
+		m.sender = sender;
+		m.request_id = id;
+		m.body = big;
+		pipeline_publish_spec(&fleet, "choria.discovery", &m);
+	}
+	cr_assert_eq(natsConnection_FlushTimeout(fleet.nc, 30000), NATS_OK);
+	struct adapter_counts n =
+		pipeline_counts_once_received(&daemon_p, "node_data", 310, 120000);
+	long after = rss_kib(daemon_p.pid);
+	bool logged = daemon_wait_log(&daemon_p, "the adapter holds max_bytes already", 10000);
+	cr_assert_eq(kill(stream.pid, SIGCONT), 0);
+
+	cr_log_info("RSS %ld KiB before, %ld KiB after; %lu dropped", before, after,
+		    (unsigned long)n.dropped);
+	cr_assert(logged, "the drop says why");
+	cr_assert_gt(n.dropped, 200, "what exceeds the budget is dropped (%lu dropped)",
+		     (unsigned long)n.dropped);
+	cr_assert_lt(n.dropped, 300, "what fits is kept");
+	/* Twice the budget (the message, then its envelope in the window)
+	 * and a margin for the allocator and the NATS client's buffers. */
+	cr_assert_lt(after - before, 2 * 4096 + 16 * 1024,
+		     "RSS grew from %ld to %ld KiB with a budget of 4 MiB", before, after);
+	/* What was kept is delivered once the stream answers again. */
+	cr_assert(js_stream_wait_count(&reader, "NODES", 310 - n.dropped, 60000));
 	js_client_close(&reader);
 }
 

@@ -448,6 +448,49 @@ static int connection_up(int port, const char *connection)
 	return up;
 }
 
+/* Ask /healthz until it answers `status` with `reason` in its body. */
+static bool wait_health(int port, int status, const char *reason, int timeout_ms)
+{
+	for (int waited = 0; waited <= timeout_ms; waited += 100) {
+		struct http_reply r = {0};
+		bool hit = http_request(&r, "127.0.0.1", port, "GET", "/healthz", 5000) == 0 &&
+			   r.status == status && (!reason || strstr(r.body, reason));
+		http_reply_free(&r);
+		if (hit)
+			return true;
+		nats_Sleep(100);
+	}
+	return false;
+}
+
+Test(natsstream, a_server_that_stops_acknowledging_is_reported_stalled_until_it_answers)
+{
+	int port = free_port();
+	char *ns = conf_ns(1, "ack_timeout = 1\n    retry_max_interval = 1", 5), *conf = NULL;
+	cr_assert(asprintf(&conf, "metrics_listen = \"127.0.0.1:%d\"\n%s", port, ns) > 0);
+	free(ns);
+	pipeline_start_daemon(&daemon_a, dir, conf);
+	free(conf);
+	publish(0, 5);
+	cr_assert(stan_responder_wait_stored(stan, 5, 15000));
+	cr_assert(wait_health(port, 200, NULL, 30000), "healthy while the server answers");
+
+	stan_responder_set_ack_mode(stan, STAN_ACK_NONE);
+	publish(5, 5);
+	cr_assert(wait_health(port, 503,
+			      "\"adapter node_data: stream 1 acknowledgements disconnected\"",
+			      60000),
+		  "/healthz reports the stall");
+	cr_assert_eq(connection_up(port, "stream 1"), 1, "while the connection is up");
+	cr_assert_eq(connection_up(port, "stream 1 acknowledgements"), 0);
+	cr_assert(daemon_wait_log(&daemon_a, "stream 1 acknowledgements: 5 publishes held", 10000));
+
+	stan_responder_set_ack_mode(stan, STAN_ACK);
+	cr_assert(wait_health(port, 200, NULL, 60000), "healthy again once answered");
+	cr_assert_eq(connection_up(port, "stream 1 acknowledgements"), 1);
+	cr_assert(stan_responder_wait_stored(stan, 10, 15000));
+}
+
 Test(natsstream, each_worker_connection_has_its_metrics_series)
 {
 	int port = free_port();

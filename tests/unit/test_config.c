@@ -214,6 +214,7 @@ Test(config, loads_the_design_example)
 	cr_assert_str_eq(a->name, "node_data");
 	cr_assert_eq(a->queue_len, 1000);
 	cr_assert_eq(a->queue_wait_ms, 500);
+	cr_assert_eq(a->max_bytes, 64L * 1024 * 1024);
 	cr_assert_eq(a->ingest.workers, 10);
 	cr_assert_str_eq(a->ingest.module->type, "choria");
 	cr_assert_str_eq(block_cfg_str(&a->ingest, "topic"), "choria.discovery");
@@ -226,6 +227,7 @@ Test(config, loads_the_design_example)
 	struct adapter_config *b = &c->adapters[1];
 	cr_assert_eq(b->queue_len, 1000);
 	cr_assert_eq(b->queue_wait_ms, 250);
+	cr_assert_eq(b->max_bytes, 256L * 1024 * 1024);
 	cr_assert_eq(b->stream.workers, 10);
 	cr_assert_str_eq(block_cfg_str(&b->ingest, "protocol"), "reply");
 	cr_assert_eq(block_cfg_list_len(&b->ingest, "servers"), 1);

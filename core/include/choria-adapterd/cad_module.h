@@ -186,8 +186,9 @@ struct cad_host {
 
 	/* Ingest: hand a message to the adapter's queue. Ownership of *msg
 	 * passes to the host whatever the result, and *msg is set to NULL.
-	 * Returns 0 when queued, -ENOBUFS when the queue was full and the
-	 * message was dropped (counted), -ESHUTDOWN when the adapter is
+	 * Returns 0 when queued, -ENOBUFS when the queue was full, or the
+	 * adapter held max_bytes already, and the message was dropped
+	 * (counted), -ESHUTDOWN when the adapter is
 	 * stopping (counted). `wire_bytes` is the size of the message as it
 	 * arrived. */
 	int (*submit)(struct cad_context *ctx, struct cad_msg **msg, size_t wire_bytes);
