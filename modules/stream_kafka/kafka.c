@@ -74,7 +74,7 @@ struct kafka {
 	struct cad_ratelimit warn_limit; /* for retry warnings */
 	struct cad_ratelimit loss_warn_limit;
 	/* The poller thread's own: */
-	bool cluster_up, cluster_reported, topic_missing;
+	bool cluster_up, cluster_reported, topic_missing, stalled;
 	int64_t next_probe_ns;
 	int64_t last_report_ns; /* the last delivery report, stored or not */
 	char *env;
@@ -483,6 +483,31 @@ static void kafka_rebuild(struct kafka *k)
 	k->next_probe_ns = 0;
 }
 
+/* Records waiting in librdkafka with no delivery report for ack_timeout:
+ * the cluster has stopped answering though the connection may look up.
+ * Reported as the state "cluster acknowledgements", from its first stall
+ * on; poller thread. */
+static void kafka_watch_stall(struct kafka *k)
+{
+	pthread_mutex_lock(&k->lock);
+	long waiting = k->held - (long)k->n_parked;
+	pthread_mutex_unlock(&k->lock);
+	int64_t now = cad_clock_mono_ns();
+	if (waiting <= 0)
+		k->last_report_ns = now; /* silence counts from the first record */
+	bool stalled = waiting > 0 && now - k->last_report_ns > k->set.stall_after_ns;
+	if (stalled == k->stalled)
+		return;
+	k->stalled = stalled;
+	if (stalled)
+		k->host->log(
+			k->ctx, CAD_LOG_WARN,
+			"cluster acknowledgements: %ld records held and no delivery report for "
+			"%lld ms: the stream side is stalled",
+			waiting, (long long)((now - k->last_report_ns) / CAD_NS_PER_MS));
+	k->host->conn_state(k->ctx, "cluster acknowledgements", !stalled);
+}
+
 static void *kafka_poller(void *arg)
 {
 	struct kafka *k = arg;
@@ -492,6 +517,7 @@ static void *kafka_poller(void *arg)
 		rd_kafka_poll(k->rk, POLL_MS);
 		kafka_resend_due(k);
 		kafka_probe(k);
+		kafka_watch_stall(k);
 	}
 	return NULL;
 }

@@ -33,6 +33,13 @@ const struct cad_option kafka_options[] = {
 	 .min = 1,
 	 .max = 1000000,
 	 .help = "records per worker awaiting Kafka's report"},
+	{.name = "ack_timeout",
+	 .type = CAD_OPT_INT,
+	 .def_int = 30,
+	 .min = 1,
+	 .max = 3600,
+	 .help = "seconds records may wait without a delivery report before the stream side is "
+		 "reported stalled"},
 	{.name = "compression",
 	 .type = CAD_OPT_STRING,
 	 .def_str = "none",
@@ -296,6 +303,7 @@ int kafka_settings_read(struct kafka_settings *s, const struct cad_host *host,
 		host->cfg_error(cfg, "topic", "'%s': %s", s->topic, why);
 		errors++;
 	}
+	s->stall_after_ns = host->cfg_int(cfg, "ack_timeout") * CAD_NS_PER_SEC;
 	s->window = host->cfg_int(cfg, "max_inflight") * host->cfg_int(cfg, "workers");
 	if (s->window > QUEUE_MESSAGES_MAX)
 		s->window = QUEUE_MESSAGES_MAX;

@@ -10,7 +10,9 @@
 
 #include <librdkafka/rdkafka.h>
 #include <stdbool.h>
+#include <stdint.h>
 
+#include <choria-adapterd/cad_clock.h>
 #include <choria-adapterd/cad_module.h>
 
 /* The block's options, for the module's descriptor. */
@@ -18,9 +20,10 @@ extern const struct cad_option kafka_options[];
 
 struct kafka_settings {
 	char *topic;
-	char *brokers;     /* comma-separated, as bootstrap.servers wants */
-	long window;       /* max_inflight x workers */
-	char security[96]; /* for describe(): "plaintext", "TLS, SASL PLAIN" */
+	char *brokers;          /* comma-separated, as bootstrap.servers wants */
+	long window;            /* max_inflight x workers */
+	int64_t stall_after_ns; /* ack_timeout */
+	char security[96];      /* for describe(): "plaintext", "TLS, SASL PLAIN" */
 	char compression[16];
 	rd_kafka_conf_t *base; /* all but bootstrap.servers and the callbacks */
 };

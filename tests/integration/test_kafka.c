@@ -344,6 +344,28 @@ Test(kafka, a_topic_that_does_not_exist_yet_is_retried_and_shown)
 	cr_assert_gt(n.retries, 0, "its records were produced again");
 }
 
+Test(kafka, a_cluster_that_stops_answering_is_reported_stalled_until_it_answers)
+{
+	kafka_mock_topic(&mock, TOPIC, PARTITIONS);
+	start(TOPIC, "ack_timeout = 1", 1);
+	publish(0, 10, 0x57a1);
+	check_records(TOPIC, 0, 10, 0x57a1);
+	wait_health(200, NULL, 30000);
+	/* Every broker answers a minute late: connected, and silent. */
+	for (int32_t b = 1; b <= 3; b++)
+		cr_assert_eq(rd_kafka_mock_broker_set_rtt(mock.mc, b, 60000), 0);
+	publish(10, 10, 0x57a1);
+	wait_health(503, "cluster acknowledgements disconnected", 30000);
+	cr_assert(daemon_wait_log(&daemon_a, "the stream side is stalled", 10000));
+	for (int32_t b = 1; b <= 3; b++)
+		cr_assert_eq(rd_kafka_mock_broker_set_rtt(mock.mc, b, 0), 0);
+	wait_health(200, NULL, 120000);
+	cr_assert(daemon_wait_log(&daemon_a, "cluster acknowledgements: connected", 10000));
+	struct adapter_counts n = stop_and_count();
+	cr_assert_eq(n.published, 20);
+	cr_assert_eq(n.lost + n.dropped, 0);
+}
+
 Test(kafka, sigterm_drains_then_counts_what_is_left_lost_as_shutdown)
 {
 	kafka_mock_topic(&mock, TOPIC, PARTITIONS);
