@@ -328,6 +328,25 @@ Test(http, stalls_past_the_timeout_and_cut_connections_are_retried)
 	cr_assert_eq(c.lost, 0);
 }
 
+Test(http, an_endpoint_that_stops_answering_is_reported_down_until_it_answers)
+{
+	plain_sink();
+	/* Three requests held past the timeout, then answers again. */
+	http_sink_script(sink, 3, 200, NULL, NULL, 5000);
+	start(sink_url("http", "/hook"), "timeout = 1\nretry_max_interval = 1", 1);
+	publish(0, 1, 0x5a1);
+	char reason[128];
+	snprintf(reason, sizeof(reason), "endpoint 127.0.0.1:%d disconnected",
+		 http_sink_port(sink));
+	wait_health(503, reason, 30000);
+	cr_assert(http_sink_wait_ok(sink, 1, 60000), "answered once the stalls are used up");
+	wait_health(200, NULL, 30000);
+	struct adapter_counts c = stop_and_count();
+	cr_assert_eq(c.published, 1);
+	cr_assert_eq(c.lost, 0);
+	cr_assert_geq(c.retries, 3);
+}
+
 /* The lines of a batch body: checked envelopes, their indexes in idx. */
 static size_t batch_members(const struct http_sink_req *r, unsigned seed, int *idx, size_t max)
 {
