@@ -751,9 +751,13 @@ Test(delivery, large_messages_for_a_frozen_stream_stay_within_max_bytes)
 		     (unsigned long)n.dropped);
 	cr_assert_lt(n.dropped, 300, "what fits is kept");
 	/* Twice the budget (the message, then its envelope in the window)
-	 * and a margin for the allocator and the NATS client's buffers. */
+	 * and a margin for the allocator and the NATS client's buffers. Not
+	 * under ThreadSanitizer, whose shadow memory grows with every byte
+	 * the daemon touches, freed or not: the other builds check it. */
+#ifndef __SANITIZE_THREAD__
 	cr_assert_lt(after - before, 2 * 4096 + 16 * 1024,
 		     "RSS grew from %ld to %ld KiB with a budget of 4 MiB", before, after);
+#endif
 	/* What was kept is delivered once the stream answers again. */
 	cr_assert(js_stream_wait_count(&reader, "NODES", 310 - n.dropped, 60000));
 	js_client_close(&reader);
