@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "http_get.h"
 #include "tmpdir.h"
 
 bool pipeline_counts(struct daemon_proc *d, const char *adapter, struct adapter_counts *out)
@@ -221,4 +222,46 @@ void pipeline_assert_balance(struct daemon_proc *d, const struct adapter_counts 
 			(unsigned long)n->rejected, (unsigned long)n->dropped,
 			(unsigned long)n->lost, (unsigned long)n->in_flight, log);
 	}
+}
+
+struct adapter_counts pipeline_stop_and_count(struct daemon_proc *d, const char *adapter)
+{
+	cr_assert_eq(daemon_stop(d, SIGTERM, 30000), 0, "exits 0 on SIGTERM");
+	struct adapter_counts n;
+	cr_assert(pipeline_counts(d, adapter, &n), "the daemon logged its counters");
+	pipeline_assert_balance(d, &n);
+	return n;
+}
+
+struct adapter_counts pipeline_wait_lost(struct daemon_proc *d, const char *adapter, uint64_t lost,
+					 int timeout_ms)
+{
+	struct adapter_counts c = {0};
+	for (int waited = 0; waited < timeout_ms; waited += 50) {
+		kill(d->pid, SIGUSR1);
+		nats_Sleep(50);
+		if (pipeline_counts(d, adapter, &c) && c.lost >= lost)
+			return c;
+	}
+	cr_assert_fail("%lu messages lost, not %lu", (unsigned long)c.lost, (unsigned long)lost);
+	return c;
+}
+
+void pipeline_wait_health(int port, int want, const char *reason, int timeout_ms)
+{
+	char body[2048] = "";
+	int status = 0;
+	for (int waited = 0; waited <= timeout_ms; waited += 100) {
+		struct http_reply r;
+		if (http_request(&r, "127.0.0.1", port, "GET", "/healthz", 5000) == 0) {
+			status = r.status;
+			snprintf(body, sizeof(body), "%s", r.body ? r.body : "");
+			http_reply_free(&r);
+			if (status == want && (!reason || strstr(body, reason)))
+				return;
+		}
+		nats_Sleep(100);
+	}
+	cr_assert_fail("/healthz did not answer %d%s%s; last %d: %s", want, reason ? " with " : "",
+		       reason ? reason : "", status, body);
 }

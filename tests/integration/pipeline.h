@@ -71,4 +71,16 @@ uint64_t pipeline_stream_ids(struct js_client *c, const char *stream, uint64_t *
 /* Fails the test with the daemon's log unless the balance holds:
  * received = published + rejected + dropped + lost + in flight. */
 void pipeline_assert_balance(struct daemon_proc *d, const struct adapter_counts *n);
+/* The counters once the daemon has exited on SIGTERM: asserts exit 0,
+ * that it logged them, and their balance. */
+struct adapter_counts pipeline_stop_and_count(struct daemon_proc *d, const char *adapter);
+
+/* Ask for the counters until `lost` messages are counted lost. */
+struct adapter_counts pipeline_wait_lost(struct daemon_proc *d, const char *adapter, uint64_t lost,
+					 int timeout_ms);
+
+/* Ask /healthz on 127.0.0.1:port until it answers `want`, with `reason`
+ * in its body when given. */
+void pipeline_wait_health(int port, int want, const char *reason, int timeout_ms);
+
 #endif

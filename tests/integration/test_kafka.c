@@ -98,47 +98,19 @@ static void publish(int first, int n, unsigned seed)
 	pipeline_publish(&client, "choria.discovery", CHORIA_MSG_REQUEST, first, n, seed);
 }
 
-/* The counters once the daemon has exited on SIGTERM (asserts exit 0). */
 static struct adapter_counts stop_and_count(void)
 {
-	cr_assert_eq(daemon_stop(&daemon_a, SIGTERM, 30000), 0, "exits 0 on SIGTERM");
-	struct adapter_counts n;
-	cr_assert(pipeline_counts(&daemon_a, ADAPTER, &n), "the daemon logged its counters");
-	pipeline_assert_balance(&daemon_a, &n);
-	return n;
+	return pipeline_stop_and_count(&daemon_a, ADAPTER);
 }
 
-/* Ask for the counters until `lost` messages are counted lost. */
 static struct adapter_counts wait_lost(uint64_t lost, int timeout_ms)
 {
-	struct adapter_counts c = {0};
-	for (int waited = 0; waited < timeout_ms; waited += 50) {
-		kill(daemon_a.pid, SIGUSR1);
-		nats_Sleep(50);
-		if (pipeline_counts(&daemon_a, ADAPTER, &c) && c.lost >= lost)
-			return c;
-	}
-	cr_assert_fail("%lu messages lost, not %lu", (unsigned long)c.lost, (unsigned long)lost);
-	return c;
+	return pipeline_wait_lost(&daemon_a, ADAPTER, lost, timeout_ms);
 }
 
 static void wait_health(int want, const char *reason, int timeout_ms)
 {
-	char body[2048] = "";
-	int status = 0;
-	for (int waited = 0; waited <= timeout_ms; waited += 100) {
-		struct http_reply r;
-		if (http_request(&r, "127.0.0.1", metrics_port, "GET", "/healthz", 5000) == 0) {
-			status = r.status;
-			snprintf(body, sizeof(body), "%s", r.body ? r.body : "");
-			http_reply_free(&r);
-			if (status == want && (!reason || strstr(body, reason)))
-				return;
-		}
-		nats_Sleep(100);
-	}
-	cr_assert_fail("/healthz did not answer %d%s%s; last %d: %s", want, reason ? " with " : "",
-		       reason ? reason : "", status, body);
+	pipeline_wait_health(metrics_port, want, reason, timeout_ms);
 }
 
 /* The envelope label check_records() expects. */
