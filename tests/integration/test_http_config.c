@@ -27,33 +27,16 @@ static void teardown(void)
 
 TestSuite(http_config, .init = setup, .fini = teardown, .timeout = 60);
 
-/* The stream block's lines start at line 4 of the file. */
+/* The stream block's own lines start at line 5 of the file. */
 static int check_conf(const char *stream_block, char **out, char *path, size_t len)
 {
-	char *text = NULL;
-	cr_assert(asprintf(&text,
-			   "adapter a {\n"
-			   "  ingest { type = \"choria\" topic = \"t\" security = \"none\" }\n"
-			   "  stream {\n"
-			   "    type = \"http\"\n"
-			   "%s"
-			   "  }\n"
-			   "}\n",
-			   stream_block) > 0);
-	cr_assert_eq(tmpdir_write(dir, "http.conf", text, path, len), 0);
-	free(text);
-	return daemon_run_cmd(out, dir, "-t", "-c", path, "-M", moddir, NULL);
+	return daemon_check_stream_block(out, dir, moddir, "http", stream_block, path, len);
 }
 
+/* The check fails with "<path>:<line>: adapter a: stream: <what>". */
 static void expect_error(const char *block, int line, const char *what)
 {
-	char path[700], *out = NULL;
-	int st = check_conf(block, &out, path, sizeof(path));
-	cr_assert_eq(st, 1, "%s", out);
-	char want[1500];
-	snprintf(want, sizeof(want), "%s:%d: adapter a: stream: %s", path, line, what);
-	cr_assert_not_null(strstr(out, want), "expected '%s' in:\n%s", want, out);
-	free(out);
+	daemon_expect_stream_error(dir, moddir, "http", block, line, what);
 }
 
 Test(http_config, a_good_block_is_described_without_its_secrets)

@@ -32,22 +32,16 @@ static void teardown(void)
 
 TestSuite(kafka_config, .init = setup, .fini = teardown, .timeout = 60);
 
-/* The stream block's lines start at line 4 of the file. */
+/* The stream block's own lines start at line 5 of the file. */
 static int check_conf(const char *stream_block, char **out, char *path, size_t len)
 {
 	return daemon_check_stream_block(out, dir, moddir, "kafka", stream_block, path, len);
 }
 
-/* The check fails, and its output holds "<path>:<line>: adapter a: stream: <what>". */
+/* The check fails with "<path>:<line>: adapter a: stream: <what>". */
 static void expect_error(const char *block, int line, const char *what)
 {
-	char path[700], *out = NULL;
-	int st = check_conf(block, &out, path, sizeof(path));
-	cr_assert_eq(st, 1, "%s", out);
-	char want[1500];
-	snprintf(want, sizeof(want), "%s:%d: adapter a: stream: %s", path, line, what);
-	cr_assert_not_null(strstr(out, want), "expected '%s' in:\n%s", want, out);
-	free(out);
+	daemon_expect_stream_error(dir, moddir, "kafka", block, line, what);
 }
 
 Test(kafka_config, a_good_block_is_described_without_its_secret)
