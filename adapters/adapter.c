@@ -40,15 +40,46 @@ static int create_instance(struct adapter *a, struct cad_context *ctx,
 	return ctx->module->create(&ctx->instance, &host_services, ctx, block);
 }
 
-int adapter_new(struct adapter **out, const struct adapter_config *ac, const char *identity)
+struct adapter_stats *adapter_stats_new(void)
+{
+	struct adapter_stats *st = calloc(1, sizeof(*st));
+	if (!st)
+		return NULL;
+	atomic_init(&st->refs, 1);
+	counters_init(&st->rejected);
+	counters_init(&st->dropped);
+	counters_init(&st->lost);
+	return st;
+}
+
+struct adapter_stats *adapter_stats_ref(struct adapter_stats *st)
+{
+	atomic_fetch_add(&st->refs, 1);
+	return st;
+}
+
+void adapter_stats_unref(struct adapter_stats *st)
+{
+	if (!st || atomic_fetch_sub(&st->refs, 1) != 1)
+		return;
+	counters_destroy(&st->rejected);
+	counters_destroy(&st->dropped);
+	counters_destroy(&st->lost);
+	free(st);
+}
+
+int adapter_new(struct adapter **out, const struct adapter_config *ac, const char *identity,
+		struct adapter *predecessor)
 {
 	struct adapter *a = calloc(1, sizeof(*a));
 	if (!a)
 		return -ENOMEM;
 	pthread_mutex_init(&a->conns_lock, NULL);
-	counters_init(&a->stats.rejected);
-	counters_init(&a->stats.dropped);
-	counters_init(&a->stats.lost);
+	a->stats = predecessor ? adapter_stats_ref(predecessor->stats) : adapter_stats_new();
+	if (!a->stats) {
+		adapter_free(a);
+		return -ENOMEM;
+	}
 	a->identity = identity;
 	a->ingest_workers = ac->ingest.workers;
 	a->stream_workers = ac->stream.workers;
@@ -113,7 +144,8 @@ void adapter_stop_ingest(struct adapter *a)
 
 void adapter_drain_begin(struct adapter *a, int64_t deadline_ns)
 {
-	a->published_before_drain = atomic_load(&a->stats.published);
+	a->published_before_drain = atomic_load(&a->stats->published);
+	a->lost_before_drain = counters_get(&a->stats->lost, "shutdown");
 	atomic_store(&a->drain_deadline_ns, deadline_ns ? deadline_ns : 1);
 	stream_workers_set_deadline(a->workers, deadline_ns);
 }
@@ -129,18 +161,20 @@ void adapter_drain(struct adapter *a, int64_t deadline_ns)
 	void *item;
 	uint64_t left = 0;
 	while (queue_pop(a->queue, &item, 0) == 0) {
-		counters_add(&a->stats.lost, "shutdown", 1);
+		counters_add(&a->stats->lost, "shutdown", 1);
 		host_msg_release(a, item);
 		left++;
 	}
-	uint64_t lost = counters_get(&a->stats.lost, "shutdown");
+	/* Counters shared with a successor go on counting: only what was
+	 * added since the drain began is this drain's. */
+	uint64_t lost = counters_get(&a->stats->lost, "shutdown") - a->lost_before_drain;
 	if (lost)
 		log_error("adapter %s: %" PRIu64
 			  " messages could not be delivered before the drain timeout (%" PRIu64
 			  " were still queued)",
 			  a->name, lost, left);
-	log_info("adapter %s: drained, %" PRIu64 " messages published during shutdown", a->name,
-		 atomic_load(&a->stats.published) - before);
+	log_info("adapter %s: drained, %" PRIu64 " messages published meanwhile", a->name,
+		 atomic_load(&a->stats->published) - before);
 }
 
 void adapter_free(struct adapter *a)
@@ -160,9 +194,7 @@ void adapter_free(struct adapter *a)
 			host_msg_free(item);
 	}
 	queue_free(a->queue);
-	counters_destroy(&a->stats.rejected);
-	counters_destroy(&a->stats.dropped);
-	counters_destroy(&a->stats.lost);
+	adapter_stats_unref(a->stats);
 	pthread_mutex_destroy(&a->conns_lock);
 	free(a->conns);
 	free(a->name);
@@ -173,8 +205,8 @@ uint64_t adapter_in_flight(struct adapter *a)
 {
 	/* Settled counts are read first: read after `accepted`, a message
 	 * settled in between would show as a negative flight. */
-	uint64_t settled = atomic_load(&a->stats.published) + counters_total(&a->stats.lost);
-	uint64_t accepted = atomic_load(&a->stats.accepted);
+	uint64_t settled = atomic_load(&a->stats->published) + counters_total(&a->stats->lost);
+	uint64_t accepted = atomic_load(&a->stats->accepted);
 	return accepted > settled ? accepted - settled : 0;
 }
 
@@ -204,16 +236,16 @@ static void format_labels(struct counter_set *s, char *buf, size_t len)
 void adapter_log_stats(struct adapter *a)
 {
 	char rej[512], drop[512], lost[512];
-	format_labels(&a->stats.rejected, rej, sizeof(rej));
-	format_labels(&a->stats.dropped, drop, sizeof(drop));
-	format_labels(&a->stats.lost, lost, sizeof(lost));
+	format_labels(&a->stats->rejected, rej, sizeof(rej));
+	format_labels(&a->stats->dropped, drop, sizeof(drop));
+	format_labels(&a->stats->lost, lost, sizeof(lost));
 	log_info("adapter %s: received=%" PRIu64 " published=%" PRIu64 " in_flight=%" PRIu64
 		 " retries=%" PRIu64 " rejected=%" PRIu64 "%s dropped=%" PRIu64 "%s lost=%" PRIu64
 		 "%s",
-		 a->name, atomic_load(&a->stats.received), atomic_load(&a->stats.published),
-		 adapter_in_flight(a), atomic_load(&a->stats.retries),
-		 counters_total(&a->stats.rejected), rej, counters_total(&a->stats.dropped), drop,
-		 counters_total(&a->stats.lost), lost);
+		 a->name, atomic_load(&a->stats->received), atomic_load(&a->stats->published),
+		 adapter_in_flight(a), atomic_load(&a->stats->retries),
+		 counters_total(&a->stats->rejected), rej, counters_total(&a->stats->dropped), drop,
+		 counters_total(&a->stats->lost), lost);
 }
 
 const char *adapter_name(const struct adapter *a)

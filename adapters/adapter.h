@@ -49,8 +49,14 @@ extern const struct adapter_time_bucket adapter_time_buckets[ADAPTER_TIME_BUCKET
  * dropped, published, lost, or in flight (queued or held by the stream
  * module). In flight is derived, accepted - published - lost, so the
  * balance holds without a counter to move between the queue and the
- * stream. */
+ * stream.
+ *
+ * Allocated apart from the adapter and counted by reference: when a reload
+ * replaces an adapter, the new instance shares the old one's counters, so
+ * both add into them during the hand-over and an adapter name keeps one
+ * set of series whose counts simply go on. */
 struct adapter_stats {
+	_Atomic unsigned refs;
 	_Atomic uint64_t received;
 	_Atomic uint64_t received_bytes;
 	_Atomic uint64_t published;
@@ -89,9 +95,10 @@ struct adapter {
 	long ingest_workers;
 	long stream_workers;
 	struct stream_workers *workers;
-	struct adapter_stats stats;
+	struct adapter_stats *stats; /* shared with a predecessor */
 	bool ingest_started;
-	uint64_t published_before_drain;   /* for the drain's log line */
+	uint64_t published_before_drain;   /* for the drain's log lines */
+	uint64_t lost_before_drain;
 	_Atomic int64_t drain_deadline_ns; /* 0 until adapter_drain_begin() */
 
 	pthread_mutex_t conns_lock;
@@ -110,7 +117,13 @@ static inline void adapter_stats_time(struct adapter_stats *st, uint64_t ns)
 	atomic_fetch_add_explicit(&st->time_count, 1, memory_order_relaxed);
 }
 
-/* Messages in flight: accepted and not yet published or lost. */
+/* New counters, all zero, with one reference; NULL without memory. */
+struct adapter_stats *adapter_stats_new(void);
+struct adapter_stats *adapter_stats_ref(struct adapter_stats *st);
+void adapter_stats_unref(struct adapter_stats *st); /* accepts NULL */
+
+/* Messages in flight: accepted and not yet published or lost. With
+ * shared counters, those of every instance that shares them. */
 uint64_t adapter_in_flight(struct adapter *a);
 /* Connections reported down by the modules. */
 size_t adapter_conns_down(struct adapter *a);

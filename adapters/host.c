@@ -91,12 +91,12 @@ static int host_submit(struct cad_context *ctx, struct cad_msg **msg, size_t wir
 	struct adapter *a = ctx->adapter;
 	struct cad_msg *m = *msg;
 	*msg = NULL;
-	atomic_fetch_add_explicit(&a->stats.received, 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&a->stats.received_bytes, wire_bytes, memory_order_relaxed);
+	atomic_fetch_add_explicit(&a->stats->received, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&a->stats->received_bytes, wire_bytes, memory_order_relaxed);
 	/* Counted and its bytes taken before the push: a worker may settle
 	 * it at once. Over the budget, the newest message is the one
 	 * dropped. */
-	atomic_fetch_add_explicit(&a->stats.accepted, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&a->stats->accepted, 1, memory_order_relaxed);
 	size_t bytes = host_msg_bytes(m);
 	size_t held = atomic_fetch_add_explicit(&a->held_bytes, bytes, memory_order_relaxed);
 	bool over = held + bytes > a->max_bytes;
@@ -104,12 +104,12 @@ static int host_submit(struct cad_context *ctx, struct cad_msg **msg, size_t wir
 	if (rc == 0)
 		return 0;
 	atomic_fetch_sub_explicit(&a->held_bytes, bytes, memory_order_relaxed);
-	atomic_fetch_sub_explicit(&a->stats.accepted, 1, memory_order_relaxed);
+	atomic_fetch_sub_explicit(&a->stats->accepted, 1, memory_order_relaxed);
 	const char *reason = over ? "max_bytes" : rc == -ENOBUFS ? "queue_full" : "shutdown";
-	counters_add(&a->stats.dropped, reason, 1);
+	counters_add(&a->stats->dropped, reason, 1);
 	uint64_t suppressed;
 	char who[128];
-	if (cad_ratelimit_allow(&a->stats.drop_limit, ADAPTER_LOG_EVERY_NS, &suppressed))
+	if (cad_ratelimit_allow(&a->stats->drop_limit, ADAPTER_LOG_EVERY_NS, &suppressed))
 		log_warn(
 			"adapter %s: dropped a message from %s: %s (%llu more dropped since the last report)",
 			a->name, cad_text_printable(who, sizeof(who), m->sender, m->sender_len),
@@ -125,9 +125,9 @@ static void host_reject(struct cad_context *ctx, const char *reason, size_t wire
 			const char *fmt, ...)
 {
 	struct adapter *a = ctx->adapter;
-	atomic_fetch_add_explicit(&a->stats.received, 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&a->stats.received_bytes, wire_bytes, memory_order_relaxed);
-	counters_add(&a->stats.rejected, reason, 1);
+	atomic_fetch_add_explicit(&a->stats->received, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&a->stats->received_bytes, wire_bytes, memory_order_relaxed);
+	counters_add(&a->stats->rejected, reason, 1);
 	uint64_t suppressed;
 	if (!log_enabled(CAD_LOG_WARN) ||
 	    !cad_ratelimit_allow(&ctx->log_limit, ADAPTER_LOG_EVERY_NS, &suppressed))
@@ -146,12 +146,12 @@ static void host_msg_done(struct cad_context *ctx, struct cad_msg *m, int status
 {
 	struct adapter *a = ctx->adapter;
 	if (status == 0) {
-		atomic_fetch_add_explicit(&a->stats.published, 1, memory_order_relaxed);
-		atomic_fetch_add_explicit(&a->stats.published_bytes, m->body_len,
+		atomic_fetch_add_explicit(&a->stats->published, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&a->stats->published_bytes, m->body_len,
 					  memory_order_relaxed);
-		adapter_stats_time(&a->stats, (uint64_t)(cad_clock_mono_ns() - m->received_ns));
+		adapter_stats_time(a->stats, (uint64_t)(cad_clock_mono_ns() - m->received_ns));
 	} else {
-		counters_add(&a->stats.lost, reason ? reason : "error", 1);
+		counters_add(&a->stats->lost, reason ? reason : "error", 1);
 		uint64_t suppressed;
 		char id[128], who[128];
 		if (cad_ratelimit_allow(&ctx->log_limit, ADAPTER_LOG_EVERY_NS, &suppressed))
@@ -169,7 +169,7 @@ static void host_msg_done(struct cad_context *ctx, struct cad_msg *m, int status
 
 static void host_count_retry(struct cad_context *ctx)
 {
-	atomic_fetch_add_explicit(&ctx->adapter->stats.retries, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&ctx->adapter->stats->retries, 1, memory_order_relaxed);
 }
 
 static void host_conn_state(struct cad_context *ctx, const char *name, bool up)

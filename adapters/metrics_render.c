@@ -185,13 +185,13 @@ static void time_histogram(struct text *t, struct adapter *a)
 	uint64_t cum = 0;
 	char le[16];
 	for (size_t b = 0; b <= ADAPTER_TIME_BUCKETS; b++) {
-		cum += load(&a->stats.time_hist[b]);
+		cum += load(&a->stats->time_hist[b]);
 		snprintf(le, sizeof(le), "%s",
 			 b < ADAPTER_TIME_BUCKETS ? adapter_time_buckets[b].le : "+Inf");
 		struct series s = {"choria_adapter_time_bucket", "output", "le", le};
 		sample(t, a, &s, cum);
 	}
-	uint64_t ns = load(&a->stats.time_sum_ns);
+	uint64_t ns = load(&a->stats->time_sum_ns);
 	struct series sum = {"choria_adapter_time_sum", "output", NULL, NULL};
 	series_head(t, a, &sum);
 	text_printf(t, "%" PRIu64 ".%09" PRIu64 "\n", ns / 1000000000u, ns % 1000000000u);
@@ -242,19 +242,19 @@ int metrics_render(char **out, size_t *len, struct adapter *const *as, size_t n,
 	       "Messages received by the ingest, good or bad");
 	EACH (i) {
 		struct series s = {"choria_adapter_received_msgs", "input", NULL, NULL};
-		sample(&t, as[i], &s, load(&as[i]->stats.received));
+		sample(&t, as[i], &s, load(&as[i]->stats->received));
 	}
 
 	family(&t, "choria_adapter_published_msgs", "counter", "Messages the stream acknowledged");
 	EACH (i) {
 		struct series s = {"choria_adapter_published_msgs", "output", NULL, NULL};
-		sample(&t, as[i], &s, load(&as[i]->stats.published));
+		sample(&t, as[i], &s, load(&as[i]->stats->published));
 	}
 
 	family(&t, "choria_adapter_errors", "counter",
 	       "Messages that could not be handled: input, rejected or dropped; output, lost");
 	EACH (i) {
-		struct adapter_stats *st = &as[i]->stats;
+		struct adapter_stats *st = as[i]->stats;
 		struct series in = {"choria_adapter_errors", "input", NULL, NULL};
 		sample(&t, as[i], &in,
 		       counters_total(&st->rejected) + counters_total(&st->dropped));
@@ -266,9 +266,9 @@ int metrics_render(char **out, size_t *len, struct adapter *const *as, size_t n,
 	       "Bytes received (input, as on the wire) and published (output, message bodies)");
 	EACH (i) {
 		struct series in = {"choria_adapter_bytes", "input", NULL, NULL};
-		sample(&t, as[i], &in, load(&as[i]->stats.received_bytes));
+		sample(&t, as[i], &in, load(&as[i]->stats->received_bytes));
 		struct series o = {"choria_adapter_bytes", "output", NULL, NULL};
-		sample(&t, as[i], &o, load(&as[i]->stats.published_bytes));
+		sample(&t, as[i], &o, load(&as[i]->stats->published_bytes));
 	}
 
 	family(&t, "choria_adapter_time", "histogram",
@@ -299,23 +299,23 @@ int metrics_render(char **out, size_t *len, struct adapter *const *as, size_t n,
 	family(&t, "choria_adapter_rejected_msgs", "counter",
 	       "Messages rejected before the queue, by reason");
 	EACH (i)
-		reason_samples(&t, as[i], "choria_adapter_rejected_msgs", &as[i]->stats.rejected);
+		reason_samples(&t, as[i], "choria_adapter_rejected_msgs", &as[i]->stats->rejected);
 
 	family(&t, "choria_adapter_dropped_msgs", "counter",
 	       "Messages the queue refused, by reason");
 	EACH (i)
-		reason_samples(&t, as[i], "choria_adapter_dropped_msgs", &as[i]->stats.dropped);
+		reason_samples(&t, as[i], "choria_adapter_dropped_msgs", &as[i]->stats->dropped);
 
 	family(&t, "choria_adapter_lost_msgs", "counter",
 	       "Messages accepted into the queue but never acknowledged, by reason");
 	EACH (i)
-		reason_samples(&t, as[i], "choria_adapter_lost_msgs", &as[i]->stats.lost);
+		reason_samples(&t, as[i], "choria_adapter_lost_msgs", &as[i]->stats->lost);
 
 	family(&t, "choria_adapter_publish_retries", "counter",
 	       "Publishes sent again after a failure or a missing acknowledgement");
 	EACH (i) {
 		struct series s = {"choria_adapter_publish_retries", NULL, NULL, NULL};
-		sample(&t, as[i], &s, load(&as[i]->stats.retries));
+		sample(&t, as[i], &s, load(&as[i]->stats->retries));
 	}
 
 	family(&t, "choria_adapter_connection_up", "gauge",

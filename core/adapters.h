@@ -31,9 +31,11 @@ struct adapter;
 void host_set_identity(const char *identity);
 
 /* Create the adapter and both module instances from a checked block.
- * Module config errors are reported by the modules. */
+ * Module config errors are reported by the modules. A `predecessor` (the
+ * instance a reload replaces, or NULL) shares its counters with the new
+ * one, so that the adapter's series go on through the hand-over. */
 CAD_MUSTCHECK int adapter_new(struct adapter **out, const struct adapter_config *ac,
-			      const char *identity);
+			      const char *identity, struct adapter *predecessor);
 CAD_MUSTCHECK int adapter_start(struct adapter *a);
 void adapter_stop_ingest(struct adapter *a);
 /* Let the stream side publish what is queued and in flight until

@@ -65,7 +65,7 @@ static int create_adapters(struct daemon *d)
 	int rc = 0;
 	for (size_t i = 0; i < c->n_adapters; i++) {
 		struct adapter *a = NULL;
-		int e = adapter_new(&a, &c->adapters[i], c->identity);
+		int e = adapter_new(&a, &c->adapters[i], c->identity, NULL);
 		if (e != 0) {
 			if (e != -EINVAL)
 				log_error("adapter %s: cannot be created: %s", c->adapters[i].name,

@@ -49,9 +49,8 @@ static struct adapter *fake_adapter(const char *name, const char *identity, size
 	struct adapter *a = calloc(1, sizeof(*a));
 	cr_assert_not_null(a);
 	pthread_mutex_init(&a->conns_lock, NULL);
-	counters_init(&a->stats.rejected);
-	counters_init(&a->stats.dropped);
-	counters_init(&a->stats.lost);
+	a->stats = adapter_stats_new();
+	cr_assert_not_null(a->stats);
 	a->name = strdup(name);
 	a->identity = identity;
 	cr_assert_eq(queue_new(&a->queue, queue_len), 0);
@@ -76,7 +75,7 @@ static void queue_messages(struct adapter *a, int n)
 static struct adapter *counted_adapter(void)
 {
 	struct adapter *a = fake_adapter("node_data", "adapter.test", 4);
-	struct adapter_stats *st = &a->stats;
+	struct adapter_stats *st = a->stats;
 	atomic_store(&st->received, 13);
 	atomic_store(&st->received_bytes, 1300);
 	atomic_store(&st->published, 5);
@@ -355,7 +354,7 @@ Test(metrics, exposition_passes_the_prometheus_parser)
 Test(metrics, label_values_are_escaped)
 {
 	struct adapter *a = fake_adapter("odd", "host \"one\"\\\nline two", 1);
-	counters_add(&a->stats.rejected, "a\"b\\c", 7);
+	counters_add(&a->stats->rejected, "a\"b\\c", 7);
 	char *text = render(&a, 1);
 	cr_assert_not_null(
 		strstr(text, "choria_adapter_rejected_msgs{name=\"odd\",reason=\"a\\\"b\\\\c\","
