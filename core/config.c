@@ -175,6 +175,27 @@ static int adapter_name_valid(const char *name)
 	return 1;
 }
 
+/* The folder a module of the running configuration came from, when it
+ * has one of this kind and type, into dir[len]: a reload opens the same
+ * file again, whatever module_path says now, since modules stay loaded. */
+static bool running_module_dir(const struct config *running, enum cad_kind kind, const char *type,
+			       char *dir, size_t len)
+{
+	for (size_t i = 0; running && i < running->n_modules; i++) {
+		const struct module *m = running->modules[i];
+		if (m->kind != kind || strcmp(m->type, type) != 0)
+			continue;
+		const char *slash = strrchr(m->path, '/');
+		size_t n = slash ? (size_t)(slash - m->path) : 0;
+		if (n >= len)
+			return false;
+		memcpy(dir, m->path, n);
+		dir[n] = '\0';
+		return true;
+	}
+	return false;
+}
+
 static int find_or_load(struct config *c, struct cad_config *b, const char *type)
 {
 	for (size_t i = 0; i < c->n_modules; i++)
@@ -182,9 +203,12 @@ static int find_or_load(struct config *c, struct cad_config *b, const char *type
 			b->module = c->modules[i];
 			return 0;
 		}
-	char err[1024];
+	char err[1024], dir[PATH_MAX];
+	const char *from = c->module_path;
+	if (running_module_dir(c->running, b->kind, type, dir, sizeof(dir)))
+		from = dir;
 	struct module *m;
-	int rc = module_load(&m, c->module_path, b->kind, type, err, sizeof(err));
+	int rc = module_load(&m, from, b->kind, type, err, sizeof(err));
 	if (rc != 0) {
 		config_error_at(c, b->line, b->adapter, module_kind_name(b->kind), "type", "%s",
 				err);
@@ -450,9 +474,16 @@ out:
 
 int config_load(struct config **out, const char *file, const char *module_dir)
 {
+	return config_load_again(out, file, module_dir, NULL);
+}
+
+int config_load_again(struct config **out, const char *file, const char *module_dir,
+		      const struct config *running)
+{
 	struct config *c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
+	c->running = running;
 	c->file = strdup(file);
 	if (!c->file) {
 		free(c);
@@ -473,6 +504,7 @@ int config_load(struct config **out, const char *file, const char *module_dir)
 	if (rc == 0)
 		rc = second_pass(c, text);
 	parsing = NULL;
+	c->running = NULL;
 	free(text);
 	if (rc != 0) {
 		config_free(c);

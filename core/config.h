@@ -73,6 +73,8 @@ struct config {
 	size_t n_modules;
 	struct module **modules; /* each (kind, type) loaded once */
 
+	const struct config *running; /* while a reload loads: see config_load_again */
+
 	cfg_t *cfg;
 	cfg_opt_t *ingest_opts, *stream_opts; /* tables `cfg` was built from */
 
@@ -85,6 +87,11 @@ struct config {
  * when not NULL. Returns 0, -EINVAL after reporting config errors, or
  * another negative errno. */
 CAD_MUSTCHECK int config_load(struct config **out, const char *file, const char *module_dir);
+/* The same for a reload: a module type that `running` has loaded is opened
+ * again from the file it came from, so that a changed module_path applies
+ * only to types loaded from now on. */
+CAD_MUSTCHECK int config_load_again(struct config **out, const char *file, const char *module_dir,
+				    const struct config *running);
 void config_free(struct config *conf); /* accepts NULL */
 
 /* Call fn for every option the daemon itself accepts, from the tables the
