@@ -53,6 +53,7 @@
 #define CHORIA_DRAIN_MS 5000 /* subscriptions, all at once */
 #define CHORIA_GRACE_MS 1000 /* for the handler to return after a forced close */
 #define CHORIA_CLOSE_MS 1000 /* the connections, all at once */
+#define CHORIA_FLUSH_MS 5000 /* the subscriptions reaching the server */
 #define CHORIA_DETAIL_LEN 320
 
 struct choria;
@@ -548,6 +549,25 @@ static int choria_subscribe(struct choria *self, struct choria_worker *w)
 	return nats_status_errno(s);
 }
 
+/* The server knows the subscriptions once start() returns: a reload that
+ * hands an adapter over inside its queue group stops the old instance's
+ * right after, and a message in between would find nobody to take it. A
+ * connection still retrying in the background subscribes when it comes. */
+static void choria_flush_subscriptions(struct choria *self)
+{
+	for (unsigned i = 0; i < self->n_conns; i++) {
+		if (natsConnection_Status(self->conns[i].nc) != NATS_CONN_STATUS_CONNECTED)
+			continue;
+		natsStatus s = natsConnection_FlushTimeout(self->conns[i].nc, CHORIA_FLUSH_MS);
+		if (s != NATS_OK) {
+			char what[128];
+			snprintf(what, sizeof(what), "%s: the subscriptions are not confirmed",
+				 self->conns[i].name);
+			nats_conn_log_status(self->host, self->ctx, CAD_LOG_WARN, s, what);
+		}
+	}
+}
+
 static int choria_start(void *instance)
 {
 	struct choria *self = instance;
@@ -589,6 +609,7 @@ static int choria_start(void *instance)
 		if (rc)
 			goto fail;
 	}
+	choria_flush_subscriptions(self);
 	return 0;
 
 fail:
