@@ -27,6 +27,7 @@ struct text {
 	char *p;
 	size_t len, cap;
 	bool failed;
+	const char *identity; /* every series' label; NULL: each adapter's own */
 };
 
 static void text_reserve(struct text *t, size_t more)
@@ -142,7 +143,8 @@ static void series_head(struct text *t, const struct adapter *a, const struct se
 		label_value(t, s->value);
 	}
 	text_str(t, "\",identity=\"");
-	label_value(t, a->identity ? a->identity : "");
+	const char *identity = t->identity ? t->identity : a->identity;
+	label_value(t, identity ? identity : "");
 	text_str(t, "\"} ");
 }
 
@@ -227,16 +229,54 @@ static struct conn_copy *copy_conns(struct adapter *a, size_t *n_out, bool *shor
 
 #define EACH(i) for (size_t i = 0; i < n; i++)
 
-int metrics_render(char **out, size_t *len, struct adapter *const *as, size_t n,
-		   const char *version)
+/* A series of the daemon's own, with the identity label and, when given,
+ * one more before it. */
+static void daemon_sample(struct text *t, const char *metric, const char *key, const char *value,
+			  const char *identity, uint64_t v)
 {
-	struct text t = {0};
+	text_str(t, metric);
+	text_str(t, "{");
+	if (key) {
+		text_printf(t, "%s=\"", key);
+		label_value(t, value);
+		text_str(t, "\",");
+	}
+	text_str(t, "identity=\"");
+	label_value(t, identity ? identity : "");
+	text_printf(t, "\"} %" PRIu64 "\n", v);
+}
+
+/* The configuration's series, named and meant as Prometheus' own. */
+static void config_series(struct text *t, const struct config_status *c, const char *identity)
+{
+	family(t, "choria_adapterd_config_last_reload_successful", "gauge",
+	       "Whether the last configuration load, at start or on SIGHUP, succeeded");
+	daemon_sample(t, "choria_adapterd_config_last_reload_successful", NULL, NULL, identity,
+		      c->last_ok);
+	family(t, "choria_adapterd_config_last_reload_success_timestamp_seconds", "gauge",
+	       "When the running configuration was loaded, in Unix seconds");
+	daemon_sample(t, "choria_adapterd_config_last_reload_success_timestamp_seconds", NULL,
+		      NULL, identity, (uint64_t)c->success_unix_s);
+	family(t, "choria_adapterd_config_reloads_total", "counter",
+	       "Configuration reloads performed on SIGHUP, by result");
+	daemon_sample(t, "choria_adapterd_config_reloads_total", "result", "success", identity,
+		      c->reloads_ok);
+	daemon_sample(t, "choria_adapterd_config_reloads_total", "result", "failure", identity,
+		      c->reloads_failed);
+}
+
+int metrics_render(char **out, size_t *len, struct adapter *const *as, size_t n,
+		   const char *identity, const struct config_status *config, const char *version)
+{
+	struct text t = {.identity = identity};
 
 	family(&t, "choria_adapterd_build_info", "gauge",
 	       "The running choria-adapterd version, always 1");
 	text_str(&t, "choria_adapterd_build_info{version=\"");
 	label_value(&t, version);
 	text_str(&t, "\"} 1\n");
+	if (config)
+		config_series(&t, config, identity);
 
 	family(&t, "choria_adapter_received_msgs", "counter",
 	       "Messages received by the ingest, good or bad");
@@ -363,8 +403,22 @@ static void reason(struct text *t, size_t *count, const char *fmt, ...)
 	json_string(t, line);
 }
 
+/* ,"config":{...}: how the last reload went. A failed one leaves the
+ * running configuration in place, so it does not make the daemon
+ * unhealthy. */
+static void config_member(struct text *t, const struct config_status *c)
+{
+	text_printf(t, ",\"config\":{\"last_reload_successful\":%s,\"error\":",
+		    c->last_ok ? "true" : "false");
+	if (c->last_ok)
+		text_str(t, "null");
+	else
+		json_string(t, c->error);
+	text_str(t, "}");
+}
+
 int metrics_health(char **out, size_t *len, bool *healthy, struct adapter *const *as, size_t n,
-		   enum metrics_phase phase)
+		   const struct config_status *config, enum metrics_phase phase)
 {
 	struct text reasons_text = {0};
 	size_t count = 0;
@@ -394,12 +448,15 @@ int metrics_health(char **out, size_t *len, bool *healthy, struct adapter *const
 
 	struct text t = {0};
 	if (count == 0) {
-		text_str(&t, "{\"status\":\"healthy\"}\n");
+		text_str(&t, "{\"status\":\"healthy\"");
 	} else {
 		text_str(&t, "{\"status\":\"unhealthy\",\"reasons\":[");
 		text_add(&t, reasons_text.p, reasons_text.len);
-		text_str(&t, "]}\n");
+		text_str(&t, "]");
 	}
+	if (config)
+		config_member(&t, config);
+	text_str(&t, "}\n");
 	if (reasons_text.failed)
 		t.failed = true;
 	free(reasons_text.p);

@@ -68,19 +68,32 @@ enum metrics_phase {
 
 #define METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
 
-/* The exposition of `n` adapters and the daemon's build, malloc'd and
- * NUL-terminated into *out (its length in *len). Reads only atomics, the
- * queue's length and, briefly, each adapter's `conns_lock`. Returns 0 or
- * -ENOMEM. */
+/* How the configuration was loaded: at start (a success) and on each
+ * reload since. */
+struct config_status {
+	bool last_ok;           /* the last load succeeded */
+	int64_t success_unix_s; /* when the running configuration was loaded */
+	uint64_t reloads_ok, reloads_failed;
+	char error[256]; /* why the last reload failed; "" after a success */
+};
+
+/* The exposition of `n` adapters, the configuration's state (NULL: none)
+ * and the daemon's build, malloc'd and NUL-terminated into *out (its
+ * length in *len). `identity` labels every series (NULL: each adapter's
+ * own). An adapter name must appear once in `adapters`. Reads only
+ * atomics, the queue's length and, briefly, each adapter's `conns_lock`.
+ * Returns 0 or -ENOMEM. */
 CAD_MUSTCHECK int metrics_render(char **out, size_t *len, struct adapter *const *adapters, size_t n,
+				 const char *identity, const struct config_status *config,
 				 const char *version);
 
 /* The health verdict: *healthy when the daemon runs, every connection the
  * modules reported is up and no queue is full; *out is
- * {"status":"healthy"} or {"status":"unhealthy","reasons":[...]}, malloc'd.
- * Returns 0 or -ENOMEM. */
+ * {"status":"healthy"} or {"status":"unhealthy","reasons":[...]}, malloc'd,
+ * with a "config" member when `config` is given, which a failed reload
+ * does not make unhealthy. Returns 0 or -ENOMEM. */
 CAD_MUSTCHECK int metrics_health(char **out, size_t *len, bool *healthy,
 				 struct adapter *const *adapters, size_t n,
-				 enum metrics_phase phase);
+				 const struct config_status *config, enum metrics_phase phase);
 
 #endif

@@ -2,8 +2,11 @@
 /*
  * Signals are blocked in every thread and taken synchronously by the main
  * thread with sigwaitinfo(), so no handler ever runs inside a module or a
- * library: SIGTERM and SIGINT drain and stop, SIGHUP reopens the log file,
- * SIGUSR1 logs every adapter's counters.
+ * library: SIGTERM and SIGINT drain and stop; SIGHUP reopens the log file
+ * and reloads the configuration (reload.c); SIGUSR1 logs every adapter's
+ * counters. SIGHUPs that arrive during a reload are one pending signal
+ * when it ends, so they fold into one more reload; a stop signal that
+ * arrived meanwhile goes first.
  *
  * Under systemd (Type=notify), the daemon says READY=1 once every adapter
  * has started, STOPPING=1 when a stop signal arrives, and, when the unit
@@ -14,9 +17,12 @@
  * Concurrency & locking: the main thread owns the adapters; it starts them,
  * and it stops and joins them. The metrics server, when configured, reads
  * them from its own thread: it is started once they exist, before they
- * connect, and stopped after they drained and before they are freed.
+ * connect, and stopped after they drained and before they are freed. A
+ * reload hands it another set of adapters (metrics_set_view) before it
+ * frees any adapter of the set it showed.
  */
 #include "daemon.h"
+#include "daemon_state.h"
 
 #include "build_config.h"
 
@@ -38,20 +44,43 @@
 #include "metrics.h"
 #include "adapters.h"
 
-struct daemon {
-	struct config *conf;
-	size_t n;
-	struct adapter **adapters;
-	struct metrics *metrics;
-};
-
 static void destroy_adapters(struct daemon *d)
 {
 	for (size_t i = 0; i < d->n; i++)
-		adapter_free(d->adapters[i]);
-	free(d->adapters);
-	d->adapters = NULL;
+		adapter_free(d->run[i].adapter);
+	free(d->run);
+	d->run = NULL;
 	d->n = 0;
+}
+
+void daemon_show(struct daemon *d, struct adapter **adapters, size_t n)
+{
+	struct metrics_view v = {adapters, n, d->conf->identity, &d->status};
+	metrics_set_view(d->metrics, &v);
+	free(d->shown);
+	d->shown = adapters;
+	d->n_shown = n;
+}
+
+void daemon_show_status(struct daemon *d)
+{
+	struct metrics_view v = {d->shown, d->n_shown, d->conf->identity, &d->status};
+	metrics_set_view(d->metrics, &v);
+}
+
+void daemon_release_configs(struct daemon *d)
+{
+	size_t kept = 0;
+	for (size_t k = 0; k < d->n_held; k++) {
+		bool used = d->held[k] == d->conf;
+		for (size_t i = 0; i < d->n && !used; i++)
+			used = d->run[i].conf == d->held[k];
+		if (used)
+			d->held[kept++] = d->held[k];
+		else
+			config_free(d->held[k]);
+	}
+	d->n_held = kept;
 }
 
 /* Create them all, even past a failure, so every error is reported. */
@@ -59,8 +88,8 @@ static int create_adapters(struct daemon *d)
 {
 	struct config *c = d->conf;
 	host_set_identity(c->identity);
-	d->adapters = calloc(c->n_adapters, sizeof(*d->adapters));
-	if (!d->adapters)
+	d->run = calloc(c->n_adapters, sizeof(*d->run));
+	if (!d->run)
 		return -ENOMEM;
 	int rc = 0;
 	for (size_t i = 0; i < c->n_adapters; i++) {
@@ -73,7 +102,7 @@ static int create_adapters(struct daemon *d)
 			rc = rc ? rc : e;
 			continue;
 		}
-		d->adapters[d->n++] = a;
+		d->run[d->n++] = (struct daemon_running){a, &c->adapters[i], c};
 	}
 	if (rc != 0)
 		destroy_adapters(d);
@@ -90,8 +119,8 @@ int daemon_check(struct config *conf)
 	       conf->module_path);
 	for (size_t i = 0; i < d.n; i++) {
 		char desc[2048];
-		adapter_describe(d.adapters[i], desc, sizeof(desc));
-		printf("adapter %s: %s\n", adapter_name(d.adapters[i]), desc);
+		adapter_describe(d.run[i].adapter, desc, sizeof(desc));
+		printf("adapter %s: %s\n", adapter_name(d.run[i].adapter), desc);
 	}
 	destroy_adapters(&d);
 	return EXIT_OK;
@@ -143,6 +172,33 @@ static void block_signals(sigset_t *set)
 	signal(SIGPIPE, SIG_IGN);
 }
 
+/* Take a stop signal that arrived during a reload, before any SIGHUP
+ * that came with it: sigwaitinfo() would give the lower number first. */
+static int pending_stop(void)
+{
+	sigset_t pending, stop;
+	sigemptyset(&stop);
+	sigaddset(&stop, SIGTERM);
+	sigaddset(&stop, SIGINT);
+	if (sigpending(&pending) != 0 ||
+	    !(sigismember(&pending, SIGTERM) || sigismember(&pending, SIGINT)))
+		return 0;
+	struct timespec now = {0, 0};
+	int sig = sigtimedwait(&stop, NULL, &now);
+	return sig > 0 ? sig : 0;
+}
+
+static void reload(struct daemon *d)
+{
+	struct timespec mono;
+	clock_gettime(CLOCK_MONOTONIC, &mono);
+	notify("RELOADING=1\nSTATUS=reloading %s\nMONOTONIC_USEC=%lld", d->conf->file,
+	       (long long)mono.tv_sec * 1000000LL + mono.tv_nsec / 1000);
+	daemon_reload(d);
+	notify("READY=1\nSTATUS=running %zu adapter%s%s", d->n, d->n == 1 ? "" : "s",
+	       d->status.last_ok ? "" : " (the last reload failed)");
+}
+
 static void wait_for_stop(struct daemon *d, const sigset_t *set)
 {
 	int64_t ping_every = watchdog_every_ns();
@@ -170,10 +226,15 @@ static void wait_for_stop(struct daemon *d, const sigset_t *set)
 				log_error("cannot reopen the log file: %s", strerror(-rc));
 			else
 				log_info("log file reopened (SIGHUP)");
+			reload(d);
+			int stop = pending_stop();
+			if (stop)
+				sig = stop;
 		} else if (sig == SIGUSR1) {
 			for (size_t i = 0; i < d->n; i++)
-				adapter_log_stats(d->adapters[i]);
-		} else {
+				adapter_log_stats(d->run[i].adapter);
+		}
+		if (sig == SIGTERM || sig == SIGINT) {
 			log_info("%s received: stopping ingest and draining for up to %ld s",
 				 sig == SIGTERM ? "SIGTERM" : "SIGINT", d->conf->drain_timeout);
 			/* The drain may outlast the unit's stop timeout. */
@@ -188,16 +249,16 @@ static void wait_for_stop(struct daemon *d, const sigset_t *set)
 static void stop_all(struct daemon *d)
 {
 	for (size_t i = 0; i < d->n; i++)
-		adapter_stop_ingest(d->adapters[i]);
+		adapter_stop_ingest(d->run[i].adapter);
 	/* Stopping the ingest took some of the time asked for at SIGTERM;
 	 * the drain gets its own. */
 	notify("EXTEND_TIMEOUT_USEC=%lld", (long long)(d->conf->drain_timeout + 5) * 1000000LL);
 	int64_t deadline = cad_clock_mono_ns() + d->conf->drain_timeout * CAD_NS_PER_SEC;
 	for (size_t i = 0; i < d->n; i++)
-		adapter_drain_begin(d->adapters[i], deadline);
+		adapter_drain_begin(d->run[i].adapter, deadline);
 	for (size_t i = 0; i < d->n; i++) {
-		adapter_drain(d->adapters[i], deadline);
-		adapter_log_stats(d->adapters[i]);
+		adapter_drain(d->run[i].adapter, deadline);
+		adapter_log_stats(d->run[i].adapter);
 	}
 }
 
@@ -221,24 +282,55 @@ static void raise_fd_limit(void)
 		 (unsigned long long)rl.rlim_max);
 }
 
-int daemon_run(struct config *conf)
+/* The adapters as the metrics endpoint first shows them. */
+static int first_view(struct daemon *d)
 {
-	struct daemon d = {.conf = conf};
+	struct adapter **shown = calloc(d->n + 1, sizeof(*shown));
+	if (!shown)
+		return -ENOMEM;
+	for (size_t i = 0; i < d->n; i++)
+		shown[i] = d->run[i].adapter;
+	d->shown = shown;
+	d->n_shown = d->n;
+	/* A successful start counts as a successful load. */
+	d->status = (struct config_status){.last_ok = true, .success_unix_s = (int64_t)time(NULL)};
+	return 0;
+}
+
+/* Everything the daemon still holds, once the adapters are gone. */
+static void release_all(struct daemon *d)
+{
+	destroy_adapters(d);
+	free(d->shown);
+	for (size_t k = 0; k < d->n_held; k++)
+		config_free(d->held[k]);
+	free(d->held);
+	config_free(d->conf);
+}
+
+int daemon_run(struct config *conf, const char *module_dir)
+{
+	struct daemon d = {.conf = conf, .module_dir = module_dir};
 	sigset_t set;
 	block_signals(&set);
 	raise_fd_limit();
 
 	int rc = create_adapters(&d);
-	if (rc != 0)
+	if (rc == 0)
+		rc = first_view(&d);
+	if (rc != 0) {
+		release_all(&d);
 		return rc == -EINVAL ? EXIT_CONFIG : EXIT_RUNTIME;
+	}
 
 	/* Bound before anything connects, so that a port in use stops the
 	 * daemon at once. */
 	if (*conf->metrics_listen) {
+		struct metrics_view v = {d.shown, d.n_shown, conf->identity, &d.status};
 		rc = metrics_start(&d.metrics, conf->metrics_listen, conf->metrics_max_connections,
-				   d.adapters, d.n);
+				   &v);
 		if (rc != 0) {
-			destroy_adapters(&d);
+			release_all(&d);
 			return rc == -EINVAL ? EXIT_CONFIG : EXIT_RUNTIME;
 		}
 	}
@@ -246,7 +338,7 @@ int daemon_run(struct config *conf)
 	int status = EXIT_OK;
 	size_t started = 0;
 	for (; started < d.n; started++) {
-		rc = adapter_start(d.adapters[started]);
+		rc = adapter_start(d.run[started].adapter);
 		if (rc != 0) {
 			status = EXIT_RUNTIME;
 			break;
@@ -262,7 +354,7 @@ int daemon_run(struct config *conf)
 	metrics_set_phase(d.metrics, METRICS_STOPPING);
 	stop_all(&d);
 	metrics_stop(d.metrics);
-	destroy_adapters(&d);
+	release_all(&d);
 	log_info("stopped");
 	return status;
 }

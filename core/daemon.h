@@ -20,7 +20,9 @@
  * release them: what `-t` does after loading. Returns an exit status. */
 int daemon_check(struct config *conf);
 
-/* Run until SIGTERM or SIGINT, then drain. Returns an exit status. */
-int daemon_run(struct config *conf);
+/* Run until SIGTERM or SIGINT, then drain; SIGHUP reloads the file
+ * conf->file, with modules from `module_dir` (-M) when not NULL. Takes
+ * `conf` over, and frees it. Returns an exit status. */
+int daemon_run(struct config *conf, const char *module_dir);
 
 #endif

@@ -108,7 +108,8 @@ int main(int argc, char **argv)
 			log_error("cannot open the log file %s: %s", conf->log_file, strerror(-rc));
 			status = EXIT_RUNTIME;
 		} else {
-			status = daemon_run(conf);
+			status = daemon_run(conf, module_dir);
+			conf = NULL; /* the daemon freed it */
 		}
 	}
 	config_free(conf);

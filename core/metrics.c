@@ -8,8 +8,10 @@
  *
  * Concurrency & locking: one thread of ours, owned by the metrics object,
  * runs the event loop and calls metrics_answer() for each request, one at
- * a time. It reads the adapters, which the main thread keeps alive until
- * metrics_stop() has joined that thread, and `phase`, an atomic the main
+ * a time. It reads the view (adapters, identity, configuration state)
+ * under `view_lock`, which the main thread takes to hand over another
+ * view, so that once metrics_set_view() returns, the adapters of the old
+ * one are no longer read and may be freed; and `phase`, an atomic the main
  * thread sets. metrics_stop() wakes the loop through a pipe, since a
  * libevent base is not safe to touch from another thread. Nothing the
  * modules touch is locked by a scrape except an adapter's `conns_lock` and
@@ -75,8 +77,12 @@ struct metrics {
 	struct event *wake; /* the read end of `stop_pipe` */
 	int stop_pipe[2];
 	pthread_t thread;
+	pthread_mutex_t view_lock; /* guards the view: the next four */
 	struct adapter *const *adapters;
 	size_t n;
+	const char *identity;
+	struct config_status config;
+	bool has_config;
 	_Atomic int phase;
 	char listen[80];
 	/* Connections: at most max_conns open; the others are closed at once
@@ -306,19 +312,23 @@ static void metrics_answer(struct evhttp_request *req, void *arg)
 		size_t len = 0;
 		int rc;
 		const char *type;
+		pthread_mutex_lock(&m->view_lock);
+		const struct config_status *config = m->has_config ? &m->config : NULL;
 		if (is_metrics) {
-			rc = metrics_render(&body, &len, m->adapters, m->n, PACKAGE_VERSION);
+			rc = metrics_render(&body, &len, m->adapters, m->n, m->identity, config,
+					    PACKAGE_VERSION);
 			if (rc == 0)
 				rc = metrics_render_own(&body, &len, m);
 			code = HTTP_OK;
 			type = METRICS_CONTENT_TYPE;
 		} else {
 			bool healthy = false;
-			rc = metrics_health(&body, &len, &healthy, m->adapters, m->n,
+			rc = metrics_health(&body, &len, &healthy, m->adapters, m->n, config,
 					    (enum metrics_phase)atomic_load(&m->phase));
 			code = healthy ? HTTP_OK : HTTP_SERVUNAVAIL;
 			type = "application/json";
 		}
+		pthread_mutex_unlock(&m->view_lock);
 		if (rc != 0) {
 			code = HTTP_INTERNAL;
 			reply_text(req, code, "out of memory\n");
@@ -332,7 +342,9 @@ static void metrics_answer(struct evhttp_request *req, void *arg)
 
 /* libevent's own complaints (a failed accept, say) go to the daemon's log;
  * its debug chatter is off unless asked for. */
-static struct metrics *metrics_logging; /* for metrics_event_log */
+/* The server whose thread this is, for metrics_event_log: during a reload
+ * that moves the endpoint, two run at once. */
+static _Thread_local struct metrics *metrics_logging;
 
 static void metrics_event_log(int severity, const char *msg)
 {
@@ -491,15 +503,15 @@ static void metrics_accept_failed(struct evconnlistener *listener, void *arg)
 static void *metrics_thread(void *arg)
 {
 	struct metrics *m = arg;
+	metrics_logging = m;
 	event_base_dispatch(m->base);
+	metrics_logging = NULL;
 	return NULL;
 }
 
 /* Everything but the thread; accepts a half-built object. */
 static void metrics_free(struct metrics *m)
 {
-	if (metrics_logging == m)
-		metrics_logging = NULL;
 	if (m->http)
 		evhttp_free(m->http); /* closes the listening socket too */
 	while (m->conns)              /* made, but never set up */
@@ -511,6 +523,7 @@ static void metrics_free(struct metrics *m)
 	for (int i = 0; i < 2; i++)
 		if (m->stop_pipe[i] >= 0)
 			close(m->stop_pipe[i]);
+	pthread_mutex_destroy(&m->view_lock);
 	free(m);
 }
 
@@ -520,8 +533,27 @@ static const ev_uint16_t all_methods = EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP
 				       EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
 				       EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH;
 
+static void metrics_view_store(struct metrics *m, const struct metrics_view *v)
+{
+	m->adapters = v->adapters;
+	m->n = v->n;
+	m->identity = v->identity;
+	m->has_config = v->config != NULL;
+	if (v->config)
+		m->config = *v->config;
+}
+
+void metrics_set_view(struct metrics *m, const struct metrics_view *view)
+{
+	if (!m)
+		return;
+	pthread_mutex_lock(&m->view_lock);
+	metrics_view_store(m, view);
+	pthread_mutex_unlock(&m->view_lock);
+}
+
 int metrics_start(struct metrics **out, const char *listen, long max_connections,
-		  struct adapter *const *adapters, size_t n)
+		  const struct metrics_view *view)
 {
 	struct sockaddr_storage sa;
 	socklen_t sa_len = 0;
@@ -533,8 +565,8 @@ int metrics_start(struct metrics **out, const char *listen, long max_connections
 	struct metrics *m = calloc(1, sizeof(*m));
 	if (!m)
 		return -ENOMEM;
-	m->adapters = adapters;
-	m->n = n;
+	pthread_mutex_init(&m->view_lock, NULL);
+	metrics_view_store(m, view);
 	m->max_conns = max_connections > 0 ? max_connections : 1;
 	m->stop_pipe[0] = m->stop_pipe[1] = -1;
 	atomic_init(&m->phase, METRICS_STARTING);
@@ -544,10 +576,10 @@ int metrics_start(struct metrics **out, const char *listen, long max_connections
 	int rc = open_listener(&fd, &sa, sa_len);
 	if (rc != 0) {
 		log_error("metrics_listen: cannot listen on %s: %s", listen, strerror(-rc));
+		pthread_mutex_destroy(&m->view_lock);
 		free(m);
 		return rc;
 	}
-	metrics_logging = m;
 	event_set_log_callback(metrics_event_log);
 	if (pipe2(m->stop_pipe, O_CLOEXEC) != 0) {
 		rc = -errno;

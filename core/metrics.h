@@ -26,14 +26,29 @@ struct metrics;
 bool metrics_listen_parse(struct sockaddr_storage *sa, socklen_t *sa_len, const char *text,
 			  const char **why);
 
-/* Bind `listen` and serve the `n` adapters, which must outlive the server,
- * to at most `max_connections` connections at once (the others are closed
- * at once and counted). The phase starts as METRICS_STARTING. Errors are
- * logged, naming metrics_listen. Returns 0, -EINVAL for an address that
- * does not parse, or the negative errno of the socket call that failed
- * (-EADDRINUSE...). */
+/* What the endpoint shows: the adapters, one per name, the identity that
+ * labels every series (NULL: each adapter's own) and the configuration's
+ * state (NULL: none). The array and the identity belong to the caller and
+ * must stay valid until the view is replaced or the server stopped; the
+ * state is copied. */
+struct metrics_view {
+	struct adapter *const *adapters;
+	size_t n;
+	const char *identity;
+	const struct config_status *config;
+};
+
+/* Bind `listen` and serve `view` to at most `max_connections` connections
+ * at once (the others are closed at once and counted). The phase starts
+ * as METRICS_STARTING. Errors are logged, naming metrics_listen. Returns
+ * 0, -EINVAL for an address that does not parse, or the negative errno of
+ * the socket call that failed (-EADDRINUSE...). */
 CAD_MUSTCHECK int metrics_start(struct metrics **out, const char *listen, long max_connections,
-				struct adapter *const *adapters, size_t n);
+				const struct metrics_view *view);
+
+/* Show another view from now on. Once it returns, no request reads the
+ * previous one any more: its adapters may be freed. Accepts NULL m. */
+void metrics_set_view(struct metrics *m, const struct metrics_view *view);
 
 /* Move to another phase; /healthz is 200 only while METRICS_RUNNING. */
 void metrics_set_phase(struct metrics *m, enum metrics_phase phase);

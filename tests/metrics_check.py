@@ -22,6 +22,10 @@ GAUGE = {"name", "identity"}
 REASON = {"name", "identity", "reason"}
 FAMILIES = {
     "choria_adapterd_build_info": ("gauge", {"version"}),
+    "choria_adapterd_config_last_reload_successful": ("gauge", {"identity"}),
+    "choria_adapterd_config_last_reload_success_timestamp_seconds": ("gauge", {"identity"}),
+    # Written choria_adapterd_config_reloads_total, as Prometheus' own.
+    "choria_adapterd_config_reloads": ("counter", {"identity", "result"}),
     "choria_adapterd_metrics_connections": ("gauge", set()),
     "choria_adapterd_metrics_connections_refused": ("counter", set()),
     "choria_adapterd_metrics_requests_timed_out": ("counter", set()),
@@ -40,6 +44,8 @@ FAMILIES = {
     "choria_adapter_connection_up": ("gauge", {"name", "role", "identity", "connection"}),
 }
 SUFFIXES = {"histogram": ("_bucket", "_sum", "_count")}
+# Counters whose samples carry the _total suffix in the text.
+TOTAL_SUFFIXED = {"choria_adapterd_config_reloads"}
 SAMPLE_NAME = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)[{ ]")
 
 
@@ -133,6 +139,10 @@ def check_histogram(fam, errors):
             errors.append(f"{where}: negative _sum")
 
 
+def text_has_sample(text, name):
+    return re.search("^" + re.escape(name) + "[{ ]", text, re.MULTILINE) is not None
+
+
 def main():
     path = sys.argv[1] if len(sys.argv) > 1 else "-"
     text = sys.stdin.read() if path == "-" else open(path, encoding="utf-8").read()
@@ -158,8 +168,13 @@ def main():
             if fam.type == "counter" and s.value < 0:
                 errors.append(f"{s.name}: a counter below zero")
             # The parser names counter samples NAME_total; ours carry the
-            # family's own name, as the Go adapter's do.
+            # family's own name, as the Go adapter's do, but for those
+            # named as Prometheus' own.
             name = fam.name if fam.type == "counter" else s.name
+            if fam.name in TOTAL_SUFFIXED:
+                name = fam.name + "_total"
+                if not text_has_sample(text, name):
+                    errors.append(f"{fam.name}: its samples are not named {name}")
             key = series(name, s.labels)
             if key in seen:
                 errors.append(f"{key}: repeated")

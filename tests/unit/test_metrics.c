@@ -102,7 +102,7 @@ static char *render(struct adapter **as, size_t n)
 {
 	char *text = NULL;
 	size_t len = 0;
-	cr_assert_eq(metrics_render(&text, &len, as, n, "9.8.7"), 0);
+	cr_assert_eq(metrics_render(&text, &len, as, n, NULL, NULL, "9.8.7"), 0);
 	cr_assert_eq(strlen(text), len);
 	return text;
 }
@@ -404,7 +404,7 @@ static char *health(struct adapter **as, size_t n, enum metrics_phase phase, boo
 {
 	char *text = NULL;
 	size_t len = 0;
-	cr_assert_eq(metrics_health(&text, &len, healthy, as, n, phase), 0);
+	cr_assert_eq(metrics_health(&text, &len, healthy, as, n, NULL, phase), 0);
 	return text;
 }
 
@@ -461,7 +461,7 @@ Test(metrics, a_connection_name_too_long_for_its_field_is_one_connection)
 	free(t);
 	char *text = NULL;
 	size_t len = 0;
-	cr_assert_eq(metrics_render(&text, &len, &a, 1, "9.8.7"), 0);
+	cr_assert_eq(metrics_render(&text, &len, &a, 1, NULL, NULL, "9.8.7"), 0);
 	int series = 0;
 	for (const char *p = text; (p = strstr(p, "choria_adapter_connection_up{")); p++)
 		series++;
@@ -485,7 +485,7 @@ static void serve(struct served *s)
 	for (int attempt = 0; attempt < 5; attempt++) {
 		s->port = free_port();
 		snprintf(s->listen, sizeof(s->listen), "127.0.0.1:%d", s->port);
-		if (metrics_start(&s->m, s->listen, 64, &s->a, 1) == 0)
+		if (metrics_start(&s->m, s->listen, 64, &(struct metrics_view){&s->a, 1, NULL, NULL}) == 0)
 			return;
 	}
 	cr_assert_fail("no port to listen on");
@@ -623,7 +623,7 @@ Test(metrics, serves_on_the_ipv6_loopback_and_there_only)
 	for (int attempt = 0; attempt < 5 && rc != 0; attempt++) {
 		s.port = free_port();
 		snprintf(s.listen, sizeof(s.listen), "[::1]:%d", s.port);
-		rc = metrics_start(&s.m, s.listen, 64, &s.a, 1);
+		rc = metrics_start(&s.m, s.listen, 64, &(struct metrics_view){&s.a, 1, NULL, NULL});
 		if (rc == -EADDRNOTAVAIL || rc == -EAFNOSUPPORT) {
 			adapter_free(s.a);
 			cr_skip_test("this host has no IPv6 loopback");
@@ -727,7 +727,7 @@ Test(metrics, connections_over_the_cap_are_closed_at_once_and_counted)
 	for (int attempt = 0; attempt < 5 && !s.m; attempt++) {
 		s.port = free_port();
 		snprintf(s.listen, sizeof(s.listen), "127.0.0.1:%d", s.port);
-		if (metrics_start(&s.m, s.listen, 2, &s.a, 1) != 0)
+		if (metrics_start(&s.m, s.listen, 2, &(struct metrics_view){&s.a, 1, NULL, NULL}) != 0)
 			s.m = NULL;
 	}
 	cr_assert_not_null(s.m);
@@ -791,11 +791,11 @@ Test(metrics, a_port_in_use_is_an_error)
 	struct served s;
 	serve(&s);
 	struct metrics *other = NULL;
-	cr_assert_eq(metrics_start(&other, s.listen, 64, &s.a, 1), -EADDRINUSE);
+	cr_assert_eq(metrics_start(&other, s.listen, 64, &(struct metrics_view){&s.a, 1, NULL, NULL}), -EADDRINUSE);
 	cr_assert_null(other);
-	cr_assert_eq(metrics_start(&other, "127.0.0.1:x", 64, &s.a, 1), -EINVAL);
+	cr_assert_eq(metrics_start(&other, "127.0.0.1:x", 64, &(struct metrics_view){&s.a, 1, NULL, NULL}), -EINVAL);
 	/* An address this host does not have. */
-	cr_assert_eq(metrics_start(&other, "192.0.2.1:9100", 64, &s.a, 1), -EADDRNOTAVAIL);
+	cr_assert_eq(metrics_start(&other, "192.0.2.1:9100", 64, &(struct metrics_view){&s.a, 1, NULL, NULL}), -EADDRNOTAVAIL);
 	unserve(&s);
 }
 
@@ -807,4 +807,135 @@ Test(metrics, stopping_closes_the_port)
 	unserve(&s);
 	struct http_reply r;
 	cr_assert_eq(http_request(&r, "127.0.0.1", port, "GET", "/metrics", 2000), -ECONNREFUSED);
+}
+
+/* ------------------------------------------------------ configuration */
+
+static const struct config_status failed_reload = {
+	.last_ok = false,
+	.success_unix_s = 1765000000,
+	.reloads_ok = 3,
+	.reloads_failed = 2,
+	.error = "adapter \"x\" cannot be created",
+};
+
+Test(metrics, configuration_series_byte_for_byte)
+{
+	char *text = NULL;
+	size_t len = 0;
+	cr_assert_eq(metrics_render(&text, &len, NULL, 0, "id.test", &failed_reload, "9.8.7"), 0);
+	cr_assert_str_eq(
+		text,
+		"# HELP choria_adapterd_build_info The running choria-adapterd version, always 1\n"
+		"# TYPE choria_adapterd_build_info gauge\n"
+		"choria_adapterd_build_info{version=\"9.8.7\"} 1\n"
+		"# HELP choria_adapterd_config_last_reload_successful Whether the last configuration load, at start or on SIGHUP, succeeded\n"
+		"# TYPE choria_adapterd_config_last_reload_successful gauge\n"
+		"choria_adapterd_config_last_reload_successful{identity=\"id.test\"} 0\n"
+		"# HELP choria_adapterd_config_last_reload_success_timestamp_seconds When the running configuration was loaded, in Unix seconds\n"
+		"# TYPE choria_adapterd_config_last_reload_success_timestamp_seconds gauge\n"
+		"choria_adapterd_config_last_reload_success_timestamp_seconds{identity=\"id.test\"} 1765000000\n"
+		"# HELP choria_adapterd_config_reloads_total Configuration reloads performed on SIGHUP, by result\n"
+		"# TYPE choria_adapterd_config_reloads_total counter\n"
+		"choria_adapterd_config_reloads_total{result=\"success\",identity=\"id.test\"} 3\n"
+		"choria_adapterd_config_reloads_total{result=\"failure\",identity=\"id.test\"} 2\n"
+		"# HELP choria_adapter_received_msgs Messages received by the ingest, good or bad\n"
+		"# TYPE choria_adapter_received_msgs counter\n"
+		"# HELP choria_adapter_published_msgs Messages the stream acknowledged\n"
+		"# TYPE choria_adapter_published_msgs counter\n"
+		"# HELP choria_adapter_errors Messages that could not be handled: input, rejected or dropped; output, lost\n"
+		"# TYPE choria_adapter_errors counter\n"
+		"# HELP choria_adapter_bytes Bytes received (input, as on the wire) and published (output, message bodies)\n"
+		"# TYPE choria_adapter_bytes counter\n"
+		"# HELP choria_adapter_time Seconds from the receipt of a message to its acknowledgement by the stream\n"
+		"# TYPE choria_adapter_time histogram\n"
+		"# HELP choria_adapter_queue_length Messages waiting in the queue\n"
+		"# TYPE choria_adapter_queue_length gauge\n"
+		"# HELP choria_adapter_queue_capacity Messages the queue can hold (queue_len)\n"
+		"# TYPE choria_adapter_queue_capacity gauge\n"
+		"# HELP choria_adapter_in_flight_msgs Messages queued or held by the stream, not yet acknowledged\n"
+		"# TYPE choria_adapter_in_flight_msgs gauge\n"
+		"# HELP choria_adapter_rejected_msgs Messages rejected before the queue, by reason\n"
+		"# TYPE choria_adapter_rejected_msgs counter\n"
+		"# HELP choria_adapter_dropped_msgs Messages the queue refused, by reason\n"
+		"# TYPE choria_adapter_dropped_msgs counter\n"
+		"# HELP choria_adapter_lost_msgs Messages accepted into the queue but never acknowledged, by reason\n"
+		"# TYPE choria_adapter_lost_msgs counter\n"
+		"# HELP choria_adapter_publish_retries Publishes sent again after a failure or a missing acknowledgement\n"
+		"# TYPE choria_adapter_publish_retries counter\n"
+		"# HELP choria_adapter_connection_up 1 when the module's connection to its server is up, else 0\n"
+		"# TYPE choria_adapter_connection_up gauge\n");
+	free(text);
+}
+
+Test(metrics, configuration_series_pass_the_prometheus_parser_with_one_identity)
+{
+	/* The adapters were made under another identity: the daemon's
+	 * current one labels every series. */
+	struct adapter *a = counted_adapter();
+	struct config_status ok = {.last_ok = true, .success_unix_s = 1765000001};
+	char *text = NULL;
+	size_t len = 0;
+	cr_assert_eq(metrics_render(&text, &len, &a, 1, "new.id", &ok, "9.8.7"), 0);
+	cr_assert_null(strstr(text, "adapter.test"), "%s", text);
+	char *l = checked(text);
+	double v;
+	cr_assert(prom_value(l, "choria_adapterd_config_last_reload_successful{identity=\"new.id\"}",
+			     &v));
+	cr_assert_eq(v, 1);
+	cr_assert(prom_value(
+		l, "choria_adapterd_config_last_reload_success_timestamp_seconds{identity=\"new.id\"}",
+		&v));
+	cr_assert_eq(v, 1765000001);
+	cr_assert(prom_value(
+		l, "choria_adapterd_config_reloads_total{identity=\"new.id\",result=\"failure\"}", &v),
+		  "%s", l);
+	cr_assert_eq(v, 0);
+	cr_assert(prom_value(
+		l,
+		"choria_adapter_received_msgs{identity=\"new.id\",name=\"node_data\",role=\"input\"}",
+		&v));
+	cr_assert_eq(v, 13);
+	free(l);
+	free(text);
+	adapter_free(a);
+}
+
+Test(metrics, health_says_how_the_last_reload_went_and_stays_healthy)
+{
+	struct adapter *a = fake_adapter("node_data", "x", 2);
+	bool ok = false;
+	char *text = NULL;
+	size_t len = 0;
+	cr_assert_eq(metrics_health(&text, &len, &ok, &a, 1, &failed_reload, METRICS_RUNNING), 0);
+	cr_assert(ok, "a failed reload leaves the running configuration: %s", text);
+	cr_assert_str_eq(text, "{\"status\":\"healthy\",\"config\":{\"last_reload_successful\":false,"
+			       "\"error\":\"adapter \\\"x\\\" cannot be created\"}}\n");
+	free(text);
+	struct config_status good = {.last_ok = true};
+	cr_assert_eq(metrics_health(&text, &len, &ok, &a, 1, &good, METRICS_STARTING), 0);
+	cr_assert_not(ok);
+	cr_assert_str_eq(text, "{\"status\":\"unhealthy\",\"reasons\":[\"starting\"],"
+			       "\"config\":{\"last_reload_successful\":true,\"error\":null}}\n");
+	free(text);
+	adapter_free(a);
+}
+
+/* Two instances of one adapter share its counters: both count into one
+ * set, which outlives the first. */
+Test(metrics, a_successor_shares_and_keeps_its_predecessors_counters)
+{
+	struct adapter *old = fake_adapter("node_data", "x", 2);
+	struct adapter *successor = fake_adapter("node_data", "x", 2);
+	adapter_stats_unref(successor->stats);
+	successor->stats = adapter_stats_ref(old->stats);
+	atomic_fetch_add(&old->stats->received, 5);
+	atomic_fetch_add(&successor->stats->received, 2);
+	adapter_free(old);
+	char *text = render(&successor, 1);
+	cr_assert_not_null(
+		strstr(text, "choria_adapter_received_msgs{name=\"node_data\",role=\"input\",identity=\"x\"} 7\n"),
+		"%s", text);
+	free(text);
+	adapter_free(successor);
 }

@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * What the running daemon holds, shared by its main loop (daemon.c) and
+ * the reload (reload.c). Main thread only, except what the metrics server
+ * is handed through metrics_set_view().
+ */
+#ifndef CAD_DAEMON_STATE_H
+#define CAD_DAEMON_STATE_H
+
+#include <stddef.h>
+
+#include "adapters.h"
+#include "config.h"
+#include "metrics.h"
+
+/* One running adapter, and the block it was created from: the block, and
+ * the configuration that holds it, stay alive as long as the adapter,
+ * since modules keep pointers into them. */
+struct daemon_running {
+	struct adapter *adapter;
+	const struct adapter_config *block;
+	struct config *conf;
+};
+
+struct daemon {
+	struct config *conf;    /* the configuration loaded last */
+	const char *module_dir; /* -M, or NULL */
+	size_t n;
+	struct daemon_running *run; /* one per adapter name */
+	struct config **held;       /* earlier configurations, while adapters use them */
+	size_t n_held;
+	struct metrics *metrics;
+	struct adapter **shown; /* what the metrics endpoint shows */
+	size_t n_shown;
+	struct config_status status;
+};
+
+/* Show `adapters` (malloc'd, taken over; one per name) on the metrics
+ * endpoint, with the running identity and status; once it returns, the
+ * adapters shown before are no longer read. */
+void daemon_show(struct daemon *d, struct adapter **adapters, size_t n);
+/* Show the same adapters with the current status and identity. */
+void daemon_show_status(struct daemon *d);
+
+/* Free the earlier configurations that no running adapter uses. */
+void daemon_release_configs(struct daemon *d);
+
+/* Re-read the configuration file and apply it (SIGHUP); see reload.c. */
+void daemon_reload(struct daemon *d);
+
+#endif

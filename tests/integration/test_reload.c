@@ -1,0 +1,534 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Reload on SIGHUP, against a real nats-server, with a steady publisher of
+ * signed requests running through each reload: unchanged adapters keep
+ * delivering every message once, a changed one hands over inside its
+ * queue group, added and removed ones come and go, a file that does not
+ * check leaves everything running, and the global options apply.
+ */
+#include <criterion/criterion.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "certs.h"
+#include "http_get.h"
+#include "pipeline.h"
+#include "prom_check.h"
+#include "tmpdir.h"
+
+static char dir[512];
+static struct nats_server server;
+static struct js_client client;
+static struct daemon_proc daemon_r;
+static int metrics_port;
+
+static void setup(void)
+{
+	pipeline_setup(dir, sizeof(dir), &server, &client, "NODES");
+	metrics_port = free_port();
+}
+
+static void teardown(void)
+{
+	pipeline_teardown(dir, &server, &client, &daemon_r);
+}
+
+TestSuite(reload, .init = setup, .fini = teardown, .timeout = 240);
+
+/* ------------------------------------------------------------ helpers */
+
+/* An adapter block: signed requests from `in`, published to `out` (%s is
+ * the sender), with `extra` lines in the adapter block. */
+static char *block(const char *name, const char *in, const char *out, const char *extra)
+{
+	char *b = NULL;
+	cr_assert(asprintf(&b,
+			   "adapter %s {\n"
+			   "  %s\n"
+			   "  ingest {\n"
+			   "    type = \"choria\"\n"
+			   "    servers = {\"%s\"}\n"
+			   "    topic = \"%s\"\n"
+			   "    ca = \"%s\"\n"
+			   "    workers = 2\n"
+			   "  }\n"
+			   "  stream {\n"
+			   "    type = \"jetstream\"\n"
+			   "    servers = {\"%s\"}\n"
+			   "    topic = \"%s\"\n"
+			   "    workers = 2\n"
+			   "  }\n"
+			   "}\n",
+			   name, extra, server.url, in, test_pki_path("ca.pem"), server.url, out) > 0);
+	return b;
+}
+
+/* The global lines, then the blocks (freed). */
+static char *conf_of(const char *globals, char *block1, char *block2)
+{
+	char *c = NULL;
+	cr_assert(asprintf(&c,
+			   "identity = \"reload.test\"\n"
+			   "metrics_listen = \"127.0.0.1:%d\"\n"
+			   "drain_timeout = 20\n"
+			   "%s\n%s%s",
+			   metrics_port, globals, block1, block2 ? block2 : "") > 0);
+	free(block1);
+	free(block2);
+	return c;
+}
+
+static char *node_data(const char *extra)
+{
+	return block("node_data", "choria.discovery", "choria.node_metadata.%s", extra);
+}
+
+/* Replace the daemon's file at once: it never reads half of one. */
+static void rewrite(const char *text)
+{
+	char tmp[700];
+	snprintf(tmp, sizeof(tmp), "%s.new", daemon_r.conf);
+	FILE *f = fopen(tmp, "w");
+	cr_assert_not_null(f);
+	cr_assert_eq(fputs(text, f) >= 0, 1);
+	cr_assert_eq(fclose(f), 0);
+	cr_assert_eq(rename(tmp, daemon_r.conf), 0);
+}
+
+static void start(char *conf)
+{
+	pipeline_start_daemon(&daemon_r, dir, conf);
+	free(conf);
+}
+
+/* Rewrite the file (conf, freed), send SIGHUP, and wait for the reload's
+ * verdict in the log: true when it succeeded. */
+static bool reload_with(char *conf)
+{
+	int ok0 = daemon_log_count(&daemon_r, "configuration reloaded from");
+	int failed0 = daemon_log_count(&daemon_r, "reload of ");
+	rewrite(conf);
+	free(conf);
+	cr_assert_eq(kill(daemon_r.pid, SIGHUP), 0);
+	for (int waited = 0; waited < 60000; waited += 20) {
+		int ok = daemon_log_count(&daemon_r, "configuration reloaded from");
+		int failed = daemon_log_count(&daemon_r, "reload of ");
+		if (ok + failed > ok0 + failed0)
+			return ok > ok0;
+		nats_Sleep(20);
+	}
+	char *log = file_read(daemon_r.log);
+	cr_assert_fail("the reload did not end; the log:\n%s", log);
+	return false;
+}
+
+/* The sample `series` (labels sorted) of /metrics on `port`, checked by
+ * the Prometheus parser; -1 when it is not there. */
+static double metric_on(int port, const char *series)
+{
+	struct http_reply r;
+	cr_assert_eq(http_request(&r, "127.0.0.1", port, "GET", "/metrics", 10000), 0);
+	cr_assert_eq(r.status, 200);
+	char *errors = NULL;
+	char *listing = prom_check(dir, r.body, &errors);
+	cr_assert_not_null(listing, "the exposition does not check: %s\n%s", errors, r.body);
+	double v = -1;
+	if (!prom_value(listing, series, &v))
+		v = -1;
+	free(listing);
+	free(errors);
+	http_reply_free(&r);
+	return v;
+}
+
+static double metric(const char *series)
+{
+	return metric_on(metrics_port, series);
+}
+
+static bool metrics_mention(const char *text)
+{
+	struct http_reply r;
+	cr_assert_eq(http_request(&r, "127.0.0.1", metrics_port, "GET", "/metrics", 10000), 0);
+	bool found = r.body && strstr(r.body, text);
+	http_reply_free(&r);
+	return found;
+}
+
+#define RELOADS_OK "choria_adapterd_config_reloads_total{identity=\"reload.test\",result=\"success\"}"
+#define RELOADS_FAILED \
+	"choria_adapterd_config_reloads_total{identity=\"reload.test\",result=\"failure\"}"
+#define LAST_OK "choria_adapterd_config_last_reload_successful{identity=\"reload.test\"}"
+#define LAST_OK_AT \
+	"choria_adapterd_config_last_reload_success_timestamp_seconds{identity=\"reload.test\"}"
+
+/* A steady publisher of signed requests, one every few milliseconds, on
+ * its own connection, numbered from 0: sender node-I.example.net. */
+struct publisher {
+	pthread_t thread;
+	struct js_client conn;
+	const char *subject;
+	unsigned seed;
+	atomic_int sent;
+	atomic_bool stop;
+	bool failed;
+};
+
+static void *publisher_run(void *arg)
+{
+	struct publisher *p = arg;
+	const struct test_pki *pki = test_pki();
+	struct test_signer signer = {.key = pki->leaf_key, .pem = pki->signer};
+	for (int i = 0; !atomic_load(&p->stop); i++) {
+		struct choria_msg_spec s = choria_msg_defaults(CHORIA_MSG_REQUEST);
+		char sender[64], rid[33], body[64];
+		snprintf(sender, sizeof(sender), "node-%d.example.net", i);
+		pipeline_request_id(rid, p->seed, i);
+		snprintf(body, sizeof(body), "{\"n\":%d}", i);
+		s.sender = sender;
+		s.request_id = rid;
+		s.body = body;
+		s.callerid = "choria=web1.example.net";
+		s.sign = test_sign;
+		s.sign_arg = &signer;
+		size_t len;
+		char *wire = choria_msg_build(&s, &len);
+		/* Flushed: once counted, the server has it. */
+		if (!wire || nats_publish_raw(&p->conn, p->subject, wire, len) != 0) {
+			free(wire);
+			p->failed = true;
+			break;
+		}
+		free(wire);
+		atomic_fetch_add(&p->sent, 1);
+		nats_Sleep(4);
+	}
+	return NULL;
+}
+
+static void publisher_start(struct publisher *p, const char *subject, unsigned seed)
+{
+	memset(p, 0, sizeof(*p));
+	p->subject = subject;
+	p->seed = seed;
+	cr_assert_eq(js_client_open(&p->conn, server.url), 0);
+	cr_assert_eq(pthread_create(&p->thread, NULL, publisher_run, p), 0);
+}
+
+/* Wait until the publisher has sent `more` since `from`. */
+static void publisher_wait(struct publisher *p, int from, int more)
+{
+	for (int waited = 0; waited < 60000 && atomic_load(&p->sent) < from + more; waited += 10)
+		nats_Sleep(10);
+	cr_assert_geq(atomic_load(&p->sent), from + more, "the publisher is stuck");
+}
+
+static int publisher_stop(struct publisher *p)
+{
+	atomic_store(&p->stop, true);
+	pthread_join(p->thread, NULL);
+	js_client_close(&p->conn);
+	cr_assert_not(p->failed, "the publisher could not publish");
+	return atomic_load(&p->sent);
+}
+
+/* The index I of each message of `stream` (from its subject, which ends
+ * node-I.example.net), counted into seen[I]. */
+static void count_indexes(const char *stream, int *seen, int n)
+{
+	uint64_t stored = js_stream_count(&client, stream);
+	for (uint64_t seq = 1; seq <= stored; seq++) {
+		natsMsg *m = js_stream_get(&client, stream, seq);
+		cr_assert_not_null(m);
+		const char *node = strstr(natsMsg_GetSubject(m), "node-");
+		int i = -1;
+		cr_assert(node && sscanf(node, "node-%d.", &i) == 1, "subject %s",
+			  natsMsg_GetSubject(m));
+		cr_assert(i >= 0 && i < n, "message %d was never published", i);
+		seen[i]++;
+		natsMsg_Destroy(m);
+	}
+}
+
+/* ------------------------------------------------------------- tests */
+
+Test(reload, an_unchanged_adapter_delivers_every_message_once_across_ten_reloads)
+{
+	start(conf_of("log_level = \"info\"", node_data(""), NULL));
+	struct publisher pub;
+	publisher_start(&pub, "choria.discovery", 1);
+	for (int k = 1; k <= 10; k++) {
+		publisher_wait(&pub, atomic_load(&pub.sent), 20);
+		/* The same effective configuration, written another way each
+		 * time: defaults spelt out, comments, another order. */
+		char extra[128];
+		snprintf(extra, sizeof(extra), "# reload %d\n  queue_len = 1000%s", k,
+			 k % 2 ? "\n  queue_wait_ms = 250" : "");
+		cr_assert(reload_with(conf_of(k % 2 ? "drain_timeout = 20" : "", node_data(extra),
+					      NULL)),
+			  "reload %d succeeds", k);
+	}
+	publisher_wait(&pub, atomic_load(&pub.sent), 20);
+	int sent = publisher_stop(&pub);
+	cr_assert(js_stream_wait_count(&client, "NODES", (uint64_t)sent, 60000),
+		  "%d messages stored, not %lu", sent,
+		  (unsigned long)js_stream_count(&client, "NODES"));
+	uint64_t distinct = 0;
+	uint64_t stored = pipeline_stream_ids(&client, "NODES", &distinct);
+	cr_assert_eq(stored, (uint64_t)sent, "each message stored once");
+	cr_assert_eq(distinct, (uint64_t)sent);
+	cr_assert_eq(daemon_log_count(&daemon_r, "adapter node_data: started"), 1,
+		     "the unchanged adapter was left running");
+	cr_assert_eq(daemon_log_count(&daemon_r, "adapter node_data: changed"), 0);
+	cr_assert_eq(metric(RELOADS_OK), 10);
+	cr_assert_eq(metric(RELOADS_FAILED), 0);
+	struct adapter_counts n = pipeline_stop_and_count(&daemon_r, "node_data");
+	cr_assert_eq(n.received, (uint64_t)sent, "its counters went on through the reloads");
+	cr_assert_eq(n.published, (uint64_t)sent);
+}
+
+Test(reload, a_changed_adapter_hands_over_every_message_once)
+{
+	cr_assert_eq(js_stream_create(&client, "MOVED", "choria.moved.>", 1), 0);
+	start(conf_of("", node_data(""), NULL));
+	struct publisher pub;
+	publisher_start(&pub, "choria.discovery", 2);
+	publisher_wait(&pub, 0, 100);
+	/* What was published before the signal can only reach the old
+	 * instance; what is published after the reload, only the new one. */
+	int before = atomic_load(&pub.sent);
+	cr_assert(reload_with(conf_of("", block("node_data", "choria.discovery",
+						 "choria.moved.%s", ""),
+				      NULL)));
+	int after = atomic_load(&pub.sent);
+	publisher_wait(&pub, after, 100);
+	int sent = publisher_stop(&pub);
+	cr_assert(daemon_wait_log(&daemon_r, "adapter node_data: changed", 1000));
+
+	int *old = calloc((size_t)sent, sizeof(int)), *moved = calloc((size_t)sent, sizeof(int));
+	cr_assert(old && moved);
+	uint64_t total = 0;
+	for (int waited = 0; waited < 60000 && total < (uint64_t)sent; waited += 100) {
+		total = js_stream_count(&client, "NODES") + js_stream_count(&client, "MOVED");
+		nats_Sleep(100);
+	}
+	count_indexes("NODES", old, sent);
+	count_indexes("MOVED", moved, sent);
+	for (int i = 0; i < sent; i++) {
+		cr_assert_eq(old[i] + moved[i], 1, "message %d stored %d times (%d sent)", i,
+			     old[i] + moved[i], sent);
+		if (i < before)
+			cr_assert_eq(old[i], 1, "message %d, before the reload, went the old way",
+				     i);
+		if (i >= after)
+			cr_assert_eq(moved[i], 1, "message %d, after the reload, went the new way",
+				     i);
+	}
+	cr_assert_gt(sent, after, "messages were published after the reload");
+	free(old);
+	free(moved);
+
+	/* One set of series through the hand-over, its counts going on. */
+	cr_assert_eq(metric("choria_adapter_received_msgs{identity=\"reload.test\",name="
+			    "\"node_data\",role=\"input\"}"),
+		     sent);
+	struct adapter_counts n = pipeline_stop_and_count(&daemon_r, "node_data");
+	cr_assert_eq(n.received, (uint64_t)sent);
+	cr_assert_eq(n.published, (uint64_t)sent);
+}
+
+Test(reload, an_added_adapter_starts_receiving)
+{
+	start(conf_of("", node_data(""), NULL));
+	struct publisher pub;
+	publisher_start(&pub, "choria.discovery", 3);
+	publisher_wait(&pub, 0, 50);
+	cr_assert(reload_with(conf_of("", node_data(""),
+				      block("extra", "choria.extra", "choria.node_metadata.x.%s",
+					    ""))));
+	cr_assert(daemon_wait_log(&daemon_r, "adapter extra: added", 1000));
+	struct publisher extra;
+	publisher_start(&extra, "choria.extra", 4);
+	publisher_wait(&extra, 0, 30);
+	int sent_extra = publisher_stop(&extra);
+	int sent = publisher_stop(&pub);
+	cr_assert(js_stream_wait_count(&client, "NODES", (uint64_t)(sent + sent_extra), 60000));
+	struct adapter_counts n = pipeline_stop_and_count(&daemon_r, "extra");
+	cr_assert_eq(n.published, (uint64_t)sent_extra);
+	cr_assert(pipeline_counts(&daemon_r, "node_data", &n));
+	cr_assert_eq(n.published, (uint64_t)sent, "the unchanged adapter went on");
+}
+
+Test(reload, a_removed_adapter_drains_and_its_series_go)
+{
+	start(conf_of("", node_data(""),
+		      block("extra", "choria.extra", "choria.node_metadata.x.%s", "")));
+	cr_assert(metrics_mention("name=\"extra\""));
+	struct publisher pub;
+	publisher_start(&pub, "choria.extra", 5);
+	publisher_wait(&pub, 0, 100);
+	cr_assert(reload_with(conf_of("", node_data(""), NULL)));
+	int sent = publisher_stop(&pub);
+	cr_assert(daemon_wait_log(&daemon_r, "adapter extra: removed", 1000));
+	/* Drained before it went: what it took is stored, once. What came
+	 * after it unsubscribed went to nobody. */
+	struct adapter_counts n;
+	cr_assert(pipeline_counts(&daemon_r, "extra", &n), "its last counts are logged");
+	pipeline_assert_balance(&daemon_r, &n);
+	cr_assert_eq(n.in_flight + n.lost, 0, "drained");
+	cr_assert_geq(n.published, 100);
+	cr_assert_leq(n.published, (uint64_t)sent);
+	cr_assert(js_stream_wait_count(&client, "NODES", n.published, 30000));
+	uint64_t distinct = 0;
+	cr_assert_eq(pipeline_stream_ids(&client, "NODES", &distinct), n.published);
+	cr_assert_eq(distinct, n.published);
+	cr_assert_not(metrics_mention("name=\"extra\""), "its series are gone");
+	cr_assert(metrics_mention("name=\"node_data\""));
+}
+
+Test(reload, a_file_that_does_not_check_leaves_everything_running)
+{
+	start(conf_of("", node_data(""), NULL));
+	cr_assert_eq(metric(LAST_OK), 1, "a successful start counts as a successful load");
+	double started_at = metric(LAST_OK_AT);
+	cr_assert_gt(started_at, 1700000000);
+	cr_assert_eq(metric(RELOADS_OK), 0);
+	struct publisher pub;
+	publisher_start(&pub, "choria.discovery", 6);
+	publisher_wait(&pub, 0, 30);
+
+	/* A syntax error. */
+	rewrite("identity = \"reload.test\"\nadapter node_data {\n  ingest { type = \n}\n");
+	cr_assert_eq(kill(daemon_r.pid, SIGHUP), 0);
+	cr_assert(daemon_wait_log(&daemon_r, "reload of ", 30000));
+	char where[700];
+	snprintf(where, sizeof(where), "%s:", daemon_r.conf);
+	cr_assert(daemon_wait_log(&daemon_r, where, 1000), "the error names the file and line");
+	cr_assert_eq(metric(LAST_OK), 0);
+	cr_assert_eq(metric(RELOADS_FAILED), 1);
+	cr_assert_eq(metric(LAST_OK_AT), started_at, "still the running configuration's time");
+	struct http_reply r;
+	cr_assert_eq(http_request(&r, "127.0.0.1", metrics_port, "GET", "/healthz", 10000), 0);
+	cr_assert_eq(r.status, 200, "still healthy: %s", r.body);
+	cr_assert_not_null(strstr(r.body, "\"config\":{\"last_reload_successful\":false,"
+					  "\"error\":\"the configuration is not valid"),
+			   "%s", r.body);
+	http_reply_free(&r);
+
+	/* An unknown module type: the file parses, the module does not load. */
+	char *bad = conf_of("", node_data(""), NULL);
+	char *type = strstr(bad, "\"jetstream\"");
+	cr_assert(type);
+	memcpy(type, "\"jetstrem\" ", 11);
+	rewrite(bad);
+	free(bad);
+	cr_assert_eq(kill(daemon_r.pid, SIGHUP), 0);
+	for (int waited = 0; waited < 30000 && metric(RELOADS_FAILED) < 2; waited += 100)
+		nats_Sleep(100);
+	cr_assert_eq(metric(RELOADS_FAILED), 2);
+	cr_assert(daemon_wait_log(&daemon_r, "unknown stream type 'jetstrem'", 1000));
+
+	/* Everything kept running meanwhile, untouched. */
+	publisher_wait(&pub, atomic_load(&pub.sent), 30);
+	int sent = publisher_stop(&pub);
+	cr_assert(js_stream_wait_count(&client, "NODES", (uint64_t)sent, 60000));
+	cr_assert_eq(daemon_log_count(&daemon_r, "adapter node_data: started"), 1);
+
+	/* A good file again. */
+	cr_assert(reload_with(conf_of("", node_data(""), NULL)));
+	cr_assert_eq(metric(RELOADS_OK), 1);
+	cr_assert_eq(metric(LAST_OK), 1);
+	cr_assert_geq(metric(LAST_OK_AT), started_at);
+	cr_assert_eq(daemon_stop(&daemon_r, SIGTERM, 30000), 0);
+}
+
+Test(reload, a_changed_log_level_takes_effect)
+{
+	start(conf_of("log_level = \"info\"", node_data(""), NULL));
+	cr_assert(reload_with(conf_of("log_level = \"debug\"", node_data(""), NULL)));
+	struct http_reply r;
+	cr_assert_eq(http_request(&r, "127.0.0.1", metrics_port, "GET", "/healthz", 10000), 0);
+	http_reply_free(&r);
+	cr_assert(daemon_wait_log(&daemon_r, "metrics: GET /healthz: 200", 10000),
+		  "debug lines are written from the reload on");
+	cr_assert_eq(daemon_stop(&daemon_r, SIGTERM, 30000), 0);
+}
+
+Test(reload, sighups_that_arrive_together_fold_into_one_reload)
+{
+	start(conf_of("", node_data(""), NULL));
+	/* Held still while ten arrive: they are one when it runs again. */
+	cr_assert_eq(kill(daemon_r.pid, SIGSTOP), 0);
+	for (int i = 0; i < 10; i++)
+		cr_assert_eq(kill(daemon_r.pid, SIGHUP), 0);
+	cr_assert_eq(kill(daemon_r.pid, SIGCONT), 0);
+	cr_assert(daemon_wait_log(&daemon_r, "configuration reloaded from", 30000));
+	/* One more, alone: it is the second reload, not the eleventh. */
+	cr_assert_eq(kill(daemon_r.pid, SIGHUP), 0);
+	for (int waited = 0;
+	     waited < 30000 && daemon_log_count(&daemon_r, "configuration reloaded from") < 2;
+	     waited += 50)
+		nats_Sleep(50);
+	cr_assert_eq(daemon_log_count(&daemon_r, "reloading "), 2);
+	cr_assert_eq(metric(RELOADS_OK), 2);
+	cr_assert_eq(daemon_log_count(&daemon_r, "log file reopened (SIGHUP)"), 2,
+		     "each reload still reopens the log");
+	cr_assert_eq(daemon_stop(&daemon_r, SIGTERM, 30000), 0);
+}
+
+Test(reload, a_stop_signal_during_a_reload_is_honoured_after_it)
+{
+	start(conf_of("", node_data(""), NULL));
+	cr_assert_eq(kill(daemon_r.pid, SIGSTOP), 0);
+	cr_assert_eq(kill(daemon_r.pid, SIGHUP), 0);
+	cr_assert_eq(kill(daemon_r.pid, SIGTERM), 0);
+	cr_assert_eq(kill(daemon_r.pid, SIGHUP), 0);
+	cr_assert_eq(kill(daemon_r.pid, SIGCONT), 0);
+	cr_assert_eq(daemon_wait_exit(&daemon_r, 60000), 0, "exits 0");
+	cr_assert_eq(daemon_log_count(&daemon_r, "configuration reloaded from"), 1);
+	cr_assert_eq(daemon_log_count(&daemon_r, "SIGTERM received"), 1);
+}
+
+Test(reload, metrics_listen_moves_to_another_port)
+{
+	start(conf_of("", node_data(""), NULL));
+	int old_port = metrics_port;
+	metrics_port = free_port();
+	cr_assert(reload_with(conf_of("", node_data(""), NULL)));
+	cr_assert_eq(metric_on(metrics_port, RELOADS_OK), 1, "served on the new port");
+	cr_assert_lt(http_connect("127.0.0.1", old_port, 2000), 0, "the old port is closed");
+
+	/* A port in use: the reload fails and the endpoint stays. */
+	int busy = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001)};
+	cr_assert_eq(bind(busy, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	cr_assert_eq(listen(busy, 1), 0);
+	socklen_t len = sizeof(sa);
+	cr_assert_eq(getsockname(busy, (struct sockaddr *)&sa, &len), 0);
+	int moved_port = metrics_port;
+	metrics_port = ntohs(sa.sin_port);
+	char *busy_conf = conf_of("", node_data(""), NULL);
+	metrics_port = moved_port;
+	rewrite(busy_conf);
+	free(busy_conf);
+	cr_assert_eq(kill(daemon_r.pid, SIGHUP), 0);
+	cr_assert(daemon_wait_log(&daemon_r, "reload of ", 30000));
+	cr_assert(daemon_wait_log(&daemon_r, "metrics_listen: cannot listen on", 1000));
+	cr_assert_eq(metric(RELOADS_FAILED), 1, "still served where it was");
+	cr_assert_eq(metric(LAST_OK), 0);
+	close(busy);
+	cr_assert_eq(daemon_stop(&daemon_r, SIGTERM, 30000), 0);
+}
+
+int main(int argc, char **argv)
+{
+	return test_pki_main(argc, argv);
+}
