@@ -385,14 +385,16 @@ Test(metrics_endpoint, health_follows_the_jetstream_server)
 	wait_health(200, NULL, 10000);
 	char *body = NULL;
 	cr_assert_eq(health(&body), 200);
-	cr_assert_str_eq(body, "{\"status\":\"healthy\"}\n");
+	cr_assert_str_eq(body, "{\"status\":\"healthy\",\"config\":{\"last_reload_successful\":true,"
+			       "\"error\":null}}\n");
 	free(body);
 
 	nats_server_stop(&jets);
 	wait_health(503, NULL, 10000);
 	cr_assert_eq(health(&body), 503);
 	cr_assert_str_eq(body, "{\"status\":\"unhealthy\",\"reasons\":"
-			       "[\"adapter node_data: stream disconnected\"]}\n");
+			       "[\"adapter node_data: stream disconnected\"],"
+			       "\"config\":{\"last_reload_successful\":true,\"error\":null}}\n");
 	free(body);
 
 	cr_assert_eq(nats_server_restart(&jets), 0);
