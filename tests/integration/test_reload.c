@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "certs.h"
@@ -448,6 +449,70 @@ Test(reload, a_file_that_does_not_check_leaves_everything_running)
 	cr_assert_eq(metric(LAST_OK), 1);
 	cr_assert_geq(metric(LAST_OK_AT), started_at);
 	cr_assert_eq(daemon_stop(&daemon_r, SIGTERM, 30000), 0);
+}
+
+Test(reload, a_changed_adapter_whose_create_fails_leaves_everything_running)
+{
+	start(conf_of("", node_data(""), NULL));
+	struct publisher pub;
+	publisher_start(&pub, "choria.discovery", 7);
+	publisher_wait(&pub, 0, 30);
+	/* The file checks, but the module refuses a CA file that is not
+	 * there when it creates the instance, as -t would. */
+	char *bad = conf_of("", node_data(""), NULL);
+	const char *path = test_pki_path("ca.pem");
+	char *ca = strstr(bad, path);
+	cr_assert(ca);
+	memcpy(ca + strlen(path) - strlen("ca.pem"), "ca.pxm", 6);
+	cr_assert_not(reload_with(bad));
+	cr_assert(daemon_wait_log(&daemon_r, "adapter node_data cannot be created", 1000));
+	publisher_wait(&pub, atomic_load(&pub.sent), 30);
+	int sent = publisher_stop(&pub);
+	cr_assert(js_stream_wait_count(&client, "NODES", (uint64_t)sent, 60000));
+	cr_assert_eq(daemon_log_count(&daemon_r, "adapter node_data: started"), 1);
+	cr_assert_eq(metric(LAST_OK), 0);
+	cr_assert_eq(metric(RELOADS_FAILED), 1);
+	struct adapter_counts n = pipeline_stop_and_count(&daemon_r, "node_data");
+	cr_assert_eq(n.published, (uint64_t)sent);
+}
+
+Test(reload, a_changed_adapter_that_cannot_start_leaves_the_old_one_running)
+{
+	/* Its new stream server accepts the connection and never answers. */
+	struct nats_server hung;
+	char d[600];
+	snprintf(d, sizeof(d), "%s/hung", dir);
+	cr_assert_eq(mkdir(d, 0700), 0);
+	cr_assert_eq(nats_server_start(&hung, d, 0, NULL), 0);
+	cr_assert_eq(kill(hung.pid, SIGSTOP), 0);
+	start(conf_of("", node_data(""), NULL));
+	struct publisher pub;
+	publisher_start(&pub, "choria.discovery", 8);
+	publisher_wait(&pub, 0, 30);
+	char *changed = conf_of("", node_data(""), NULL);
+	char *stream = strstr(changed, "stream {");
+	cr_assert(stream);
+	char *url = strstr(stream, server.url);
+	cr_assert(url);
+	char *conf = NULL;
+	cr_assert(asprintf(&conf, "%.*s%s%s", (int)(url - changed), changed, hung.url,
+			   url + strlen(server.url)) > 0);
+	free(changed);
+	cr_assert_not(reload_with(conf));
+	cr_assert(daemon_wait_log(&daemon_r, "the changed adapter did not start", 1000));
+	cr_assert_eq(kill(hung.pid, SIGCONT), 0);
+	nats_server_stop(&hung);
+	publisher_wait(&pub, atomic_load(&pub.sent), 30);
+	int sent = publisher_stop(&pub);
+	cr_assert(js_stream_wait_count(&client, "NODES", (uint64_t)sent, 60000),
+		  "the old instance went on delivering");
+	uint64_t distinct = 0;
+	cr_assert_eq(pipeline_stream_ids(&client, "NODES", &distinct), (uint64_t)sent);
+	cr_assert_eq(distinct, (uint64_t)sent);
+	cr_assert_eq(metric(LAST_OK), 0);
+	struct adapter_counts n = pipeline_stop_and_count(&daemon_r, "node_data");
+	cr_assert_eq(n.published, (uint64_t)sent);
+	cr_assert_eq(n.received, (uint64_t)sent);
 }
 
 Test(reload, a_changed_log_level_takes_effect)
