@@ -97,7 +97,7 @@ struct adapter {
 	struct stream_workers *workers;
 	struct adapter_stats *stats; /* shared with a predecessor */
 	bool ingest_started;
-	uint64_t published_before_drain;   /* for the drain's log lines */
+	uint64_t published_before_drain; /* for the drain's log lines */
 	uint64_t lost_before_drain;
 	_Atomic int64_t drain_deadline_ns; /* 0 until adapter_drain_begin() */
 

@@ -255,8 +255,8 @@ static void config_series(struct text *t, const struct config_status *c, const c
 		      c->last_ok);
 	family(t, "choria_adapterd_config_last_reload_success_timestamp_seconds", "gauge",
 	       "When the running configuration was loaded, in Unix seconds");
-	daemon_sample(t, "choria_adapterd_config_last_reload_success_timestamp_seconds", NULL,
-		      NULL, identity, (uint64_t)c->success_unix_s);
+	daemon_sample(t, "choria_adapterd_config_last_reload_success_timestamp_seconds", NULL, NULL,
+		      identity, (uint64_t)c->success_unix_s);
 	family(t, "choria_adapterd_config_reloads_total", "counter",
 	       "Configuration reloads performed on SIGHUP, by result");
 	daemon_sample(t, "choria_adapterd_config_reloads_total", "result", "success", identity,

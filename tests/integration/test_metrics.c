@@ -385,8 +385,9 @@ Test(metrics_endpoint, health_follows_the_jetstream_server)
 	wait_health(200, NULL, 10000);
 	char *body = NULL;
 	cr_assert_eq(health(&body), 200);
-	cr_assert_str_eq(body, "{\"status\":\"healthy\",\"config\":{\"last_reload_successful\":true,"
-			       "\"error\":null}}\n");
+	cr_assert_str_eq(body,
+			 "{\"status\":\"healthy\",\"config\":{\"last_reload_successful\":true,"
+			 "\"error\":null}}\n");
 	free(body);
 
 	nats_server_stop(&jets);

@@ -68,7 +68,8 @@ static char *block(const char *name, const char *in, const char *out, const char
 			   "    workers = 2\n"
 			   "  }\n"
 			   "}\n",
-			   name, extra, server.url, in, test_pki_path("ca.pem"), server.url, out) > 0);
+			   name, extra, server.url, in, test_pki_path("ca.pem"), server.url,
+			   out) > 0);
 	return b;
 }
 
@@ -164,7 +165,8 @@ static bool metrics_mention(const char *text)
 	return found;
 }
 
-#define RELOADS_OK "choria_adapterd_config_reloads_total{identity=\"reload.test\",result=\"success\"}"
+#define RELOADS_OK \
+	"choria_adapterd_config_reloads_total{identity=\"reload.test\",result=\"success\"}"
 #define RELOADS_FAILED \
 	"choria_adapterd_config_reloads_total{identity=\"reload.test\",result=\"failure\"}"
 #define LAST_OK "choria_adapterd_config_last_reload_successful{identity=\"reload.test\"}"
@@ -306,9 +308,8 @@ Test(reload, a_changed_adapter_hands_over_every_message_once)
 	/* What was published before the signal can only reach the old
 	 * instance; what is published after the reload, only the new one. */
 	int before = atomic_load(&pub.sent);
-	cr_assert(reload_with(conf_of("", block("node_data", "choria.discovery",
-						 "choria.moved.%s", ""),
-				      NULL)));
+	cr_assert(reload_with(
+		conf_of("", block("node_data", "choria.discovery", "choria.moved.%s", ""), NULL)));
 	int after = atomic_load(&pub.sent);
 	publisher_wait(&pub, after, 100);
 	int sent = publisher_stop(&pub);
@@ -352,9 +353,9 @@ Test(reload, an_added_adapter_starts_receiving)
 	struct publisher pub;
 	publisher_start(&pub, "choria.discovery", 3);
 	publisher_wait(&pub, 0, 50);
-	cr_assert(reload_with(conf_of("", node_data(""),
-				      block("extra", "choria.extra", "choria.node_metadata.x.%s",
-					    ""))));
+	cr_assert(reload_with(
+		conf_of("", node_data(""),
+			block("extra", "choria.extra", "choria.node_metadata.x.%s", ""))));
 	cr_assert(daemon_wait_log(&daemon_r, "adapter extra: added", 1000));
 	struct publisher extra;
 	publisher_start(&extra, "choria.extra", 4);

@@ -259,20 +259,21 @@ Test(config, identity_defaults_to_the_host_name)
 /* A reload opens the module types already loaded from where they came,
  * whatever module_path says now; a type it names first comes from the new
  * module_path. */
-#define RELOAD_ADAPTER(type, extra)                                      \
+#define RELOAD_ADAPTER(type, extra)                                  \
 	"adapter a {\n ingest { type = \"choria\" topic = \"t\" }\n" \
 	" stream { type = \"" type "\" " extra " }\n}\n"
 
 Test(config, a_reload_keeps_loaded_modules_and_takes_new_ones_from_the_new_module_path)
 {
 	char first[700], second[700], third[700], *one = NULL, *two = NULL, *three = NULL;
-	cr_assert(asprintf(&one, "module_path = \"%s\"\n" RELOAD_ADAPTER("jetstream", ""),
-			   moddir) > 0);
+	cr_assert(asprintf(&one, "module_path = \"%s\"\n" RELOAD_ADAPTER("jetstream", ""), moddir) >
+		  0);
 	cr_assert(asprintf(&two, "module_path = \"%s/none\"\n" RELOAD_ADAPTER("jetstream", ""),
 			   dir) > 0);
-	cr_assert(asprintf(&three,
-			   "module_path = \"%s/none\"\n" RELOAD_ADAPTER("file", "path = \"/tmp/x\""),
-			   dir) > 0);
+	cr_assert(
+		asprintf(&three,
+			 "module_path = \"%s/none\"\n" RELOAD_ADAPTER("file", "path = \"/tmp/x\""),
+			 dir) > 0);
 	cr_assert_eq(tmpdir_write(dir, "first.conf", one, first, sizeof(first)), 0);
 	cr_assert_eq(tmpdir_write(dir, "second.conf", two, second, sizeof(second)), 0);
 	cr_assert_eq(tmpdir_write(dir, "third.conf", three, third, sizeof(third)), 0);

@@ -29,7 +29,8 @@ static void teardown(void)
 
 TestSuite(config_effective, .init = setup, .fini = teardown);
 
-#define BASE_INGEST "ingest { type = \"choria\" topic = \"t\" servers = {\"nats://127.0.0.1:1\"} }\n"
+#define BASE_INGEST \
+	"ingest { type = \"choria\" topic = \"t\" servers = {\"nats://127.0.0.1:1\"} }\n"
 #define BASE_STREAM "stream { type = \"jetstream\" topic = \"out.%s\" }\n"
 
 static struct config *load(const char *name, const char *text)
@@ -62,19 +63,21 @@ Test(config_effective, the_same_text_is_the_same)
 
 Test(config_effective, written_out_defaults_are_no_change)
 {
-	cr_assert(same(base, "adapter a {\n queue_len = 1000\n queue_wait_ms = 250\n"
-			     " ingest { type = \"choria\" topic = \"t\" workers = 10\n"
-			     "  servers = {\"nats://127.0.0.1:1\"} protocol = \"request\" }\n"
-			     " stream { workers = 10 type = \"jetstream\" topic = \"out.%s\" }\n}\n"));
+	cr_assert(same(base,
+		       "adapter a {\n queue_len = 1000\n queue_wait_ms = 250\n"
+		       " ingest { type = \"choria\" topic = \"t\" workers = 10\n"
+		       "  servers = {\"nats://127.0.0.1:1\"} protocol = \"request\" }\n"
+		       " stream { workers = 10 type = \"jetstream\" topic = \"out.%s\" }\n}\n"));
 }
 
 Test(config_effective, globals_comments_and_layout_are_no_change)
 {
-	cr_assert(same(base, "identity = \"elsewhere\"\nlog_level = \"debug\"\n"
-			     "drain_timeout = 3 # shorter\n"
-			     "adapter a\n{\n  stream { topic = \"out.%s\"\n type = \"jetstream\" }\n"
-			     "  ingest {\n topic = \"t\"\n servers = {\"nats://127.0.0.1:1\"}\n"
-			     " type = \"choria\" }\n}\n"));
+	cr_assert(same(base,
+		       "identity = \"elsewhere\"\nlog_level = \"debug\"\n"
+		       "drain_timeout = 3 # shorter\n"
+		       "adapter a\n{\n  stream { topic = \"out.%s\"\n type = \"jetstream\" }\n"
+		       "  ingest {\n topic = \"t\"\n servers = {\"nats://127.0.0.1:1\"}\n"
+		       " type = \"choria\" }\n}\n"));
 }
 
 Test(config_effective, another_adapter_loading_more_modules_is_no_change)
@@ -94,7 +97,8 @@ Test(config_effective, a_changed_option_is_a_change)
 {
 	static const char *const changed[] = {
 		/* stream topic */
-		"adapter a {\n" BASE_INGEST "stream { type = \"jetstream\" topic = \"new.%s\" }\n}\n",
+		"adapter a {\n" BASE_INGEST
+		"stream { type = \"jetstream\" topic = \"new.%s\" }\n}\n",
 		/* ingest option */
 		"adapter a {\n ingest { type = \"choria\" topic = \"t2\""
 		" servers = {\"nats://127.0.0.1:1\"} }\n" BASE_STREAM "}\n",
@@ -119,10 +123,17 @@ Test(config_effective, the_text_holds_every_option_with_its_default)
 	char *text = NULL;
 	cr_assert_eq(config_effective_text(&text, &c->adapters[0]), 0);
 	static const char *const lines[] = {
-		"adapter \"a\"\n",     "queue_len = 1000\n",  "queue_wait_ms = 250\n",
-		"ingest {\n",          "  type = \"choria\"\n", "  workers = 10\n",
-		"  topic = \"t\"\n",   "  servers = {\"nats://127.0.0.1:1\"}\n",
-		"stream {\n",          "  type = \"jetstream\"\n", "  topic = \"out.%s\"\n",
+		"adapter \"a\"\n",
+		"queue_len = 1000\n",
+		"queue_wait_ms = 250\n",
+		"ingest {\n",
+		"  type = \"choria\"\n",
+		"  workers = 10\n",
+		"  topic = \"t\"\n",
+		"  servers = {\"nats://127.0.0.1:1\"}\n",
+		"stream {\n",
+		"  type = \"jetstream\"\n",
+		"  topic = \"out.%s\"\n",
 	};
 	for (size_t i = 0; i < sizeof(lines) / sizeof(*lines); i++)
 		cr_expect_not_null(strstr(text, lines[i]), "no %s in\n%s", lines[i], text);

@@ -485,7 +485,8 @@ static void serve(struct served *s)
 	for (int attempt = 0; attempt < 5; attempt++) {
 		s->port = free_port();
 		snprintf(s->listen, sizeof(s->listen), "127.0.0.1:%d", s->port);
-		if (metrics_start(&s->m, s->listen, 64, &(struct metrics_view){&s->a, 1, NULL, NULL}) == 0)
+		if (metrics_start(&s->m, s->listen, 64,
+				  &(struct metrics_view){&s->a, 1, NULL, NULL}) == 0)
 			return;
 	}
 	cr_assert_fail("no port to listen on");
@@ -727,7 +728,8 @@ Test(metrics, connections_over_the_cap_are_closed_at_once_and_counted)
 	for (int attempt = 0; attempt < 5 && !s.m; attempt++) {
 		s.port = free_port();
 		snprintf(s.listen, sizeof(s.listen), "127.0.0.1:%d", s.port);
-		if (metrics_start(&s.m, s.listen, 2, &(struct metrics_view){&s.a, 1, NULL, NULL}) != 0)
+		if (metrics_start(&s.m, s.listen, 2, &(struct metrics_view){&s.a, 1, NULL, NULL}) !=
+		    0)
 			s.m = NULL;
 	}
 	cr_assert_not_null(s.m);
@@ -791,11 +793,17 @@ Test(metrics, a_port_in_use_is_an_error)
 	struct served s;
 	serve(&s);
 	struct metrics *other = NULL;
-	cr_assert_eq(metrics_start(&other, s.listen, 64, &(struct metrics_view){&s.a, 1, NULL, NULL}), -EADDRINUSE);
+	cr_assert_eq(metrics_start(&other, s.listen, 64,
+				   &(struct metrics_view){&s.a, 1, NULL, NULL}),
+		     -EADDRINUSE);
 	cr_assert_null(other);
-	cr_assert_eq(metrics_start(&other, "127.0.0.1:x", 64, &(struct metrics_view){&s.a, 1, NULL, NULL}), -EINVAL);
+	cr_assert_eq(metrics_start(&other, "127.0.0.1:x", 64,
+				   &(struct metrics_view){&s.a, 1, NULL, NULL}),
+		     -EINVAL);
 	/* An address this host does not have. */
-	cr_assert_eq(metrics_start(&other, "192.0.2.1:9100", 64, &(struct metrics_view){&s.a, 1, NULL, NULL}), -EADDRNOTAVAIL);
+	cr_assert_eq(metrics_start(&other, "192.0.2.1:9100", 64,
+				   &(struct metrics_view){&s.a, 1, NULL, NULL}),
+		     -EADDRNOTAVAIL);
 	unserve(&s);
 }
 
@@ -880,16 +888,21 @@ Test(metrics, configuration_series_pass_the_prometheus_parser_with_one_identity)
 	cr_assert_null(strstr(text, "adapter.test"), "%s", text);
 	char *l = checked(text);
 	double v;
-	cr_assert(prom_value(l, "choria_adapterd_config_last_reload_successful{identity=\"new.id\"}",
+	cr_assert(prom_value(l,
+			     "choria_adapterd_config_last_reload_successful{identity=\"new.id\"}",
 			     &v));
 	cr_assert_eq(v, 1);
 	cr_assert(prom_value(
-		l, "choria_adapterd_config_last_reload_success_timestamp_seconds{identity=\"new.id\"}",
+		l,
+		"choria_adapterd_config_last_reload_success_timestamp_seconds{identity=\"new.id\"}",
 		&v));
 	cr_assert_eq(v, 1765000001);
-	cr_assert(prom_value(
-		l, "choria_adapterd_config_reloads_total{identity=\"new.id\",result=\"failure\"}", &v),
-		  "%s", l);
+	cr_assert(
+		prom_value(
+			l,
+			"choria_adapterd_config_reloads_total{identity=\"new.id\",result=\"failure\"}",
+			&v),
+		"%s", l);
 	cr_assert_eq(v, 0);
 	cr_assert(prom_value(
 		l,
@@ -909,8 +922,9 @@ Test(metrics, health_says_how_the_last_reload_went_and_stays_healthy)
 	size_t len = 0;
 	cr_assert_eq(metrics_health(&text, &len, &ok, &a, 1, &failed_reload, METRICS_RUNNING), 0);
 	cr_assert(ok, "a failed reload leaves the running configuration: %s", text);
-	cr_assert_str_eq(text, "{\"status\":\"healthy\",\"config\":{\"last_reload_successful\":false,"
-			       "\"error\":\"adapter \\\"x\\\" cannot be created\"}}\n");
+	cr_assert_str_eq(text,
+			 "{\"status\":\"healthy\",\"config\":{\"last_reload_successful\":false,"
+			 "\"error\":\"adapter \\\"x\\\" cannot be created\"}}\n");
 	free(text);
 	struct config_status good = {.last_ok = true};
 	cr_assert_eq(metrics_health(&text, &len, &ok, &a, 1, &good, METRICS_STARTING), 0);
@@ -934,7 +948,8 @@ Test(metrics, a_successor_shares_and_keeps_its_predecessors_counters)
 	adapter_free(old);
 	char *text = render(&successor, 1);
 	cr_assert_not_null(
-		strstr(text, "choria_adapter_received_msgs{name=\"node_data\",role=\"input\",identity=\"x\"} 7\n"),
+		strstr(text,
+		       "choria_adapter_received_msgs{name=\"node_data\",role=\"input\",identity=\"x\"} 7\n"),
 		"%s", text);
 	free(text);
 	adapter_free(successor);
