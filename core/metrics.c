@@ -88,7 +88,7 @@ struct metrics {
 	/* Connections: at most max_conns open; the others are closed at once
 	 * and counted. The counters are read by metrics_render's caller on
 	 * this thread, and by nobody else. */
-	long max_conns;
+	_Atomic long max_conns; /* a reload may change it */
 	long n_conns;
 	struct metrics_conn *conns;
 	uint64_t refused, timed_out;
@@ -448,7 +448,7 @@ static struct bufferevent *metrics_refuse(struct metrics *m, struct event_base *
 static struct bufferevent *metrics_new_connection(struct event_base *base, void *arg)
 {
 	struct metrics *m = arg;
-	if (m->n_conns >= m->max_conns)
+	if (m->n_conns >= atomic_load(&m->max_conns))
 		return metrics_refuse(m, base);
 	struct metrics_conn *c = calloc(1, sizeof(*c));
 	struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
@@ -567,7 +567,7 @@ int metrics_start(struct metrics **out, const char *listen, long max_connections
 		return -ENOMEM;
 	pthread_mutex_init(&m->view_lock, NULL);
 	metrics_view_store(m, view);
-	m->max_conns = max_connections > 0 ? max_connections : 1;
+	atomic_init(&m->max_conns, max_connections > 0 ? max_connections : 1);
 	m->stop_pipe[0] = m->stop_pipe[1] = -1;
 	atomic_init(&m->phase, METRICS_STARTING);
 	snprintf(m->listen, sizeof(m->listen), "%s", listen);
@@ -621,6 +621,12 @@ int metrics_start(struct metrics **out, const char *listen, long max_connections
 	log_info("metrics: serving /metrics and /healthz on http://%s", listen);
 	*out = m;
 	return 0;
+}
+
+void metrics_set_max_connections(struct metrics *m, long max_connections)
+{
+	if (m)
+		atomic_store(&m->max_conns, max_connections > 0 ? max_connections : 1);
 }
 
 void metrics_set_phase(struct metrics *m, enum metrics_phase phase)

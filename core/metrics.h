@@ -50,6 +50,9 @@ CAD_MUSTCHECK int metrics_start(struct metrics **out, const char *listen, long m
  * previous one any more: its adapters may be freed. Accepts NULL m. */
 void metrics_set_view(struct metrics *m, const struct metrics_view *view);
 
+/* Take at most this many connections from now on; those open stay. */
+void metrics_set_max_connections(struct metrics *m, long max_connections);
+
 /* Move to another phase; /healthz is 200 only while METRICS_RUNNING. */
 void metrics_set_phase(struct metrics *m, enum metrics_phase phase);
 

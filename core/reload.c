@@ -154,8 +154,9 @@ static int reload_prepare(struct daemon *d, struct reload_plan *p)
 	if (rc != 0)
 		return rc;
 
-	p->metrics_moved = strcmp(c->metrics_listen, d->conf->metrics_listen) != 0 ||
-			   c->metrics_max_connections != d->conf->metrics_max_connections;
+	/* A new address is bound beside the old one; the old one stays
+	 * bound, so the same address is never bound twice. */
+	p->metrics_moved = strcmp(c->metrics_listen, d->conf->metrics_listen) != 0;
 	if (p->metrics_moved && *c->metrics_listen) {
 		struct metrics_view v = {d->shown, d->n_shown, d->conf->identity, &d->status};
 		rc = metrics_start(&p->metrics, c->metrics_listen, c->metrics_max_connections, &v);
@@ -267,6 +268,8 @@ static void reload_apply(struct daemon *d, struct reload_plan *p)
 {
 	struct config *was_conf = d->conf;
 	log_set_level((enum cad_log_level)log_level_parse(p->conf->log_level));
+	if (!p->metrics_moved)
+		metrics_set_max_connections(d->metrics, p->conf->metrics_max_connections);
 	reload_start(d, p);
 
 	/* What runs now, in the order of the new file. */
