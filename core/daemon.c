@@ -53,18 +53,20 @@ static void destroy_adapters(struct daemon *d)
 	d->n = 0;
 }
 
-void daemon_show(struct daemon *d, struct adapter **adapters, size_t n)
+void daemon_show(struct daemon *d, struct adapter **adapters, size_t n, size_t n_draining)
 {
-	struct metrics_view v = {adapters, n, d->conf->identity, &d->status};
+	struct metrics_view v = {adapters, n, d->conf->identity, &d->status, n_draining};
 	metrics_set_view(d->metrics, &v);
 	free(d->shown);
 	d->shown = adapters;
 	d->n_shown = n;
+	d->n_draining = n_draining;
 }
 
 void daemon_show_status(struct daemon *d)
 {
-	struct metrics_view v = {d->shown, d->n_shown, d->conf->identity, &d->status};
+	struct metrics_view v = {d->shown, d->n_shown, d->conf->identity, &d->status,
+				 d->n_draining};
 	metrics_set_view(d->metrics, &v);
 }
 
@@ -188,6 +190,26 @@ static int pending_stop(void)
 	return sig > 0 ? sig : 0;
 }
 
+/* The main loop does not ping the watchdog while a reload starts
+ * adapters and drains others: for that long, it waits as much longer.
+ * WATCHDOG_USEC= changes the unit's interval at run time. */
+void daemon_expect_busy(long seconds)
+{
+	int64_t every = watchdog_every_ns();
+	if (!every)
+		return;
+	notify("WATCHDOG=1\nWATCHDOG_USEC=%lld",
+	       (long long)(every * 2 / 1000 + (int64_t)seconds * 1000000LL));
+}
+
+/* Back to the unit's own interval. */
+static void watchdog_restore(void)
+{
+	int64_t every = watchdog_every_ns();
+	if (every)
+		notify("WATCHDOG=1\nWATCHDOG_USEC=%lld", (long long)(every * 2 / 1000));
+}
+
 static void reload(struct daemon *d)
 {
 	struct timespec mono;
@@ -195,6 +217,7 @@ static void reload(struct daemon *d)
 	notify("RELOADING=1\nSTATUS=reloading %s\nMONOTONIC_USEC=%lld", d->conf->file,
 	       (long long)mono.tv_sec * 1000000LL + mono.tv_nsec / 1000);
 	daemon_reload(d);
+	watchdog_restore();
 	notify("READY=1\nSTATUS=running %zu adapter%s%s", d->n, d->n == 1 ? "" : "s",
 	       d->status.last_ok ? "" : " (the last reload failed)");
 }
@@ -326,7 +349,7 @@ int daemon_run(struct config *conf, const char *module_dir)
 	/* Bound before anything connects, so that a port in use stops the
 	 * daemon at once. */
 	if (*conf->metrics_listen) {
-		struct metrics_view v = {d.shown, d.n_shown, conf->identity, &d.status};
+		struct metrics_view v = {d.shown, d.n_shown, conf->identity, &d.status, 0};
 		rc = metrics_start(&d.metrics, conf->metrics_listen, conf->metrics_max_connections,
 				   &v);
 		if (rc != 0) {

@@ -32,18 +32,24 @@ struct daemon {
 	struct metrics *metrics;
 	struct adapter **shown; /* what the metrics endpoint shows */
 	size_t n_shown;
+	size_t n_draining; /* the last of them, being removed */
 	struct config_status status;
 };
 
-/* Show `adapters` (malloc'd, taken over; one per name) on the metrics
- * endpoint, with the running identity and status; once it returns, the
- * adapters shown before are no longer read. */
-void daemon_show(struct daemon *d, struct adapter **adapters, size_t n);
+/* Show `adapters` (malloc'd, taken over; one per name), the last
+ * `n_draining` of them being removed, on the metrics endpoint, with the
+ * running identity and status; once it returns, the adapters shown before
+ * are no longer read. */
+void daemon_show(struct daemon *d, struct adapter **adapters, size_t n, size_t n_draining);
 /* Show the same adapters with the current status and identity. */
 void daemon_show_status(struct daemon *d);
 
 /* Free the earlier configurations that no running adapter uses. */
 void daemon_release_configs(struct daemon *d);
+
+/* Say that the main thread is about to be busy for up to `seconds`, so
+ * that the systemd watchdog, when on, waits that much longer. */
+void daemon_expect_busy(long seconds);
 
 /* Re-read the configuration file and apply it (SIGHUP); see reload.c. */
 void daemon_reload(struct daemon *d);

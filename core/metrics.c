@@ -77,9 +77,10 @@ struct metrics {
 	struct event *wake; /* the read end of `stop_pipe` */
 	int stop_pipe[2];
 	pthread_t thread;
-	pthread_mutex_t view_lock; /* guards the view: the next four */
+	pthread_mutex_t view_lock; /* guards the view: the next six */
 	struct adapter *const *adapters;
 	size_t n;
+	size_t n_draining;
 	const char *identity;
 	struct config_status config;
 	bool has_config;
@@ -323,7 +324,8 @@ static void metrics_answer(struct evhttp_request *req, void *arg)
 			type = METRICS_CONTENT_TYPE;
 		} else {
 			bool healthy = false;
-			rc = metrics_health(&body, &len, &healthy, m->adapters, m->n, config,
+			rc = metrics_health(&body, &len, &healthy, m->adapters,
+					    m->n - m->n_draining, config,
 					    (enum metrics_phase)atomic_load(&m->phase));
 			code = healthy ? HTTP_OK : HTTP_SERVUNAVAIL;
 			type = "application/json";
@@ -537,6 +539,7 @@ static void metrics_view_store(struct metrics *m, const struct metrics_view *v)
 {
 	m->adapters = v->adapters;
 	m->n = v->n;
+	m->n_draining = v->n_draining <= v->n ? v->n_draining : v->n;
 	m->identity = v->identity;
 	m->has_config = v->config != NULL;
 	if (v->config)

@@ -36,6 +36,10 @@ struct metrics_view {
 	size_t n;
 	const char *identity;
 	const struct config_status *config;
+	/* The last n_draining adapters are being removed: their series
+	 * stay until their drain ends, but their connections, which they
+	 * are closing, do not make /healthz unhealthy. */
+	size_t n_draining;
 };
 
 /* Bind `listen` and serve `view` to at most `max_connections` connections

@@ -32,6 +32,8 @@
 #include "log.h"
 
 #define RELOAD_NONE SIZE_MAX
+/* Seconds an adapter may take to start, or past its drain to be joined. */
+#define RELOAD_BUSY_MARGIN_S 30
 
 /* What becomes of a running adapter. */
 enum reload_fate {
@@ -158,7 +160,8 @@ static int reload_prepare(struct daemon *d, struct reload_plan *p)
 	 * bound, so the same address is never bound twice. */
 	p->metrics_moved = strcmp(c->metrics_listen, d->conf->metrics_listen) != 0;
 	if (p->metrics_moved && *c->metrics_listen) {
-		struct metrics_view v = {d->shown, d->n_shown, d->conf->identity, &d->status};
+		struct metrics_view v = {d->shown, d->n_shown, d->conf->identity, &d->status,
+					 d->n_draining};
 		rc = metrics_start(&p->metrics, c->metrics_listen, c->metrics_max_connections, &v);
 		if (rc != 0) {
 			reload_why(p, "metrics_listen: cannot listen on %s: %s", c->metrics_listen,
@@ -235,6 +238,7 @@ static void reload_retire(struct reload_plan *p, struct daemon_running *old, siz
 		}
 	if (!retiring)
 		return;
+	daemon_expect_busy(drain_timeout + RELOAD_BUSY_MARGIN_S);
 	int64_t deadline = cad_clock_mono_ns() + drain_timeout * CAD_NS_PER_SEC;
 	for (size_t j = 0; j < n_old; j++)
 		if (p->fate[j] != RELOAD_KEEP)
@@ -266,6 +270,12 @@ static void reload_move_metrics(struct daemon *d, struct reload_plan *p)
 
 static void reload_apply(struct daemon *d, struct reload_plan *p)
 {
+	/* Each new instance may take a connection timeout or two to start. */
+	long starting = 0;
+	for (size_t i = 0; i < p->n; i++)
+		starting += p->fresh[i] != NULL;
+	if (starting)
+		daemon_expect_busy(starting * RELOAD_BUSY_MARGIN_S);
 	struct config *was_conf = d->conf;
 	log_set_level((enum cad_log_level)log_level_parse(p->conf->log_level));
 	if (!p->metrics_moved)
@@ -293,7 +303,7 @@ static void reload_apply(struct daemon *d, struct reload_plan *p)
 	for (size_t j = 0; j < n_old; j++)
 		if (p->fate[j] == RELOAD_REMOVE)
 			p->draining[shown++] = old[j].adapter;
-	daemon_show(d, p->draining, shown);
+	daemon_show(d, p->draining, shown, shown - d->n);
 	p->draining = NULL;
 
 	reload_retire(p, old, n_old, d->conf->drain_timeout);
@@ -301,7 +311,7 @@ static void reload_apply(struct daemon *d, struct reload_plan *p)
 	reload_count(d, p->why[0] == '\0', p->why);
 	for (size_t i = 0; i < d->n; i++)
 		p->settled[i] = d->run[i].adapter;
-	daemon_show(d, p->settled, d->n);
+	daemon_show(d, p->settled, d->n, 0);
 	p->settled = NULL;
 	for (size_t j = 0; j < n_old; j++)
 		if (p->fate[j] != RELOAD_KEEP)

@@ -190,3 +190,35 @@ Test(notify, a_watchdog_for_another_process_is_not_ours)
 	cr_assert_not_null(strstr(seen, "STOPPING=1"), "all it sent was read: %s", seen);
 	cr_assert_null(strstr(seen, "WATCHDOG=1"), "no pings: %s", seen);
 }
+
+Test(notify, a_reload_says_reloading_then_ready_and_stretches_the_watchdog_for_its_drain)
+{
+	setenv("WATCHDOG_USEC", "4000000", 1); /* a ping every 2 s */
+	char *conf = conf_text();
+	pipeline_start_daemon(&daemon_a, dir, conf);
+	free(conf);
+	char seen[8192] = "";
+	cr_assert(wait_for("READY=1", 5000, seen, sizeof(seen)), "READY=1 arrives: %s", seen);
+
+	/* The adapter renamed: one added, one removed and drained. */
+	char *renamed = conf_text(), *a = strstr(renamed, "adapter a {");
+	cr_assert(a);
+	a[8] = 'b';
+	char tmp[700];
+	snprintf(tmp, sizeof(tmp), "%s.new", daemon_a.conf);
+	cr_assert_eq(tmpdir_write(dir, "choria-adapterd.conf.new", renamed, tmp, sizeof(tmp)), 0);
+	cr_assert_eq(rename(tmp, daemon_a.conf), 0);
+	free(renamed);
+	seen[0] = '\0';
+	kill(daemon_a.pid, SIGHUP);
+	cr_assert(wait_for("RELOADING=1", 5000, seen, sizeof(seen)), "RELOADING=1: %s", seen);
+	cr_assert_not_null(strstr(seen, "MONOTONIC_USEC="), "%s", seen);
+	/* Its unit's 4 s, and the drain's 3 s with room to join. */
+	cr_assert(wait_for("WATCHDOG_USEC=37000000", 10000, seen, sizeof(seen)), "%s", seen);
+	cr_assert(wait_for("READY=1", 10000, seen, sizeof(seen)), "READY=1 again: %s", seen);
+	cr_assert_not_null(strstr(seen, "WATCHDOG_USEC=4000000"), "the unit's own again: %s", seen);
+	cr_assert_not_null(strstr(seen, "STATUS=running 1 adapter"), "%s", seen);
+	cr_assert_eq(daemon_stop(&daemon_a, SIGTERM, 20000), 0);
+	cr_assert(daemon_wait_log(&daemon_a, "adapter a: removed", 1000));
+	cr_assert(daemon_wait_log(&daemon_a, "adapter b: added", 1000));
+}

@@ -486,7 +486,7 @@ static void serve(struct served *s)
 		s->port = free_port();
 		snprintf(s->listen, sizeof(s->listen), "127.0.0.1:%d", s->port);
 		if (metrics_start(&s->m, s->listen, 64,
-				  &(struct metrics_view){&s->a, 1, NULL, NULL}) == 0)
+				  &(struct metrics_view){&s->a, 1, NULL, NULL, 0}) == 0)
 			return;
 	}
 	cr_assert_fail("no port to listen on");
@@ -624,7 +624,8 @@ Test(metrics, serves_on_the_ipv6_loopback_and_there_only)
 	for (int attempt = 0; attempt < 5 && rc != 0; attempt++) {
 		s.port = free_port();
 		snprintf(s.listen, sizeof(s.listen), "[::1]:%d", s.port);
-		rc = metrics_start(&s.m, s.listen, 64, &(struct metrics_view){&s.a, 1, NULL, NULL});
+		rc = metrics_start(&s.m, s.listen, 64,
+				   &(struct metrics_view){&s.a, 1, NULL, NULL, 0});
 		if (rc == -EADDRNOTAVAIL || rc == -EAFNOSUPPORT) {
 			adapter_free(s.a);
 			cr_skip_test("this host has no IPv6 loopback");
@@ -728,8 +729,8 @@ Test(metrics, connections_over_the_cap_are_closed_at_once_and_counted)
 	for (int attempt = 0; attempt < 5 && !s.m; attempt++) {
 		s.port = free_port();
 		snprintf(s.listen, sizeof(s.listen), "127.0.0.1:%d", s.port);
-		if (metrics_start(&s.m, s.listen, 2, &(struct metrics_view){&s.a, 1, NULL, NULL}) !=
-		    0)
+		if (metrics_start(&s.m, s.listen, 2,
+				  &(struct metrics_view){&s.a, 1, NULL, NULL, 0}) != 0)
 			s.m = NULL;
 	}
 	cr_assert_not_null(s.m);
@@ -794,15 +795,15 @@ Test(metrics, a_port_in_use_is_an_error)
 	serve(&s);
 	struct metrics *other = NULL;
 	cr_assert_eq(metrics_start(&other, s.listen, 64,
-				   &(struct metrics_view){&s.a, 1, NULL, NULL}),
+				   &(struct metrics_view){&s.a, 1, NULL, NULL, 0}),
 		     -EADDRINUSE);
 	cr_assert_null(other);
 	cr_assert_eq(metrics_start(&other, "127.0.0.1:x", 64,
-				   &(struct metrics_view){&s.a, 1, NULL, NULL}),
+				   &(struct metrics_view){&s.a, 1, NULL, NULL, 0}),
 		     -EINVAL);
 	/* An address this host does not have. */
 	cr_assert_eq(metrics_start(&other, "192.0.2.1:9100", 64,
-				   &(struct metrics_view){&s.a, 1, NULL, NULL}),
+				   &(struct metrics_view){&s.a, 1, NULL, NULL, 0}),
 		     -EADDRNOTAVAIL);
 	unserve(&s);
 }
@@ -953,4 +954,40 @@ Test(metrics, a_successor_shares_and_keeps_its_predecessors_counters)
 		"%s", text);
 	free(text);
 	adapter_free(successor);
+}
+
+/* An adapter being removed keeps its series until its drain ends, but
+ * the connections it is closing do not make the daemon unhealthy. */
+Test(metrics, a_draining_adapter_is_shown_and_not_judged)
+{
+	struct adapter *as[] = {fake_adapter("kept", "x", 4), fake_adapter("removed", "x", 4)};
+	host_services.conn_state(&as[0]->ingest, "ingest 1", true);
+	host_services.conn_state(&as[1]->ingest, "ingest 1", false);
+	struct metrics *m = NULL;
+	char listen[64];
+	int port = 0;
+	for (int attempt = 0; attempt < 5 && !m; attempt++) {
+		port = free_port();
+		snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
+		if (metrics_start(&m, listen, 64, &(struct metrics_view){as, 2, "x", NULL, 1}) != 0)
+			m = NULL;
+	}
+	cr_assert_not_null(m);
+	metrics_set_phase(m, METRICS_RUNNING);
+	struct http_reply r;
+	cr_assert_eq(http_request(&r, "127.0.0.1", port, "GET", "/healthz", 5000), 0);
+	cr_assert_eq(r.status, 200, "%s", r.body);
+	http_reply_free(&r);
+	cr_assert_eq(http_request(&r, "127.0.0.1", port, "GET", "/metrics", 5000), 0);
+	cr_assert_not_null(strstr(r.body, "name=\"removed\""), "%s", r.body);
+	http_reply_free(&r);
+
+	/* Its drain ended: gone from the view, and from the text. */
+	metrics_set_view(m, &(struct metrics_view){as, 1, "x", NULL, 0});
+	adapter_free(as[1]);
+	cr_assert_eq(http_request(&r, "127.0.0.1", port, "GET", "/metrics", 5000), 0);
+	cr_assert_null(strstr(r.body, "name=\"removed\""), "%s", r.body);
+	http_reply_free(&r);
+	metrics_stop(m);
+	adapter_free(as[0]);
 }
