@@ -528,6 +528,33 @@ Test(reload, a_changed_log_level_takes_effect)
 	cr_assert_eq(daemon_stop(&daemon_r, SIGTERM, 30000), 0);
 }
 
+Test(reload, a_changed_log_file_and_identity_apply_at_once)
+{
+	start(conf_of("", node_data(""), NULL));
+	char log[700];
+	snprintf(log, sizeof(log), "%s/moved.log", dir);
+	char *globals = NULL;
+	cr_assert(asprintf(&globals, "log_file = \"%s\"", log) > 0);
+	char *conf = conf_of(globals, node_data(""), NULL);
+	free(globals);
+	char *id = strstr(conf, "reload.test");
+	cr_assert(id);
+	memcpy(id, "second", 6); /* identity = "second.test" */
+	rewrite(conf);
+	free(conf);
+	cr_assert_eq(kill(daemon_r.pid, SIGHUP), 0);
+	cr_assert(file_wait_text(log, "configuration reloaded from", 30000),
+		  "the log goes to the new file from the reload on");
+	cr_assert_eq(
+		metric("choria_adapterd_config_reloads_total{identity=\"second.test\",result=\"success\"}"),
+		1);
+	cr_assert_eq(metric("choria_adapter_received_msgs{identity=\"second.test\",name="
+			    "\"node_data\",role=\"input\"}"),
+		     0, "the unchanged adapter's series carry the new identity");
+	cr_assert_not(metrics_mention("reload.test"), "one identity on every series");
+	cr_assert_eq(daemon_stop(&daemon_r, SIGTERM, 30000), 0);
+}
+
 Test(reload, sighups_that_arrive_together_fold_into_one_reload)
 {
 	start(conf_of("", node_data(""), NULL));
