@@ -231,8 +231,8 @@ static struct conn_copy *copy_conns(struct adapter *a, size_t *n_out, bool *shor
 
 /* A series of the daemon's own, with the identity label and, when given,
  * one more before it. */
-static void daemon_sample(struct text *t, const char *metric, const char *key, const char *value,
-			  const char *identity, uint64_t v)
+static void own_sample(struct text *t, const char *metric, const char *key, const char *value,
+		       const char *identity, uint64_t v)
 {
 	text_str(t, metric);
 	text_str(t, "{");
@@ -251,18 +251,18 @@ static void config_series(struct text *t, const struct config_status *c, const c
 {
 	family(t, "choria_adapterd_config_last_reload_successful", "gauge",
 	       "Whether the last configuration load, at start or on SIGHUP, succeeded");
-	daemon_sample(t, "choria_adapterd_config_last_reload_successful", NULL, NULL, identity,
-		      c->last_ok);
+	own_sample(t, "choria_adapterd_config_last_reload_successful", NULL, NULL, identity,
+		   c->last_ok);
 	family(t, "choria_adapterd_config_last_reload_success_timestamp_seconds", "gauge",
 	       "When the running configuration was loaded, in Unix seconds");
-	daemon_sample(t, "choria_adapterd_config_last_reload_success_timestamp_seconds", NULL, NULL,
-		      identity, (uint64_t)c->success_unix_s);
+	own_sample(t, "choria_adapterd_config_last_reload_success_timestamp_seconds", NULL, NULL,
+		   identity, (uint64_t)c->success_unix_s);
 	family(t, "choria_adapterd_config_reloads_total", "counter",
 	       "Configuration reloads performed on SIGHUP, by result");
-	daemon_sample(t, "choria_adapterd_config_reloads_total", "result", "success", identity,
-		      c->reloads_ok);
-	daemon_sample(t, "choria_adapterd_config_reloads_total", "result", "failure", identity,
-		      c->reloads_failed);
+	own_sample(t, "choria_adapterd_config_reloads_total", "result", "success", identity,
+		   c->reloads_ok);
+	own_sample(t, "choria_adapterd_config_reloads_total", "result", "failure", identity,
+		   c->reloads_failed);
 }
 
 int metrics_render(char **out, size_t *len, struct adapter *const *as, size_t n,

@@ -176,7 +176,7 @@ static void block_signals(sigset_t *set)
 
 /* Take a stop signal that arrived during a reload, before any SIGHUP
  * that came with it: sigwaitinfo() would give the lower number first. */
-static int pending_stop(void)
+static int daemon_pending_stop(void)
 {
 	sigset_t pending, stop;
 	sigemptyset(&stop);
@@ -203,21 +203,21 @@ void daemon_expect_busy(long seconds)
 }
 
 /* Back to the unit's own interval. */
-static void watchdog_restore(void)
+static void daemon_watchdog_restore(void)
 {
 	int64_t every = watchdog_every_ns();
 	if (every)
 		notify("WATCHDOG=1\nWATCHDOG_USEC=%lld", (long long)(every * 2 / 1000));
 }
 
-static void reload(struct daemon *d)
+static void daemon_reload_now(struct daemon *d)
 {
 	struct timespec mono;
 	clock_gettime(CLOCK_MONOTONIC, &mono);
 	notify("RELOADING=1\nSTATUS=reloading %s\nMONOTONIC_USEC=%lld", d->conf->file,
 	       (long long)mono.tv_sec * 1000000LL + mono.tv_nsec / 1000);
 	daemon_reload(d);
-	watchdog_restore();
+	daemon_watchdog_restore();
 	notify("READY=1\nSTATUS=running %zu adapter%s%s", d->n, d->n == 1 ? "" : "s",
 	       d->status.last_ok ? "" : " (the last reload failed)");
 }
@@ -249,8 +249,8 @@ static void wait_for_stop(struct daemon *d, const sigset_t *set)
 				log_error("cannot reopen the log file: %s", strerror(-rc));
 			else
 				log_info("log file reopened (SIGHUP)");
-			reload(d);
-			int stop = pending_stop();
+			daemon_reload_now(d);
+			int stop = daemon_pending_stop();
 			if (stop)
 				sig = stop;
 		} else if (sig == SIGUSR1) {
@@ -306,7 +306,7 @@ static void raise_fd_limit(void)
 }
 
 /* The adapters as the metrics endpoint first shows them. */
-static int first_view(struct daemon *d)
+static int daemon_first_view(struct daemon *d)
 {
 	struct adapter **shown = calloc(d->n + 1, sizeof(*shown));
 	if (!shown)
@@ -321,7 +321,7 @@ static int first_view(struct daemon *d)
 }
 
 /* Everything the daemon still holds, once the adapters are gone. */
-static void release_all(struct daemon *d)
+static void daemon_release_all(struct daemon *d)
 {
 	destroy_adapters(d);
 	free(d->shown);
@@ -340,9 +340,9 @@ int daemon_run(struct config *conf, const char *module_dir)
 
 	int rc = create_adapters(&d);
 	if (rc == 0)
-		rc = first_view(&d);
+		rc = daemon_first_view(&d);
 	if (rc != 0) {
-		release_all(&d);
+		daemon_release_all(&d);
 		return rc == -EINVAL ? EXIT_CONFIG : EXIT_RUNTIME;
 	}
 
@@ -353,7 +353,7 @@ int daemon_run(struct config *conf, const char *module_dir)
 		rc = metrics_start(&d.metrics, conf->metrics_listen, conf->metrics_max_connections,
 				   &v);
 		if (rc != 0) {
-			release_all(&d);
+			daemon_release_all(&d);
 			return rc == -EINVAL ? EXIT_CONFIG : EXIT_RUNTIME;
 		}
 	}
@@ -377,7 +377,7 @@ int daemon_run(struct config *conf, const char *module_dir)
 	metrics_set_phase(d.metrics, METRICS_STOPPING);
 	stop_all(&d);
 	metrics_stop(d.metrics);
-	release_all(&d);
+	daemon_release_all(&d);
 	log_info("stopped");
 	return status;
 }
