@@ -44,7 +44,7 @@ static void teardown(void)
 
 TestSuite(reload, .init = setup, .fini = teardown, .timeout = 240);
 
-/* ------------------------------------------------------------ helpers */
+/* ---------------------------------- the file, the signal, the metrics */
 
 /* An adapter block: signed requests from `in`, published to `out` (%s is
  * the sender), with `extra` lines in the adapter block. */
