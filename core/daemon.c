@@ -9,10 +9,11 @@
  * arrived meanwhile goes first.
  *
  * Under systemd (Type=notify), the daemon says READY=1 once every adapter
- * has started, STOPPING=1 when a stop signal arrives, and, when the unit
- * sets WatchdogSec=, pings WATCHDOG=1 from the main loop at half the
- * interval. Built without libsystemd, or run without NOTIFY_SOCKET, these
- * do nothing.
+ * has started, RELOADING=1 then READY=1 around a reload, STOPPING=1 when
+ * a stop signal arrives, and, when the unit sets WatchdogSec=, pings
+ * WATCHDOG=1 from the main loop at half the interval, stretching the
+ * interval while a reload keeps the loop busy. Built without libsystemd,
+ * or run without NOTIFY_SOCKET, these do nothing.
  *
  * Concurrency & locking: the main thread owns the adapters; it starts them,
  * and it stops and joins them. The metrics server, when configured, reads
