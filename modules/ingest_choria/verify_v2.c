@@ -200,7 +200,7 @@ static int choria_v2_usable(const struct choria_token_verdict *t, bool client_on
 	if (now >= t->expires)
 		return choria_v2_fail(reason, detail, detail_len, who, -EBADMSG, "token_expired",
 				      "the %s token expired %lld seconds ago", role,
-				      (long long)(now - t->expires + 1));
+				      (long long)(now - t->expires));
 	if (now < t->not_before)
 		return choria_v2_fail(reason, detail, detail_len, who, -EBADMSG,
 				      "token_not_yet_valid",
