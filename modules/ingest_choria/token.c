@@ -24,7 +24,7 @@
 #define CHORIA_KSUID_EPOCH 1400000000LL
 #define CHORIA_TOKEN_SIG_HEX (2 * CHORIA_ED25519_SIG_LEN)
 /* NumericDates beyond this are refused rather than overflow. */
-#define CHORIA_TOKEN_TIME_MAX 9.0e18
+#define CHORIA_TOKEN_TIME_MAX 9000000000000000000LL
 
 /* ------------------------------------------------------------- trust */
 
@@ -182,12 +182,14 @@ static bool choria_claim_time(const struct jdom_value *c, const char *key, bool 
 	if (jdom_type(&v) == JDOM_INTEGER) {
 		*out = jdom_integer(&v);
 		*has = true;
-		return true;
+		/* Far enough from the int64 limits that the checks cannot
+		 * overflow with any clock. */
+		return *out > -CHORIA_TOKEN_TIME_MAX && *out < CHORIA_TOKEN_TIME_MAX;
 	}
 	if (jdom_type(&v) != JDOM_REAL)
 		return false;
 	d = round_up ? ceil(jdom_number(&v)) : floor(jdom_number(&v));
-	if (!(d > -CHORIA_TOKEN_TIME_MAX && d < CHORIA_TOKEN_TIME_MAX))
+	if (!(d > (double)-CHORIA_TOKEN_TIME_MAX && d < (double)CHORIA_TOKEN_TIME_MAX))
 		return false;
 	*out = (int64_t)d;
 	*has = true;
@@ -500,8 +502,9 @@ int choria_token_check(const struct choria_trust *t, struct jdom_parser *p, EVP_
 	v->name[name_len] = '\0';
 	v->name_len = name_len;
 	v->expires = cl.exp;
+	/* Valid up to issexp included, so not from issexp + 1 on. */
 	if (cl.iss_len >= 2 && memcmp(cl.iss, "C-", 2) == 0 && cl.has_issexp &&
-	    cl.issexp < v->expires - 1)
+	    cl.issexp + 1 < v->expires)
 		v->expires = cl.issexp + 1;
 	if (cl.has_nbf)
 		v->not_before = cl.nbf;
