@@ -418,6 +418,7 @@ static void choria_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m,
 				   "out of memory for a %zu byte message", wire);
 		goto out;
 	}
+	msg->time_nsec = d.time_nsec;
 	self->host->submit(self->ctx, &msg, wire);
 out:
 	choria_decoded_clear(&d);

@@ -700,6 +700,9 @@ int choria_verify_request(struct choria_verifier *v, struct choria_verify_scratc
 		*reason = NULL;
 	if (detail && detail_len)
 		detail[0] = '\0';
+	if (d->kind == CHORIA_REQUEST && d->version == 2)
+		return choria_verify_fail(reason, detail, detail_len, -EBADMSG, "untrusted_version",
+					  "no trust is configured for protocol v2 requests");
 	if (d->kind != CHORIA_REQUEST || !d->signature || !d->pubcert || !d->callerid)
 		return choria_verify_fail(reason, detail, detail_len, -EINVAL, "bad_argument",
 					  "not a decoded request");
@@ -807,6 +810,7 @@ int choria_verify_reply(const struct choria_decoded *d, const char **reason, cha
 	if (n < 0 || d->hash_len != (size_t)n || CRYPTO_memcmp(want, d->hash, (size_t)n) != 0)
 		return choria_verify_fail(
 			reason, detail, detail_len, -EBADMSG, "bad_hash",
-			"secure.hash is not base64(SHA-256) of secure.message (sender %s)", sender);
+			"secure.hash is not base64(SHA-256) of secure.%s (sender %s)",
+			d->version == 2 ? "reply" : "message", sender);
 	return 0;
 }
