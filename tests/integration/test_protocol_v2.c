@@ -629,6 +629,82 @@ Test(protocol_v2, security_none_lets_well_formed_v2_through)
 	free(foreign_tok);
 }
 
+/* One malformed v2 message: how it is made, and its reason. */
+struct malformed {
+	const char *reason;
+	struct choria_v2_msg_spec m;
+};
+
+Test(protocol_v2, malformed_v2_is_rejected_with_its_reason_and_counted)
+{
+	start("request", SUBJECT, "security = \"none\"");
+	char *alice_tok = token((struct tok){.kind = CHORIA_V2_CLIENT, .holder = &alice});
+	struct choria_v2_msg_spec base = choria_v2_msg_defaults(CHORIA_V2_REQUEST);
+	base.caller_token = alice_tok;
+	base.signing_key = &alice;
+	struct malformed f[14];
+	size_t nf = 0;
+	for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++)
+		f[i].m = base;
+
+	f[nf].reason = "not_json";
+	f[nf++].m.secure_edit.raw = "{\"protocol\":";
+	f[nf].reason = "not_json";
+	f[nf++].m.message_edit.raw = "[1]";
+	f[nf].reason = "bad_transport";
+	f[nf++].m.transport_protocol = "io.choria.protocol.v3.transport";
+	f[nf].reason = "bad_base64";
+	f[nf++].m.transport_edit.patch = "{\"data\":\"not base64!\"}";
+	f[nf].reason = "bad_base64";
+	f[nf++].m.message = "%%%";
+	f[nf].reason = "bad_base64";
+	f[nf++].m.signature = "@@";
+	f[nf].reason = "bad_secure";
+	f[nf++].m.secure_protocol = "io.choria.protocol.v2.secure_reply";
+	f[nf].reason = "bad_secure";
+	f[nf++].m.secure_edit.remove = "caller";
+	f[nf].reason = "bad_message";
+	f[nf++].m.ttl = 0;
+	f[nf].reason = "bad_message";
+	f[nf++].m.message_edit.patch = "{\"time\":\"1767225605123456789\"}";
+	f[nf].reason = "bad_message";
+	f[nf++].m.message_edit.remove = "id";
+	f[nf].reason = "bad_message";
+	f[nf++].m.protocol = "choria:request:1";
+	f[nf].reason = "not_utf8";
+	f[nf++].m.body = "caf\xe9";
+
+	publish_request((struct req){.sender = "good-1", .caller_token = alice_tok, .key = &alice},
+			NULL);
+	for (size_t i = 0; i < nf; i++)
+		publish_v2(&f[i].m);
+	publish_request((struct req){.sender = "good-2", .caller_token = alice_tok, .key = &alice},
+			NULL);
+
+	cr_assert(js_stream_wait_count(&client, "NODES", 2, 15000));
+	struct adapter_counts n =
+		pipeline_counts_once_settled(&daemon_a, "node_data", nf + 2, 15000);
+	cr_assert_eq(n.rejected, nf);
+	char *listing = scrape();
+	const char *reasons[] = {"not_json",   "bad_transport", "bad_base64",
+				 "bad_secure", "bad_message",   "not_utf8"};
+	for (size_t r = 0; r < sizeof(reasons) / sizeof(reasons[0]); r++) {
+		double want = 0;
+		for (size_t i = 0; i < nf; i++)
+			want += strcmp(f[i].reason, reasons[r]) == 0;
+		cr_assert_eq(rejected_metric(listing, reasons[r]), want, "%s in /metrics",
+			     reasons[r]);
+	}
+	cr_assert_eq(rejected_metric(listing, NULL), (double)nf, "no other reason");
+	free(listing);
+	cr_assert_eq(daemon_stop(&daemon_a, SIGTERM, 20000), 0);
+	struct landed *l = stored(2);
+	find(l, 2, "good-1");
+	find(l, 2, "good-2");
+	landed_free(l, 2);
+	free(alice_tok);
+}
+
 static void publish_reply(const char *sender, const char *rid, const char *hash, bool sign,
 			  const char *sender_token)
 {
