@@ -115,7 +115,7 @@ struct tok {
 	enum choria_v2_token_kind kind;
 	const struct choria_v2_key *holder, *issuer;
 	const struct choria_v2_chain *chain;
-	const char *permissions, *ou, *remove;
+	const char *permissions, *ou, *remove, *patch;
 	int64_t nbf, exp;
 	bool tamper;
 };
@@ -136,6 +136,7 @@ static char *token(struct tok t)
 	if (t.exp)
 		s.exp = t.exp;
 	s.remove = t.remove;
+	s.patch = t.patch;
 	s.tamper_signature = t.tamper;
 	char *jwt = choria_v2_token(&s);
 	cr_assert_not_null(jwt);
@@ -562,8 +563,9 @@ Test(protocol_v2, every_forged_request_is_rejected_with_its_reason_and_counted)
 	find(l, 2, "good-1");
 	find(l, 2, "good-2");
 	landed_free(l, 2);
-	cr_assert_gt(daemon_log_count(&daemon_a, "rejected a message ("), 0,
-		     "rejections are logged");
+	/* the first rejection is logged, with its reason and the caller */
+	cr_assert_eq(daemon_log_count(&daemon_a, "rejected a message (token_expired): "), 1);
+	cr_assert_eq(daemon_log_count(&daemon_a, "(caller choria=alice, sender expired)"), 1);
 
 	free(alice_tok);
 	free(signed_fleet_tok);
@@ -577,6 +579,32 @@ Test(protocol_v2, every_forged_request_is_rejected_with_its_reason_and_counted)
 		if (t && t != delegator_tok && t != server_tok)
 			free((char *)t);
 	}
+}
+
+/* A caller name with a line feed and a terminal escape is logged, but not
+ * as it came. */
+Test(protocol_v2, a_rejected_caller_is_named_sanitised)
+{
+	start_verify_issuers("");
+	const char *name = "choria=mal\nforged line \x1b[31mred";
+	char *tok = token((
+		struct tok){.kind = CHORIA_V2_CLIENT,
+			    .holder = &alice,
+			    .patch = "{\"callerid\":\"choria=mal\\nforged line \\u001b[31mred\"}"});
+	publish_request((struct req){.sender = "bad-signature",
+				     .caller_token = tok,
+				     .key = &alice,
+				     .caller = name,
+				     .tamper_signature = true},
+			NULL);
+	pipeline_counts_once_settled(&daemon_a, "node_data", 1, 15000);
+	cr_assert_eq(daemon_stop(&daemon_a, SIGTERM, 20000), 0);
+	cr_assert_eq(pipeline_rejected_for(&daemon_a, "node_data", "bad_signature"), 1);
+	cr_assert_eq(daemon_log_count(&daemon_a, "rejected a message (bad_signature)"), 1);
+	cr_assert_eq(daemon_log_count(&daemon_a, "(caller choria=mal"), 1, "the caller is named");
+	cr_assert_eq(daemon_log_count(&daemon_a, "\nforged line"), 0, "no line of its own");
+	cr_assert_eq(daemon_log_count(&daemon_a, "\x1b"), 0, "no terminal escape");
+	free(tok);
 }
 
 Test(protocol_v2, security_none_lets_well_formed_v2_through)
@@ -881,29 +909,45 @@ static void check_config(const char *protocol, const char *extra, int status, ..
 
 Test(protocol_v2, trust_options_and_their_configuration_errors)
 {
-	char extra[900];
+	char extra[900], bad[300];
 	const char *key = org.pub_hex;
 
 	snprintf(extra, sizeof(extra), "security = \"verify\" issuers = {\"choria=%s\"}", key);
 	check_config("request", extra, 0, NULL);
-	snprintf(extra, sizeof(extra), "security = \"verify\" trusted_signers = {\"%s\"}", key);
+	snprintf(extra, sizeof(extra), "security = \"verify\" trusted_signers = {\"%s\", \"%s\"}",
+		 key, foreign_org.pub_hex);
 	check_config("request", extra, 0, NULL);
 	snprintf(extra, sizeof(extra),
 		 "security = \"verify\" issuers = {\"choria=%s\"} trusted_signers = {\"%s\"}", key,
 		 key);
-	check_config("request", extra, 1, "issuers", "trusted_signers", NULL);
+	check_config(
+		"request", extra, 1,
+		"ingest: trusted_signers: can only configure one of trusted_signers or issuers",
+		NULL);
 	/* verify with no trust at all names every option that gives some */
-	check_config("request", "security = \"verify\"", 1, "ca", "issuers", "trusted_signers",
+	check_config("request", "security = \"verify\"", 1,
+		     "adapter a: ingest: ca: a CA file is needed to verify request signatures "
+		     "(protocol v1), or issuers or trusted_signers to verify tokens (protocol v2)",
 		     NULL);
-	check_config("request", "security = \"verify\" issuers = {\"choria=abcd\"}", 1, "issuers",
-		     NULL);
+	check_config("request", "security = \"verify\" issuers = {\"choria=abcd\"}", 1,
+		     "ingest: issuers: 'abcd' is not an ed25519 public key of 64 hex digits", NULL);
 	snprintf(extra, sizeof(extra), "security = \"verify\" issuers = {\"%s\"}", key);
-	check_config("request", extra, 1, "issuers", NULL);
+	snprintf(bad, sizeof(bad), "ingest: issuers: '%s' is not <name>=<64 hex digits>", key);
+	check_config("request", extra, 1, bad, NULL);
 	snprintf(extra, sizeof(extra), "security = \"verify\" issuers = {\"=%s\"}", key);
-	check_config("request", extra, 1, "issuers", NULL);
+	snprintf(bad, sizeof(bad), "ingest: issuers: '=%s' is not <name>=<64 hex digits>", key);
+	check_config("request", extra, 1, bad, NULL);
+	snprintf(extra, sizeof(extra),
+		 "security = \"verify\" issuers = {\"choria=%s\", \"choria=%s\"}", key,
+		 foreign_org.pub_hex);
+	check_config("request", extra, 1, "ingest: issuers: the issuer 'choria' is listed twice",
+		     NULL);
 	snprintf(extra, sizeof(extra), "security = \"verify\" trusted_signers = {\"%.62szz\"}",
 		 key);
-	check_config("request", extra, 1, "trusted_signers", NULL);
+	snprintf(bad, sizeof(bad),
+		 "ingest: trusted_signers: '%.62szz' is not an ed25519 public key of 64 hex digits",
+		 key);
+	check_config("request", extra, 1, bad, NULL);
 	/* replies need no trust; nor does security = none */
 	check_config("reply", "security = \"verify\"", 0, NULL);
 	check_config("request", "security = \"none\"", 0, NULL);
