@@ -142,9 +142,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	if (fuzz_verbose)
 		fprintf(stderr, "%s%s: %s %s\n", choria_kind_name(kind),
-			!(data[0] & 2) ? "" : data[0] & 4 ? " (wrapped, v2)" : " (wrapped)",
-			rc ? reason : "accepted",
-			rc ? detail : "");
+			!(data[0] & 2) ? ""
+			: data[0] & 4  ? " (wrapped, v2)"
+				       : " (wrapped)",
+			rc ? reason : "accepted", rc ? detail : "");
 	choria_decoded_clear(&d);
 	free(wrapped);
 	return 0;

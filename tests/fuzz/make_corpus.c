@@ -114,8 +114,8 @@ static char *v2_token(const struct choria_v2_token_spec *t)
 	char jti[28];
 	struct choria_v2_token_spec fixed = *t;
 
-	if (!fixed.jti && choria_v2_ksuid(jti, fixed.iat ? fixed.iat : CHORIA_V2_T_ISSUED,
-					  payload) == 0)
+	if (!fixed.jti &&
+	    choria_v2_ksuid(jti, fixed.iat ? fixed.iat : CHORIA_V2_T_ISSUED, payload) == 0)
 		fixed.jti = jti;
 	char *tok = choria_v2_token(&fixed);
 	if (!tok) {
@@ -189,8 +189,8 @@ static void seeds_v2(void)
 	m.caller_token = toks[4];
 	m.signing_key = &alice;
 	seed_v2("v2-request-expired", &m);
-	toks[5] = choria_v2_jwt_raw("{\"alg\":\"none\"}", "{\"purpose\":\"choria_client_id\"}",
-				    NULL);
+	toks[5] =
+		choria_v2_jwt_raw("{\"alg\":\"none\"}", "{\"purpose\":\"choria_client_id\"}", NULL);
 	m.caller_token = toks[5];
 	seed_v2("v2-request-bad-token", &m);
 

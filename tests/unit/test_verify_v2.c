@@ -139,10 +139,11 @@ static char *example_token(void)
 	return token(&ts);
 }
 
-#define EXPECT(v, m, want)                                                                         \
-	do {                                                                                       \
-		const char *got_ = check((v), (m));                                                \
-		cr_expect_str_eq(got_, (want), "line %d: %s, expected %s", __LINE__, got_, (want)); \
+#define EXPECT(v, m, want)                                                                 \
+	do {                                                                               \
+		const char *got_ = check((v), (m));                                        \
+		cr_expect_str_eq(got_, (want), "line %d: %s, expected %s", __LINE__, got_, \
+				 (want));                                                  \
 	} while (0)
 
 Test(verify_v2, the_worked_example_passes_with_issuers_or_trusted_signers)
@@ -248,7 +249,8 @@ Test(verify_v2, validity_windows)
 	struct choria_v2_key ck;
 	struct choria_v2_chain short_chain;
 	cr_assert_eq(choria_v2_key_random(&ck), 0);
-	struct choria_v2_token_spec cs = choria_v2_token_defaults(CHORIA_V2_CHAIN_ISSUER, &ck, &org);
+	struct choria_v2_token_spec cs =
+		choria_v2_token_defaults(CHORIA_V2_CHAIN_ISSUER, &ck, &org);
 	cs.exp = NOW - 10;
 	free(choria_v2_chain_issuer(&cs, &short_chain));
 	ts = choria_v2_token_defaults(CHORIA_V2_CLIENT, &alice, NULL);
@@ -360,9 +362,10 @@ Test(verify_v2, malformed_tokens_are_bad_tokens)
 	struct choria_verifier *v = verifier(org.pub_hex, NULL);
 	struct choria_v2_token_spec ts = choria_v2_token_defaults(CHORIA_V2_CLIENT, &alice, &org);
 	struct choria_v2_msg_spec m;
-	static const char *const headers[] = {
-		"{\"alg\":\"none\",\"typ\":\"JWT\"}", "{\"alg\":\"HS256\",\"typ\":\"JWT\"}",
-		"{\"typ\":\"JWT\"}", "[\"EdDSA\"]", "{\"alg\":\"EdDSA\",\"alg\":\"EdDSA\"}"};
+	static const char *const headers[] = {"{\"alg\":\"none\",\"typ\":\"JWT\"}",
+					      "{\"alg\":\"HS256\",\"typ\":\"JWT\"}",
+					      "{\"typ\":\"JWT\"}", "[\"EdDSA\"]",
+					      "{\"alg\":\"EdDSA\",\"alg\":\"EdDSA\"}"};
 
 	for (size_t i = 0; i < sizeof(headers) / sizeof(headers[0]); i++) {
 		ts.header = headers[i];
@@ -370,8 +373,8 @@ Test(verify_v2, malformed_tokens_are_bad_tokens)
 		EXPECT(v, &m, "bad_token");
 	}
 	ts.header = NULL;
-	static const char *const garbage[] = {"a.b.c", "abc", "a.b", "a.b.c.d", "..",
-					      "eyJhbGciOiJFZERTQSJ9.e30.AAAA"};
+	static const char *const garbage[] = {"a.b.c",   "abc", "a.b",
+					      "a.b.c.d", "..",  "eyJhbGciOiJFZERTQSJ9.e30.AAAA"};
 	for (size_t i = 0; i < sizeof(garbage) / sizeof(garbage[0]); i++) {
 		m = request(garbage[i], &alice);
 		EXPECT(v, &m, "bad_token");
@@ -464,7 +467,8 @@ Test(verify_v2, request_signatures_and_callers)
 Test(verify_v2, delegated_requests)
 {
 	struct choria_verifier *v = verifier(org.pub_hex, NULL);
-	struct choria_v2_token_spec ds = choria_v2_token_defaults(CHORIA_V2_DELEGATOR, &deleg, &org);
+	struct choria_v2_token_spec ds =
+		choria_v2_token_defaults(CHORIA_V2_DELEGATOR, &deleg, &org);
 	struct choria_v2_token_spec cs = choria_v2_token_defaults(CHORIA_V2_CLIENT, &alice, &org);
 	char *dtok = token(&ds);
 	cs.permissions = "{\"signed_fleet_management\":true}";
@@ -641,9 +645,9 @@ Test(verify_v2, replies_are_checked_by_hash)
 		if (bad)
 			m.hash = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=";
 		char *wire = choria_v2_build(&m, &len);
-		cr_assert_eq(
-			choria_decode(&d, CHORIA_REPLY, wire, len, &reason, detail, sizeof(detail)),
-			0);
+		cr_assert_eq(choria_decode(&d, CHORIA_REPLY, wire, len, &reason, detail,
+					   sizeof(detail)),
+			     0);
 		int rc = choria_verify_reply(&d, &reason, detail, sizeof(detail));
 		if (bad) {
 			cr_expect_eq(rc, -EBADMSG);
@@ -684,9 +688,10 @@ Test(verify_v2, configuration_errors)
 	cr_expect_not_null(strstr(e.text, "trusted_signers: can only configure one of"), "%s",
 			   e.text);
 
-	static const char *const bad_issuers[] = {
-		"choria", "=7352415b7fe1a5aac5648d09ff17b6a1fd6320ceba4dc01b662bc8245d9a6a96",
-		"choria=7352", "choria=zz52415b7fe1a5aac5648d09ff17b6a1fd6320ceba4dc01b662bc8245d9a6a96"};
+	static const char *const bad_issuers[] =
+		{"choria", "=7352415b7fe1a5aac5648d09ff17b6a1fd6320ceba4dc01b662bc8245d9a6a96",
+		 "choria=7352",
+		 "choria=zz52415b7fe1a5aac5648d09ff17b6a1fd6320ceba4dc01b662bc8245d9a6a96"};
 	for (size_t i = 0; i < sizeof(bad_issuers) / sizeof(bad_issuers[0]); i++) {
 		struct choria_verify_opts b = {0};
 		memset(&e, 0, sizeof(e));
