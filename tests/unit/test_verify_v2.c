@@ -5,6 +5,7 @@
  * tampered) and requests that must pass or fail with their reason. */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 #include "choria_msg.h"
 #include "choria_v2.h"
 #include "protocol.h"
+#include "token.h"
 #include "verify.h"
 #include "verify_v2.h"
 
@@ -719,4 +721,87 @@ Test(verify_v2, configuration_errors)
 	cr_expect_not_null(strstr(e.text, "ca: a CA file is needed"), "%s", e.text);
 	cr_expect_not_null(strstr(e.text, "issuers or trusted_signers"), "%s", e.text);
 	free(is);
+}
+
+Test(verify_v2, ksuid_times_as_the_fixture_writes_them)
+{
+	static const int64_t times[] = {1400000000LL, CHORIA_V2_T_ISSUED, 2051222400LL,
+					1400000000LL + 4294967295LL};
+	for (size_t i = 0; i < sizeof(times) / sizeof(times[0]); i++) {
+		unsigned char payload[16];
+		char k[28];
+		int64_t t = 0;
+		memset(payload, (int)(i * 85), sizeof(payload));
+		cr_assert_eq(choria_v2_ksuid(k, times[i], payload), 0);
+		cr_expect(choria_ksuid_time(k, strlen(k), &t), "%s", k);
+		cr_expect_eq(t, times[i], "%s: %lld", k, (long long)t);
+	}
+	int64_t t;
+	cr_expect(choria_ksuid_time("37dGaqmDIbqUzuqzmA8v0Zvs29l", 27, &t));
+	cr_expect_eq(t, CHORIA_V2_T_ISSUED);
+	cr_expect(choria_ksuid_time("aWgEPTl1tmebfsQzFP4bxwgy80V", 27, &t), "2^160 - 1");
+	cr_expect_not(choria_ksuid_time("aWgEPTl1tmebfsQzFP4bxwgy80W", 27, &t), "2^160");
+	cr_expect_not(choria_ksuid_time("37dGaqmDIbqUzuqzmA8v0Zvs29", 26, &t));
+	cr_expect_not(choria_ksuid_time("37dGaqmDIbqUzuqzmA8v0Zvs2-l", 27, &t));
+}
+
+/* Threads sharing one verifier and a cache too small for their tokens,
+ * so that lookups, insertions and evictions race. */
+struct race {
+	struct choria_verifier *v;
+	char *wires[6];
+	size_t lens[6];
+	int failures;
+};
+
+static void *race_thread(void *arg)
+{
+	struct race *r = arg;
+	struct choria_verify_scratch *s = NULL;
+
+	if (choria_verify_scratch_new(&s) != 0)
+		return NULL;
+	for (int i = 0; i < 120; i++) {
+		struct choria_decoded d;
+		const char *reason;
+		char detail[300];
+		size_t w = (size_t)i % 6;
+		if (choria_decode(&d, CHORIA_REQUEST, r->wires[w], r->lens[w], &reason, detail,
+				  sizeof(detail)) != 0 ||
+		    choria_verify_request(r->v, i % 2 ? s : NULL, &d, NOW, &reason, detail,
+					  sizeof(detail)) != 0)
+			__atomic_add_fetch(&r->failures, 1, __ATOMIC_RELAXED);
+		choria_decoded_clear(&d);
+	}
+	choria_verify_scratch_free(s);
+	return NULL;
+}
+
+Test(verify_v2, threads_share_the_verifier)
+{
+	struct choria_verify_opts o = {0};
+	struct race r = {0};
+	char *is = NULL;
+	cr_assert(asprintf(&is, "choria=%s", org.pub_hex) > 0);
+	const char *il[] = {is};
+	o.issuers = il;
+	o.n_issuers = 1;
+	o.token_cache_size = 2;
+	cr_assert_eq(choria_verifier_new(&r.v, &o, NULL, NULL, NULL), 0);
+	free(is);
+	for (int i = 0; i < 6; i++) {
+		struct choria_v2_token_spec ts =
+			choria_v2_token_defaults(CHORIA_V2_CLIENT, &alice, i % 2 ? &org : NULL);
+		if (!(i % 2))
+			ts.chain = &chain;
+		struct choria_v2_msg_spec m = request(token(&ts), &alice);
+		r.wires[i] = keep(choria_v2_build(&m, &r.lens[i]));
+	}
+	pthread_t th[4];
+	for (int i = 0; i < 4; i++)
+		cr_assert_eq(pthread_create(&th[i], NULL, race_thread, &r), 0);
+	for (int i = 0; i < 4; i++)
+		pthread_join(th[i], NULL);
+	cr_expect_eq(r.failures, 0);
+	choria_verifier_free(r.v);
 }
