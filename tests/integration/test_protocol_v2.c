@@ -634,6 +634,61 @@ Test(protocol_v2, a_rejected_caller_is_named_sanitised)
 	free(tok);
 }
 
+/* Wait until the clock reaches `t` (Unix seconds), up to a minute. */
+static void wait_until(int64_t t)
+{
+	for (int i = 0; i < 600 && (int64_t)time(NULL) < t; i++)
+		nats_Sleep(100);
+	cr_assert_geq((int64_t)time(NULL), t, "the clock reached %lld", (long long)t);
+}
+
+/* A token's verdict is cached, its validity window is not trusted to the
+ * cache: the same tokens are refused once expired and taken once valid. */
+Test(protocol_v2, cached_tokens_are_checked_against_the_clock_on_every_message)
+{
+	start_verify_issuers("");
+	const int64_t now = (int64_t)time(NULL);
+	char *soon_expired = token((struct tok){.kind = CHORIA_V2_CLIENT,
+						.holder = &alice,
+						.nbf = now - 60,
+						.exp = now + 5});
+	char *soon_valid = token((struct tok){.kind = CHORIA_V2_CLIENT,
+					      .holder = &alice,
+					      .nbf = now + 5,
+					      .exp = now + 3600});
+
+	publish_request((struct req){.sender = "before-exp",
+				     .caller_token = soon_expired,
+				     .key = &alice},
+			NULL);
+	publish_request((struct req){.sender = "before-nbf",
+				     .caller_token = soon_valid,
+				     .key = &alice},
+			NULL);
+	cr_assert(js_stream_wait_count(&client, "NODES", 1, 15000));
+	pipeline_counts_once_settled(&daemon_a, "node_data", 2, 15000);
+	wait_until(now + 6);
+	publish_request((struct req){.sender = "after-exp",
+				     .caller_token = soon_expired,
+				     .key = &alice},
+			NULL);
+	publish_request((struct req){.sender = "after-nbf",
+				     .caller_token = soon_valid,
+				     .key = &alice},
+			NULL);
+	cr_assert(js_stream_wait_count(&client, "NODES", 2, 15000));
+	pipeline_counts_once_settled(&daemon_a, "node_data", 4, 15000);
+	cr_assert_eq(daemon_stop(&daemon_a, SIGTERM, 20000), 0);
+	cr_assert_eq(pipeline_rejected_for(&daemon_a, "node_data", "token_expired"), 1);
+	cr_assert_eq(pipeline_rejected_for(&daemon_a, "node_data", "token_not_yet_valid"), 1);
+	struct landed *l = stored(2);
+	find(l, 2, "before-exp");
+	find(l, 2, "after-nbf");
+	landed_free(l, 2);
+	free(soon_expired);
+	free(soon_valid);
+}
+
 Test(protocol_v2, security_none_lets_well_formed_v2_through)
 {
 	start("request", SUBJECT, "security = \"none\"");
