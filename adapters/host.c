@@ -66,6 +66,7 @@ struct cad_msg *host_msg_new(const char *sender, size_t sender_len, const char *
 	m->received_ns = cad_clock_mono_ns();
 	m->module_data = NULL;
 	m->attempts = 0;
+	m->time_nsec = 0;
 	return m;
 }
 

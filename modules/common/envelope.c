@@ -34,6 +34,33 @@ int envelope_time(char *buf, size_t len, int64_t t)
 	return n > 0 && (size_t)n < len ? 0 : -EINVAL;
 }
 
+int envelope_time_ns(char *buf, size_t len, int64_t t, uint32_t nsec)
+{
+	char frac[11];
+	int digits = 9;
+
+	if (nsec > 999999999u || len < 2)
+		return -EINVAL;
+	if (envelope_time(buf, len, t) != 0)
+		return -EINVAL;
+	if (nsec == 0)
+		return 0;
+	/* As Go's RFC3339Nano: up to nine digits, trailing zeros dropped. */
+	while (nsec % 10 == 0) {
+		nsec /= 10;
+		digits--;
+	}
+	snprintf(frac, sizeof(frac), ".%0*u", digits, nsec);
+	size_t at = strlen(buf) - 1; /* the 'Z' */
+	size_t flen = strlen(frac);
+	if (at + flen + 2 > len)
+		return -EINVAL;
+	memcpy(buf + at, frac, flen);
+	buf[at + flen] = 'Z';
+	buf[at + flen + 1] = '\0';
+	return 0;
+}
+
 /* Bytes in a UTF-8 sequence starting with `c`, or 0 for a byte that cannot
  * start one (continuation bytes, overlong C0/C1, F5 and above). */
 static size_t envelope_utf8_len(unsigned char c)
@@ -225,12 +252,14 @@ int envelope_write(char *buf, size_t cap, size_t *len, const struct envelope_lab
 	 * thread keeps the last time it wrote. */
 	static _Thread_local bool have_time;
 	static _Thread_local int64_t last_time;
+	static _Thread_local uint32_t last_nsec;
 	static _Thread_local char last_when[32];
-	if (!have_time || m->time != last_time) {
+	if (!have_time || m->time != last_time || m->time_nsec != last_nsec) {
 		have_time = false;
-		if (envelope_time(last_when, sizeof(last_when), m->time) != 0)
+		if (envelope_time_ns(last_when, sizeof(last_when), m->time, m->time_nsec) != 0)
 			return -EINVAL;
 		last_time = m->time;
+		last_nsec = m->time_nsec;
 		have_time = true;
 	}
 

@@ -69,4 +69,10 @@ int envelope_write(char *buf, size_t cap, size_t *len, const struct envelope_lab
  * -EINVAL for a time that has no such form. */
 int envelope_time(char *buf, size_t len, int64_t unix_seconds);
 
+/* The same with a fraction of a second, as Go's RFC3339Nano writes it: up
+ * to nine digits, trailing zeros dropped, none for 0
+ * ("2026-01-01T00:00:05.1234Z"); buf needs 31 bytes. Returns 0 or -EINVAL
+ * (also for nsec above 999999999). */
+int envelope_time_ns(char *buf, size_t len, int64_t unix_seconds, uint32_t nsec);
+
 #endif

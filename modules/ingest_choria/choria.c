@@ -5,7 +5,7 @@
  * connections (one by default: each connection costs a reader thread and
  * the server a socket to write to, while decoding runs on each
  * subscription's own delivery thread either way), decodes and checks every
- * protocol v1 message (protocol.c), verifies its hash or signature unless
+ * protocol v1 or v2 message (protocol.c), verifies its hash or signature unless
  * `security = none` (verify.c), and hands the good ones to the adapter's
  * queue; the bad ones are counted and logged by host->reject().
  *
@@ -43,6 +43,7 @@
 #include "nats_msg_batch.h"
 #include "protocol.h"
 #include "verify.h"
+#include "verify_v2.h"
 
 /* The most `workers` a block may ask for: declared in the descriptor, so
  * that the host checks it with the daemon's own limit. */
@@ -118,6 +119,20 @@ static const struct cad_option choria_options[] = {
 	{.name = "allowed_certs",
 	 .type = CAD_OPT_STRING_LIST,
 	 .help = "regular expressions a signer certificate must match (empty: any from the CA)"},
+	{.name = "issuers",
+	 .type = CAD_OPT_STRING_LIST,
+	 .help = "protocol v2 organisation issuers, \"<name>=<64 hex digits of an ed25519 "
+		 "public key>\"; a token's ou picks one"},
+	{.name = "trusted_signers",
+	 .type = CAD_OPT_STRING_LIST,
+	 .help = "protocol v2 trusted token signers, \"<64 hex digits>\" each (instead of "
+		 "issuers)"},
+	{.name = "token_cache_size",
+	 .type = CAD_OPT_INT,
+	 .def_int = CHORIA_TOKEN_CACHE_DEFAULT,
+	 .min = 1,
+	 .max = CHORIA_TOKEN_CACHE_MAX,
+	 .help = "protocol v2 tokens whose verdict is remembered"},
 	{.name = "connections",
 	 .type = CAD_OPT_INT,
 	 .def_int = 1,
@@ -210,33 +225,60 @@ static int choria_cfg_list(const struct cad_host *host, const struct cad_config 
 	return 0;
 }
 
-/* security = verify for requests: the CA, the patterns, the cache. */
+/* security = verify for requests: the CA, the patterns, the v2 keys, the
+ * caches. */
 static int choria_create_verifier(struct choria *self, const struct cad_host *host,
 				  const struct cad_config *cfg)
 {
 	struct choria_cfg_report report = {.host = host, .cfg = cfg};
 	struct choria_verify_opts o = {.ca_file = self->ca};
-	const char **privileged = NULL, **allowed = NULL;
+	const char **privileged = NULL, **allowed = NULL, **issuers = NULL, **signers = NULL;
 	unsigned n_ca = 0;
 	int rc;
 
 	o.cache_size = (size_t)host->cfg_int(cfg, "cert_cache_size");
+	o.token_cache_size = (size_t)host->cfg_int(cfg, "token_cache_size");
 	rc = choria_cfg_list(host, cfg, "privileged_certs", &privileged, &o.n_privileged);
 	if (rc == 0)
 		rc = choria_cfg_list(host, cfg, "allowed_certs", &allowed, &o.n_allowed);
+	if (rc == 0)
+		rc = choria_cfg_list(host, cfg, "issuers", &issuers, &o.n_issuers);
+	if (rc == 0)
+		rc = choria_cfg_list(host, cfg, "trusted_signers", &signers, &o.n_trusted_signers);
 	if (rc == 0) {
 		o.privileged = privileged;
 		o.allowed = allowed;
+		o.issuers = issuers;
+		o.trusted_signers = signers;
 		rc = choria_verifier_new(&self->verifier, &o, choria_verify_error, &report, &n_ca);
 	}
-	if (rc == 0)
+	if (rc == 0 && choria_verifier_trusts(self->verifier, 1))
 		host->log(
 			self->ctx, CAD_LOG_INFO,
-			"security = verify: request signers must chain to the %u CA certificate%s in %s; %u privileged and %u allowed pattern%s; %zu certificates cached",
+			"security = verify: protocol v1 request signers must chain to the %u CA certificate%s in %s; %u privileged and %u allowed pattern%s; %zu certificates cached",
 			n_ca, n_ca == 1 ? "" : "s", self->ca, o.n_privileged, o.n_allowed,
 			o.n_allowed == 1 ? "" : "s", o.cache_size);
+	if (rc == 0 && choria_verifier_trusts(self->verifier, 2))
+		host->log(
+			self->ctx, CAD_LOG_INFO,
+			"security = verify: protocol v2 tokens must come from the %u %s; %zu token verdicts cached",
+			o.n_issuers ? o.n_issuers : o.n_trusted_signers,
+			o.n_issuers
+				? (o.n_issuers == 1 ? "issuer" : "issuers")
+				: (o.n_trusted_signers == 1 ? "trusted signer" : "trusted signers"),
+			o.token_cache_size);
+	if (rc == 0 && !choria_verifier_trusts(self->verifier, 1))
+		host->log(
+			self->ctx, CAD_LOG_INFO,
+			"security = verify: no ca, protocol v1 requests are rejected as untrusted_version");
+	if (rc == 0 && !choria_verifier_trusts(self->verifier, 2))
+		host->log(
+			self->ctx, CAD_LOG_INFO,
+			"security = verify: neither issuers nor trusted_signers, protocol v2 requests are rejected as untrusted_version");
 	free(privileged);
 	free(allowed);
+	free(issuers);
+	free(signers);
 	return rc;
 }
 
@@ -419,6 +461,7 @@ static void choria_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m,
 				   "out of memory for a %zu byte message", wire);
 		goto out;
 	}
+	msg->time_nsec = d.time_nsec;
 	self->host->submit(self->ctx, &msg, wire);
 out:
 	choria_decoded_clear(&d);
@@ -637,13 +680,24 @@ static void choria_describe(void *instance, char *buf, size_t len)
 	struct choria *self = instance;
 	char servers[512];
 
+	char trust[600] = "";
 	nats_conn_opts_servers(&self->nats, servers, sizeof(servers));
+	if (self->verifier) {
+		bool issuers = false;
+		struct choria_v2_verifier *v2 = choria_verifier_v2(self->verifier);
+		if (v2)
+			choria_v2_verifier_keys(v2, &issuers);
+		snprintf(trust, sizeof(trust), " against %s%s%s", self->ca ? self->ca : "",
+			 self->ca && v2 ? " and " : "",
+			 !v2       ? ""
+			 : issuers ? "v2 issuers"
+				   : "v2 trusted signers");
+	}
 	snprintf(
 		buf, len,
-		"servers %s, subject %s, protocol %s, security %s%s%s, queue group %s, %u subscription%s over %u connection%s",
+		"servers %s, subject %s, protocol %s, security %s%s, queue group %s, %u subscription%s over %u connection%s",
 		servers, self->topic, choria_kind_name(self->kind),
-		self->verify ? "verify" : "none", self->verifier ? " against " : "",
-		self->verifier ? self->ca : "", self->queue_group, self->n_workers,
+		self->verify ? "verify" : "none", trust, self->queue_group, self->n_workers,
 		self->n_workers == 1 ? "" : "s", self->n_conns, self->n_conns == 1 ? "" : "s");
 }
 
@@ -654,7 +708,7 @@ static const struct cad_module choria_module = {
 	.kind = CAD_KIND_INGEST,
 	.type = "choria",
 	.version = PACKAGE_VERSION,
-	.summary = "receive Choria protocol v1 requests or replies from NATS",
+	.summary = "receive Choria protocol v1 and v2 requests or replies from NATS",
 	.options = choria_options,
 	.create = choria_create,
 	.start = choria_start,

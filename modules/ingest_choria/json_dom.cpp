@@ -327,6 +327,31 @@ int64_t jdom_integer(const struct jdom_value *v)
 	return i;
 }
 
+bool jdom_utf8_valid(const char *s, size_t n)
+{
+	return simdjson::validate_utf8(s, n);
+}
+
+bool jdom_bool(const struct jdom_value *v)
+{
+	bool b = false;
+	if (jdom_get(v).get_bool().get(b))
+		return false;
+	return b;
+}
+
+double jdom_number(const struct jdom_value *v)
+{
+	dom::element e = jdom_get(v);
+	double d = 0;
+	int64_t i = 0;
+	if (e.type() == dom::element_type::INT64)
+		return e.get_int64().get(i) ? 0 : static_cast<double>(i);
+	if (e.get_double().get(d))
+		return 0;
+	return d;
+}
+
 bool jdom_array_first(const struct jdom_value *arr, struct jdom_iter *it, struct jdom_value *out)
 {
 	dom::array a;

@@ -29,7 +29,7 @@ extern "C" {
 /* Bytes that must be readable after a document parsed in place. */
 #define JDOM_PADDING 64
 /* Parsers per scratch. */
-#define JDOM_PARSERS 2
+#define JDOM_PARSERS 3
 
 enum jdom_type {
 	JDOM_OBJECT,
@@ -87,6 +87,15 @@ bool jdom_member(const struct jdom_value *obj, const char *key, struct jdom_valu
 void jdom_string(const struct jdom_value *v, const char **s, size_t *n);
 
 int64_t jdom_integer(const struct jdom_value *v);
+
+/* Whether n bytes at s are UTF-8 text (NUL bytes allowed). */
+bool jdom_utf8_valid(const char *s, size_t n);
+
+/* A JDOM_BOOL's value (false for any other type). */
+bool jdom_bool(const struct jdom_value *v);
+
+/* A JDOM_INTEGER or JDOM_REAL as a double (0 for any other type). */
+double jdom_number(const struct jdom_value *v);
 
 /* Array iteration: first, then next, until either returns false. */
 bool jdom_array_first(const struct jdom_value *arr, struct jdom_iter *it, struct jdom_value *out);

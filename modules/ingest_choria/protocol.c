@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * protocol.c - the Choria protocol v1 decoder: parses the three nested
+ * protocol.c - the Choria protocol decoder: reads the transport, hands a
+ * v2 one to protocol_v2.c, and decodes v1 itself: parses the three nested
  * layers with json_dom (simdjson, as strict as jansson was), decodes the
  * transport's base64 with OpenSSL, and enforces what the published v1
  * schemas require, layer by layer, reporting the first violation with a
- * stable label and a precise detail.
+ * stable label and a precise detail. The checks both versions use are
+ * declared in protocol_parts.h.
  *
  * Memory: one message's documents live in a scratch leased from the
  * calling thread (json_dom.h) and held by the result until
@@ -28,51 +30,17 @@
 
 #include "base64.h"
 #include "json_dom.h"
-
-#define CHORIA_V1_TRANSPORT "choria:transport:1"
-#define CHORIA_V1_SECURE_REQUEST "choria:secure:request:1"
-#define CHORIA_V1_SECURE_REPLY "choria:secure:reply:1"
-#define CHORIA_V1_REQUEST "choria:request:1"
-#define CHORIA_V1_REPLY "choria:reply:1"
+#include "protocol_parts.h"
 
 #define CHORIA_REQUEST_ID_CHARS 32
 #define CHORIA_MIN_TTL 30
-
-/* Reason labels. */
-#define R_NOT_JSON "not_json"
-#define R_TRANSPORT "bad_transport"
-#define R_BASE64 "bad_base64"
-#define R_SECURE "bad_secure"
-#define R_MESSAGE "bad_message"
-
-/* Flags for choria_member_str(). */
-#define CHORIA_OPTIONAL 0x1u /* absent is fine: returns 1 */
-#define CHORIA_NONEMPTY 0x2u /* minLength 1 */
-#define CHORIA_NO_NUL 0x4u   /* becomes a C string downstream */
-
-/* Parsers of the scratch: the transport, then the request/reply layer; and
- * the secure layer, whose strings must outlive the request/reply parse. */
-#define CHORIA_PARSER_OUTER 0
-#define CHORIA_PARSER_SECURE 1
-
-/* Where a failure is reported. */
-struct choria_err {
-	const char **reason;
-	char *detail;
-	size_t detail_len;
-};
 
 const char *choria_kind_name(enum choria_kind kind)
 {
 	return kind == CHORIA_REPLY ? "reply" : "request";
 }
 
-/* Record a failure: the label, and the detail made printable ASCII (it may
- * quote raw input). Returns err. */
-static int choria_fail(struct choria_err *e, int err, const char *reason, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static int choria_fail(struct choria_err *e, int err, const char *reason, const char *fmt, ...)
+int choria_fail(struct choria_err *e, int err, const char *reason, const char *fmt, ...)
 {
 	if (e->reason)
 		*e->reason = reason;
@@ -86,7 +54,7 @@ static int choria_fail(struct choria_err *e, int err, const char *reason, const 
 	return err;
 }
 
-static const char *choria_type_name(const struct jdom_value *v)
+const char *choria_type_name(const struct jdom_value *v)
 {
 	switch (jdom_type(v)) {
 	case JDOM_OBJECT:
@@ -119,8 +87,8 @@ static size_t choria_utf8_chars(const char *s, size_t n)
 
 /* Parse one layer, which must be a JSON object, with parser `p`. `padded`:
  * JDOM_PADDING readable bytes follow the data. */
-static int choria_parse(struct jdom_value *out, struct jdom_parser *p, const char *data, size_t len,
-			bool padded, const char *layer, struct choria_err *e)
+int choria_parse(struct jdom_value *out, struct jdom_parser *p, const char *data, size_t len,
+		 bool padded, const char *layer, struct choria_err *e)
 {
 	const char *why;
 	int r;
@@ -140,9 +108,9 @@ static int choria_parse(struct jdom_value *out, struct jdom_parser *p, const cha
 
 /* obj[key] as a string. Returns 0, 1 when absent and CHORIA_OPTIONAL, or
  * a negative errno. */
-static int choria_member_str(const struct jdom_value *obj, const char *key, const char *path,
-			     unsigned flags, const char *reason, struct choria_err *e,
-			     const char **s, size_t *n)
+int choria_member_str(const struct jdom_value *obj, const char *key, const char *path,
+		      unsigned flags, const char *reason, struct choria_err *e, const char **s,
+		      size_t *n)
 {
 	struct jdom_value v;
 	const char *str;
@@ -170,8 +138,8 @@ static int choria_member_str(const struct jdom_value *obj, const char *key, cons
 }
 
 /* obj[key] as an integer. */
-static int choria_member_int(const struct jdom_value *obj, const char *key, const char *path,
-			     const char *reason, struct choria_err *e, int64_t *out)
+int choria_member_int(const struct jdom_value *obj, const char *key, const char *path,
+		      const char *reason, struct choria_err *e, int64_t *out)
 {
 	struct jdom_value v;
 
@@ -186,9 +154,9 @@ static int choria_member_int(const struct jdom_value *obj, const char *key, cons
 
 /* obj[key] as an object or an array (`type`). Returns 0, 1 when absent and
  * optional (*out is then an empty placeholder), or a negative errno. */
-static int choria_member_of_type(const struct jdom_value *obj, const char *key, const char *path,
-				 enum jdom_type type, bool optional, const char *reason,
-				 struct choria_err *e, struct jdom_value *out)
+int choria_member_of_type(const struct jdom_value *obj, const char *key, const char *path,
+			  enum jdom_type type, bool optional, const char *reason,
+			  struct choria_err *e, struct jdom_value *out)
 {
 	memset(out, 0, sizeof(*out));
 	if (!jdom_member(obj, key, out)) {
@@ -205,9 +173,9 @@ static int choria_member_of_type(const struct jdom_value *obj, const char *key, 
 
 /* The `protocol` member, which must equal `expected`. `other` is the value
  * the opposite kind carries: seeing it gets a hint in the detail. */
-static int choria_member_protocol(const struct jdom_value *obj, const char *path,
-				  const char *expected, const char *other, const char *hint,
-				  const char *reason, struct choria_err *e)
+int choria_member_protocol(const struct jdom_value *obj, const char *path, const char *expected,
+			   const char *other, const char *hint, const char *reason,
+			   struct choria_err *e)
 {
 	const char *s;
 	size_t n;
@@ -237,9 +205,8 @@ static int choria_check_chars(const char *s, size_t n, size_t chars, const char 
 	return 0;
 }
 
-/* The transport's data, decoded into `buf` (n / 4 * 3 bytes at least). */
-static int choria_base64(const char *s, size_t n, unsigned char *buf, size_t *out_len,
-			 struct choria_err *e)
+int choria_base64_field(const char *s, size_t n, unsigned char *buf, size_t *out_len,
+			const char *path, struct choria_err *e)
 {
 	size_t bad = 0;
 	char q[8];
@@ -251,20 +218,18 @@ static int choria_base64(const char *s, size_t n, unsigned char *buf, size_t *ou
 		if (n % 4)
 			return choria_fail(
 				e, -EBADMSG, R_BASE64,
-				"transport.data is not valid base64: length %zu is not a multiple of 4",
+				"%s is not valid base64: length %zu is not a multiple of 4", path,
 				n);
-		return choria_fail(e, -EBADMSG, R_BASE64, "transport.data is too long (%zu bytes)",
-				   n);
+		return choria_fail(e, -EBADMSG, R_BASE64, "%s is too long (%zu bytes)", path, n);
 	case CHORIA_BASE64_BYTE:
-		return choria_fail(
-			e, -EBADMSG, R_BASE64,
-			"transport.data is not valid base64: unexpected \"%s\" at offset %zu",
-			cad_text_printable(q, sizeof(q), s + bad, 1), bad);
+		return choria_fail(e, -EBADMSG, R_BASE64,
+				   "%s is not valid base64: unexpected \"%s\" at offset %zu", path,
+				   cad_text_printable(q, sizeof(q), s + bad, 1), bad);
 	case CHORIA_BASE64_OPENSSL:
 		break;
 	}
 	return choria_fail(e, -EBADMSG, R_BASE64,
-			   "transport.data is not valid base64: OpenSSL could not decode it");
+			   "%s is not valid base64: OpenSSL could not decode it", path);
 }
 
 /* Optional header members, typed as transport.json says. */
@@ -403,8 +368,9 @@ static int choria_v1_secure_reply(const struct jdom_value *s, struct choria_deco
 
 static const char *const choria_fact_operators[] = {">=", "<=", "<", ">", "!=", "==", "=~", NULL};
 
-/* envelope.filter.fact: objects {fact, operator, value}. */
-static int choria_v1_filter_facts(const struct jdom_value *facts, struct choria_err *e)
+/* <path>.fact: objects {fact, operator, value}. */
+static int choria_filter_facts(const struct jdom_value *facts, const char *path_of,
+			       struct choria_err *e)
 {
 	struct jdom_value f;
 	struct jdom_iter it;
@@ -421,13 +387,13 @@ static int choria_v1_filter_facts(const struct jdom_value *facts, struct choria_
 
 		if (jdom_type(&f) != JDOM_OBJECT)
 			return choria_fail(e, -EBADMSG, R_MESSAGE,
-					   "envelope.filter.fact[%zu] must be an object, got %s", i,
+					   "%s.fact[%zu] must be an object, got %s", path_of, i,
 					   choria_type_name(&f));
-		snprintf(path, sizeof(path), "envelope.filter.fact[%zu].fact", i);
+		snprintf(path, sizeof(path), "%s.fact[%zu].fact", path_of, i);
 		r = choria_member_str(&f, "fact", path, CHORIA_NONEMPTY, R_MESSAGE, e, NULL, NULL);
 		if (r)
 			return r;
-		snprintf(path, sizeof(path), "envelope.filter.fact[%zu].operator", i);
+		snprintf(path, sizeof(path), "%s.fact[%zu].operator", path_of, i);
 		r = choria_member_str(&f, "operator", path, 0, R_MESSAGE, e, &op, &n);
 		if (r)
 			return r;
@@ -440,7 +406,7 @@ static int choria_v1_filter_facts(const struct jdom_value *facts, struct choria_
 					   "%s \"%s\" is not a known operator", path,
 					   cad_text_printable(q, sizeof(q), op, n));
 		}
-		snprintf(path, sizeof(path), "envelope.filter.fact[%zu].value", i);
+		snprintf(path, sizeof(path), "%s.fact[%zu].value", path_of, i);
 		r = choria_member_str(&f, "value", path, CHORIA_NONEMPTY, R_MESSAGE, e, NULL, NULL);
 		if (r)
 			return r;
@@ -448,9 +414,9 @@ static int choria_v1_filter_facts(const struct jdom_value *facts, struct choria_
 	return 0;
 }
 
-/* envelope.filter.<key>: an array of strings. */
-static int choria_v1_filter_strings(const struct jdom_value *filter, const char *key, bool optional,
-				    struct choria_err *e)
+/* <path>.<key>: an array of strings. */
+static int choria_filter_strings(const struct jdom_value *filter, const char *path_of,
+				 const char *key, bool optional, struct choria_err *e)
 {
 	struct jdom_value arr, v;
 	struct jdom_iter it;
@@ -459,7 +425,7 @@ static int choria_v1_filter_strings(const struct jdom_value *filter, const char 
 	bool more;
 	int r;
 
-	snprintf(path, sizeof(path), "envelope.filter.%s", key);
+	snprintf(path, sizeof(path), "%s.%s", path_of, key);
 	r = choria_member_of_type(filter, key, path, JDOM_ARRAY, optional, R_MESSAGE, e, &arr);
 	if (r)
 		return r < 0 ? r : 0;
@@ -473,51 +439,48 @@ static int choria_v1_filter_strings(const struct jdom_value *filter, const char 
 	return 0;
 }
 
-/* envelope.filter, as request.json describes it. */
-static int choria_v1_filter(const struct jdom_value *env, struct choria_err *e)
+int choria_filter_check(const struct jdom_value *filter, const char *path_of, struct choria_err *e)
 {
-	struct jdom_value filter, facts, compound, c, v;
+	struct jdom_value facts, compound, c, v;
 	struct jdom_iter it, inner;
+	char path[64];
 	size_t i, j;
 	bool more, more_inner;
 	int r;
 
-	r = choria_member_of_type(env, "filter", "envelope.filter", JDOM_OBJECT, false, R_MESSAGE,
-				  e, &filter);
+	snprintf(path, sizeof(path), "%s.fact", path_of);
+	r = choria_member_of_type(filter, "fact", path, JDOM_ARRAY, false, R_MESSAGE, e, &facts);
 	if (r)
 		return r;
-	r = choria_member_of_type(&filter, "fact", "envelope.filter.fact", JDOM_ARRAY, false,
-				  R_MESSAGE, e, &facts);
+	r = choria_filter_facts(&facts, path_of, e);
 	if (r)
 		return r;
-	r = choria_v1_filter_facts(&facts, e);
+	r = choria_filter_strings(filter, path_of, "cf_class", false, e);
 	if (r)
 		return r;
-	r = choria_v1_filter_strings(&filter, "cf_class", false, e);
+	r = choria_filter_strings(filter, path_of, "identity", false, e);
 	if (r)
 		return r;
-	r = choria_v1_filter_strings(&filter, "identity", false, e);
+	r = choria_filter_strings(filter, path_of, "agent", true, e);
 	if (r)
 		return r;
-	r = choria_v1_filter_strings(&filter, "agent", true, e);
-	if (r)
-		return r;
-	r = choria_member_of_type(&filter, "compound", "envelope.filter.compound", JDOM_ARRAY,
-				  false, R_MESSAGE, e, &compound);
+	snprintf(path, sizeof(path), "%s.compound", path_of);
+	r = choria_member_of_type(filter, "compound", path, JDOM_ARRAY, false, R_MESSAGE, e,
+				  &compound);
 	if (r)
 		return r;
 	for (i = 0, more = jdom_array_first(&compound, &it, &c); more;
 	     i++, more = jdom_array_next(&it, &c)) {
 		if (jdom_type(&c) != JDOM_ARRAY)
 			return choria_fail(e, -EBADMSG, R_MESSAGE,
-					   "envelope.filter.compound[%zu] must be an array, got %s",
-					   i, choria_type_name(&c));
+					   "%s.compound[%zu] must be an array, got %s", path_of, i,
+					   choria_type_name(&c));
 		for (j = 0, more_inner = jdom_array_first(&c, &inner, &v); more_inner;
 		     j++, more_inner = jdom_array_next(&inner, &v)) {
 			if (jdom_type(&v) != JDOM_OBJECT)
 				return choria_fail(
 					e, -EBADMSG, R_MESSAGE,
-					"envelope.filter.compound[%zu][%zu] must be an object, got %s",
+					"%s.compound[%zu][%zu] must be an object, got %s", path_of,
 					i, j, choria_type_name(&v));
 		}
 	}
@@ -557,7 +520,7 @@ static int choria_v1_time(const struct jdom_value *env, struct choria_decoded *d
 static int choria_v1_request(const struct jdom_value *m, struct choria_decoded *d,
 			     struct choria_err *e)
 {
-	struct jdom_value env;
+	struct jdom_value env, filter;
 	int64_t ttl;
 	int r;
 
@@ -599,7 +562,11 @@ static int choria_v1_request(const struct jdom_value *m, struct choria_decoded *
 	r = choria_v1_time(&env, d, e);
 	if (r)
 		return r;
-	return choria_v1_filter(&env, e);
+	r = choria_member_of_type(&env, "filter", "envelope.filter", JDOM_OBJECT, false, R_MESSAGE,
+				  e, &filter);
+	if (r)
+		return r;
+	return choria_filter_check(&filter, "envelope.filter", e);
 }
 
 static int choria_v1_reply(const struct jdom_value *m, struct choria_decoded *d,
@@ -632,12 +599,12 @@ static int choria_v1_reply(const struct jdom_value *m, struct choria_decoded *d,
 
 /* Protocol v1: transport > secure request/reply > request/reply. */
 static int choria_v1_decode(struct choria_decoded *d, struct jdom_scratch *s, enum choria_kind kind,
-			    const char *data, size_t len, struct choria_err *e)
+			    const struct jdom_value *transport, struct choria_err *e)
 {
 	struct jdom_parser *outer = jdom_scratch_parser(s, CHORIA_PARSER_OUTER);
 	struct jdom_parser *secure = jdom_scratch_parser(s, CHORIA_PARSER_SECURE);
 	bool request = kind == CHORIA_REQUEST;
-	struct jdom_value transport, sec, msg;
+	struct jdom_value sec, msg;
 	const char *b64;
 	unsigned char *raw;
 	size_t b64_len, raw_len;
@@ -645,16 +612,13 @@ static int choria_v1_decode(struct choria_decoded *d, struct jdom_scratch *s, en
 
 	d->version = 1;
 	d->kind = kind;
-	r = choria_parse(&transport, outer, data, len, false, "transport", e);
-	if (r)
-		return r;
-	r = choria_v1_transport(&transport, &b64, &b64_len, e);
+	r = choria_v1_transport(transport, &b64, &b64_len, e);
 	if (r)
 		return r;
 	raw = jdom_scratch_buffer(s, b64_len / 4 * 3);
 	if (!raw)
 		return choria_fail(e, -ENOMEM, "no_memory", "transport.data: out of memory");
-	r = choria_base64(b64, b64_len, raw, &raw_len, e);
+	r = choria_base64_field(b64, b64_len, raw, &raw_len, "transport.data", e);
 	if (r)
 		return r;
 	/* The buffer has JDOM_PADDING bytes to spare: parsed where it is. */
@@ -675,6 +639,29 @@ static int choria_v1_decode(struct choria_decoded *d, struct jdom_scratch *s, en
 	return request ? choria_v1_request(&msg, d, e) : choria_v1_reply(&msg, d, e);
 }
 
+/* The transport's `protocol` says which version the layers are. */
+static int choria_decode_any(struct choria_decoded *d, struct jdom_scratch *s,
+			     enum choria_kind kind, const char *data, size_t len,
+			     struct choria_err *e)
+{
+	struct jdom_value transport, proto;
+	const char *p;
+	size_t n;
+	int r;
+
+	r = choria_parse(&transport, jdom_scratch_parser(s, CHORIA_PARSER_OUTER), data, len, false,
+			 "transport", e);
+	if (r)
+		return r;
+	if (jdom_member(&transport, "protocol", &proto) && jdom_type(&proto) == JDOM_STRING) {
+		jdom_string(&proto, &p, &n);
+		if (n == strlen(CHORIA_V2_TRANSPORT) && memcmp(p, CHORIA_V2_TRANSPORT, n) == 0)
+			return choria_v2_decode(d, s, kind, &transport, e);
+	}
+	/* v1, or what v1's checks name as a wrong protocol. */
+	return choria_v1_decode(d, s, kind, &transport, e);
+}
+
 int choria_decode(struct choria_decoded *out, enum choria_kind kind, const char *data, size_t len,
 		  const char **reason, char *detail, size_t detail_len)
 {
@@ -693,7 +680,7 @@ int choria_decode(struct choria_decoded *out, enum choria_kind kind, const char 
 	s = jdom_scratch_take();
 	if (!s)
 		return choria_fail(&e, -ENOMEM, "no_memory", "out of memory for the JSON parsers");
-	r = choria_v1_decode(out, s, kind, data, len, &e);
+	r = choria_decode_any(out, s, kind, data, len, &e);
 	if (r) {
 		memset(out, 0, sizeof(*out));
 		jdom_scratch_give(s);

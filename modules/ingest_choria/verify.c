@@ -45,6 +45,7 @@
 
 #include "base64.h"
 #include "ca_file.h"
+#include "verify_v2.h"
 
 /* RSA up to 8192 bits: 1024 signature bytes, 1368 base64 characters. */
 #define VERIFY_MAX_SIG 1024
@@ -55,12 +56,14 @@
 #define VERIFY_RECHECK_SECONDS 60 /* see choria_verify_stale() */
 
 struct choria_verify_scratch {
-	EVP_MD_CTX *key_md; /* the certificate's cache key */
+	EVP_MD_CTX *key_md; /* the certificate's or token's cache key */
 	EVP_MD_CTX *msg_md; /* the signed message */
+	EVP_MD_CTX *ed_md;  /* v2: ed25519 signatures */
 };
 
 struct choria_verifier {
-	X509_STORE *store;
+	X509_STORE *store;             /* NULL: no `ca`, v1 requests are untrusted_version */
+	struct choria_v2_verifier *v2; /* NULL: no v2 trust */
 	EVP_MD *sha256;
 	regex_t *privileged;
 	unsigned n_privileged;
@@ -176,6 +179,7 @@ void choria_verifier_free(struct choria_verifier *v)
 	if (!v)
 		return;
 	certcache_free(v->cache);
+	choria_v2_verifier_free(v->v2);
 	choria_verify_free_patterns(v->privileged, v->n_privileged);
 	choria_verify_free_patterns(v->allowed, v->n_allowed);
 	EVP_MD_free(v->sha256);
@@ -196,18 +200,33 @@ int choria_verifier_new(struct choria_verifier **out, const struct choria_verify
 	v = calloc(1, sizeof(*v));
 	if (!v)
 		return -ENOMEM;
-	v->store = X509_STORE_new();
 	v->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
-	if (!v->store || !v->sha256 || certcache_new(&v->cache, cache) != 0) {
+	if (!v->sha256 || certcache_new(&v->cache, cache) != 0) {
 		rc = -ENOMEM;
 		goto fail;
 	}
-	if (!o->ca_file || !*o->ca_file) {
+	if (!(o->ca_file && *o->ca_file) && !o->n_issuers && !o->n_trusted_signers) {
 		choria_verify_error(error, arg, "ca",
-				    "a CA file is needed to verify request signatures");
+				    "a CA file is needed to verify request signatures (protocol "
+				    "v1), or issuers or trusted_signers to verify tokens "
+				    "(protocol v2)");
 		failed = -EINVAL;
-	} else {
+	}
+	if (o->ca_file && *o->ca_file) {
+		v->store = X509_STORE_new();
+		if (!v->store) {
+			rc = -ENOMEM;
+			goto fail;
+		}
 		rc = choria_verify_load_ca(v, o->ca_file, error, arg, n_ca);
+		if (rc == -ENOMEM)
+			goto fail;
+		if (rc)
+			failed = rc;
+	}
+	if (o->n_issuers || o->n_trusted_signers) {
+		rc = choria_v2_verifier_new(&v->v2, o->issuers, o->n_issuers, o->trusted_signers,
+					    o->n_trusted_signers, o->token_cache_size, error, arg);
 		if (rc == -ENOMEM)
 			goto fail;
 		if (rc)
@@ -247,7 +266,8 @@ int choria_verify_scratch_new(struct choria_verify_scratch **out)
 		return -ENOMEM;
 	s->key_md = EVP_MD_CTX_new();
 	s->msg_md = EVP_MD_CTX_new();
-	if (!s->key_md || !s->msg_md) {
+	s->ed_md = EVP_MD_CTX_new();
+	if (!s->key_md || !s->msg_md || !s->ed_md) {
 		choria_verify_scratch_free(s);
 		return -ENOMEM;
 	}
@@ -261,12 +281,23 @@ void choria_verify_scratch_free(struct choria_verify_scratch *s)
 		return;
 	EVP_MD_CTX_free(s->key_md);
 	EVP_MD_CTX_free(s->msg_md);
+	EVP_MD_CTX_free(s->ed_md);
 	free(s);
 }
 
 void choria_verifier_cache_stats(struct choria_verifier *v, struct certcache_stats *out)
 {
 	certcache_get_stats(v->cache, out);
+}
+
+bool choria_verifier_trusts(const struct choria_verifier *v, unsigned version)
+{
+	return version == 2 ? v->v2 != NULL : v->store != NULL;
+}
+
+struct choria_v2_verifier *choria_verifier_v2(struct choria_verifier *v)
+{
+	return v->v2;
 }
 
 /* ------------------------------------------------------- certificate verdicts */
@@ -685,6 +716,34 @@ static int choria_verify_signature(const struct choria_verifier *v,
 	return ok ? 0 : -EBADMSG;
 }
 
+/* Protocol v2: verify_v2.c, with the thread's digest contexts. */
+static int choria_verify_request_v2(struct choria_verifier *v,
+				    struct choria_verify_scratch *scratch,
+				    const struct choria_decoded *d, int64_t now,
+				    const char **reason, char *detail, size_t detail_len)
+{
+	struct choria_verify_scratch *own = NULL;
+	char sender[VERIFY_NAME_LEN];
+	int rc;
+
+	if (!v->v2)
+		return choria_verify_fail(
+			reason, detail, detail_len, -EBADMSG, "untrusted_version",
+			"a protocol v2 request, and neither issuers nor trusted_signers is "
+			"configured to check it (sender %s)",
+			cad_text_printable(sender, sizeof(sender), d->sender, d->sender_len));
+	if (!scratch && choria_verify_scratch_new(&own) != 0)
+		return choria_verify_fail(reason, detail, detail_len, -ENOMEM, "no_memory",
+					  "out of memory for digest contexts");
+	if (own)
+		scratch = own;
+	rc = choria_v2_verify_request(v->v2, scratch->key_md, scratch->ed_md, d, now, reason,
+				      detail, detail_len);
+	choria_verify_scratch_free(own);
+	ERR_clear_error();
+	return rc;
+}
+
 int choria_verify_request(struct choria_verifier *v, struct choria_verify_scratch *scratch,
 			  const struct choria_decoded *d, int64_t now, const char **reason,
 			  char *detail, size_t detail_len)
@@ -700,6 +759,13 @@ int choria_verify_request(struct choria_verifier *v, struct choria_verify_scratc
 		*reason = NULL;
 	if (detail && detail_len)
 		detail[0] = '\0';
+	if (d->kind == CHORIA_REQUEST && d->version == 2)
+		return choria_verify_request_v2(v, scratch, d, now, reason, detail, detail_len);
+	if (d->kind == CHORIA_REQUEST && !v->store)
+		return choria_verify_fail(
+			reason, detail, detail_len, -EBADMSG, "untrusted_version",
+			"a protocol v1 request, and no ca is configured to check it (sender %s)",
+			cad_text_printable(sender, sizeof(sender), d->sender, d->sender_len));
 	if (d->kind != CHORIA_REQUEST || !d->signature || !d->pubcert || !d->callerid)
 		return choria_verify_fail(reason, detail, detail_len, -EINVAL, "bad_argument",
 					  "not a decoded request");
@@ -807,6 +873,7 @@ int choria_verify_reply(const struct choria_decoded *d, const char **reason, cha
 	if (n < 0 || d->hash_len != (size_t)n || CRYPTO_memcmp(want, d->hash, (size_t)n) != 0)
 		return choria_verify_fail(
 			reason, detail, detail_len, -EBADMSG, "bad_hash",
-			"secure.hash is not base64(SHA-256) of secure.message (sender %s)", sender);
+			"secure.hash is not base64(SHA-256) of secure.%s (sender %s)",
+			d->version == 2 ? "reply" : "message", sender);
 	return 0;
 }

@@ -7,19 +7,23 @@
  *   raw      a relay that republishes bytes unchanged (cad-bench-relay)
  *   none     the daemon, security = none
  *   verify   the daemon, security = verify
- * plus the RSA-2048 verifications one core does per second. For each: the
- * rate at which messages land in the stream, its ratio to raw, latency at
- * a fixed moderate rate, the daemon's CPU per 100k messages and its peak
- * memory, and loss. Each figure is the median of BENCH_REPEATS runs; the
+ *   v2verify the daemon, security = verify, on Choria protocol v2
+ *            registration (ed25519, server tokens from a chain issuer)
+ * plus the RSA-2048 and ed25519 verifications one core does per second.
+ * For each: the rate at which messages land in the stream, its ratio to
+ * raw (the relay's runs are on v1's messages), latency at a fixed
+ * moderate rate, the daemon's CPU per 100k messages and its peak memory,
+ * and loss. Each figure is the median of BENCH_REPEATS runs; the
  * ratio to raw is the median of the ratios within each repeat, which are
  * printed too. Under the table, the issue's targets against those medians,
  * each beside the relay's own figure.
  *
  * Environment: BENCH_MESSAGES (200000), BENCH_REPEATS (3), BENCH_RATE
  * (10000 msg/s for latency), BENCH_LATENCY_SECONDS (5), BENCH_MODES
- * ("raw,none,verify,scraped"; scraped is none with /metrics fetched every
- * BENCH_SCRAPE_MS, default 10), BENCH_WINDOW (2000 messages published but not yet
- * republished, for the throughput runs; 0 publishes everything at once),
+ * ("raw,none,verify,v2verify,scraped"; scraped is none with /metrics
+ * fetched every BENCH_SCRAPE_MS, default 10), BENCH_WINDOW (2000 messages
+ * published but not yet republished, for the throughput runs; 0 publishes
+ * everything at once),
  * BENCH_KEEP (set: keep the temporary folder, with the server's and the
  * daemons' logs, and print where it is), BENCH_DAEMON_PRELOAD (LD_PRELOAD
  * for the daemon alone: another allocator), BENCH_RELAY_MSG_ID (set: the
@@ -55,6 +59,7 @@
 #include <unistd.h>
 
 #include "bench_certs.h"
+#include "bench_v2.h"
 #include "corpus.h"
 #include "daemon_proc.h"
 #include "http_get.h"
@@ -77,8 +82,10 @@
 static char dir[512];
 static struct nats_server server;
 static struct js_client client;
-static struct corpus corpus;
+/* The messages of the mode that runs: v1's, or v2's for v2verify. */
+static struct corpus corpus, corpus_v1, corpus_v2;
 static struct bench_pki pki;
+static struct bench_v2_fleet fleet_v2;
 
 static double now_s(void)
 {
@@ -131,12 +138,25 @@ enum mode {
 	MODE_RAW,
 	MODE_NONE,
 	MODE_VERIFY,
+	MODE_V2VERIFY,
 	MODE_SCRAPED,
 	MODE_KAFKA,
 	MODE_HTTP,
 	N_MODES
 };
-static const char *const mode_name[] = {"raw", "none", "verify", "scraped", "kafka", "http"};
+static const char *const mode_name[] = {"raw",     "none",  "verify", "v2verify",
+					"scraped", "kafka", "http"};
+
+/* Whether the comma-separated list names the mode (whole names only:
+ * "verify" is part of "v2verify"). */
+static bool mode_listed(const char *modes, int m)
+{
+	size_t n = strlen(mode_name[m]);
+	for (const char *p = modes; p && *p; p = strchr(p, ','), p = p ? p + 1 : NULL)
+		if (strncmp(p, mode_name[m], n) == 0 && (p[n] == ',' || p[n] == '\0'))
+			return true;
+	return false;
+}
 
 /* Whether this build has the mode: kafka and http need their modules. */
 static bool mode_built(int m)
@@ -218,9 +238,20 @@ static void start_relay(struct proc *p)
 	close(fds[0]);
 }
 
+/* The ingest's trust: v1's CA, or for v2verify the v2 organisation. */
+static void trust_of(enum mode mode, char *out, size_t len)
+{
+	if (mode == MODE_V2VERIFY)
+		snprintf(out, len, "issuers = {\"choria=%s\"}", fleet_v2.org.pub_hex);
+	else
+		snprintf(out, len, "ca = \"%s\"", pki.ca_path);
+}
+
 /* The example configuration's shape: 10 + 10 workers, a queue of 1000. */
 static void start_daemon(struct proc *p, const char *security)
 {
+	char trust[700];
+	trust_of(p->mode, trust, sizeof(trust));
 	char *conf = NULL, listen[64] = "";
 	if (p->mode == MODE_SCRAPED) {
 		p->metrics_port = free_port();
@@ -255,22 +286,21 @@ static void start_daemon(struct proc *p, const char *security)
 			      env_long("BENCH_HTTP_MAX_INFLIGHT", 16));
 	}
 	if (rc < 0 ||
-	    asprintf(
-		    &conf,
-		    "identity = \"bench\"\n"
-		    "metrics_listen = \"%s\"\n"
-		    "adapter node_data {\n"
-		    "  queue_len = 1000\n"
-		    "  ingest { type = \"choria\" servers = {\"%s\"} topic = \"%s\"\n"
-		    "           protocol = \"request\" workers = %ld security = \"%s\" ca = \"%s\" }\n"
-		    "%s"
-		    "}\n",
-		    listen, server.url, IN_SUBJECT, env_long("BENCH_INGEST_WORKERS", 10), security,
-		    pki.ca_path, stream) < 0)
+	    asprintf(&conf,
+		     "identity = \"bench\"\n"
+		     "metrics_listen = \"%s\"\n"
+		     "adapter node_data {\n"
+		     "  queue_len = 1000\n"
+		     "  ingest { type = \"choria\" servers = {\"%s\"} topic = \"%s\"\n"
+		     "           protocol = \"request\" workers = %ld security = \"%s\" %s }\n"
+		     "%s"
+		     "}\n",
+		     listen, server.url, IN_SUBJECT, env_long("BENCH_INGEST_WORKERS", 10), security,
+		     trust, stream) < 0)
 		exit(1);
 	free(stream);
 	char d[600];
-	snprintf(d, sizeof(d), "%s/daemon-%s-%ld", dir, security, (long)time(NULL));
+	snprintf(d, sizeof(d), "%s/daemon-%s-%ld", dir, mode_name[p->mode], (long)time(NULL));
 	mkdir(d, 0755);
 	if (daemon_start_preloaded(&p->daemon, d, conf, getenv("BENCH_DAEMON_PRELOAD")) != 0 ||
 	    !daemon_wait_log(&p->daemon, "running", 20000)) {
@@ -294,7 +324,7 @@ static void start_proc(struct proc *p, enum mode mode)
 	if (mode == MODE_RAW)
 		start_relay(p);
 	else
-		start_daemon(p, mode == MODE_VERIFY ? "verify" : "none");
+		start_daemon(p, mode == MODE_VERIFY || mode == MODE_V2VERIFY ? "verify" : "none");
 }
 
 static void stop_proc(struct proc *p)
@@ -707,13 +737,15 @@ static double verify_limit(void)
 	return (double)done / (t - t0);
 }
 
-static int verify_available(void)
+/* Whether the daemon takes the mode's security = verify configuration. */
+static int verify_available(enum mode mode)
 {
-	char conf[4096], *out = NULL;
+	char conf[4096], trust[700], *out = NULL;
+	trust_of(mode, trust, sizeof(trust));
 	snprintf(conf, sizeof(conf),
 		 "adapter a {\n ingest { type = \"choria\" topic = \"t\" security = \"verify\"\n"
-		 "   ca = \"%s\" }\n stream { type = \"jetstream\" }\n}\n",
-		 pki.ca_path);
+		 "   %s }\n stream { type = \"jetstream\" }\n}\n",
+		 trust);
 	char path[700], moddir[700];
 	tmpdir_write(dir, "probe.conf", conf, path, sizeof(path));
 	daemon_modules_dir(moddir, sizeof(moddir), dir);
@@ -730,7 +762,7 @@ int main(void)
 	long lat_s = env_long("BENCH_LATENCY_SECONDS", 5);
 	long window = env_long("BENCH_WINDOW", 2000);
 	const char *modes =
-		getenv("BENCH_MODES") ? getenv("BENCH_MODES") : "raw,none,verify,scraped";
+		getenv("BENCH_MODES") ? getenv("BENCH_MODES") : "raw,none,verify,v2verify,scraped";
 	scrape_ms = env_long("BENCH_SCRAPE_MS", 10);
 	if (repeats < 1 || repeats > MAX_REPEATS)
 		repeats = 3;
@@ -746,10 +778,11 @@ int main(void)
 		cores);
 	double tb = now_s();
 	if (bench_pki_make(&pki, 1000, dir) != 0 ||
-	    corpus_build(&corpus, (size_t)n, &pki, (unsigned)cores) != 0) {
+	    corpus_build(&corpus_v1, (size_t)n, &pki, (unsigned)cores) != 0) {
 		fprintf(stderr, "cad-bench: cannot build the messages\n");
 		return 1;
 	}
+	corpus = corpus_v1;
 	size_t bytes = 0;
 	for (size_t i = 0; i < corpus.n; i++)
 		bytes += corpus.len[i];
@@ -757,7 +790,31 @@ int main(void)
 		(double)bytes / (double)corpus.n);
 
 	double vps = verify_limit();
-	int have_verify = verify_available();
+	int have_verify = verify_available(MODE_VERIFY);
+	/* v2: its fleet, then its messages if the daemon reads v2 */
+	int have_v2 = 0;
+	size_t bytes_v2 = 0, signed_v2 = 0;
+	double eps = 0;
+	if (mode_listed(modes, MODE_V2VERIFY)) {
+		tb = now_s();
+		if (bench_v2_fleet_make(&fleet_v2, 1000) != 0) {
+			fprintf(stderr, "cad-bench: cannot make the v2 fleet\n");
+			return 1;
+		}
+		have_v2 = verify_available(MODE_V2VERIFY);
+		if (have_v2 &&
+		    corpus_build_v2(&corpus_v2, (size_t)n, &fleet_v2, (unsigned)cores) != 0) {
+			fprintf(stderr, "cad-bench: cannot build the v2 messages\n");
+			return 1;
+		}
+		for (size_t i = 0; i < corpus_v2.n; i++)
+			bytes_v2 += corpus_v2.len[i];
+		if (have_v2)
+			fprintf(stderr, "v2 built in %.1f s, %.0f bytes per message on the wire\n",
+				now_s() - tb, (double)bytes_v2 / (double)corpus_v2.n);
+		signed_v2 = bench_v2_signed_len(&fleet_v2);
+		eps = bench_v2_verify_limit(signed_v2);
+	}
 #ifdef CAD_BENCH_KAFKA
 	bool with_kafka = strstr(modes, "kafka") != NULL;
 	if (with_kafka && kafka_sink_start() != 0)
@@ -777,10 +834,11 @@ int main(void)
 	int ran[N_MODES] = {0};
 	for (int r = 0; r < repeats; r++) {
 		for (int m = 0; m < N_MODES; m++) {
-			if (!strstr(modes, mode_name[m]) || !mode_built(m) ||
-			    (m == MODE_VERIFY && !have_verify))
+			if (!mode_listed(modes, m) || !mode_built(m) ||
+			    (m == MODE_VERIFY && !have_verify) || (m == MODE_V2VERIFY && !have_v2))
 				continue;
 			struct result res = {0};
+			corpus = m == MODE_V2VERIFY ? corpus_v2 : corpus_v1;
 			fprintf(stderr, "run %d/%d: %s\n", r + 1, repeats, mode_name[m]);
 			throughput((enum mode)m, window, &res);
 			if (res.stalls)
@@ -807,8 +865,15 @@ int main(void)
 
 	printf("choria-adapterd benchmark: %ld messages, %.0f bytes each, %ld cores, median of %d runs, window %ld\n",
 	       n, (double)bytes / (double)corpus.n, cores, repeats, window);
-	printf("RSA-2048 SHA-256 verifications per second on one core: %.0f (%.1f us each)\n\n",
-	       vps, 1e6 / vps);
+	printf("RSA-2048 SHA-256 verifications per second on one core: %.0f (%.1f us each)\n", vps,
+	       1e6 / vps);
+	if (eps > 0)
+		printf("ed25519 verifications of %zu bytes per second on one core: %.0f (%.1f us each)\n",
+		       signed_v2, eps, 1e6 / eps);
+	if (have_v2)
+		printf("v2verify: protocol v2 registration, %.0f bytes each on the wire\n",
+		       (double)bytes_v2 / (double)corpus_v2.n);
+	printf("\n");
 	printf("%-8s %10s %8s %9s %9s %9s %14s %14s %10s %6s %10s %12s\n", "mode", "msg/s",
 	       "vs raw", "p50 ms", "p99 ms", "p99 out", "CPU s/100k", "CPU/msg vs RSA", "peak RSS",
 	       "lost", "sw/msg", "paced RSS");
@@ -831,8 +896,11 @@ int main(void)
 			continue;
 		if (!ran[m]) {
 			printf("%-8s %s\n", mode_name[m],
-			       m == MODE_VERIFY && !have_verify ? "not available in this build"
-								: "not run");
+			       (m == MODE_VERIFY && !have_verify) ||
+					       (m == MODE_V2VERIFY && mode_listed(modes, m) &&
+						!have_v2)
+				       ? "not available in this build"
+				       : "not run");
 			continue;
 		}
 		int k = ran[m];
@@ -862,6 +930,17 @@ int main(void)
 		for (int r = 0; r < paired[m]; r++)
 			printf(" %.2f", ratio_v[m][r]);
 		printf("\n");
+	}
+	if (ran[MODE_V2VERIFY] && eps > 0) {
+		/* cpu_v is sorted by now; its median is the same */
+		printf("\nCPU per message in ed25519 verifications (%.1f us each):", 1e6 / eps);
+		const int shown[] = {MODE_RAW, MODE_NONE, MODE_VERIFY, MODE_V2VERIFY};
+		for (size_t k = 0; k < sizeof(shown) / sizeof(shown[0]); k++)
+			if (ran[shown[k]])
+				printf(" %s %.2f", mode_name[shown[k]],
+				       median(cpu_v[shown[k]], ran[shown[k]]) / 100000.0 * eps);
+		printf("\n(v2verify's messages are v2's, the others' v1's; vs raw is against the relay\n"
+		       "on v1's)\n");
 	}
 	targets_print(&fig[MODE_RAW], &fig[MODE_NONE], &fig[MODE_VERIFY], rate);
 	if (ran[MODE_NONE] && ran[MODE_SCRAPED]) {
@@ -900,7 +979,10 @@ int main(void)
 #endif
 	js_client_close(&client);
 	nats_server_stop(&server);
-	corpus_free(&corpus);
+	corpus_free(&corpus_v1);
+	if (corpus_v2.n)
+		corpus_free(&corpus_v2);
+	bench_v2_fleet_free(&fleet_v2);
 	bench_pki_free(&pki);
 	if (getenv("BENCH_KEEP"))
 		fprintf(stderr, "cad-bench: kept %s\n", dir);

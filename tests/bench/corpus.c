@@ -22,14 +22,46 @@ uint64_t corpus_hash(const void *data, size_t len)
 	return h;
 }
 
+#define CORPUS_V2_PREFIX "0bench2"
+
 int64_t corpus_index_of_request_id(const char *rid, size_t len)
 {
-	if (len != 32)
-		return -1;
 	char tail[25];
-	memcpy(tail, rid + 8, 24);
-	tail[24] = '\0';
-	return (int64_t)strtoull(tail, NULL, 16);
+	if (len == 32) {
+		memcpy(tail, rid + 8, 24);
+		tail[24] = '\0';
+		return (int64_t)strtoull(tail, NULL, 16);
+	}
+	size_t plen = strlen(CORPUS_V2_PREFIX);
+	if (len == 27 && memcmp(rid, CORPUS_V2_PREFIX, plen) == 0) {
+		memcpy(tail, rid + plen, 27 - plen);
+		tail[27 - plen] = '\0';
+		return (int64_t)strtoull(tail, NULL, 10);
+	}
+	return -1;
+}
+
+void corpus_request_id(char out[33], size_t i)
+{
+	snprintf(out, 33, "%08x%024zx", 0xbe7c4u, i);
+}
+
+/* A fixed prefix and the index in 20 decimal digits: base62 characters
+ * whose value stays below a KSUID's maximum. */
+void corpus_request_id_v2(char out[28], size_t i)
+{
+	snprintf(out, 28, CORPUS_V2_PREFIX "%020zu", i);
+}
+
+void corpus_body(char *out, size_t len, const char *name, size_t i)
+{
+	char pad[901];
+	memset(pad, 'x', 900);
+	pad[900] = '\0';
+	snprintf(out, len,
+		 "{\"agent\":\"registration\",\"identity\":\"%s\",\"facts\":{\"os\":"
+		 "\"debian\",\"index\":%zu,\"padding\":\"%s\"}}",
+		 name, i, pad);
 }
 
 struct signer {
@@ -45,9 +77,32 @@ static int corpus_sign(void *arg, const char *message, size_t len, char **signat
 	return *signature && *pubcert ? 0 : -1;
 }
 
+static char *corpus_make_v1(const void *arg, size_t i, size_t *len)
+{
+	const struct bench_pki *pki = arg;
+	size_t sender = i % pki->n_nodes;
+	char name[64], caller[80], rid[33], body[1400];
+	snprintf(name, sizeof(name), "node-%zu.example.net", sender);
+	snprintf(caller, sizeof(caller), "choria=%s", name);
+	corpus_request_id(rid, i);
+	corpus_body(body, sizeof(body), name, i);
+	struct signer s = {pki, sender};
+	struct choria_msg_spec spec = choria_msg_defaults(CHORIA_MSG_REQUEST);
+	spec.sender = name;
+	spec.callerid = caller;
+	spec.request_id = rid;
+	spec.body = body;
+	spec.body_len = 0;
+	spec.time = (int64_t)time(NULL);
+	spec.sign = corpus_sign;
+	spec.sign_arg = &s;
+	return choria_msg_build(&spec, len);
+}
+
 struct job {
 	struct corpus *c;
-	const struct bench_pki *pki;
+	corpus_make_fn make;
+	const void *arg;
 	size_t from, to;
 	int failed;
 };
@@ -55,29 +110,8 @@ struct job {
 static void *build_range(void *arg)
 {
 	struct job *j = arg;
-	char pad[1024];
-	memset(pad, 'x', sizeof(pad));
 	for (size_t i = j->from; i < j->to; i++) {
-		size_t sender = i % j->pki->n_nodes;
-		char name[64], caller[80], rid[33], body[1400];
-		snprintf(name, sizeof(name), "node-%zu.example.net", sender);
-		snprintf(caller, sizeof(caller), "choria=%s", name);
-		snprintf(rid, sizeof(rid), "%08x%024zx", 0xbe7c4u, i);
-		snprintf(body, sizeof(body),
-			 "{\"agent\":\"registration\",\"identity\":\"%s\",\"facts\":{\"os\":"
-			 "\"debian\",\"index\":%zu,\"padding\":\"%.*s\"}}",
-			 name, i, 900, pad);
-		struct signer s = {j->pki, sender};
-		struct choria_msg_spec spec = choria_msg_defaults(CHORIA_MSG_REQUEST);
-		spec.sender = name;
-		spec.callerid = caller;
-		spec.request_id = rid;
-		spec.body = body;
-		spec.body_len = 0;
-		spec.time = (int64_t)time(NULL);
-		spec.sign = corpus_sign;
-		spec.sign_arg = &s;
-		j->c->wire[i] = choria_msg_build(&spec, &j->c->len[i]);
+		j->c->wire[i] = j->make(j->arg, i, &j->c->len[i]);
 		if (!j->c->wire[i]) {
 			j->failed = 1;
 			return NULL;
@@ -87,7 +121,8 @@ static void *build_range(void *arg)
 	return NULL;
 }
 
-int corpus_build(struct corpus *c, size_t n, const struct bench_pki *pki, unsigned threads)
+int corpus_build_with(struct corpus *c, size_t n, corpus_make_fn make, const void *arg,
+		      unsigned threads)
 {
 	memset(c, 0, sizeof(*c));
 	c->n = n;
@@ -100,8 +135,10 @@ int corpus_build(struct corpus *c, size_t n, const struct bench_pki *pki, unsign
 	struct job jobs[64];
 	if (threads > 64)
 		threads = 64;
+	if (threads < 1)
+		threads = 1;
 	for (unsigned k = 0; k < threads; k++) {
-		jobs[k] = (struct job){c, pki, n * k / threads, n * (k + 1) / threads, 0};
+		jobs[k] = (struct job){c, make, arg, n * k / threads, n * (k + 1) / threads, 0};
 		pthread_create(&t[k], NULL, build_range, &jobs[k]);
 	}
 	int failed = 0;
@@ -125,6 +162,11 @@ int corpus_build(struct corpus *c, size_t n, const struct bench_pki *pki, unsign
 		c->map[s] = (int64_t)i;
 	}
 	return 0;
+}
+
+int corpus_build(struct corpus *c, size_t n, const struct bench_pki *pki, unsigned threads)
+{
+	return corpus_build_with(c, n, corpus_make_v1, pki, threads);
 }
 
 int64_t corpus_find(const struct corpus *c, const void *data, size_t len)

@@ -265,3 +265,30 @@ void pipeline_wait_health(int port, int want, const char *reason, int timeout_ms
 	cr_assert_fail("/healthz did not answer %d%s%s; last %d: %s", want, reason ? " with " : "",
 		       reason ? reason : "", status, body);
 }
+
+uint64_t pipeline_rejected_for(struct daemon_proc *d, const char *adapter, const char *reason)
+{
+	char *log = file_read(d->log), line[128], key[64];
+	const char *last = NULL, *p;
+	uint64_t n = 0;
+
+	snprintf(line, sizeof(line), "adapter %s: received=", adapter);
+	for (p = log; p && (p = strstr(p, line)); p++)
+		last = p;
+	cr_assert_not_null(last, "a counter line for %s", adapter);
+	const char *eol = strchr(last, '\n');
+	const char *rej = strstr(last, " rejected=");
+	const char *open = rej ? strchr(rej, '(') : NULL;
+	const char *drop = strstr(last, " dropped=");
+	snprintf(key, sizeof(key), "%s=", reason);
+	if (open && drop && open < drop && (!eol || drop < eol)) {
+		for (p = open + 1; p < drop; p++) {
+			if ((p[-1] == '(' || p[-1] == ' ') && strncmp(p, key, strlen(key)) == 0) {
+				n = strtoull(p + strlen(key), NULL, 10);
+				break;
+			}
+		}
+	}
+	free(log);
+	return n;
+}

@@ -75,6 +75,10 @@ void pipeline_assert_balance(struct daemon_proc *d, const struct adapter_counts 
  * that it logged them, and their balance. */
 struct adapter_counts pipeline_stop_and_count(struct daemon_proc *d, const char *adapter);
 
+/* The count for `reason` in the last "rejected=N (reason=n, ...)" of the
+ * adapter's counter line in the daemon's log; 0 when absent. */
+uint64_t pipeline_rejected_for(struct daemon_proc *d, const char *adapter, const char *reason);
+
 /* Ask for the counters until `lost` messages are counted lost. */
 struct adapter_counts pipeline_wait_lost(struct daemon_proc *d, const char *adapter, uint64_t lost,
 					 int timeout_ms);

@@ -60,33 +60,6 @@ static char *conf_with(const char *protocol, const char *topic, const char *extr
 	return c;
 }
 
-/* The count for `reason` in the last "rejected=N (reason=n, ...)" of the
- * adapter's counter line; 0 when absent. */
-static uint64_t rejected_for(struct daemon_proc *d, const char *reason)
-{
-	char *log = file_read(d->log), key[64];
-	const char *last = NULL, *p;
-	uint64_t n = 0;
-	for (p = log; p && (p = strstr(p, "adapter node_data: received=")); p++)
-		last = p;
-	cr_assert_not_null(last, "a counter line");
-	const char *eol = strchr(last, '\n');
-	const char *rej = strstr(last, " rejected=");
-	const char *open = rej ? strchr(rej, '(') : NULL;
-	const char *drop = strstr(last, " dropped=");
-	snprintf(key, sizeof(key), "%s=", reason);
-	if (open && drop && open < drop && (!eol || drop < eol)) {
-		for (p = open + 1; p < drop; p++) {
-			if ((p[-1] == '(' || p[-1] == ' ') && strncmp(p, key, strlen(key)) == 0) {
-				n = strtoull(p + strlen(key), NULL, 10);
-				break;
-			}
-		}
-	}
-	free(log);
-	return n;
-}
-
 /* Publish a request from `sender`, as `callerid`, signed with `pem`
  * (corrupted if asked), or with the fields given in `s` when sign is off. */
 static void publish_signed(const char *sender, const char *callerid, const char *pem, bool corrupt)
@@ -207,13 +180,13 @@ Test(security, only_correctly_signed_requests_reach_the_stream)
 	cr_assert_eq(n.received, 14);
 	cr_assert_eq(n.published, 6);
 	cr_assert_eq(n.rejected, 8);
-	cr_assert_eq(rejected_for(&daemon_a, "bad_signature"), 2);
-	cr_assert_eq(rejected_for(&daemon_a, "untrusted_cert"), 1);
-	cr_assert_eq(rejected_for(&daemon_a, "cert_expired"), 1);
-	cr_assert_eq(rejected_for(&daemon_a, "caller_mismatch"), 1);
-	cr_assert_eq(rejected_for(&daemon_a, "cert_purpose"), 1);
-	cr_assert_eq(rejected_for(&daemon_a, "insecure"), 1);
-	cr_assert_eq(rejected_for(&daemon_a, "bad_cert"), 1);
+	cr_assert_eq(pipeline_rejected_for(&daemon_a, "node_data", "bad_signature"), 2);
+	cr_assert_eq(pipeline_rejected_for(&daemon_a, "node_data", "untrusted_cert"), 1);
+	cr_assert_eq(pipeline_rejected_for(&daemon_a, "node_data", "cert_expired"), 1);
+	cr_assert_eq(pipeline_rejected_for(&daemon_a, "node_data", "caller_mismatch"), 1);
+	cr_assert_eq(pipeline_rejected_for(&daemon_a, "node_data", "cert_purpose"), 1);
+	cr_assert_eq(pipeline_rejected_for(&daemon_a, "node_data", "insecure"), 1);
+	cr_assert_eq(pipeline_rejected_for(&daemon_a, "node_data", "bad_cert"), 1);
 	/* The first rejection is logged with its reason and detail. */
 	cr_assert_gt(daemon_log_count(&daemon_a, "rejected a message ("), 0);
 }
@@ -275,7 +248,8 @@ Test(security, a_flood_of_untrusted_certificates_costs_no_valid_message)
 	cr_assert_eq(n.rejected, (uint64_t)(valid * flood));
 	cr_assert_eq(n.dropped + n.lost, 0);
 	cr_assert_eq(daemon_stop(&daemon_a, SIGTERM, 20000), 0);
-	cr_assert_eq(rejected_for(&daemon_a, "untrusted_cert"), (uint64_t)(valid * flood));
+	cr_assert_eq(pipeline_rejected_for(&daemon_a, "node_data", "untrusted_cert"),
+		     (uint64_t)(valid * flood));
 	cr_assert_eq(js_stream_count(&client, "NODES"), (uint64_t)valid);
 }
 
@@ -309,8 +283,8 @@ Test(security, allowed_certs_and_privileged_certs_come_from_the_configuration)
 	char *senders = stored_senders(3);
 	cr_assert_str_eq(senders, "ok-1,ok-2,ok-priv");
 	free(senders);
-	cr_assert_eq(rejected_for(&daemon_a, "cert_not_allowed"), 1);
-	cr_assert_eq(rejected_for(&daemon_a, "caller_mismatch"), 1);
+	cr_assert_eq(pipeline_rejected_for(&daemon_a, "node_data", "cert_not_allowed"), 1);
+	cr_assert_eq(pipeline_rejected_for(&daemon_a, "node_data", "caller_mismatch"), 1);
 	cr_assert_eq(js_stream_count(&client, "NODES"), 3);
 }
 
@@ -340,7 +314,7 @@ Test(security, replies_with_a_wrong_hash_are_rejected)
 	cr_assert(pipeline_counts(&daemon_a, "node_data", &n));
 	cr_assert_eq(n.received, 7);
 	cr_assert_eq(n.rejected, 2);
-	cr_assert_eq(rejected_for(&daemon_a, "bad_hash"), 2);
+	cr_assert_eq(pipeline_rejected_for(&daemon_a, "node_data", "bad_hash"), 2);
 	cr_assert_gt(daemon_log_count(&daemon_a, "rejected a message (bad_hash)"), 0);
 }
 

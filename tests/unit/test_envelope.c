@@ -314,6 +314,46 @@ Test(envelope, times_are_rfc3339_in_utc_from_year_1_to_9999)
 	cr_assert_eq(envelope_time(when, sizeof(when), 253402300800LL), -EINVAL, "year 10000");
 }
 
+Test(envelope, fractions_of_a_second_as_go_writes_them)
+{
+	static const struct {
+		int64_t t;
+		uint32_t nsec;
+		const char *want;
+	} cases[] = {
+		{1767225605, 0, "2026-01-01T00:00:05Z"},
+		{1767225605, 123456789, "2026-01-01T00:00:05.123456789Z"},
+		{1767225605, 120000000, "2026-01-01T00:00:05.12Z"},
+		{1767225605, 1, "2026-01-01T00:00:05.000000001Z"},
+		{1767225605, 999999999, "2026-01-01T00:00:05.999999999Z"},
+		{253402300799LL, 500000000, "9999-12-31T23:59:59.5Z"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char when[32];
+		cr_assert_eq(envelope_time_ns(when, sizeof(when), cases[i].t, cases[i].nsec), 0,
+			     "%zu", i);
+		cr_assert_str_eq(when, cases[i].want, "%zu", i);
+	}
+	char when[32];
+	cr_assert_eq(envelope_time_ns(when, sizeof(when), 0, 1000000000u), -EINVAL);
+	cr_assert_eq(envelope_time_ns(when, 21, 0, 5), -EINVAL, "no room for the fraction");
+
+	/* Two messages in the same second, the second one finer: the time
+	 * each thread remembers is not reused across fractions. */
+	struct cad_msg m = msg("web1", "37dGbTEphp4tYMi1g0qMrZjnjNr", 1767225605, "{}", 2);
+	char *out;
+	size_t len;
+	cr_assert_eq(envelope_encode(&out, &len, label(ENVELOPE_PROTOCOL_JETSTREAM), &m), 0);
+	const char *whole = "\"time\":\"2026-01-01T00:00:05Z\"";
+	cr_assert(memmem(out, len, whole, strlen(whole)));
+	free(out);
+	m.time_nsec = 123456789;
+	cr_assert_eq(envelope_encode(&out, &len, label(ENVELOPE_PROTOCOL_JETSTREAM), &m), 0);
+	const char *finer = "\"time\":\"2026-01-01T00:00:05.123456789Z\"";
+	cr_assert(memmem(out, len, finer, strlen(finer)));
+	free(out);
+}
+
 Test(envelope, write_reuses_a_buffer)
 {
 	struct cad_msg m =

@@ -63,7 +63,7 @@ extern "C" {
  * the version the daemon speaks.
  */
 #define CAD_ABI_MAJOR 1
-#define CAD_ABI_MINOR 2
+#define CAD_ABI_MINOR 3
 
 #define CAD_EXPORT __attribute__((visibility("default")))
 #define CAD_MUSTCHECK __attribute__((warn_unused_result))
@@ -137,6 +137,10 @@ struct cad_msg {
 	int64_t received_ns; /* CLOCK_MONOTONIC when received (set by msg_new) */
 	void *module_data;   /* free for the owning stream module's use */
 	uint32_t attempts;   /* publish attempts so far; the stream module's */
+	uint32_t time_nsec;  /* nanoseconds past `time`, 0..999999999: 0 from
+	                        msg_new(), set by an ingest whose senders keep
+	                        finer time (ABI minor 3; it fills the padding,
+	                        so the struct keeps its size) */
 };
 
 /* The adapter and role a module instance works for; opaque to modules. */
