@@ -1,8 +1,10 @@
 #!/bin/sh
 # The daemon under valgrind's memcheck: a local nats-server, a few hundred
 # signed requests verified against a CA and written by the file stream,
-# then SIGTERM. Passes when every message arrived, the daemon stopped
-# cleanly, and memcheck saw no error and no definite leak.
+# three reloads (one that adds an adapter and changes the first, one of a
+# file that does not parse, one back to the first file), as many requests
+# again, then SIGTERM. Passes when every message arrived, the daemon
+# stopped cleanly, and memcheck saw no error and no definite leak.
 #
 #   tests/valgrind.sh BUILD [COUNT]
 #
@@ -45,7 +47,9 @@ nats-server -a 127.0.0.1 -p "$port" -l "$work/nats-server.log" &
 server_pid=$!
 
 "$build/tests/tools/choria-publish" --pki "$work"
-cat >"$work/choria-adapterd.conf" <<EOF
+# The configuration: node_data with $1 ingest workers, and the block $2.
+write_conf() {
+	cat >"$work/next.conf" <<EOF
 identity = "valgrind"
 adapter node_data {
     ingest {
@@ -53,7 +57,7 @@ adapter node_data {
         servers  = {"$url"}
         topic    = "choria.discovery"
         protocol = "request"
-        workers  = 2
+        workers  = $1
         security = "verify"
         ca       = "$work/ca.pem"
     }
@@ -62,7 +66,11 @@ adapter node_data {
         path = "$work/messages.jsonl"
     }
 }
+${2:-}
 EOF
+	mv "$work/next.conf" "$work/choria-adapterd.conf"
+}
+write_conf 2
 
 libtool="$build/libtool"
 "$libtool" --mode=execute valgrind --tool=memcheck --error-exitcode=99 \
@@ -86,6 +94,38 @@ if ! wait_for 3000 arrived; then
 	exit 1
 fi
 
+# Write the file (`write_conf ARGS`, or one that does not parse for
+# "broken"), send SIGHUP, and wait for the N-th log line VERDICT.
+reload() {
+	verdict=$1
+	nth=$2
+	shift 2
+	if [ "$1" = "broken" ]; then
+		echo "adapter {" >"$work/choria-adapterd.conf"
+	else
+		write_conf "$@"
+	fi
+	kill -HUP "$daemon_pid"
+	reloaded() { [ "$(grep -c "$verdict" "$work/daemon.log")" -ge "$nth" ]; }
+	if ! wait_for 1200 reloaded; then
+		echo "reload $nth ($verdict) did not end under valgrind: see $work/daemon.log"
+		exit 1
+	fi
+}
+reload "configuration reloaded" 1 1 "adapter extra {
+    ingest { type = \"choria\" servers = {\"$url\"} topic = \"choria.extra\" security = \"none\" }
+    stream { type = \"file\" path = \"$work/extra.jsonl\" }
+}"
+reload "reload of" 1 broken
+reload "configuration reloaded" 2 2
+"$build/tests/tools/choria-publish" "$url" choria.discovery "$count" request "$work" >/dev/null
+count=$((count * 2))
+if ! wait_for 3000 arrived; then
+	echo "$(wc -l <"$work/messages.jsonl" 2>/dev/null || echo 0) of $count messages arrived" \
+		"after the reloads: see $work/daemon.log"
+	exit 1
+fi
+
 kill -TERM "$daemon_pid"
 rc=0
 wait "$daemon_pid" || rc=$?
@@ -99,4 +139,4 @@ if ! grep -q 'ERROR SUMMARY: 0 errors' "$work/memcheck.log"; then
 	echo "memcheck found errors: see $work/memcheck.log"
 	exit 1
 fi
-echo "$count verified messages, no memcheck error, no definite leak"
+echo "$count verified messages across three reloads, no memcheck error, no definite leak"

@@ -687,22 +687,6 @@ Test(delivery, a_frozen_stream_is_reported_stalled_until_it_answers_again)
 	js_client_close(&reader);
 }
 
-/* The resident set of process `pid`, in KiB. */
-static long rss_kib(pid_t pid)
-{
-	char path[64], line[256];
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	FILE *f = fopen(path, "r");
-	cr_assert_not_null(f);
-	long kib = -1;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
-			break;
-	fclose(f);
-	cr_assert_gt(kib, 0);
-	return kib;
-}
-
 Test(delivery, large_messages_for_a_frozen_stream_stay_within_max_bytes)
 {
 	/* 300 messages of 128 KiB for a stream that answers nothing: the
@@ -722,7 +706,7 @@ Test(delivery, large_messages_for_a_frozen_stream_stay_within_max_bytes)
 	cr_assert_eq(js_client_open(&reader, stream.url), 0);
 	pipeline_publish(&fleet, "choria.discovery", CHORIA_MSG_REQUEST, 0, 10, 5);
 	cr_assert(js_stream_wait_count(&reader, "NODES", 10, 30000));
-	long before = rss_kib(daemon_p.pid);
+	long before = daemon_rss_kib(&daemon_p);
 
 	cr_assert_eq(kill(stream.pid, SIGSTOP), 0);
 	static char big[128 * 1024];
@@ -740,7 +724,7 @@ Test(delivery, large_messages_for_a_frozen_stream_stay_within_max_bytes)
 	cr_assert_eq(natsConnection_FlushTimeout(fleet.nc, 30000), NATS_OK);
 	struct adapter_counts n =
 		pipeline_counts_once_received(&daemon_p, "node_data", 310, 120000);
-	long after = rss_kib(daemon_p.pid);
+	long after = daemon_rss_kib(&daemon_p);
 	bool logged = daemon_wait_log(&daemon_p, "the adapter holds max_bytes already", 10000);
 	cr_assert_eq(kill(stream.pid, SIGCONT), 0);
 
