@@ -633,7 +633,7 @@ int main(int argc, char **argv)
  * NATS connection or configuration a reload would add megabytes. ASan's
  * quarantine would keep what is freed, so the daemon runs without it.
  * tests/valgrind.sh reloads under memcheck too. */
-Test(reload, a_hundred_reloads_leave_the_memory_where_it_was, .timeout = 1200)
+Test(reload, a_hundred_reloads_leave_the_memory_where_it_was)
 {
 	SKIP_UNDER_TSAN("its shadow memory grows with every byte the daemon touches");
 	const char *asan = getenv("ASAN_OPTIONS");
