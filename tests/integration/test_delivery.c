@@ -693,13 +693,8 @@ Test(delivery, large_messages_for_a_frozen_stream_stay_within_max_bytes)
 	 * queue (10000) and the window (64) would hold them all, about 80 MB
 	 * with the envelopes; max_bytes = 4 MiB holds what fits and drops
 	 * the newest. ASan's quarantine would keep what is dropped and
-	 * freed: the daemon runs without it, so that RSS shows what is held. */
-	const char *asan = getenv("ASAN_OPTIONS");
-	char *asan_opts = NULL;
-	cr_assert(asprintf(&asan_opts, "%s%squarantine_size_mb=0", asan ? asan : "",
-			   asan && *asan ? ":" : "") > 0);
-	setenv("ASAN_OPTIONS", asan_opts, 1);
-	free(asan_opts);
+	 * freed, so the daemon runs without it. */
+	daemon_free_at_once();
 	adapter_extra = "max_bytes = 4194304";
 	start_daemon_and_stream(10000, 1, 64);
 	struct js_client reader;

@@ -636,12 +636,7 @@ int main(int argc, char **argv)
 Test(reload, a_hundred_reloads_leave_the_memory_where_it_was)
 {
 	SKIP_UNDER_TSAN("its shadow memory grows with every byte the daemon touches");
-	const char *asan = getenv("ASAN_OPTIONS");
-	char *asan_opts = NULL;
-	cr_assert(asprintf(&asan_opts, "%s%squarantine_size_mb=0", asan ? asan : "",
-			   asan && *asan ? ":" : "") > 0);
-	setenv("ASAN_OPTIONS", asan_opts, 1);
-	free(asan_opts);
+	daemon_free_at_once();
 	cr_assert_eq(js_stream_create(&client, "MOVED", "choria.moved.>", 1), 0);
 	start(conf_of("", node_data(""), NULL));
 	struct publisher pub;
