@@ -258,19 +258,22 @@ static int choria_create_verifier(struct choria *self, const struct cad_host *ho
 			n_ca, n_ca == 1 ? "" : "s", self->ca, o.n_privileged, o.n_allowed,
 			o.n_allowed == 1 ? "" : "s", o.cache_size);
 	if (rc == 0 && choria_verifier_trusts(self->verifier, 2))
-		host->log(self->ctx, CAD_LOG_INFO,
-			  "security = verify: protocol v2 tokens must come from the %u %s; %zu token verdicts cached",
-			  o.n_issuers ? o.n_issuers : o.n_trusted_signers,
-			  o.n_issuers ? (o.n_issuers == 1 ? "issuer" : "issuers")
-				      : (o.n_trusted_signers == 1 ? "trusted signer"
-								  : "trusted signers"),
-			  o.token_cache_size);
+		host->log(
+			self->ctx, CAD_LOG_INFO,
+			"security = verify: protocol v2 tokens must come from the %u %s; %zu token verdicts cached",
+			o.n_issuers ? o.n_issuers : o.n_trusted_signers,
+			o.n_issuers
+				? (o.n_issuers == 1 ? "issuer" : "issuers")
+				: (o.n_trusted_signers == 1 ? "trusted signer" : "trusted signers"),
+			o.token_cache_size);
 	if (rc == 0 && !choria_verifier_trusts(self->verifier, 1))
-		host->log(self->ctx, CAD_LOG_INFO,
-			  "security = verify: no ca, protocol v1 requests are rejected as untrusted_version");
+		host->log(
+			self->ctx, CAD_LOG_INFO,
+			"security = verify: no ca, protocol v1 requests are rejected as untrusted_version");
 	if (rc == 0 && !choria_verifier_trusts(self->verifier, 2))
-		host->log(self->ctx, CAD_LOG_INFO,
-			  "security = verify: neither issuers nor trusted_signers, protocol v2 requests are rejected as untrusted_version");
+		host->log(
+			self->ctx, CAD_LOG_INFO,
+			"security = verify: neither issuers nor trusted_signers, protocol v2 requests are rejected as untrusted_version");
 	free(privileged);
 	free(allowed);
 	free(issuers);
@@ -665,7 +668,9 @@ static void choria_describe(void *instance, char *buf, size_t len)
 			choria_v2_verifier_keys(v2, &issuers);
 		snprintf(trust, sizeof(trust), " against %s%s%s", self->ca ? self->ca : "",
 			 self->ca && v2 ? " and " : "",
-			 !v2 ? "" : issuers ? "v2 issuers" : "v2 trusted signers");
+			 !v2       ? ""
+			 : issuers ? "v2 issuers"
+				   : "v2 trusted signers");
 	}
 	snprintf(
 		buf, len,

@@ -88,7 +88,7 @@ static size_t choria_utf8_chars(const char *s, size_t n)
 /* Parse one layer, which must be a JSON object, with parser `p`. `padded`:
  * JDOM_PADDING readable bytes follow the data. */
 int choria_parse(struct jdom_value *out, struct jdom_parser *p, const char *data, size_t len,
-			bool padded, const char *layer, struct choria_err *e)
+		 bool padded, const char *layer, struct choria_err *e)
 {
 	const char *why;
 	int r;
@@ -109,8 +109,8 @@ int choria_parse(struct jdom_value *out, struct jdom_parser *p, const char *data
 /* obj[key] as a string. Returns 0, 1 when absent and CHORIA_OPTIONAL, or
  * a negative errno. */
 int choria_member_str(const struct jdom_value *obj, const char *key, const char *path,
-			     unsigned flags, const char *reason, struct choria_err *e,
-			     const char **s, size_t *n)
+		      unsigned flags, const char *reason, struct choria_err *e, const char **s,
+		      size_t *n)
 {
 	struct jdom_value v;
 	const char *str;
@@ -139,7 +139,7 @@ int choria_member_str(const struct jdom_value *obj, const char *key, const char 
 
 /* obj[key] as an integer. */
 int choria_member_int(const struct jdom_value *obj, const char *key, const char *path,
-			     const char *reason, struct choria_err *e, int64_t *out)
+		      const char *reason, struct choria_err *e, int64_t *out)
 {
 	struct jdom_value v;
 
@@ -155,8 +155,8 @@ int choria_member_int(const struct jdom_value *obj, const char *key, const char 
 /* obj[key] as an object or an array (`type`). Returns 0, 1 when absent and
  * optional (*out is then an empty placeholder), or a negative errno. */
 int choria_member_of_type(const struct jdom_value *obj, const char *key, const char *path,
-				 enum jdom_type type, bool optional, const char *reason,
-				 struct choria_err *e, struct jdom_value *out)
+			  enum jdom_type type, bool optional, const char *reason,
+			  struct choria_err *e, struct jdom_value *out)
 {
 	memset(out, 0, sizeof(*out));
 	if (!jdom_member(obj, key, out)) {
@@ -173,9 +173,9 @@ int choria_member_of_type(const struct jdom_value *obj, const char *key, const c
 
 /* The `protocol` member, which must equal `expected`. `other` is the value
  * the opposite kind carries: seeing it gets a hint in the detail. */
-int choria_member_protocol(const struct jdom_value *obj, const char *path,
-				  const char *expected, const char *other, const char *hint,
-				  const char *reason, struct choria_err *e)
+int choria_member_protocol(const struct jdom_value *obj, const char *path, const char *expected,
+			   const char *other, const char *hint, const char *reason,
+			   struct choria_err *e)
 {
 	const char *s;
 	size_t n;
@@ -216,9 +216,10 @@ int choria_base64_field(const char *s, size_t n, unsigned char *buf, size_t *out
 		return 0;
 	case CHORIA_BASE64_LENGTH:
 		if (n % 4)
-			return choria_fail(e, -EBADMSG, R_BASE64,
-					   "%s is not valid base64: length %zu is not a multiple of 4",
-					   path, n);
+			return choria_fail(
+				e, -EBADMSG, R_BASE64,
+				"%s is not valid base64: length %zu is not a multiple of 4", path,
+				n);
 		return choria_fail(e, -EBADMSG, R_BASE64, "%s is too long (%zu bytes)", path, n);
 	case CHORIA_BASE64_BYTE:
 		return choria_fail(e, -EBADMSG, R_BASE64,
@@ -472,15 +473,15 @@ int choria_filter_check(const struct jdom_value *filter, const char *path_of, st
 	     i++, more = jdom_array_next(&it, &c)) {
 		if (jdom_type(&c) != JDOM_ARRAY)
 			return choria_fail(e, -EBADMSG, R_MESSAGE,
-					   "%s.compound[%zu] must be an array, got %s", path_of,
-					   i, choria_type_name(&c));
+					   "%s.compound[%zu] must be an array, got %s", path_of, i,
+					   choria_type_name(&c));
 		for (j = 0, more_inner = jdom_array_first(&c, &inner, &v); more_inner;
 		     j++, more_inner = jdom_array_next(&inner, &v)) {
 			if (jdom_type(&v) != JDOM_OBJECT)
 				return choria_fail(
 					e, -EBADMSG, R_MESSAGE,
-					"%s.compound[%zu][%zu] must be an object, got %s",
-					path_of, i, j, choria_type_name(&v));
+					"%s.compound[%zu][%zu] must be an object, got %s", path_of,
+					i, j, choria_type_name(&v));
 		}
 	}
 	return 0;

@@ -104,6 +104,8 @@ struct choria_decoded {
  *   bad_message    request/reply schema violation (v2: `ttl` < 1, `time`
  *                  < 1, a layer of the other version or kind)
  *   not_utf8       v2: the decoded payload is not UTF-8 text
+ * The reasons of `security = verify` are in verify.h (v1) and
+ * verify_v2.h (v2).
  */
 int choria_decode(struct choria_decoded *out, enum choria_kind kind, const char *data, size_t len,
 		  const char **reason, char *detail, size_t detail_len);

@@ -98,8 +98,7 @@ int choria_base64_field(const char *s, size_t n, unsigned char *buf, size_t *out
 /* A request filter object at `path_of` ("envelope.filter",
  * "request.filter"): fact, cf_class, identity and compound required, agent
  * optional, typed as the schemas say; bad_message otherwise. */
-int choria_filter_check(const struct jdom_value *filter, const char *path_of,
-			struct choria_err *e);
+int choria_filter_check(const struct jdom_value *filter, const char *path_of, struct choria_err *e);
 
 /* Protocol v2 (protocol_v2.c), from its parsed transport. */
 int choria_v2_decode(struct choria_decoded *d, struct jdom_scratch *s, enum choria_kind kind,

@@ -69,8 +69,8 @@ static int choria_v2_headers(const struct jdom_value *h, struct choria_err *e)
 			      CHORIA_NONEMPTY, R_TRANSPORT, e, NULL, NULL);
 	if (r)
 		return r;
-	r = choria_member_str(&fed, "reply", "transport.headers.federation.reply",
-			      CHORIA_OPTIONAL, R_TRANSPORT, e, NULL, NULL);
+	r = choria_member_str(&fed, "reply", "transport.headers.federation.reply", CHORIA_OPTIONAL,
+			      R_TRANSPORT, e, NULL, NULL);
 	if (r < 0)
 		return r;
 	r = choria_member_of_type(&fed, "targets", "transport.headers.federation.targets",
@@ -111,8 +111,7 @@ static int choria_v2_transport(const struct jdom_value *t, const char **data, si
 }
 
 /* The secure layer's protocol: a v1 one or the other kind gets a hint. */
-static int choria_v2_secure_protocol(const struct jdom_value *s, bool request,
-				     struct choria_err *e)
+static int choria_v2_secure_protocol(const struct jdom_value *s, bool request, struct choria_err *e)
 {
 	const char *want = request ? CHORIA_V2_SECURE_REQUEST : CHORIA_V2_SECURE_REPLY;
 	const char *v1 = request ? CHORIA_V1_SECURE_REQUEST : CHORIA_V1_SECURE_REPLY;
@@ -125,12 +124,11 @@ static int choria_v2_secure_protocol(const struct jdom_value *s, bool request,
 				   "secure.protocol is \"%s\", expected \"%s\" (a protocol v1 "
 				   "layer inside a v2 transport)",
 				   v1, want);
-	return choria_member_protocol(
-		s, "secure.protocol", want,
-		request ? CHORIA_V2_SECURE_REPLY : CHORIA_V2_SECURE_REQUEST,
-		request ? "a secure reply where requests are expected"
-			: "a secure request where replies are expected",
-		R_SECURE, e);
+	return choria_member_protocol(s, "secure.protocol", want,
+				      request ? CHORIA_V2_SECURE_REPLY : CHORIA_V2_SECURE_REQUEST,
+				      request ? "a secure reply where requests are expected"
+					      : "a secure request where replies are expected",
+				      R_SECURE, e);
 }
 
 /* Where the secure layer's base64 members are, before they are decoded. */
@@ -182,8 +180,8 @@ static int choria_v2_secure_reply(const struct jdom_value *s, struct choria_deco
 	r = choria_v2_secure_protocol(s, false, e);
 	if (r)
 		return r;
-	r = choria_member_str(s, "reply", "secure.reply", CHORIA_NONEMPTY, R_SECURE, e,
-			      &out->inner, &out->inner_len);
+	r = choria_member_str(s, "reply", "secure.reply", CHORIA_NONEMPTY, R_SECURE, e, &out->inner,
+			      &out->inner_len);
 	if (r)
 		return r;
 	r = choria_member_str(s, "hash", "secure.hash", CHORIA_NONEMPTY, R_SECURE, e, &d->hash,
@@ -201,8 +199,7 @@ static int choria_v2_secure_reply(const struct jdom_value *s, struct choria_deco
 }
 
 /* The inner layer's protocol: a v1 one or the other kind gets a hint. */
-static int choria_v2_inner_protocol(const struct jdom_value *m, bool request,
-				    struct choria_err *e)
+static int choria_v2_inner_protocol(const struct jdom_value *m, bool request, struct choria_err *e)
 {
 	const char *path = request ? "request.protocol" : "reply.protocol";
 	const char *want = request ? CHORIA_V2_REQUEST : CHORIA_V2_REPLY;
@@ -277,8 +274,8 @@ static int choria_v2_request(const struct jdom_value *m, struct choria_decoded *
 	if (r)
 		return r;
 	if (ttl < 1)
-		return choria_fail(e, -EBADMSG, R_MESSAGE, "request.ttl must be at least 1, got %lld",
-				   (long long)ttl);
+		return choria_fail(e, -EBADMSG, R_MESSAGE,
+				   "request.ttl must be at least 1, got %lld", (long long)ttl);
 	r = choria_v2_time(m, "request.time", d, e);
 	if (r)
 		return r;

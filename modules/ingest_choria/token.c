@@ -24,7 +24,7 @@
 #define CHORIA_KSUID_EPOCH 1400000000LL
 #define CHORIA_TOKEN_SIG_HEX (2 * CHORIA_ED25519_SIG_LEN)
 /* NumericDates beyond this are refused rather than overflow. */
-#define CHORIA_TOKEN_TIME_MAX 9.0e18
+#define CHORIA_TOKEN_TIME_MAX 9000000000000000000LL
 
 /* ------------------------------------------------------------- trust */
 
@@ -154,8 +154,7 @@ static int choria_token_bad(struct choria_token_verdict *v, const char *reason, 
 }
 
 /* A string claim: absent is fine (NULL), another type is not. */
-static bool choria_claim_str(const struct jdom_value *c, const char *key, const char **s,
-			     size_t *n)
+static bool choria_claim_str(const struct jdom_value *c, const char *key, const char **s, size_t *n)
 {
 	struct jdom_value v;
 
@@ -170,8 +169,8 @@ static bool choria_claim_str(const struct jdom_value *c, const char *key, const 
 }
 
 /* A NumericDate: a JSON number of seconds, which may have a fraction. */
-static bool choria_claim_time(const struct jdom_value *c, const char *key, bool round_up,
-			      bool *has, int64_t *out)
+static bool choria_claim_time(const struct jdom_value *c, const char *key, bool round_up, bool *has,
+			      int64_t *out)
 {
 	struct jdom_value v;
 	double d;
@@ -182,12 +181,14 @@ static bool choria_claim_time(const struct jdom_value *c, const char *key, bool 
 	if (jdom_type(&v) == JDOM_INTEGER) {
 		*out = jdom_integer(&v);
 		*has = true;
-		return true;
+		/* Far enough from the int64 limits that the checks cannot
+		 * overflow with any clock. */
+		return *out > -CHORIA_TOKEN_TIME_MAX && *out < CHORIA_TOKEN_TIME_MAX;
 	}
 	if (jdom_type(&v) != JDOM_REAL)
 		return false;
 	d = round_up ? ceil(jdom_number(&v)) : floor(jdom_number(&v));
-	if (!(d > -CHORIA_TOKEN_TIME_MAX && d < CHORIA_TOKEN_TIME_MAX))
+	if (!(d > (double)-CHORIA_TOKEN_TIME_MAX && d < (double)CHORIA_TOKEN_TIME_MAX))
 		return false;
 	*out = (int64_t)d;
 	*has = true;
@@ -211,13 +212,12 @@ static bool choria_claim_perm(const struct jdom_value *perms, const char *key, b
 static void choria_claims_read(const struct jdom_value *c, struct choria_claims *cl,
 			       struct choria_token_verdict *v)
 {
-	static const char *const strs[] = {"purpose", "sub",     "public_key", "iss",
-					   "tcs",     "jti",     "ou",         "callerid",
-					   "identity"};
+	static const char *const strs[] = {"purpose", "sub", "public_key", "iss",     "tcs",
+					   "jti",     "ou",  "callerid",   "identity"};
 	const char **sp[] = {&cl->purpose, &cl->sub, &cl->public_key, &cl->iss,     &cl->tcs,
 			     &cl->jti,     &cl->ou,  &cl->callerid,   &cl->identity};
-	size_t *np[] = {&cl->purpose_len, &cl->sub_len, &cl->public_key_len,
-			&cl->iss_len,     &cl->tcs_len, &cl->jti_len,
+	size_t *np[] = {&cl->purpose_len, &cl->sub_len,      &cl->public_key_len,
+			&cl->iss_len,     &cl->tcs_len,      &cl->jti_len,
 			&cl->ou_len,      &cl->callerid_len, &cl->identity_len};
 	struct jdom_value perms;
 	bool has_perms;
@@ -231,8 +231,9 @@ static void choria_claims_read(const struct jdom_value *c, struct choria_claims 
 	    !choria_claim_time(c, "nbf", true, &cl->has_nbf, &cl->nbf) ||
 	    !choria_claim_time(c, "iat", false, &cl->has_iat, &cl->iat) ||
 	    !choria_claim_time(c, "issexp", false, &cl->has_issexp, &cl->issexp)) {
-		choria_token_bad(v, "bad_token", "a time claim (exp, nbf, iat, issexp) is not a "
-						 "number of seconds");
+		choria_token_bad(v, "bad_token",
+				 "a time claim (exp, nbf, iat, issexp) is not a "
+				 "number of seconds");
 		return;
 	}
 	has_perms = jdom_member(c, "permissions", &perms);
@@ -436,9 +437,8 @@ static int choria_token_trust(const struct choria_trust *t, const struct choria_
 	}
 	for (uint32_t i = first; i < end; i++) {
 		r = chained ? choria_chain_vouched(&t->keys[i], &ch, md)
-			    : choria_ed25519_verify(md, t->keys[i].pkey, jwt->sig,
-						    sizeof(jwt->sig), jwt->signing_input,
-						    jwt->signing_input_len);
+			    : choria_ed25519_verify(md, t->keys[i].pkey, jwt->sig, sizeof(jwt->sig),
+						    jwt->signing_input, jwt->signing_input_len);
 		if (r < 0)
 			return r;
 		if (r == 1) {
@@ -462,8 +462,7 @@ void choria_token_verdict_clear(struct choria_token_verdict *v)
 }
 
 int choria_token_check(const struct choria_trust *t, struct jdom_parser *p, EVP_MD_CTX *md,
-		       const char *token, size_t len, uint32_t key,
-		       struct choria_token_verdict *v)
+		       const char *token, size_t len, uint32_t key, struct choria_token_verdict *v)
 {
 	struct choria_claims cl = {0};
 	struct choria_jwt jwt;
@@ -500,8 +499,9 @@ int choria_token_check(const struct choria_trust *t, struct jdom_parser *p, EVP_
 	v->name[name_len] = '\0';
 	v->name_len = name_len;
 	v->expires = cl.exp;
+	/* Valid up to issexp included, so not from issexp + 1 on. */
 	if (cl.iss_len >= 2 && memcmp(cl.iss, "C-", 2) == 0 && cl.has_issexp &&
-	    cl.issexp < v->expires - 1)
+	    cl.issexp + 1 < v->expires)
 		v->expires = cl.issexp + 1;
 	if (cl.has_nbf)
 		v->not_before = cl.nbf;

@@ -59,7 +59,7 @@ void choria_trust_clear(struct choria_trust *t);
 struct choria_token_verdict {
 	const char *reason; /* NULL: trusted; else bad_token or untrusted_issuer */
 	char detail[CHORIA_TOKEN_DETAIL_MAX];
-	bool parsed;                       /* the claims were read: purpose is known */
+	bool parsed; /* the claims were read: purpose is known */
 	enum choria_token_purpose purpose;
 	uint32_t key_index; /* trusted: the key K that vouched for it */
 	EVP_PKEY *holder;   /* trusted: its public_key, one reference held */
@@ -81,8 +81,7 @@ void choria_token_verdict_clear(struct choria_token_verdict *v);
  * -ENOMEM.
  */
 int choria_token_check(const struct choria_trust *t, struct jdom_parser *p, EVP_MD_CTX *md,
-		       const char *token, size_t len, uint32_t key,
-		       struct choria_token_verdict *v);
+		       const char *token, size_t len, uint32_t key, struct choria_token_verdict *v);
 
 /* The Unix time of a KSUID (27 base62 characters encoding 20 bytes, the
  * first 4 a big-endian count of seconds since 1 400 000 000). False when

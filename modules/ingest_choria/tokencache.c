@@ -36,6 +36,7 @@ struct tokencache_table {
 struct tokencache {
 	pthread_mutex_t lock;
 	unsigned char salt[TOKENCACHE_SALT_LEN];
+	EVP_MD *sha256; /* fetched once, not at every digest */
 	struct tokencache_table trusted, rejected;
 	uint64_t clock;
 	uint64_t hits, misses, inserts, evictions;
@@ -66,10 +67,12 @@ int tokencache_new(struct tokencache **out, size_t capacity)
 	*out = NULL;
 	if (!c)
 		return -ENOMEM;
-	if (RAND_bytes(c->salt, sizeof(c->salt)) != 1 ||
+	c->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+	if (!c->sha256 || RAND_bytes(c->salt, sizeof(c->salt)) != 1 ||
 	    tokencache_table_init(&c->trusted, capacity) != 0 ||
 	    tokencache_table_init(&c->rejected, capacity / 4) != 0) {
 		ERR_clear_error();
+		EVP_MD_free(c->sha256);
 		tokencache_table_fini(&c->trusted);
 		tokencache_table_fini(&c->rejected);
 		free(c);
@@ -86,6 +89,7 @@ void tokencache_free(struct tokencache *c)
 		return;
 	tokencache_table_fini(&c->trusted);
 	tokencache_table_fini(&c->rejected);
+	EVP_MD_free(c->sha256);
 	pthread_mutex_destroy(&c->lock);
 	free(c);
 }
@@ -97,7 +101,7 @@ int tokencache_key(const struct tokencache *c, EVP_MD_CTX *md, const char *token
 			      (unsigned char)(under >> 8), (unsigned char)under};
 	unsigned int n = 0;
 
-	if (EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1 ||
+	if (EVP_DigestInit_ex(md, c->sha256, NULL) != 1 ||
 	    EVP_DigestUpdate(md, c->salt, sizeof(c->salt)) != 1 ||
 	    EVP_DigestUpdate(md, u, sizeof(u)) != 1 || EVP_DigestUpdate(md, token, len) != 1 ||
 	    EVP_DigestFinal_ex(md, key, &n) != 1 || n != TOKENCACHE_KEY_LEN) {

@@ -62,7 +62,7 @@ struct choria_verify_scratch {
 };
 
 struct choria_verifier {
-	X509_STORE *store; /* NULL: no `ca`, v1 requests are untrusted_version */
+	X509_STORE *store;             /* NULL: no `ca`, v1 requests are untrusted_version */
 	struct choria_v2_verifier *v2; /* NULL: no v2 trust */
 	EVP_MD *sha256;
 	regex_t *privileged;
@@ -719,8 +719,8 @@ static int choria_verify_signature(const struct choria_verifier *v,
 /* Protocol v2: verify_v2.c, with the thread's digest contexts. */
 static int choria_verify_request_v2(struct choria_verifier *v,
 				    struct choria_verify_scratch *scratch,
-				    const struct choria_decoded *d, int64_t now, const char **reason,
-				    char *detail, size_t detail_len)
+				    const struct choria_decoded *d, int64_t now,
+				    const char **reason, char *detail, size_t detail_len)
 {
 	struct choria_verify_scratch *own = NULL;
 	char sender[VERIFY_NAME_LEN];

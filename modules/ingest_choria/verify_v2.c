@@ -151,9 +151,9 @@ void choria_v2_verifier_cache_stats(struct choria_v2_verifier *v, struct tokenca
 
 /* The verdict on one token under key `under`: cached, or checked and
  * cached. 0 or -ENOMEM. */
-static int choria_v2_verdict(struct choria_v2_verifier *v, EVP_MD_CTX *key_md,
-			     EVP_MD_CTX *sig_md, struct jdom_parser *p, const char *token,
-			     size_t len, uint32_t under, struct choria_token_verdict *out)
+static int choria_v2_verdict(struct choria_v2_verifier *v, EVP_MD_CTX *key_md, EVP_MD_CTX *sig_md,
+			     struct jdom_parser *p, const char *token, size_t len, uint32_t under,
+			     struct choria_token_verdict *out)
 {
 	unsigned char key[TOKENCACHE_KEY_LEN];
 	bool keyed = tokencache_key(v->cache, key_md, token, len, under, key) == 0;
@@ -188,8 +188,7 @@ static int choria_v2_usable(const struct choria_token_verdict *t, bool client_on
 	if (!t->parsed)
 		return choria_v2_fail(reason, detail, detail_len, who, -EBADMSG, t->reason,
 				      "the %s token: %s", role, t->detail);
-	if (t->purpose == CHORIA_TOKEN_OTHER ||
-	    (client_only && t->purpose != CHORIA_TOKEN_CLIENT))
+	if (t->purpose == CHORIA_TOKEN_OTHER || (client_only && t->purpose != CHORIA_TOKEN_CLIENT))
 		return choria_v2_fail(reason, detail, detail_len, who, -EBADMSG, "wrong_purpose",
 				      "the %s token is %s token%s", role,
 				      choria_v2_purpose_name(t->purpose),
@@ -200,7 +199,7 @@ static int choria_v2_usable(const struct choria_token_verdict *t, bool client_on
 	if (now >= t->expires)
 		return choria_v2_fail(reason, detail, detail_len, who, -EBADMSG, "token_expired",
 				      "the %s token expired %lld seconds ago", role,
-				      (long long)(now - t->expires + 1));
+				      (long long)(now - t->expires));
 	if (now < t->not_before)
 		return choria_v2_fail(reason, detail, detail_len, who, -EBADMSG,
 				      "token_not_yet_valid",
@@ -277,8 +276,7 @@ static int choria_v2_plain(struct choria_v2_verifier *v, EVP_MD_CTX *key_md, EVP
 		goto out;
 	}
 	if (t.purpose == CHORIA_TOKEN_CLIENT && !t.fleet_management) {
-		r = choria_v2_fail(reason, detail, detail_len, who, -EBADMSG,
-				   "no_fleet_management",
+		r = choria_v2_fail(reason, detail, detail_len, who, -EBADMSG, "no_fleet_management",
 				   "the caller token lacks the fleet_management permission");
 		goto out;
 	}
@@ -291,9 +289,8 @@ out:
 }
 
 /* A delegator signs for a client under the same trusted key. */
-static int choria_v2_delegated(struct choria_v2_verifier *v, EVP_MD_CTX *key_md,
-			       EVP_MD_CTX *sig_md, struct jdom_parser *p,
-			       const struct choria_decoded *d, int64_t now,
+static int choria_v2_delegated(struct choria_v2_verifier *v, EVP_MD_CTX *key_md, EVP_MD_CTX *sig_md,
+			       struct jdom_parser *p, const struct choria_decoded *d, int64_t now,
 			       const struct choria_v2_who *who, const char **reason, char *detail,
 			       size_t detail_len)
 {
@@ -326,8 +323,7 @@ static int choria_v2_delegated(struct choria_v2_verifier *v, EVP_MD_CTX *key_md,
 	if (r)
 		goto out;
 	if (!c.fleet_management && !c.signed_fleet_management) {
-		r = choria_v2_fail(reason, detail, detail_len, who, -EBADMSG,
-				   "no_fleet_management",
+		r = choria_v2_fail(reason, detail, detail_len, who, -EBADMSG, "no_fleet_management",
 				   "the delegated caller token has neither fleet_management nor "
 				   "signed_fleet_management");
 		goto out;

@@ -50,7 +50,8 @@ unsigned choria_v2_verifier_keys(const struct choria_v2_verifier *v, bool *issue
  * naming the caller and sender in printable ASCII; or -ENOMEM with
  * "no_memory".
  *
- *   bad_token            a token is not an EdDSA JWT with well-typed claims,
+ *   bad_token            a token is not an EdDSA JWT (of at most
+ *                        CHORIA_JWT_MAX_LEN bytes) with well-typed claims,
  *                        exp and a usable public_key, or its chain data
  *                        (iss, tcs, jti as a KSUID of iat, issexp) is
  *                        malformed

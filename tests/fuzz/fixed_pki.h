@@ -2,15 +2,25 @@
 /*
  * fixed_pki.h - a fixed CA, two signer certificates (web1.example.net and
  * admin.privileged.choria) and their key, made once with the openssl
- * command line and valid until 2126, so that the fuzz target and its seed
- * corpus agree on what verifies: a signed seed reaches the signature check
- * on every run. Test material only: the keys are public.
+ * command line and valid until 2126, and the protocol v2 keys, so that the
+ * fuzz target and its seed corpus agree on what verifies: a signed seed
+ * reaches the signature check on every run. Test material only: the keys
+ * are public.
  */
 #ifndef CAD_FUZZ_FIXED_PKI_H
 #define CAD_FUZZ_FIXED_PKI_H
 
 /* The time the fuzz target verifies at: 2030-01-01T00:00:00Z. */
 #define FUZZ_NOW 1893456000
+
+/* Protocol v2: the organisation issuer, chain issuer and client of the
+ * worked example in PROTOCOL-v2.md §11 (ed25519 seeds; their tokens are
+ * valid from 2026 to 2035, so at FUZZ_NOW), and the issuer the target
+ * trusts. */
+#define FUZZ_V2_SEED_ORG "555e4681836ba15af2f3dd93b31a1ed9feb6b75b44773a38c1d25d22661ec92a"
+#define FUZZ_V2_SEED_CHAIN "dceb05f23f22930379bb87ec23c270b9c56bc7f8bc032d2b0ad1c8919c5af769"
+#define FUZZ_V2_SEED_CLIENT "4b87fa7fb91f1d16d1e2604af8fd1c1ce1d680ec71ebc5248a424d8b448c6161"
+#define FUZZ_V2_ISSUER "choria=7352415b7fe1a5aac5648d09ff17b6a1fd6320ceba4dc01b662bc8245d9a6a96"
 
 #define FUZZ_CA_PEM                                                          \
 	"-----BEGIN CERTIFICATE-----\n"                                      \

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * fuzz_decode_verify - libFuzzer target over what the choria ingest does
- * with every message under `security = verify`: decode (protocol.c), then
- * check the reply hash or the request's certificate, caller and signature
- * (verify.c, certcache.c), against a fixed CA at a fixed time.
+ * with every message under `security = verify`: decode (protocol.c,
+ * protocol_v2.c), then check the reply hash, a v1 request's certificate,
+ * caller and signature (verify.c, certcache.c), or a v2 request's tokens,
+ * caller and signature (verify_v2.c, token.c, jwt.c, tokencache.c),
+ * against a fixed CA and a fixed v2 issuer at a fixed time.
  *
  * Input: one flag byte, then the message.
  *   bit 0  0: a request, 1: a reply
@@ -11,6 +13,7 @@
  *          1: the bytes are the secure layer's JSON; the target wraps
  *             them in a transport, so mutations reach the inner layers
  *             without having to keep the base64 intact
+ *   bit 2  with bit 1: the transport is a v2 one (else v1)
  * Each request is verified twice: a cache miss (with a scratch), then a
  * hit (without), which must agree. Any crash, sanitizer report or broken promise (a failure without
  * a reason, a detail that is not printable ASCII) is a finding.
@@ -37,6 +40,7 @@ static int fuzz_verbose; /* CAD_FUZZ_VERBOSE: say what each input came to */
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	static const char *const privileged[] = {CHORIA_PRIVILEGED_DEFAULTS};
+	static const char *const issuers[] = {FUZZ_V2_ISSUER};
 	const char *tmp = getenv("TMPDIR");
 	char path[512];
 	int fd;
@@ -56,7 +60,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	struct choria_verify_opts o = {.ca_file = path,
 				       .privileged = privileged,
 				       .n_privileged = 2,
-				       .cache_size = 64};
+				       .cache_size = 64,
+				       .issuers = issuers,
+				       .n_issuers = 1,
+				       .token_cache_size = 64};
 	if (choria_verifier_new(&fuzz_verifier, &o, NULL, NULL, NULL) != 0 ||
 	    choria_verify_scratch_new(&fuzz_scratch) != 0) {
 		fprintf(stderr, "fuzz_decode_verify: cannot load the fixed CA\n");
@@ -66,21 +73,23 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	return 0;
 }
 
-/* {"protocol":"choria:transport:1","data":"<base64>","headers":{}} */
-static char *fuzz_wrap(const uint8_t *data, size_t size, size_t *len)
+/* {"protocol":"<v1 or v2 transport>","data":"<base64>","headers":{}} */
+static char *fuzz_wrap(const uint8_t *data, size_t size, int v2, size_t *len)
 {
-	static const char head[] = "{\"protocol\":\"choria:transport:1\",\"data\":\"";
+	const char *head = v2 ? "{\"protocol\":\"io.choria.protocol.v2.transport\",\"data\":\""
+			      : "{\"protocol\":\"choria:transport:1\",\"data\":\"";
 	static const char tail[] = "\",\"headers\":{}}";
+	size_t head_len = strlen(head);
 	size_t b64 = 4 * ((size + 2) / 3);
-	char *out = malloc(sizeof(head) + b64 + sizeof(tail));
+	char *out = malloc(head_len + b64 + sizeof(tail));
 	int n;
 
 	if (!out)
 		return NULL;
-	memcpy(out, head, sizeof(head) - 1);
-	n = EVP_EncodeBlock((unsigned char *)out + sizeof(head) - 1, data, (int)size);
-	memcpy(out + sizeof(head) - 1 + n, tail, sizeof(tail));
-	*len = sizeof(head) - 1 + (size_t)n + sizeof(tail) - 1;
+	memcpy(out, head, head_len);
+	n = EVP_EncodeBlock((unsigned char *)out + head_len, data, (int)size);
+	memcpy(out + head_len + n, tail, sizeof(tail));
+	*len = head_len + (size_t)n + sizeof(tail) - 1;
 	return out;
 }
 
@@ -108,7 +117,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	kind = data[0] & 1 ? CHORIA_REPLY : CHORIA_REQUEST;
 	if (data[0] & 2) {
-		wrapped = fuzz_wrap(data + 1, size - 1, &len);
+		wrapped = fuzz_wrap(data + 1, size - 1, data[0] & 4, &len);
 		if (!wrapped)
 			return 0;
 		wire = wrapped;
@@ -133,8 +142,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	if (fuzz_verbose)
 		fprintf(stderr, "%s%s: %s %s\n", choria_kind_name(kind),
-			data[0] & 2 ? " (wrapped)" : "", rc ? reason : "accepted",
-			rc ? detail : "");
+			!(data[0] & 2) ? ""
+			: data[0] & 4  ? " (wrapped, v2)"
+				       : " (wrapped)",
+			rc ? reason : "accepted", rc ? detail : "");
 	choria_decoded_clear(&d);
 	free(wrapped);
 	return 0;

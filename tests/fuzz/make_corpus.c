@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * make_corpus - writes the seed corpus of fuzz_decode_verify into a folder:
- * requests signed with the fixed PKI (fixed_pki.h), privileged, unsigned
- * and tampered ones, replies with right and wrong hashes, each both as a
- * transport and as a bare secure layer (see the input format in
- * fuzz_decode_verify.c). `make fuzz-corpus` runs it; the output is kept in
+ * v1 requests signed with the fixed PKI (fixed_pki.h), privileged, unsigned
+ * and tampered ones, replies with right and wrong hashes; v2 requests with
+ * chain-issued, direct, server and delegated tokens and broken ones, and v2
+ * replies; each both as a transport and as a bare secure layer (see the
+ * input format in fuzz_decode_verify.c). `make fuzz-corpus` runs it; the output is kept in
  * tests/fuzz/corpus/.
  */
 #include <stdio.h>
@@ -18,6 +19,7 @@
 
 #include "certs.h"
 #include "choria_msg.h"
+#include "choria_v2.h"
 #include "fixed_pki.h"
 
 static const char *out_dir;
@@ -81,6 +83,125 @@ static void seed(const char *name, const struct choria_msg_spec *s)
 	free(wire);
 }
 
+/* The same for a v2 message: `name`-secure is wrapped in a v2 transport. */
+static void seed_v2(const char *name, const struct choria_v2_msg_spec *s)
+{
+	unsigned char kind = s->kind == CHORIA_V2_REPLY ? 1 : 0;
+	char inner_name[256];
+	size_t len, inner_len = 0;
+	char *wire = choria_v2_build(s, &len), *inner;
+
+	if (!wire) {
+		fprintf(stderr, "make_corpus: cannot build %s\n", name);
+		failures++;
+		return;
+	}
+	put(name, kind, wire, len);
+	inner = secure_layer(wire, &inner_len);
+	snprintf(inner_name, sizeof(inner_name), "%s-secure", name);
+	if (inner)
+		put(inner_name, kind | 2 | 4, inner, inner_len);
+	free(inner);
+	free(wire);
+}
+
+/* A token, or a failure counted; its jti fixed, so that the corpus comes
+ * out the same at every run (ed25519 signatures are deterministic). */
+static char *v2_token(const struct choria_v2_token_spec *t)
+{
+	static unsigned char n;
+	unsigned char payload[16] = {++n};
+	char jti[28];
+	struct choria_v2_token_spec fixed = *t;
+
+	if (!fixed.jti &&
+	    choria_v2_ksuid(jti, fixed.iat ? fixed.iat : CHORIA_V2_T_ISSUED, payload) == 0)
+		fixed.jti = jti;
+	char *tok = choria_v2_token(&fixed);
+	if (!tok) {
+		fprintf(stderr, "make_corpus: cannot build a token\n");
+		failures++;
+	}
+	return tok;
+}
+
+static void seeds_v2(void)
+{
+	struct choria_v2_key org, chain_key, alice, deleg;
+	struct choria_v2_chain chain;
+	char *toks[6] = {0};
+
+	if (choria_v2_key_from_seed_hex(&org, FUZZ_V2_SEED_ORG) ||
+	    choria_v2_key_from_seed_hex(&chain_key, FUZZ_V2_SEED_CHAIN) ||
+	    choria_v2_key_from_seed_hex(&alice, FUZZ_V2_SEED_CLIENT) ||
+	    choria_v2_key_from_seed_hex(&deleg, FUZZ_V2_SEED_CHAIN)) {
+		failures++;
+		return;
+	}
+	struct choria_v2_token_spec cs =
+		choria_v2_token_defaults(CHORIA_V2_CHAIN_ISSUER, &chain_key, &org);
+	cs.jti = "37dGaqLNaUrWVctK9ku90ygt2TZ";
+	free(choria_v2_chain_issuer(&cs, &chain));
+	struct choria_v2_token_spec ts = choria_v2_token_defaults(CHORIA_V2_CLIENT, &alice, NULL);
+	ts.chain = &chain;
+	ts.jti = "37dGaqmDIbqUzuqzmA8v0Zvs29l";
+	toks[0] = v2_token(&ts);
+
+	/* The worked example, then what breaks it. */
+	struct choria_v2_msg_spec m = choria_v2_msg_defaults(CHORIA_V2_REQUEST);
+	m.caller_token = toks[0];
+	m.signing_key = &alice;
+	seed_v2("v2-request-chain", &m);
+	m.tamper_signature = true;
+	seed_v2("v2-request-bad-signature", &m);
+	m.tamper_signature = false;
+	m.caller = "choria=bob";
+	seed_v2("v2-request-caller-mismatch", &m);
+
+	/* A server registering with a direct token. */
+	ts = choria_v2_token_defaults(CHORIA_V2_SERVER, &alice, &org);
+	toks[1] = v2_token(&ts);
+	m = choria_v2_msg_defaults(CHORIA_V2_REQUEST);
+	m.caller_token = toks[1];
+	m.signing_key = &alice;
+	m.caller = "web1.example.net";
+	m.sender = "web1.example.net";
+	m.agent = "registration";
+	seed_v2("v2-request-server", &m);
+
+	/* Delegation. */
+	ts = choria_v2_token_defaults(CHORIA_V2_DELEGATOR, &deleg, &org);
+	toks[2] = v2_token(&ts);
+	ts = choria_v2_token_defaults(CHORIA_V2_CLIENT, &alice, &org);
+	ts.permissions = "{\"signed_fleet_management\":true}";
+	toks[3] = v2_token(&ts);
+	m = choria_v2_msg_defaults(CHORIA_V2_REQUEST);
+	m.caller_token = toks[3];
+	m.signer_token = toks[2];
+	m.signing_key = &deleg;
+	seed_v2("v2-request-delegated", &m);
+
+	/* Tokens that fail: expired, malformed. */
+	ts = choria_v2_token_defaults(CHORIA_V2_CLIENT, &alice, &org);
+	ts.exp = FUZZ_NOW - 1;
+	toks[4] = v2_token(&ts);
+	m = choria_v2_msg_defaults(CHORIA_V2_REQUEST);
+	m.caller_token = toks[4];
+	m.signing_key = &alice;
+	seed_v2("v2-request-expired", &m);
+	toks[5] =
+		choria_v2_jwt_raw("{\"alg\":\"none\"}", "{\"purpose\":\"choria_client_id\"}", NULL);
+	m.caller_token = toks[5];
+	seed_v2("v2-request-bad-token", &m);
+
+	m = choria_v2_msg_defaults(CHORIA_V2_REPLY);
+	seed_v2("v2-reply", &m);
+	m.hash = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=";
+	seed_v2("v2-reply-wrong-hash", &m);
+	for (size_t i = 0; i < sizeof(toks) / sizeof(toks[0]); i++)
+		free(toks[i]);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -126,6 +247,7 @@ int main(int argc, char **argv)
 	seed("reply", &s);
 	s.hash = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=";
 	seed("reply-wrong-hash", &s);
+	seeds_v2();
 
 	EVP_PKEY_free(key);
 	return failures ? 1 : 0;

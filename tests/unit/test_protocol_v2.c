@@ -212,13 +212,13 @@ static void secure_not_json(struct choria_v2_msg_spec *m)
 }
 static void secure_v1(struct choria_v2_msg_spec *m)
 {
-	m->secure_protocol = m->kind == CHORIA_V2_REQUEST ? "choria:secure:request:1"
-							   : "choria:secure:reply:1";
+	m->secure_protocol =
+		m->kind == CHORIA_V2_REQUEST ? "choria:secure:request:1" : "choria:secure:reply:1";
 }
 static void secure_other_kind(struct choria_v2_msg_spec *m)
 {
 	m->secure_protocol = m->kind == CHORIA_V2_REQUEST ? "io.choria.protocol.v2.secure_reply"
-							   : "io.choria.protocol.v2.secure_request";
+							  : "io.choria.protocol.v2.secure_request";
 }
 static void secure_no_caller(struct choria_v2_msg_spec *m)
 {
@@ -267,7 +267,7 @@ static void inner_v1(struct choria_v2_msg_spec *m)
 static void inner_other_kind(struct choria_v2_msg_spec *m)
 {
 	m->protocol = m->kind == CHORIA_V2_REQUEST ? "io.choria.protocol.v2.reply"
-						    : "io.choria.protocol.v2.request";
+						   : "io.choria.protocol.v2.request";
 }
 static void message_bad(struct choria_v2_msg_spec *m)
 {
@@ -346,8 +346,7 @@ static const struct bad_case bad_cases[] = {
 	{CHORIA_V2_REQUEST, "data not base64", "bad_base64", transport_data_bad},
 	{CHORIA_V2_REQUEST, "data a number", "bad_transport", transport_data_number},
 	{CHORIA_V2_REQUEST, "trace hop not an array", "bad_transport", trace_not_array},
-	{CHORIA_V2_REQUEST, "federation without request", "bad_transport",
-	 federation_no_request},
+	{CHORIA_V2_REQUEST, "federation without request", "bad_transport", federation_no_request},
 	{CHORIA_V2_REQUEST, "v2 secure request in a v1 transport", "bad_secure",
 	 v1_transport_v2_secure},
 	{CHORIA_V2_REQUEST, "secure request not JSON", "not_json", secure_not_json},
@@ -380,8 +379,7 @@ static const struct bad_case bad_cases[] = {
 	{CHORIA_V2_REQUEST, "time past int64", "not_json", time_too_big},
 	{CHORIA_V2_REQUEST, "filter without identity", "bad_message", filter_incomplete},
 	{CHORIA_V2_REQUEST, "filter fact operator", "bad_message", filter_fact_operator},
-	{CHORIA_V2_REPLY, "reply transport without headers", "bad_transport",
-	 no_transport_headers},
+	{CHORIA_V2_REPLY, "reply transport without headers", "bad_transport", no_transport_headers},
 	{CHORIA_V2_REPLY, "v1 secure reply in a v2 transport", "bad_secure", secure_v1},
 	{CHORIA_V2_REPLY, "secure request where replies are expected", "bad_secure",
 	 secure_other_kind},
@@ -426,13 +424,14 @@ Test(protocol_v2, every_malformed_kind_has_its_label)
 
 Test(protocol_v2, arbitrary_bytes_in_every_layer_do_not_crash)
 {
-	static const char *const texts[] = {"",    "{}",   "null", "[[[[",  "{\"a\":1e999}",
-					    "\"x", "\xc0", "{\"protocol\":null}", "9"};
+	static const char *const texts[] =
+		{"", "{}", "null", "[[[[", "{\"a\":1e999}", "\"x", "\xc0", "{\"protocol\":null}",
+		 "9"};
 	for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
 		for (int layer = 0; layer < 3; layer++) {
 			for (int k = 0; k < 2; k++) {
-				struct choria_v2_msg_spec m =
-					choria_v2_msg_defaults(k ? CHORIA_V2_REPLY : CHORIA_V2_REQUEST);
+				struct choria_v2_msg_spec m = choria_v2_msg_defaults(
+					k ? CHORIA_V2_REPLY : CHORIA_V2_REQUEST);
 				struct choria_msg_edit *e = layer == 0   ? &m.transport_edit
 							    : layer == 1 ? &m.secure_edit
 									 : &m.message_edit;

@@ -5,6 +5,7 @@
  * tampered) and requests that must pass or fail with their reason. */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 #include "choria_msg.h"
 #include "choria_v2.h"
 #include "protocol.h"
+#include "token.h"
 #include "verify.h"
 #include "verify_v2.h"
 
@@ -139,10 +141,11 @@ static char *example_token(void)
 	return token(&ts);
 }
 
-#define EXPECT(v, m, want)                                                                         \
-	do {                                                                                       \
-		const char *got_ = check((v), (m));                                                \
-		cr_expect_str_eq(got_, (want), "line %d: %s, expected %s", __LINE__, got_, (want)); \
+#define EXPECT(v, m, want)                                                                 \
+	do {                                                                               \
+		const char *got_ = check((v), (m));                                        \
+		cr_expect_str_eq(got_, (want), "line %d: %s, expected %s", __LINE__, got_, \
+				 (want));                                                  \
 	} while (0)
 
 Test(verify_v2, the_worked_example_passes_with_issuers_or_trusted_signers)
@@ -248,7 +251,8 @@ Test(verify_v2, validity_windows)
 	struct choria_v2_key ck;
 	struct choria_v2_chain short_chain;
 	cr_assert_eq(choria_v2_key_random(&ck), 0);
-	struct choria_v2_token_spec cs = choria_v2_token_defaults(CHORIA_V2_CHAIN_ISSUER, &ck, &org);
+	struct choria_v2_token_spec cs =
+		choria_v2_token_defaults(CHORIA_V2_CHAIN_ISSUER, &ck, &org);
 	cs.exp = NOW - 10;
 	free(choria_v2_chain_issuer(&cs, &short_chain));
 	ts = choria_v2_token_defaults(CHORIA_V2_CLIENT, &alice, NULL);
@@ -360,9 +364,10 @@ Test(verify_v2, malformed_tokens_are_bad_tokens)
 	struct choria_verifier *v = verifier(org.pub_hex, NULL);
 	struct choria_v2_token_spec ts = choria_v2_token_defaults(CHORIA_V2_CLIENT, &alice, &org);
 	struct choria_v2_msg_spec m;
-	static const char *const headers[] = {
-		"{\"alg\":\"none\",\"typ\":\"JWT\"}", "{\"alg\":\"HS256\",\"typ\":\"JWT\"}",
-		"{\"typ\":\"JWT\"}", "[\"EdDSA\"]", "{\"alg\":\"EdDSA\",\"alg\":\"EdDSA\"}"};
+	static const char *const headers[] = {"{\"alg\":\"none\",\"typ\":\"JWT\"}",
+					      "{\"alg\":\"HS256\",\"typ\":\"JWT\"}",
+					      "{\"typ\":\"JWT\"}", "[\"EdDSA\"]",
+					      "{\"alg\":\"EdDSA\",\"alg\":\"EdDSA\"}"};
 
 	for (size_t i = 0; i < sizeof(headers) / sizeof(headers[0]); i++) {
 		ts.header = headers[i];
@@ -370,8 +375,8 @@ Test(verify_v2, malformed_tokens_are_bad_tokens)
 		EXPECT(v, &m, "bad_token");
 	}
 	ts.header = NULL;
-	static const char *const garbage[] = {"a.b.c", "abc", "a.b", "a.b.c.d", "..",
-					      "eyJhbGciOiJFZERTQSJ9.e30.AAAA"};
+	static const char *const garbage[] = {"a.b.c",   "abc", "a.b",
+					      "a.b.c.d", "..",  "eyJhbGciOiJFZERTQSJ9.e30.AAAA"};
 	for (size_t i = 0; i < sizeof(garbage) / sizeof(garbage[0]); i++) {
 		m = request(garbage[i], &alice);
 		EXPECT(v, &m, "bad_token");
@@ -464,7 +469,8 @@ Test(verify_v2, request_signatures_and_callers)
 Test(verify_v2, delegated_requests)
 {
 	struct choria_verifier *v = verifier(org.pub_hex, NULL);
-	struct choria_v2_token_spec ds = choria_v2_token_defaults(CHORIA_V2_DELEGATOR, &deleg, &org);
+	struct choria_v2_token_spec ds =
+		choria_v2_token_defaults(CHORIA_V2_DELEGATOR, &deleg, &org);
 	struct choria_v2_token_spec cs = choria_v2_token_defaults(CHORIA_V2_CLIENT, &alice, &org);
 	char *dtok = token(&ds);
 	cs.permissions = "{\"signed_fleet_management\":true}";
@@ -641,9 +647,9 @@ Test(verify_v2, replies_are_checked_by_hash)
 		if (bad)
 			m.hash = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=";
 		char *wire = choria_v2_build(&m, &len);
-		cr_assert_eq(
-			choria_decode(&d, CHORIA_REPLY, wire, len, &reason, detail, sizeof(detail)),
-			0);
+		cr_assert_eq(choria_decode(&d, CHORIA_REPLY, wire, len, &reason, detail,
+					   sizeof(detail)),
+			     0);
 		int rc = choria_verify_reply(&d, &reason, detail, sizeof(detail));
 		if (bad) {
 			cr_expect_eq(rc, -EBADMSG);
@@ -684,9 +690,10 @@ Test(verify_v2, configuration_errors)
 	cr_expect_not_null(strstr(e.text, "trusted_signers: can only configure one of"), "%s",
 			   e.text);
 
-	static const char *const bad_issuers[] = {
-		"choria", "=7352415b7fe1a5aac5648d09ff17b6a1fd6320ceba4dc01b662bc8245d9a6a96",
-		"choria=7352", "choria=zz52415b7fe1a5aac5648d09ff17b6a1fd6320ceba4dc01b662bc8245d9a6a96"};
+	static const char *const bad_issuers[] =
+		{"choria", "=7352415b7fe1a5aac5648d09ff17b6a1fd6320ceba4dc01b662bc8245d9a6a96",
+		 "choria=7352",
+		 "choria=zz52415b7fe1a5aac5648d09ff17b6a1fd6320ceba4dc01b662bc8245d9a6a96"};
 	for (size_t i = 0; i < sizeof(bad_issuers) / sizeof(bad_issuers[0]); i++) {
 		struct choria_verify_opts b = {0};
 		memset(&e, 0, sizeof(e));
@@ -714,4 +721,87 @@ Test(verify_v2, configuration_errors)
 	cr_expect_not_null(strstr(e.text, "ca: a CA file is needed"), "%s", e.text);
 	cr_expect_not_null(strstr(e.text, "issuers or trusted_signers"), "%s", e.text);
 	free(is);
+}
+
+Test(verify_v2, ksuid_times_as_the_fixture_writes_them)
+{
+	static const int64_t times[] = {1400000000LL, CHORIA_V2_T_ISSUED, 2051222400LL,
+					1400000000LL + 4294967295LL};
+	for (size_t i = 0; i < sizeof(times) / sizeof(times[0]); i++) {
+		unsigned char payload[16];
+		char k[28];
+		int64_t t = 0;
+		memset(payload, (int)(i * 85), sizeof(payload));
+		cr_assert_eq(choria_v2_ksuid(k, times[i], payload), 0);
+		cr_expect(choria_ksuid_time(k, strlen(k), &t), "%s", k);
+		cr_expect_eq(t, times[i], "%s: %lld", k, (long long)t);
+	}
+	int64_t t;
+	cr_expect(choria_ksuid_time("37dGaqmDIbqUzuqzmA8v0Zvs29l", 27, &t));
+	cr_expect_eq(t, CHORIA_V2_T_ISSUED);
+	cr_expect(choria_ksuid_time("aWgEPTl1tmebfsQzFP4bxwgy80V", 27, &t), "2^160 - 1");
+	cr_expect_not(choria_ksuid_time("aWgEPTl1tmebfsQzFP4bxwgy80W", 27, &t), "2^160");
+	cr_expect_not(choria_ksuid_time("37dGaqmDIbqUzuqzmA8v0Zvs29", 26, &t));
+	cr_expect_not(choria_ksuid_time("37dGaqmDIbqUzuqzmA8v0Zvs2-l", 27, &t));
+}
+
+/* Threads sharing one verifier and a cache too small for their tokens,
+ * so that lookups, insertions and evictions race. */
+struct race {
+	struct choria_verifier *v;
+	char *wires[6];
+	size_t lens[6];
+	int failures;
+};
+
+static void *race_thread(void *arg)
+{
+	struct race *r = arg;
+	struct choria_verify_scratch *s = NULL;
+
+	if (choria_verify_scratch_new(&s) != 0)
+		return NULL;
+	for (int i = 0; i < 120; i++) {
+		struct choria_decoded d;
+		const char *reason;
+		char detail[300];
+		size_t w = (size_t)i % 6;
+		if (choria_decode(&d, CHORIA_REQUEST, r->wires[w], r->lens[w], &reason, detail,
+				  sizeof(detail)) != 0 ||
+		    choria_verify_request(r->v, i % 2 ? s : NULL, &d, NOW, &reason, detail,
+					  sizeof(detail)) != 0)
+			__atomic_add_fetch(&r->failures, 1, __ATOMIC_RELAXED);
+		choria_decoded_clear(&d);
+	}
+	choria_verify_scratch_free(s);
+	return NULL;
+}
+
+Test(verify_v2, threads_share_the_verifier)
+{
+	struct choria_verify_opts o = {0};
+	struct race r = {0};
+	char *is = NULL;
+	cr_assert(asprintf(&is, "choria=%s", org.pub_hex) > 0);
+	const char *il[] = {is};
+	o.issuers = il;
+	o.n_issuers = 1;
+	o.token_cache_size = 2;
+	cr_assert_eq(choria_verifier_new(&r.v, &o, NULL, NULL, NULL), 0);
+	free(is);
+	for (int i = 0; i < 6; i++) {
+		struct choria_v2_token_spec ts =
+			choria_v2_token_defaults(CHORIA_V2_CLIENT, &alice, i % 2 ? &org : NULL);
+		if (!(i % 2))
+			ts.chain = &chain;
+		struct choria_v2_msg_spec m = request(token(&ts), &alice);
+		r.wires[i] = keep(choria_v2_build(&m, &r.lens[i]));
+	}
+	pthread_t th[4];
+	for (int i = 0; i < 4; i++)
+		cr_assert_eq(pthread_create(&th[i], NULL, race_thread, &r), 0);
+	for (int i = 0; i < 4; i++)
+		pthread_join(th[i], NULL);
+	cr_expect_eq(r.failures, 0);
+	choria_verifier_free(r.v);
 }
