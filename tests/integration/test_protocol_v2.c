@@ -824,7 +824,7 @@ Test(protocol_v2, malformed_v2_is_rejected_with_its_reason_and_counted)
 	struct choria_v2_msg_spec base = choria_v2_msg_defaults(CHORIA_V2_REQUEST);
 	base.caller_token = alice_tok;
 	base.signing_key = &alice;
-	struct malformed f[14];
+	struct malformed f[16];
 	size_t nf = 0;
 	for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++)
 		f[i].m = base;
@@ -845,6 +845,10 @@ Test(protocol_v2, malformed_v2_is_rejected_with_its_reason_and_counted)
 	f[nf++].m.secure_protocol = "io.choria.protocol.v2.secure_reply";
 	f[nf].reason = "bad_secure";
 	f[nf++].m.secure_edit.remove = "caller";
+	f[nf].reason = "bad_secure";
+	f[nf++].m.transport_protocol = "choria:transport:1";
+	f[nf].reason = "bad_secure";
+	f[nf++].m.kind = CHORIA_V2_REPLY;
 	f[nf].reason = "bad_message";
 	f[nf++].m.ttl = 0;
 	f[nf].reason = "bad_message";
