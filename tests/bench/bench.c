@@ -868,7 +868,7 @@ int main(void)
 	printf("RSA-2048 SHA-256 verifications per second on one core: %.0f (%.1f us each)\n", vps,
 	       1e6 / vps);
 	if (eps > 0)
-		printf("ed25519 verifications of %zu bytes per second on one core: %.0f (%.1f us each)\n",
+		printf("ed25519 verifications of %zu bytes per second of CPU: %.0f (%.1f us each)\n",
 		       signed_v2, eps, 1e6 / eps);
 	if (have_v2)
 		printf("v2verify: protocol v2 registration, %.0f bytes each on the wire\n",

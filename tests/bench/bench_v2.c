@@ -101,10 +101,12 @@ size_t bench_v2_signed_len(const struct bench_v2_fleet *f)
 	return len;
 }
 
-static double bench_v2_now(void)
+/* This thread's CPU time: on shared cores, a wall clock would count the
+ * time other processes held the core as the verification's. */
+static double bench_v2_cpu_now(void)
 {
 	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
@@ -121,7 +123,7 @@ double bench_v2_verify_limit(size_t len)
 	EVP_PKEY *pub = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, k.pub, 32);
 	EVP_MD_CTX *md = EVP_MD_CTX_new();
 	long done = 0;
-	double t0 = bench_v2_now(), t = t0;
+	double t0 = bench_v2_cpu_now(), t = t0;
 	if (pub && md && choria_v2_sign(&k, msg, len, sig) == 0) {
 		do {
 			for (int i = 0; i < 100; i++) {
@@ -131,7 +133,7 @@ double bench_v2_verify_limit(size_t len)
 						     len) == 1)
 					done++;
 			}
-			t = bench_v2_now();
+			t = bench_v2_cpu_now();
 		} while (t - t0 < 2.0);
 	}
 	EVP_MD_CTX_free(md);

@@ -32,8 +32,8 @@ int corpus_build_v2(struct corpus *c, size_t n, const struct bench_v2_fleet *f, 
 /* The length of the bytes a v2 corpus message signs (its request). */
 size_t bench_v2_signed_len(const struct bench_v2_fleet *f);
 
-/* ed25519 verifications of a message of `len` bytes one core does per
- * second, measured for about two seconds. */
+/* ed25519 verifications of a message of `len` bytes per second of one
+ * core's CPU time, measured over about two seconds of it. */
 double bench_v2_verify_limit(size_t len);
 
 #endif

@@ -634,6 +634,78 @@ Test(protocol_v2, a_rejected_caller_is_named_sanitised)
 	free(tok);
 }
 
+/* A token's text with its last `cut` characters cut and `suffix` appended. */
+static char *token_text_edit(const char *tok, const char *suffix, size_t cut)
+{
+	size_t n = strlen(tok) - cut;
+	char *out = malloc(n + strlen(suffix) + 1);
+	cr_assert_not_null(out);
+	memcpy(out, tok, n);
+	strcpy(out + n, suffix);
+	return out;
+}
+
+/* What the fleet may send that is unusual but valid, and JWT shapes that
+ * are not: a fractional exp, an empty signer, a time of 1 ns pass; a
+ * padded, four-part or short-signed token is a bad_token. */
+Test(protocol_v2, unusual_forms_of_tokens_and_requests)
+{
+	start_verify_issuers("");
+	char *alice_tok = token((struct tok){.kind = CHORIA_V2_CLIENT, .holder = &alice});
+	char *fractional = token((struct tok){.kind = CHORIA_V2_CLIENT,
+					      .holder = &alice,
+					      .patch = "{\"exp\":2051222400.5}"});
+	char *padded = token_text_edit(alice_tok, "=", 0);
+	char *four_parts = token_text_edit(alice_tok, ".AA", 0);
+	/* 86 characters hold 64 bytes; 84 hold 63 */
+	char *short_sig = token_text_edit(alice_tok, "", 2);
+	char rid_frac[28], rid_empty[28], rid_early[28];
+
+	publish_request((struct req){.sender = "fractional-exp",
+				     .caller_token = fractional,
+				     .key = &alice},
+			rid_frac);
+	struct choria_v2_msg_spec m = choria_v2_msg_defaults(CHORIA_V2_REQUEST);
+	request_id(rid_empty);
+	m.id = rid_empty;
+	m.body = "{\"identity\":\"empty-signer\"}";
+	m.sender = "empty-signer";
+	m.caller_token = alice_tok;
+	m.signer_token = "";
+	m.signing_key = &alice;
+	publish_v2(&m);
+	publish_request((struct req){.sender = "first-nanosecond",
+				     .caller_token = alice_tok,
+				     .key = &alice,
+				     .time_ns = 1},
+			rid_early);
+	publish_request((struct req){.sender = "padded", .caller_token = padded, .key = &alice},
+			NULL);
+	publish_request((struct req){.sender = "four-parts",
+				     .caller_token = four_parts,
+				     .key = &alice},
+			NULL);
+	publish_request((struct req){.sender = "short-signature",
+				     .caller_token = short_sig,
+				     .key = &alice},
+			NULL);
+
+	cr_assert(js_stream_wait_count(&client, "NODES", 3, 15000));
+	pipeline_counts_once_settled(&daemon_a, "node_data", 6, 15000);
+	cr_assert_eq(daemon_stop(&daemon_a, SIGTERM, 20000), 0);
+	cr_assert_eq(pipeline_rejected_for(&daemon_a, "node_data", "bad_token"), 3);
+	struct landed *l = stored(3);
+	expect_envelope(l, 3, "fractional-exp", rid_frac, "2026-01-01T00:00:05.123456789Z");
+	expect_envelope(l, 3, "empty-signer", rid_empty, "2026-01-01T00:00:05.123456789Z");
+	expect_envelope(l, 3, "first-nanosecond", rid_early, "1970-01-01T00:00:00.000000001Z");
+	landed_free(l, 3);
+	free(alice_tok);
+	free(fractional);
+	free(padded);
+	free(four_parts);
+	free(short_sig);
+}
+
 /* Wait until the clock reaches `t` (Unix seconds), up to a minute. */
 static void wait_until(int64_t t)
 {
@@ -752,7 +824,7 @@ Test(protocol_v2, malformed_v2_is_rejected_with_its_reason_and_counted)
 	struct choria_v2_msg_spec base = choria_v2_msg_defaults(CHORIA_V2_REQUEST);
 	base.caller_token = alice_tok;
 	base.signing_key = &alice;
-	struct malformed f[14];
+	struct malformed f[16];
 	size_t nf = 0;
 	for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++)
 		f[i].m = base;
@@ -773,6 +845,10 @@ Test(protocol_v2, malformed_v2_is_rejected_with_its_reason_and_counted)
 	f[nf++].m.secure_protocol = "io.choria.protocol.v2.secure_reply";
 	f[nf].reason = "bad_secure";
 	f[nf++].m.secure_edit.remove = "caller";
+	f[nf].reason = "bad_secure";
+	f[nf++].m.transport_protocol = "choria:transport:1";
+	f[nf].reason = "bad_secure";
+	f[nf++].m.kind = CHORIA_V2_REPLY;
 	f[nf].reason = "bad_message";
 	f[nf++].m.ttl = 0;
 	f[nf].reason = "bad_message";
