@@ -346,6 +346,32 @@ Test(verify_v2, issuers_that_are_not_trusted)
 	m = request(token(&ts), &alice);
 	EXPECT(v, &m, "untrusted_issuer");
 
+	/* The chain issuer's B (its signature over "<jti>.<A>") is wrong while
+	 * the JWT itself is signed by C after the change: only B is at fault. */
+	char *b_text = NULL, *b_sig, tcs[400];
+	ts = choria_v2_token_defaults(CHORIA_V2_CLIENT, &alice, NULL);
+	ts.chain = &chain;
+	ts.jti = "37dGaqmDIbqUzuqzmA8v0Zvs29l";
+	b_sig = keep(choria_v2_sign_hex(&bob, "37dGaqmDIbqUzuqzmA8v0Zvs29l", 27));
+	snprintf(tcs, sizeof(tcs), "{\"tcs\":\"%s.%s\"}", chain.tcs, b_sig);
+	ts.patch = tcs;
+	m = request(token(&ts), &alice);
+	EXPECT(v, &m, "untrusted_issuer");
+	/* B is C's own signature, but over another token's jti. */
+	cr_assert(asprintf(&b_text, "%s.%s", "37dGaqLNaUrWVctK9ku90ygt2TZ", chain.tcs) > 0);
+	b_sig = keep(choria_v2_sign_hex(&chain.key, b_text, strlen(b_text)));
+	free(b_text);
+	snprintf(tcs, sizeof(tcs), "{\"tcs\":\"%s.%s\"}", chain.tcs, b_sig);
+	m = request(token(&ts), &alice);
+	EXPECT(v, &m, "untrusted_issuer");
+	/* The same B over its own jti passes: the two above fail on B alone. */
+	cr_assert(asprintf(&b_text, "%s.%s", ts.jti, chain.tcs) > 0);
+	b_sig = keep(choria_v2_sign_hex(&chain.key, b_text, strlen(b_text)));
+	free(b_text);
+	snprintf(tcs, sizeof(tcs), "{\"tcs\":\"%s.%s\"}", chain.tcs, b_sig);
+	m = request(token(&ts), &alice);
+	EXPECT(v, &m, "ok");
+
 	/* With trusted signers, a foreign key is untrusted too. */
 	choria_verifier_free(v);
 	v = verifier(NULL, org.pub_hex);
