@@ -230,16 +230,25 @@ Test(verify_v2, validity_windows)
 	m = request(token(&ts), &alice);
 	EXPECT(v, &m, "ok");
 
-	/* Fractional NumericDates, as golang-jwt accepts them. */
+	/* Fractional NumericDates, as golang-jwt accepts them: truncated to
+	 * the second, so exp NOW.5 is already expired at NOW. */
 	ts = choria_v2_token_defaults(CHORIA_V2_CLIENT, &alice, &org);
 	char patch[80];
 	snprintf(patch, sizeof(patch), "{\"exp\":%lld.5}", (long long)NOW);
 	ts.patch = patch;
 	m = request(token(&ts), &alice);
-	EXPECT(v, &m, "ok");
-	snprintf(patch, sizeof(patch), "{\"exp\":%lld.5}", (long long)NOW - 1);
+	EXPECT(v, &m, "token_expired");
+	cr_expect_str_eq(check_at(v, &m, NOW - 1), "ok");
+	snprintf(patch, sizeof(patch), "{\"exp\":%lld.999}", (long long)NOW);
 	m = request(token(&ts), &alice);
 	EXPECT(v, &m, "token_expired");
+	snprintf(patch, sizeof(patch), "{\"exp\":%lld.5}", (long long)NOW + 1);
+	m = request(token(&ts), &alice);
+	EXPECT(v, &m, "ok");
+	snprintf(patch, sizeof(patch), "{\"nbf\":%lld.5}", (long long)NOW);
+	m = request(token(&ts), &alice);
+	EXPECT(v, &m, "ok");
+	cr_expect_str_eq(check_at(v, &m, NOW - 1), "token_not_yet_valid");
 
 	/* No exp at all: refused. */
 	ts = choria_v2_token_defaults(CHORIA_V2_CLIENT, &alice, &org);
@@ -262,6 +271,13 @@ Test(verify_v2, validity_windows)
 	EXPECT(v, &m, "token_expired");
 	cr_expect_str_eq(check_at(v, &m, NOW - 10), "ok", "issexp itself is still valid");
 	cr_expect_str_eq(check_at(v, &m, NOW - 9), "token_expired");
+	ts = choria_v2_token_defaults(CHORIA_V2_CLIENT, &alice, NULL);
+	ts.chain = &chain;
+	snprintf(patch, sizeof(patch), "{\"issexp\":%lld.5}", (long long)NOW);
+	ts.patch = patch;
+	m = request(token(&ts), &alice);
+	EXPECT(v, &m, "ok");
+	cr_expect_str_eq(check_at(v, &m, NOW + 1), "token_expired");
 	choria_verifier_free(v);
 }
 
