@@ -401,6 +401,37 @@ Test(verify_v2, issuers_that_are_not_trusted)
 	choria_verifier_free(v);
 }
 
+Test(verify_v2, several_issuers_each_sign_for_their_own_ou)
+{
+	struct choria_verify_opts o = {0};
+	struct choria_verifier *v = NULL;
+	char *a = NULL, *b = NULL;
+	cr_assert(asprintf(&a, "a=%s", org.pub_hex) > 0);
+	cr_assert(asprintf(&b, "b=%s", other_org.pub_hex) > 0);
+	const char *il[] = {a, b};
+	o.issuers = il;
+	o.n_issuers = 2;
+	cr_assert_eq(choria_verifier_new(&v, &o, NULL, NULL, NULL), 0);
+	free(a);
+	free(b);
+
+	struct choria_v2_token_spec ts = choria_v2_token_defaults(CHORIA_V2_CLIENT, &alice, &org);
+	struct choria_v2_msg_spec m;
+	ts.ou = "a";
+	m = request(token(&ts), &alice);
+	EXPECT(v, &m, "ok");
+	ts.issuer = &other_org; /* b's key, a's name */
+	m = request(token(&ts), &alice);
+	EXPECT(v, &m, "untrusted_issuer");
+	ts.ou = "b";
+	m = request(token(&ts), &alice);
+	EXPECT(v, &m, "ok");
+	ts.issuer = &org;
+	m = request(token(&ts), &alice);
+	EXPECT(v, &m, "untrusted_issuer");
+	choria_verifier_free(v);
+}
+
 Test(verify_v2, malformed_tokens_are_bad_tokens)
 {
 	struct choria_verifier *v = verifier(org.pub_hex, NULL);
