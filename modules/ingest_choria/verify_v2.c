@@ -156,7 +156,8 @@ static int choria_v2_verdict(struct choria_v2_verifier *v, EVP_MD_CTX *key_md, E
 			     struct choria_token_verdict *out)
 {
 	unsigned char key[TOKENCACHE_KEY_LEN];
-	bool keyed = tokencache_key(v->cache, key_md, token, len, under, key) == 0;
+	bool keyed = under != CHORIA_TOKEN_NO_KEY &&
+		     tokencache_key(v->cache, key_md, token, len, under, key) == 0;
 	int r;
 
 	if (keyed && tokencache_get(v->cache, key, out))
@@ -180,10 +181,10 @@ static const char *choria_v2_purpose_name(enum choria_token_purpose p)
 	return "neither a client nor a server";
 }
 
-/* A token's verdict, purpose and validity at `now`; `role` names it. */
-static int choria_v2_usable(const struct choria_token_verdict *t, bool client_only,
-			    const char *role, int64_t now, const struct choria_v2_who *who,
-			    const char **reason, char *detail, size_t detail_len)
+/* A token's shape and purpose; `role` names it. */
+static int choria_v2_purpose(const struct choria_token_verdict *t, bool client_only,
+			     const char *role, const struct choria_v2_who *who, const char **reason,
+			     char *detail, size_t detail_len)
 {
 	if (!t->parsed)
 		return choria_v2_fail(reason, detail, detail_len, who, -EBADMSG, t->reason,
@@ -193,6 +194,14 @@ static int choria_v2_usable(const struct choria_token_verdict *t, bool client_on
 				      "the %s token is %s token%s", role,
 				      choria_v2_purpose_name(t->purpose),
 				      client_only ? ", where a client's is needed" : "");
+	return 0;
+}
+
+/* A token's issuer and validity at `now`; `role` names it. */
+static int choria_v2_usable(const struct choria_token_verdict *t, const char *role, int64_t now,
+			    const struct choria_v2_who *who, const char **reason, char *detail,
+			    size_t detail_len)
+{
 	if (t->reason)
 		return choria_v2_fail(reason, detail, detail_len, who, -EBADMSG, t->reason,
 				      "the %s token: %s", role, t->detail);
@@ -266,7 +275,9 @@ static int choria_v2_plain(struct choria_v2_verifier *v, EVP_MD_CTX *key_md, EVP
 	if (r)
 		return choria_v2_fail(reason, detail, detail_len, who, r, "no_memory",
 				      "out of memory checking the caller token");
-	r = choria_v2_usable(&t, false, "caller", now, who, reason, detail, detail_len);
+	r = choria_v2_purpose(&t, false, "caller", who, reason, detail, detail_len);
+	if (r == 0)
+		r = choria_v2_usable(&t, "caller", now, who, reason, detail, detail_len);
 	if (r)
 		goto out;
 	if (t.purpose == CHORIA_TOKEN_CLIENT && t.signed_fleet_management) {
@@ -303,7 +314,21 @@ static int choria_v2_delegated(struct choria_v2_verifier *v, EVP_MD_CTX *key_md,
 	if (r)
 		return choria_v2_fail(reason, detail, detail_len, who, r, "no_memory",
 				      "out of memory checking the signer token");
-	r = choria_v2_usable(&s, true, "signer", now, who, reason, detail, detail_len);
+	r = choria_v2_purpose(&s, true, "signer", who, reason, detail, detail_len);
+	if (r)
+		goto out;
+	/* Both purposes before anything else (§7): the caller's claims are
+	 * read even when the signer is untrusted, under no key then. */
+	r = choria_v2_verdict(v, key_md, sig_md, p, d->caller_token, d->caller_token_len,
+			      s.reason ? CHORIA_TOKEN_NO_KEY : s.key_index, &c);
+	if (r) {
+		r = choria_v2_fail(reason, detail, detail_len, who, r, "no_memory",
+				   "out of memory checking the caller token");
+		goto out;
+	}
+	r = choria_v2_purpose(&c, true, "caller", who, reason, detail, detail_len);
+	if (r == 0)
+		r = choria_v2_usable(&s, "signer", now, who, reason, detail, detail_len);
 	if (r)
 		goto out;
 	if (!s.delegator) {
@@ -312,14 +337,7 @@ static int choria_v2_delegated(struct choria_v2_verifier *v, EVP_MD_CTX *key_md,
 				   "permission");
 		goto out;
 	}
-	r = choria_v2_verdict(v, key_md, sig_md, p, d->caller_token, d->caller_token_len,
-			      s.key_index, &c);
-	if (r) {
-		r = choria_v2_fail(reason, detail, detail_len, who, r, "no_memory",
-				   "out of memory checking the caller token");
-		goto out;
-	}
-	r = choria_v2_usable(&c, true, "caller", now, who, reason, detail, detail_len);
+	r = choria_v2_usable(&c, "caller", now, who, reason, detail, detail_len);
 	if (r)
 		goto out;
 	if (!c.fleet_management && !c.signed_fleet_management) {

@@ -598,6 +598,20 @@ Test(verify_v2, delegated_requests)
 	ss = choria_v2_token_defaults(CHORIA_V2_SERVER, &alice, &org);
 	m.caller_token = token(&ss);
 	EXPECT(v, &m, "wrong_purpose");
+	/* Both purposes come first (PROTOCOL-v2.md §7, delegated step 1):
+	 * a server caller is wrong_purpose whatever is wrong with the signer. */
+	ds = choria_v2_token_defaults(CHORIA_V2_DELEGATOR, &deleg, &org);
+	ds.permissions = "{\"fleet_management\":true}";
+	m.signer_token = token(&ds);
+	EXPECT(v, &m, "wrong_purpose");
+	ds = choria_v2_token_defaults(CHORIA_V2_DELEGATOR, &deleg, &other_org);
+	m.signer_token = token(&ds);
+	EXPECT(v, &m, "wrong_purpose");
+	ds = choria_v2_token_defaults(CHORIA_V2_DELEGATOR, &deleg, &org);
+	ds.exp = NOW - 1;
+	m.signer_token = token(&ds);
+	EXPECT(v, &m, "wrong_purpose");
+	m.signer_token = dtok;
 	/* ... within its own validity. */
 	cs = choria_v2_token_defaults(CHORIA_V2_CLIENT, &alice, &org);
 	cs.permissions = "{\"signed_fleet_management\":true}";
