@@ -149,11 +149,28 @@ void choria_v2_verifier_cache_stats(struct choria_v2_verifier *v, struct tokenca
 	tokencache_get_stats(v->cache, out);
 }
 
+/* Whether a trusted verdict may still let a request through, in the place
+ * `under` says: any key (a caller on its own, or a signer) or the signer's
+ * (a delegated caller). Others are cached with the rejections, so that
+ * replayed genuine tokens that cannot pass never push the fleet's out. */
+static bool choria_v2_may_pass(const struct choria_token_verdict *t, uint32_t under, int64_t now)
+{
+	if (t->reason || now >= t->expires)
+		return false;
+	if (under != CHORIA_TOKEN_ANY_KEY)
+		return t->purpose == CHORIA_TOKEN_CLIENT &&
+		       (t->fleet_management || t->signed_fleet_management);
+	if (t->purpose == CHORIA_TOKEN_SERVER)
+		return true;
+	return t->purpose == CHORIA_TOKEN_CLIENT &&
+	       ((t->fleet_management && !t->signed_fleet_management) || t->delegator);
+}
+
 /* The verdict on one token under key `under`: cached, or checked and
  * cached. 0 or -ENOMEM. */
 static int choria_v2_verdict(struct choria_v2_verifier *v, EVP_MD_CTX *key_md, EVP_MD_CTX *sig_md,
 			     struct jdom_parser *p, const char *token, size_t len, uint32_t under,
-			     struct choria_token_verdict *out)
+			     int64_t now, struct choria_token_verdict *out)
 {
 	unsigned char key[TOKENCACHE_KEY_LEN];
 	bool keyed = under != CHORIA_TOKEN_NO_KEY &&
@@ -164,7 +181,7 @@ static int choria_v2_verdict(struct choria_v2_verifier *v, EVP_MD_CTX *key_md, E
 		return 0;
 	r = choria_token_check(&v->trust, p, sig_md, token, len, under, out);
 	if (r == 0 && keyed)
-		tokencache_put(v->cache, key, out);
+		tokencache_put(v->cache, key, out, choria_v2_may_pass(out, under, now));
 	return r;
 }
 
@@ -270,7 +287,7 @@ static int choria_v2_plain(struct choria_v2_verifier *v, EVP_MD_CTX *key_md, EVP
 {
 	struct choria_token_verdict t;
 	int r = choria_v2_verdict(v, key_md, sig_md, p, d->caller_token, d->caller_token_len,
-				  CHORIA_TOKEN_ANY_KEY, &t);
+				  CHORIA_TOKEN_ANY_KEY, now, &t);
 
 	if (r)
 		return choria_v2_fail(reason, detail, detail_len, who, r, "no_memory",
@@ -310,7 +327,7 @@ static int choria_v2_delegated(struct choria_v2_verifier *v, EVP_MD_CTX *key_md,
 
 	memset(&c, 0, sizeof(c));
 	r = choria_v2_verdict(v, key_md, sig_md, p, d->signer_token, d->signer_token_len,
-			      CHORIA_TOKEN_ANY_KEY, &s);
+			      CHORIA_TOKEN_ANY_KEY, now, &s);
 	if (r)
 		return choria_v2_fail(reason, detail, detail_len, who, r, "no_memory",
 				      "out of memory checking the signer token");
@@ -320,7 +337,7 @@ static int choria_v2_delegated(struct choria_v2_verifier *v, EVP_MD_CTX *key_md,
 	/* Both purposes before anything else (§7): the caller's claims are
 	 * read even when the signer is untrusted, under no key then. */
 	r = choria_v2_verdict(v, key_md, sig_md, p, d->caller_token, d->caller_token_len,
-			      s.reason ? CHORIA_TOKEN_NO_KEY : s.key_index, &c);
+			      s.reason ? CHORIA_TOKEN_NO_KEY : s.key_index, now, &c);
 	if (r) {
 		r = choria_v2_fail(reason, detail, detail_len, who, r, "no_memory",
 				   "out of memory checking the caller token");

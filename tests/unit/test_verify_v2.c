@@ -681,6 +681,52 @@ Test(verify_v2, verdicts_are_cached_and_expiry_still_counts)
 	choria_verifier_free(v);
 }
 
+/* Genuine tokens that cannot let a request through (expired, of another
+ * purpose, without the permission) are remembered with the rejections, so
+ * that replaying them never evicts the fleet's. */
+Test(verify_v2, unusable_genuine_tokens_do_not_evict_the_fleets)
+{
+	struct choria_verify_opts o = {0};
+	struct choria_verifier *v = NULL;
+	struct tokencache_stats st;
+	char *is = NULL;
+	cr_assert(asprintf(&is, "choria=%s", org.pub_hex) > 0);
+	const char *il[] = {is};
+	o.issuers = il;
+	o.n_issuers = 1;
+	o.token_cache_size = 8; /* one set of 8 places */
+	cr_assert_eq(choria_verifier_new(&v, &o, NULL, NULL, NULL), 0);
+	free(is);
+
+	struct choria_v2_token_spec ts = choria_v2_token_defaults(CHORIA_V2_CLIENT, &alice, &org);
+	struct choria_v2_msg_spec fleet = request(token(&ts), &alice), m;
+	EXPECT(v, &fleet, "ok");
+	for (int i = 0; i < 20; i++) {
+		ts = choria_v2_token_defaults(CHORIA_V2_CLIENT, &alice, &org);
+		ts.exp = NOW - 1;
+		m = request(token(&ts), &alice);
+		EXPECT(v, &m, "token_expired");
+		ts = choria_v2_token_defaults(CHORIA_V2_PROVISIONING, &alice, &org);
+		m = request(token(&ts), &alice);
+		EXPECT(v, &m, "wrong_purpose");
+		ts = choria_v2_token_defaults(CHORIA_V2_CLIENT, &alice, &org);
+		ts.permissions = "{\"streams_user\":true}";
+		m = request(token(&ts), &alice);
+		EXPECT(v, &m, "no_fleet_management");
+		ts.permissions = "{\"signed_fleet_management\":true}";
+		m = request(token(&ts), &alice);
+		EXPECT(v, &m, "needs_delegation");
+	}
+	choria_v2_verifier_cache_stats(choria_verifier_v2(v), &st);
+	cr_expect_eq(st.entries, 1, "%zu in the fleet's table", st.entries);
+	uint64_t misses = st.misses, hits = st.hits;
+	EXPECT(v, &fleet, "ok");
+	choria_v2_verifier_cache_stats(choria_verifier_v2(v), &st);
+	cr_expect_eq(st.misses, misses, "the fleet's token was evicted");
+	cr_expect_eq(st.hits, hits + 1);
+	choria_verifier_free(v);
+}
+
 Test(verify_v2, each_version_needs_its_own_trust)
 {
 	/* Only v2 trust: a v1 request is untrusted_version. */
