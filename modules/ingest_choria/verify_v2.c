@@ -80,20 +80,53 @@ static void choria_v2_report(choria_v2_error_fn error, void *arg, const char *op
 	error(arg, option, msg);
 }
 
-int choria_v2_verifier_new(struct choria_v2_verifier **out, const char *const *issuers,
-			   unsigned n_issuers, const char *const *signers, unsigned n_signers,
-			   size_t cache_size, choria_v2_error_fn error, void *arg)
+/* Both lists into `t`, each problem reported: 0, -EINVAL or -ENOMEM. */
+static int choria_v2_trust_read(struct choria_trust *t, const char *const *issuers,
+				unsigned n_issuers, const char *const *signers, unsigned n_signers,
+				choria_v2_error_fn error, void *arg)
 {
-	struct choria_v2_verifier *v;
 	char why[256];
 	int rc = 0;
 
-	*out = NULL;
 	if (n_issuers && n_signers) {
 		choria_v2_report(error, arg, "trusted_signers",
 				 "can only configure one of trusted_signers or issuers");
 		return -EINVAL;
 	}
+	for (unsigned i = 0; i < n_issuers + n_signers; i++) {
+		bool issuer = i < n_issuers;
+		int r = choria_trust_add(t, issuer ? issuers[i] : signers[i - n_issuers], issuer,
+					 why, sizeof(why));
+		if (r == -ENOMEM)
+			return r;
+		if (r) {
+			choria_v2_report(error, arg, issuer ? "issuers" : "trusted_signers", "%s",
+					 why);
+			rc = r;
+		}
+	}
+	return rc;
+}
+
+int choria_v2_trust_check(const char *const *issuers, unsigned n_issuers,
+			  const char *const *signers, unsigned n_signers, choria_v2_error_fn error,
+			  void *arg)
+{
+	struct choria_trust t = {0};
+	int rc = choria_v2_trust_read(&t, issuers, n_issuers, signers, n_signers, error, arg);
+
+	choria_trust_clear(&t);
+	return rc;
+}
+
+int choria_v2_verifier_new(struct choria_v2_verifier **out, const char *const *issuers,
+			   unsigned n_issuers, const char *const *signers, unsigned n_signers,
+			   size_t cache_size, choria_v2_error_fn error, void *arg)
+{
+	struct choria_v2_verifier *v;
+	int rc;
+
+	*out = NULL;
 	if (!n_issuers && !n_signers) {
 		choria_v2_report(error, arg, "issuers",
 				 "issuers or trusted_signers is needed to verify v2 tokens");
@@ -102,23 +135,10 @@ int choria_v2_verifier_new(struct choria_v2_verifier **out, const char *const *i
 	v = calloc(1, sizeof(*v));
 	if (!v)
 		return -ENOMEM;
-	for (unsigned i = 0; i < n_issuers + n_signers; i++) {
-		bool issuer = i < n_issuers;
-		int r = choria_trust_add(&v->trust, issuer ? issuers[i] : signers[i - n_issuers],
-					 issuer, why, sizeof(why));
-		if (r == -ENOMEM) {
-			rc = r;
-			goto fail;
-		}
-		if (r) {
-			choria_v2_report(error, arg, issuer ? "issuers" : "trusted_signers", "%s",
-					 why);
-			rc = r;
-		}
-	}
-	if (rc)
-		goto fail;
-	rc = tokencache_new(&v->cache, cache_size ? cache_size : CHORIA_TOKEN_CACHE_DEFAULT);
+	rc = choria_v2_trust_read(&v->trust, issuers, n_issuers, signers, n_signers, error, arg);
+	if (rc == 0)
+		rc = tokencache_new(&v->cache,
+				    cache_size ? cache_size : CHORIA_TOKEN_CACHE_DEFAULT);
 	if (rc)
 		goto fail;
 	*out = v;
