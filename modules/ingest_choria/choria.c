@@ -282,6 +282,25 @@ static int choria_create_verifier(struct choria *self, const struct cad_host *ho
 	return rc;
 }
 
+/* An adapter that does not verify requests still has its trust options
+ * checked, so that a typo is found by `-t` wherever it is. */
+static int choria_check_trust(const struct cad_host *host, const struct cad_config *cfg)
+{
+	struct choria_cfg_report report = {.host = host, .cfg = cfg};
+	const char **issuers = NULL, **signers = NULL;
+	unsigned n_issuers = 0, n_signers = 0;
+	int rc = choria_cfg_list(host, cfg, "issuers", &issuers, &n_issuers);
+
+	if (rc == 0)
+		rc = choria_cfg_list(host, cfg, "trusted_signers", &signers, &n_signers);
+	if (rc == 0)
+		rc = choria_v2_trust_check(issuers, n_issuers, signers, n_signers,
+					   choria_verify_error, &report);
+	free(issuers);
+	free(signers);
+	return rc;
+}
+
 static int choria_create(void **instance, const struct cad_host *host, struct cad_context *ctx,
 			 const struct cad_config *cfg)
 {
@@ -338,13 +357,14 @@ static int choria_create(void **instance, const struct cad_host *host, struct ca
 	ca = host->cfg_str(cfg, "ca");
 	if (ca && *ca && !(self->ca = strdup(ca)))
 		goto nomem;
-	if (self->verify && self->kind == CHORIA_REQUEST) {
+	if (self->verify && self->kind == CHORIA_REQUEST)
 		rc = choria_create_verifier(self, host, cfg);
-		if (rc == -ENOMEM)
-			goto nomem;
-		if (rc)
-			errors++;
-	}
+	else
+		rc = choria_check_trust(host, cfg);
+	if (rc == -ENOMEM)
+		goto nomem;
+	if (rc)
+		errors++;
 
 	/* The host held `workers` to 1..max_workers (the descriptor's). */
 	workers = host->cfg_int(cfg, "workers");

@@ -67,6 +67,9 @@ void jdom_put(jdom_value *v, const dom::element &e)
 	std::memcpy(v->opaque, static_cast<const void *>(&e), sizeof(e));
 }
 
+/* Valid JSON that jansson refused: told apart by its address. */
+const char jdom_too_big[] = "too big integer";
+
 } // namespace
 
 struct jdom_parser {
@@ -119,7 +122,7 @@ struct jdom_parser {
 			return nullptr;
 		}
 		case dom::element_type::UINT64:
-			return "too big integer";
+			return jdom_too_big;
 		default:
 			return nullptr;
 		}
@@ -270,7 +273,7 @@ int jdom_parse(struct jdom_parser *p, const char *data, size_t len, bool padded,
 		return -ENOMEM;
 	}
 	if (*why)
-		return -EBADMSG;
+		return *why == jdom_too_big ? -ERANGE : -EBADMSG;
 	jdom_put(root, e);
 	return 0;
 }

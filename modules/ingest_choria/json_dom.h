@@ -73,7 +73,8 @@ unsigned char *jdom_scratch_buffer(struct jdom_scratch *s, size_t len);
  * Parse `len` bytes at `data` into `p`, replacing its previous document.
  * `padded`: JDOM_PADDING readable bytes follow the data, so it is parsed
  * where it is; otherwise it is copied first. Returns 0 and sets *root, or
- * -EBADMSG with *why a static English text, or -ENOMEM.
+ * -EBADMSG with *why a static English text, or -ERANGE (with *why) for
+ * JSON that holds an integer between INT64_MAX and UINT64_MAX, or -ENOMEM.
  */
 int jdom_parse(struct jdom_parser *p, const char *data, size_t len, bool padded,
 	       struct jdom_value *root, const char **why);

@@ -88,7 +88,7 @@ static size_t choria_utf8_chars(const char *s, size_t n)
 /* Parse one layer, which must be a JSON object, with parser `p`. `padded`:
  * JDOM_PADDING readable bytes follow the data. */
 int choria_parse(struct jdom_value *out, struct jdom_parser *p, const char *data, size_t len,
-		 bool padded, const char *layer, struct choria_err *e)
+		 bool padded, const char *layer, const char *bad, struct choria_err *e)
 {
 	const char *why;
 	int r;
@@ -98,6 +98,9 @@ int choria_parse(struct jdom_value *out, struct jdom_parser *p, const char *data
 	r = jdom_parse(p, data, len, padded, out, &why);
 	if (r == -ENOMEM)
 		return choria_fail(e, -ENOMEM, "no_memory", "%s: out of memory", layer);
+	if (r == -ERANGE)
+		return choria_fail(e, -EBADMSG, bad,
+				   "%s holds an integer beyond 64-bit signed range", layer);
 	if (r)
 		return choria_fail(e, -EBADMSG, R_NOT_JSON, "%s is not valid JSON: %s", layer, why);
 	if (jdom_type(out) != JDOM_OBJECT)
@@ -625,7 +628,7 @@ static int choria_v1_decode(struct choria_decoded *d, struct jdom_scratch *s, en
 	r = choria_parse(&sec, secure, (const char *)raw, raw_len, true,
 			 request ? "secure request (transport.data)"
 				 : "secure reply (transport.data)",
-			 e);
+			 R_SECURE, e);
 	if (r)
 		return r;
 	r = request ? choria_v1_secure_request(&sec, d, e) : choria_v1_secure_reply(&sec, d, e);
@@ -633,7 +636,8 @@ static int choria_v1_decode(struct choria_decoded *d, struct jdom_scratch *s, en
 		return r;
 	/* The transport is done with: its parser takes the last layer. */
 	r = choria_parse(&msg, outer, d->secure_message, d->secure_message_len, false,
-			 request ? "request (secure.message)" : "reply (secure.message)", e);
+			 request ? "request (secure.message)" : "reply (secure.message)", R_MESSAGE,
+			 e);
 	if (r)
 		return r;
 	return request ? choria_v1_request(&msg, d, e) : choria_v1_reply(&msg, d, e);
@@ -650,7 +654,7 @@ static int choria_decode_any(struct choria_decoded *d, struct jdom_scratch *s,
 	int r;
 
 	r = choria_parse(&transport, jdom_scratch_parser(s, CHORIA_PARSER_OUTER), data, len, false,
-			 "transport", e);
+			 "transport", R_TRANSPORT, e);
 	if (r)
 		return r;
 	if (jdom_member(&transport, "protocol", &proto) && jdom_type(&proto) == JDOM_STRING) {

@@ -64,9 +64,11 @@ int choria_fail(struct choria_err *e, int err, const char *reason, const char *f
 const char *choria_type_name(const struct jdom_value *v);
 
 /* Parse one layer, which must be a JSON object, with parser `p`. `padded`:
- * JDOM_PADDING readable bytes follow the data. */
+ * JDOM_PADDING readable bytes follow the data. Valid JSON with an integer
+ * beyond int64 is refused as `bad`, the layer's own reason, not as
+ * not_json: the text is JSON, a value in it is wrong. */
 int choria_parse(struct jdom_value *out, struct jdom_parser *p, const char *data, size_t len,
-		 bool padded, const char *layer, struct choria_err *e);
+		 bool padded, const char *layer, const char *bad, struct choria_err *e);
 
 /* obj[key] as a string. Returns 0, 1 when absent and CHORIA_OPTIONAL, or
  * a negative errno. */

@@ -339,7 +339,7 @@ int choria_v2_decode(struct choria_decoded *d, struct jdom_scratch *s, enum chor
 	r = choria_parse(&sv, secure, (const char *)raw, raw_len, true,
 			 request ? "secure request (transport.data)"
 				 : "secure reply (transport.data)",
-			 e);
+			 R_SECURE, e);
 	if (r)
 		return r;
 	r = request ? choria_v2_secure_request(&sv, d, &sec, e)
@@ -378,7 +378,8 @@ int choria_v2_decode(struct choria_decoded *d, struct jdom_scratch *s, enum chor
 
 	/* The transport is done with: its parser takes the last layer. */
 	r = choria_parse(&msg, outer, (const char *)inner, inner_len, true,
-			 request ? "request (secure.request)" : "reply (secure.reply)", e);
+			 request ? "request (secure.request)" : "reply (secure.reply)", R_MESSAGE,
+			 e);
 	if (r)
 		return r;
 	r = request ? choria_v2_request(&msg, d, &message, &message_len, e)

@@ -134,7 +134,7 @@ struct choria_claims {
 	size_t purpose_len, sub_len, public_key_len, iss_len, tcs_len, jti_len, ou_len,
 		callerid_len, identity_len;
 	bool has_exp, has_nbf, has_iat, has_issexp;
-	int64_t exp, nbf, iat, issexp; /* exp, nbf rounded up; iat, issexp down */
+	int64_t exp, nbf, iat, issexp; /* whole seconds, fractions dropped */
 };
 
 static int choria_token_bad(struct choria_token_verdict *v, const char *reason, const char *fmt,
@@ -168,9 +168,10 @@ static bool choria_claim_str(const struct jdom_value *c, const char *key, const 
 	return true;
 }
 
-/* A NumericDate: a JSON number of seconds, which may have a fraction. */
-static bool choria_claim_time(const struct jdom_value *c, const char *key, bool round_up, bool *has,
-			      int64_t *out)
+/* A NumericDate: a JSON number of seconds, which may have a fraction.
+ * golang-jwt truncates it to the second, so a fraction is dropped: a token
+ * with exp 10.5 is expired at 10, as in Go. */
+static bool choria_claim_time(const struct jdom_value *c, const char *key, bool *has, int64_t *out)
 {
 	struct jdom_value v;
 	double d;
@@ -187,7 +188,7 @@ static bool choria_claim_time(const struct jdom_value *c, const char *key, bool 
 	}
 	if (jdom_type(&v) != JDOM_REAL)
 		return false;
-	d = round_up ? ceil(jdom_number(&v)) : floor(jdom_number(&v));
+	d = floor(jdom_number(&v));
 	if (!(d > (double)-CHORIA_TOKEN_TIME_MAX && d < (double)CHORIA_TOKEN_TIME_MAX))
 		return false;
 	*out = (int64_t)d;
@@ -227,10 +228,10 @@ static void choria_claims_read(const struct jdom_value *c, struct choria_claims 
 			choria_token_bad(v, "bad_token", "its %s claim is not a string", strs[i]);
 			return;
 		}
-	if (!choria_claim_time(c, "exp", true, &cl->has_exp, &cl->exp) ||
-	    !choria_claim_time(c, "nbf", true, &cl->has_nbf, &cl->nbf) ||
-	    !choria_claim_time(c, "iat", false, &cl->has_iat, &cl->iat) ||
-	    !choria_claim_time(c, "issexp", false, &cl->has_issexp, &cl->issexp)) {
+	if (!choria_claim_time(c, "exp", &cl->has_exp, &cl->exp) ||
+	    !choria_claim_time(c, "nbf", &cl->has_nbf, &cl->nbf) ||
+	    !choria_claim_time(c, "iat", &cl->has_iat, &cl->iat) ||
+	    !choria_claim_time(c, "issexp", &cl->has_issexp, &cl->issexp)) {
 		choria_token_bad(v, "bad_token",
 				 "a time claim (exp, nbf, iat, issexp) is not a "
 				 "number of seconds");

@@ -52,6 +52,9 @@ void choria_trust_clear(struct choria_trust *t);
  * or the first trusted signer that verifies it), or a given index (a
  * delegated caller, under its delegator's key). */
 #define CHORIA_TOKEN_ANY_KEY UINT32_MAX
+/* No key: the claims are read (purpose known) and the verdict is
+ * untrusted_issuer, for a delegated caller whose signer is not trusted. */
+#define CHORIA_TOKEN_NO_KEY (UINT32_MAX - 1)
 
 #define CHORIA_TOKEN_NAME_MAX 256
 #define CHORIA_TOKEN_DETAIL_MAX 160
@@ -76,9 +79,9 @@ void choria_token_verdict_clear(struct choria_token_verdict *v);
 
 /*
  * The verdict on `len` bytes of token text under key `key`
- * (CHORIA_TOKEN_ANY_KEY or an index into t->keys), with JSON parser `p` and
- * digest context `md` reused. Returns 0 with *v filled (trusted or not), or
- * -ENOMEM.
+ * (CHORIA_TOKEN_ANY_KEY, CHORIA_TOKEN_NO_KEY or an index into t->keys), with
+ * JSON parser `p` and digest context `md` reused. Returns 0 with *v filled
+ * (trusted or not), or -ENOMEM.
  */
 int choria_token_check(const struct choria_trust *t, struct jdom_parser *p, EVP_MD_CTX *md,
 		       const char *token, size_t len, uint32_t key, struct choria_token_verdict *v);

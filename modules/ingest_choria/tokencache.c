@@ -155,9 +155,9 @@ int tokencache_get(struct tokencache *c, const unsigned char key[TOKENCACHE_KEY_
 }
 
 void tokencache_put(struct tokencache *c, const unsigned char key[TOKENCACHE_KEY_LEN],
-		    const struct choria_token_verdict *v)
+		    const struct choria_token_verdict *v, bool usable)
 {
-	struct tokencache_table *t = v->reason ? &c->rejected : &c->trusted;
+	struct tokencache_table *t = usable && !v->reason ? &c->trusted : &c->rejected;
 	struct tokencache_slot *set, *slot = NULL;
 
 	pthread_mutex_lock(&c->lock);

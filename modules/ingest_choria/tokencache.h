@@ -5,9 +5,10 @@
  * was checked under, so that a steady fleet's tokens are parsed and their
  * issuer chains checked once, not for every message.
  *
- * Trusted verdicts and rejections are kept apart, each in its own table
- * (rejections get a quarter of the room), so that tokens anyone can make
- * up never push the fleet's out. Each table is set-associative: a key
+ * Verdicts that can let a request through and those that cannot are kept
+ * apart, each in its own table (the second gets a quarter of the room), so
+ * that tokens anyone can make up, or old genuine ones replayed, never push
+ * the fleet's out. Each table is set-associative: a key
  * picks a set of a few slots, and the least recently used slot of the set
  * makes room. Lookups copy the verdict out (taking a reference on its
  * key), so nothing is held across the lock.
@@ -15,6 +16,7 @@
 #ifndef CHORIA_TOKENCACHE_H
 #define CHORIA_TOKENCACHE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -47,9 +49,11 @@ int tokencache_key(const struct tokencache *c, EVP_MD_CTX *md, const char *token
 int tokencache_get(struct tokencache *c, const unsigned char key[TOKENCACHE_KEY_LEN],
 		   struct choria_token_verdict *out);
 
-/* Store a copy of *v under `key` (taking its own key reference). */
+/* Store a copy of *v under `key` (taking its own key reference): in the
+ * fleet's table when `usable` (it may let a request through), else in the
+ * rejections'. */
 void tokencache_put(struct tokencache *c, const unsigned char key[TOKENCACHE_KEY_LEN],
-		    const struct choria_token_verdict *v);
+		    const struct choria_token_verdict *v, bool usable);
 
 void tokencache_get_stats(struct tokencache *c, struct tokencache_stats *out);
 

@@ -80,20 +80,53 @@ static void choria_v2_report(choria_v2_error_fn error, void *arg, const char *op
 	error(arg, option, msg);
 }
 
-int choria_v2_verifier_new(struct choria_v2_verifier **out, const char *const *issuers,
-			   unsigned n_issuers, const char *const *signers, unsigned n_signers,
-			   size_t cache_size, choria_v2_error_fn error, void *arg)
+/* Both lists into `t`, each problem reported: 0, -EINVAL or -ENOMEM. */
+static int choria_v2_trust_read(struct choria_trust *t, const char *const *issuers,
+				unsigned n_issuers, const char *const *signers, unsigned n_signers,
+				choria_v2_error_fn error, void *arg)
 {
-	struct choria_v2_verifier *v;
 	char why[256];
 	int rc = 0;
 
-	*out = NULL;
 	if (n_issuers && n_signers) {
 		choria_v2_report(error, arg, "trusted_signers",
 				 "can only configure one of trusted_signers or issuers");
 		return -EINVAL;
 	}
+	for (unsigned i = 0; i < n_issuers + n_signers; i++) {
+		bool issuer = i < n_issuers;
+		int r = choria_trust_add(t, issuer ? issuers[i] : signers[i - n_issuers], issuer,
+					 why, sizeof(why));
+		if (r == -ENOMEM)
+			return r;
+		if (r) {
+			choria_v2_report(error, arg, issuer ? "issuers" : "trusted_signers", "%s",
+					 why);
+			rc = r;
+		}
+	}
+	return rc;
+}
+
+int choria_v2_trust_check(const char *const *issuers, unsigned n_issuers,
+			  const char *const *signers, unsigned n_signers, choria_v2_error_fn error,
+			  void *arg)
+{
+	struct choria_trust t = {0};
+	int rc = choria_v2_trust_read(&t, issuers, n_issuers, signers, n_signers, error, arg);
+
+	choria_trust_clear(&t);
+	return rc;
+}
+
+int choria_v2_verifier_new(struct choria_v2_verifier **out, const char *const *issuers,
+			   unsigned n_issuers, const char *const *signers, unsigned n_signers,
+			   size_t cache_size, choria_v2_error_fn error, void *arg)
+{
+	struct choria_v2_verifier *v;
+	int rc;
+
+	*out = NULL;
 	if (!n_issuers && !n_signers) {
 		choria_v2_report(error, arg, "issuers",
 				 "issuers or trusted_signers is needed to verify v2 tokens");
@@ -102,23 +135,10 @@ int choria_v2_verifier_new(struct choria_v2_verifier **out, const char *const *i
 	v = calloc(1, sizeof(*v));
 	if (!v)
 		return -ENOMEM;
-	for (unsigned i = 0; i < n_issuers + n_signers; i++) {
-		bool issuer = i < n_issuers;
-		int r = choria_trust_add(&v->trust, issuer ? issuers[i] : signers[i - n_issuers],
-					 issuer, why, sizeof(why));
-		if (r == -ENOMEM) {
-			rc = r;
-			goto fail;
-		}
-		if (r) {
-			choria_v2_report(error, arg, issuer ? "issuers" : "trusted_signers", "%s",
-					 why);
-			rc = r;
-		}
-	}
-	if (rc)
-		goto fail;
-	rc = tokencache_new(&v->cache, cache_size ? cache_size : CHORIA_TOKEN_CACHE_DEFAULT);
+	rc = choria_v2_trust_read(&v->trust, issuers, n_issuers, signers, n_signers, error, arg);
+	if (rc == 0)
+		rc = tokencache_new(&v->cache,
+				    cache_size ? cache_size : CHORIA_TOKEN_CACHE_DEFAULT);
 	if (rc)
 		goto fail;
 	*out = v;
@@ -149,21 +169,39 @@ void choria_v2_verifier_cache_stats(struct choria_v2_verifier *v, struct tokenca
 	tokencache_get_stats(v->cache, out);
 }
 
+/* Whether a trusted verdict may still let a request through, in the place
+ * `under` says: any key (a caller on its own, or a signer) or the signer's
+ * (a delegated caller). Others are cached with the rejections, so that
+ * replayed genuine tokens that cannot pass never push the fleet's out. */
+static bool choria_v2_may_pass(const struct choria_token_verdict *t, uint32_t under, int64_t now)
+{
+	if (t->reason || now >= t->expires)
+		return false;
+	if (under != CHORIA_TOKEN_ANY_KEY)
+		return t->purpose == CHORIA_TOKEN_CLIENT &&
+		       (t->fleet_management || t->signed_fleet_management);
+	if (t->purpose == CHORIA_TOKEN_SERVER)
+		return true;
+	return t->purpose == CHORIA_TOKEN_CLIENT &&
+	       ((t->fleet_management && !t->signed_fleet_management) || t->delegator);
+}
+
 /* The verdict on one token under key `under`: cached, or checked and
  * cached. 0 or -ENOMEM. */
 static int choria_v2_verdict(struct choria_v2_verifier *v, EVP_MD_CTX *key_md, EVP_MD_CTX *sig_md,
 			     struct jdom_parser *p, const char *token, size_t len, uint32_t under,
-			     struct choria_token_verdict *out)
+			     int64_t now, struct choria_token_verdict *out)
 {
 	unsigned char key[TOKENCACHE_KEY_LEN];
-	bool keyed = tokencache_key(v->cache, key_md, token, len, under, key) == 0;
+	bool keyed = under != CHORIA_TOKEN_NO_KEY &&
+		     tokencache_key(v->cache, key_md, token, len, under, key) == 0;
 	int r;
 
 	if (keyed && tokencache_get(v->cache, key, out))
 		return 0;
 	r = choria_token_check(&v->trust, p, sig_md, token, len, under, out);
 	if (r == 0 && keyed)
-		tokencache_put(v->cache, key, out);
+		tokencache_put(v->cache, key, out, choria_v2_may_pass(out, under, now));
 	return r;
 }
 
@@ -180,10 +218,10 @@ static const char *choria_v2_purpose_name(enum choria_token_purpose p)
 	return "neither a client nor a server";
 }
 
-/* A token's verdict, purpose and validity at `now`; `role` names it. */
-static int choria_v2_usable(const struct choria_token_verdict *t, bool client_only,
-			    const char *role, int64_t now, const struct choria_v2_who *who,
-			    const char **reason, char *detail, size_t detail_len)
+/* A token's shape and purpose; `role` names it. */
+static int choria_v2_purpose(const struct choria_token_verdict *t, bool client_only,
+			     const char *role, const struct choria_v2_who *who, const char **reason,
+			     char *detail, size_t detail_len)
 {
 	if (!t->parsed)
 		return choria_v2_fail(reason, detail, detail_len, who, -EBADMSG, t->reason,
@@ -193,6 +231,14 @@ static int choria_v2_usable(const struct choria_token_verdict *t, bool client_on
 				      "the %s token is %s token%s", role,
 				      choria_v2_purpose_name(t->purpose),
 				      client_only ? ", where a client's is needed" : "");
+	return 0;
+}
+
+/* A token's issuer and validity at `now`; `role` names it. */
+static int choria_v2_usable(const struct choria_token_verdict *t, const char *role, int64_t now,
+			    const struct choria_v2_who *who, const char **reason, char *detail,
+			    size_t detail_len)
+{
 	if (t->reason)
 		return choria_v2_fail(reason, detail, detail_len, who, -EBADMSG, t->reason,
 				      "the %s token: %s", role, t->detail);
@@ -261,12 +307,14 @@ static int choria_v2_plain(struct choria_v2_verifier *v, EVP_MD_CTX *key_md, EVP
 {
 	struct choria_token_verdict t;
 	int r = choria_v2_verdict(v, key_md, sig_md, p, d->caller_token, d->caller_token_len,
-				  CHORIA_TOKEN_ANY_KEY, &t);
+				  CHORIA_TOKEN_ANY_KEY, now, &t);
 
 	if (r)
 		return choria_v2_fail(reason, detail, detail_len, who, r, "no_memory",
 				      "out of memory checking the caller token");
-	r = choria_v2_usable(&t, false, "caller", now, who, reason, detail, detail_len);
+	r = choria_v2_purpose(&t, false, "caller", who, reason, detail, detail_len);
+	if (r == 0)
+		r = choria_v2_usable(&t, "caller", now, who, reason, detail, detail_len);
 	if (r)
 		goto out;
 	if (t.purpose == CHORIA_TOKEN_CLIENT && t.signed_fleet_management) {
@@ -299,11 +347,25 @@ static int choria_v2_delegated(struct choria_v2_verifier *v, EVP_MD_CTX *key_md,
 
 	memset(&c, 0, sizeof(c));
 	r = choria_v2_verdict(v, key_md, sig_md, p, d->signer_token, d->signer_token_len,
-			      CHORIA_TOKEN_ANY_KEY, &s);
+			      CHORIA_TOKEN_ANY_KEY, now, &s);
 	if (r)
 		return choria_v2_fail(reason, detail, detail_len, who, r, "no_memory",
 				      "out of memory checking the signer token");
-	r = choria_v2_usable(&s, true, "signer", now, who, reason, detail, detail_len);
+	r = choria_v2_purpose(&s, true, "signer", who, reason, detail, detail_len);
+	if (r)
+		goto out;
+	/* Both purposes before anything else (§7): the caller's claims are
+	 * read even when the signer is untrusted, under no key then. */
+	r = choria_v2_verdict(v, key_md, sig_md, p, d->caller_token, d->caller_token_len,
+			      s.reason ? CHORIA_TOKEN_NO_KEY : s.key_index, now, &c);
+	if (r) {
+		r = choria_v2_fail(reason, detail, detail_len, who, r, "no_memory",
+				   "out of memory checking the caller token");
+		goto out;
+	}
+	r = choria_v2_purpose(&c, true, "caller", who, reason, detail, detail_len);
+	if (r == 0)
+		r = choria_v2_usable(&s, "signer", now, who, reason, detail, detail_len);
 	if (r)
 		goto out;
 	if (!s.delegator) {
@@ -312,14 +374,7 @@ static int choria_v2_delegated(struct choria_v2_verifier *v, EVP_MD_CTX *key_md,
 				   "permission");
 		goto out;
 	}
-	r = choria_v2_verdict(v, key_md, sig_md, p, d->caller_token, d->caller_token_len,
-			      s.key_index, &c);
-	if (r) {
-		r = choria_v2_fail(reason, detail, detail_len, who, r, "no_memory",
-				   "out of memory checking the caller token");
-		goto out;
-	}
-	r = choria_v2_usable(&c, true, "caller", now, who, reason, detail, detail_len);
+	r = choria_v2_usable(&c, "caller", now, who, reason, detail, detail_len);
 	if (r)
 		goto out;
 	if (!c.fleet_management && !c.signed_fleet_management) {

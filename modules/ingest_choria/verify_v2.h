@@ -39,6 +39,13 @@ int choria_v2_verifier_new(struct choria_v2_verifier **out, const char *const *i
 			   size_t cache_size, choria_v2_error_fn error, void *arg);
 void choria_v2_verifier_free(struct choria_v2_verifier *v); /* accepts NULL */
 
+/* The same lists checked alone, for an adapter that does not verify
+ * requests (both may be empty): a typo is still a configuration error.
+ * Returns 0, -EINVAL (each problem reported), or -ENOMEM. */
+int choria_v2_trust_check(const char *const *issuers, unsigned n_issuers,
+			  const char *const *signers, unsigned n_signers, choria_v2_error_fn error,
+			  void *arg);
+
 /* Keys configured, and whether they are issuers (by ou). */
 unsigned choria_v2_verifier_keys(const struct choria_v2_verifier *v, bool *issuers);
 

@@ -347,6 +347,9 @@ Test(security, security_none_lets_well_formed_but_wrongly_signed_messages_throug
 	cr_assert_eq(daemon_log_count(&daemon_a, "are not verified"), 1, "and only once");
 }
 
+/* An ed25519 public key (the worked example's organisation issuer). */
+#define PUB_KEY "7352415b7fe1a5aac5648d09ff17b6a1fd6320ceba4dc01b662bc8245d9a6a96"
+
 /* `choria-adapterd -t` on an ingest block with `extra`; the output must
  * hold `want` (a leading %s stands for the config file) and the status be
  * `status`. */
@@ -405,6 +408,35 @@ Test(security, bad_patterns_and_cache_sizes_are_configuration_errors)
 	check_config("request", extra, 1, "cert_cache_size");
 	snprintf(extra, sizeof(extra), "ca = \"%s\" cert_cache_size = 50", test_pki_path("ca.pem"));
 	check_config("request", extra, 0, "security verify against");
+}
+
+/* The v2 trust options are checked on every adapter of the ingest, not
+ * only on one that verifies requests. */
+Test(security, trust_options_are_checked_on_every_adapter)
+{
+	static const char *const setups[][2] = {{"reply", "security = \"verify\""},
+						{"reply", "security = \"none\""},
+						{"request", "security = \"none\""}};
+	char extra[1200];
+	for (size_t i = 0; i < sizeof(setups) / sizeof(setups[0]); i++) {
+		const char *proto = setups[i][0], *sec = setups[i][1];
+		snprintf(extra, sizeof(extra),
+			 "%s issuers = {\"choria=%s\"} trusted_signers = {\"%s\"}", sec, PUB_KEY,
+			 PUB_KEY);
+		check_config(proto, extra, 1,
+			     "trusted_signers: can only configure one of trusted_signers or "
+			     "issuers");
+		snprintf(extra, sizeof(extra), "%s issuers = {\"choria=7352415b\"}", sec);
+		check_config(proto, extra, 1,
+			     "issuers: '7352415b' is not an ed25519 public key of 64 hex digits");
+		snprintf(extra, sizeof(extra), "%s trusted_signers = {\"%.63sz\"}", sec, PUB_KEY);
+		check_config(proto, extra, 1, "ingest: trusted_signers: '");
+		snprintf(extra, sizeof(extra), "%s issuers = {\"choria=%s\", \"choria=%s\"}", sec,
+			 PUB_KEY, PUB_KEY);
+		check_config(proto, extra, 1, "issuers: the issuer 'choria' is listed twice");
+		snprintf(extra, sizeof(extra), "%s issuers = {\"choria=%s\"}", sec, PUB_KEY);
+		check_config(proto, extra, 0, "");
+	}
 }
 
 int main(int argc, char **argv)

@@ -172,6 +172,25 @@ Test(bad_message, times_outside_the_years_1_to_9999_the_envelope_can_write)
 	}
 }
 
+/* Valid JSON with an integer past int64 is a wrong value in its layer,
+ * not text that is not JSON. */
+Test(bad_message, time_past_int64)
+{
+	struct choria_msg_spec s = choria_msg_defaults(REP);
+	s.message.raw = "{\"protocol\":\"choria:reply:1\",\"message\":\"x\",\"envelope\":{"
+			"\"requestid\":\"0123456789abcdef0123456789abcdef\",\"senderid\":\"w\","
+			"\"agent\":\"a\",\"time\":18446744073709551615}}";
+	expect_reject(&s, CHORIA_REPLY, "bad_message", "beyond 64-bit");
+	s = choria_msg_defaults(REP);
+	s.transport.raw = "{\"protocol\":\"choria:transport:1\",\"data\":\"e30=\","
+			  "\"headers\":{},\"hops\":9223372036854775808}";
+	expect_reject(&s, CHORIA_REPLY, "bad_transport", "transport holds an integer beyond");
+	/* Past UINT64_MAX the parser cannot tell it from a malformed number. */
+	s.transport.raw = "{\"protocol\":\"choria:transport:1\",\"data\":\"e30=\","
+			  "\"headers\":{},\"hops\":18446744073709551616}";
+	expect_reject(&s, CHORIA_REPLY, "not_json", NULL);
+}
+
 Test(valid, negative_and_large_times)
 {
 	static const int64_t times[] = {0, -1, CHORIA_TIME_MAX, CHORIA_TIME_MIN, 4102444800};

@@ -376,7 +376,7 @@ static const struct bad_case bad_cases[] = {
 	{CHORIA_V2_REQUEST, "time 0", "bad_message", time_zero},
 	{CHORIA_V2_REQUEST, "time negative", "bad_message", time_negative},
 	{CHORIA_V2_REQUEST, "time with a fraction", "bad_message", time_fraction},
-	{CHORIA_V2_REQUEST, "time past int64", "not_json", time_too_big},
+	{CHORIA_V2_REQUEST, "time past int64", "bad_message", time_too_big},
 	{CHORIA_V2_REQUEST, "filter without identity", "bad_message", filter_incomplete},
 	{CHORIA_V2_REQUEST, "filter fact operator", "bad_message", filter_fact_operator},
 	{CHORIA_V2_REPLY, "reply transport without headers", "bad_transport", no_transport_headers},

@@ -230,16 +230,25 @@ Test(verify_v2, validity_windows)
 	m = request(token(&ts), &alice);
 	EXPECT(v, &m, "ok");
 
-	/* Fractional NumericDates, as golang-jwt accepts them. */
+	/* Fractional NumericDates, as golang-jwt accepts them: truncated to
+	 * the second, so exp NOW.5 is already expired at NOW. */
 	ts = choria_v2_token_defaults(CHORIA_V2_CLIENT, &alice, &org);
 	char patch[80];
 	snprintf(patch, sizeof(patch), "{\"exp\":%lld.5}", (long long)NOW);
 	ts.patch = patch;
 	m = request(token(&ts), &alice);
-	EXPECT(v, &m, "ok");
-	snprintf(patch, sizeof(patch), "{\"exp\":%lld.5}", (long long)NOW - 1);
+	EXPECT(v, &m, "token_expired");
+	cr_expect_str_eq(check_at(v, &m, NOW - 1), "ok");
+	snprintf(patch, sizeof(patch), "{\"exp\":%lld.999}", (long long)NOW);
 	m = request(token(&ts), &alice);
 	EXPECT(v, &m, "token_expired");
+	snprintf(patch, sizeof(patch), "{\"exp\":%lld.5}", (long long)NOW + 1);
+	m = request(token(&ts), &alice);
+	EXPECT(v, &m, "ok");
+	snprintf(patch, sizeof(patch), "{\"nbf\":%lld.5}", (long long)NOW);
+	m = request(token(&ts), &alice);
+	EXPECT(v, &m, "ok");
+	cr_expect_str_eq(check_at(v, &m, NOW - 1), "token_not_yet_valid");
 
 	/* No exp at all: refused. */
 	ts = choria_v2_token_defaults(CHORIA_V2_CLIENT, &alice, &org);
@@ -262,6 +271,13 @@ Test(verify_v2, validity_windows)
 	EXPECT(v, &m, "token_expired");
 	cr_expect_str_eq(check_at(v, &m, NOW - 10), "ok", "issexp itself is still valid");
 	cr_expect_str_eq(check_at(v, &m, NOW - 9), "token_expired");
+	ts = choria_v2_token_defaults(CHORIA_V2_CLIENT, &alice, NULL);
+	ts.chain = &chain;
+	snprintf(patch, sizeof(patch), "{\"issexp\":%lld.5}", (long long)NOW);
+	ts.patch = patch;
+	m = request(token(&ts), &alice);
+	EXPECT(v, &m, "ok");
+	cr_expect_str_eq(check_at(v, &m, NOW + 1), "token_expired");
 	choria_verifier_free(v);
 }
 
@@ -346,6 +362,32 @@ Test(verify_v2, issuers_that_are_not_trusted)
 	m = request(token(&ts), &alice);
 	EXPECT(v, &m, "untrusted_issuer");
 
+	/* The chain issuer's B (its signature over "<jti>.<A>") is wrong while
+	 * the JWT itself is signed by C after the change: only B is at fault. */
+	char *b_text = NULL, *b_sig, tcs[400];
+	ts = choria_v2_token_defaults(CHORIA_V2_CLIENT, &alice, NULL);
+	ts.chain = &chain;
+	ts.jti = "37dGaqmDIbqUzuqzmA8v0Zvs29l";
+	b_sig = keep(choria_v2_sign_hex(&bob, "37dGaqmDIbqUzuqzmA8v0Zvs29l", 27));
+	snprintf(tcs, sizeof(tcs), "{\"tcs\":\"%s.%s\"}", chain.tcs, b_sig);
+	ts.patch = tcs;
+	m = request(token(&ts), &alice);
+	EXPECT(v, &m, "untrusted_issuer");
+	/* B is C's own signature, but over another token's jti. */
+	cr_assert(asprintf(&b_text, "%s.%s", "37dGaqLNaUrWVctK9ku90ygt2TZ", chain.tcs) > 0);
+	b_sig = keep(choria_v2_sign_hex(&chain.key, b_text, strlen(b_text)));
+	free(b_text);
+	snprintf(tcs, sizeof(tcs), "{\"tcs\":\"%s.%s\"}", chain.tcs, b_sig);
+	m = request(token(&ts), &alice);
+	EXPECT(v, &m, "untrusted_issuer");
+	/* The same B over its own jti passes: the two above fail on B alone. */
+	cr_assert(asprintf(&b_text, "%s.%s", ts.jti, chain.tcs) > 0);
+	b_sig = keep(choria_v2_sign_hex(&chain.key, b_text, strlen(b_text)));
+	free(b_text);
+	snprintf(tcs, sizeof(tcs), "{\"tcs\":\"%s.%s\"}", chain.tcs, b_sig);
+	m = request(token(&ts), &alice);
+	EXPECT(v, &m, "ok");
+
 	/* With trusted signers, a foreign key is untrusted too. */
 	choria_verifier_free(v);
 	v = verifier(NULL, org.pub_hex);
@@ -356,6 +398,37 @@ Test(verify_v2, issuers_that_are_not_trusted)
 	ts.issuer = &org;
 	m = request(token(&ts), &alice);
 	EXPECT(v, &m, "ok");
+	choria_verifier_free(v);
+}
+
+Test(verify_v2, several_issuers_each_sign_for_their_own_ou)
+{
+	struct choria_verify_opts o = {0};
+	struct choria_verifier *v = NULL;
+	char *a = NULL, *b = NULL;
+	cr_assert(asprintf(&a, "a=%s", org.pub_hex) > 0);
+	cr_assert(asprintf(&b, "b=%s", other_org.pub_hex) > 0);
+	const char *il[] = {a, b};
+	o.issuers = il;
+	o.n_issuers = 2;
+	cr_assert_eq(choria_verifier_new(&v, &o, NULL, NULL, NULL), 0);
+	free(a);
+	free(b);
+
+	struct choria_v2_token_spec ts = choria_v2_token_defaults(CHORIA_V2_CLIENT, &alice, &org);
+	struct choria_v2_msg_spec m;
+	ts.ou = "a";
+	m = request(token(&ts), &alice);
+	EXPECT(v, &m, "ok");
+	ts.issuer = &other_org; /* b's key, a's name */
+	m = request(token(&ts), &alice);
+	EXPECT(v, &m, "untrusted_issuer");
+	ts.ou = "b";
+	m = request(token(&ts), &alice);
+	EXPECT(v, &m, "ok");
+	ts.issuer = &org;
+	m = request(token(&ts), &alice);
+	EXPECT(v, &m, "untrusted_issuer");
 	choria_verifier_free(v);
 }
 
@@ -525,6 +598,20 @@ Test(verify_v2, delegated_requests)
 	ss = choria_v2_token_defaults(CHORIA_V2_SERVER, &alice, &org);
 	m.caller_token = token(&ss);
 	EXPECT(v, &m, "wrong_purpose");
+	/* Both purposes come first (PROTOCOL-v2.md §7, delegated step 1):
+	 * a server caller is wrong_purpose whatever is wrong with the signer. */
+	ds = choria_v2_token_defaults(CHORIA_V2_DELEGATOR, &deleg, &org);
+	ds.permissions = "{\"fleet_management\":true}";
+	m.signer_token = token(&ds);
+	EXPECT(v, &m, "wrong_purpose");
+	ds = choria_v2_token_defaults(CHORIA_V2_DELEGATOR, &deleg, &other_org);
+	m.signer_token = token(&ds);
+	EXPECT(v, &m, "wrong_purpose");
+	ds = choria_v2_token_defaults(CHORIA_V2_DELEGATOR, &deleg, &org);
+	ds.exp = NOW - 1;
+	m.signer_token = token(&ds);
+	EXPECT(v, &m, "wrong_purpose");
+	m.signer_token = dtok;
 	/* ... within its own validity. */
 	cs = choria_v2_token_defaults(CHORIA_V2_CLIENT, &alice, &org);
 	cs.permissions = "{\"signed_fleet_management\":true}";
@@ -591,6 +678,52 @@ Test(verify_v2, verdicts_are_cached_and_expiry_still_counts)
 	choria_v2_verifier_cache_stats(choria_verifier_v2(v), &st);
 	cr_expect_leq(st.entries, st.capacity);
 	cr_expect_gt(st.evictions, 0);
+	choria_verifier_free(v);
+}
+
+/* Genuine tokens that cannot let a request through (expired, of another
+ * purpose, without the permission) are remembered with the rejections, so
+ * that replaying them never evicts the fleet's. */
+Test(verify_v2, unusable_genuine_tokens_do_not_evict_the_fleets)
+{
+	struct choria_verify_opts o = {0};
+	struct choria_verifier *v = NULL;
+	struct tokencache_stats st;
+	char *is = NULL;
+	cr_assert(asprintf(&is, "choria=%s", org.pub_hex) > 0);
+	const char *il[] = {is};
+	o.issuers = il;
+	o.n_issuers = 1;
+	o.token_cache_size = 8; /* one set of 8 places */
+	cr_assert_eq(choria_verifier_new(&v, &o, NULL, NULL, NULL), 0);
+	free(is);
+
+	struct choria_v2_token_spec ts = choria_v2_token_defaults(CHORIA_V2_CLIENT, &alice, &org);
+	struct choria_v2_msg_spec fleet = request(token(&ts), &alice), m;
+	EXPECT(v, &fleet, "ok");
+	for (int i = 0; i < 20; i++) {
+		ts = choria_v2_token_defaults(CHORIA_V2_CLIENT, &alice, &org);
+		ts.exp = NOW - 1;
+		m = request(token(&ts), &alice);
+		EXPECT(v, &m, "token_expired");
+		ts = choria_v2_token_defaults(CHORIA_V2_PROVISIONING, &alice, &org);
+		m = request(token(&ts), &alice);
+		EXPECT(v, &m, "wrong_purpose");
+		ts = choria_v2_token_defaults(CHORIA_V2_CLIENT, &alice, &org);
+		ts.permissions = "{\"streams_user\":true}";
+		m = request(token(&ts), &alice);
+		EXPECT(v, &m, "no_fleet_management");
+		ts.permissions = "{\"signed_fleet_management\":true}";
+		m = request(token(&ts), &alice);
+		EXPECT(v, &m, "needs_delegation");
+	}
+	choria_v2_verifier_cache_stats(choria_verifier_v2(v), &st);
+	cr_expect_eq(st.entries, 1, "%zu in the fleet's table", st.entries);
+	uint64_t misses = st.misses, hits = st.hits;
+	EXPECT(v, &fleet, "ok");
+	choria_v2_verifier_cache_stats(choria_verifier_v2(v), &st);
+	cr_expect_eq(st.misses, misses, "the fleet's token was evicted");
+	cr_expect_eq(st.hits, hits + 1);
 	choria_verifier_free(v);
 }
 
