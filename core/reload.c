@@ -180,12 +180,13 @@ static int reload_prepare(struct daemon *d, struct reload_plan *p)
 	return 0;
 }
 
-/* A new instance that did not start: it never took a message, so nothing
- * is lost by stopping it at once. */
-static void reload_abandon(struct adapter *a)
+/* A new instance that did not start: its ingest may have subscribed and
+ * taken messages from the shared queue group before another part failed,
+ * so it drains like any other within drain_timeout. */
+static void reload_abandon(struct adapter *a, long drain_timeout)
 {
 	adapter_stop_ingest(a);
-	adapter_drain(a, cad_clock_mono_ns());
+	adapter_drain(a, cad_clock_mono_ns() + drain_timeout * CAD_NS_PER_SEC);
 	adapter_free(a);
 }
 
@@ -212,7 +213,7 @@ static void reload_start(struct daemon *d, struct reload_plan *p)
 			log_info("adapter %s: %s", name, j == RELOAD_NONE ? "added" : "changed");
 			continue;
 		}
-		reload_abandon(a);
+		reload_abandon(a, p->conf->drain_timeout);
 		if (j != RELOAD_NONE) {
 			p->next[i] = d->run[j];
 			log_error("adapter %s: its new configuration did not start; the running "
