@@ -102,6 +102,9 @@ enum cad_opt_type {
 
 #define CAD_OPT_REQUIRED 0x1u /* the block must set it */
 #define CAD_OPT_SECRET 0x2u   /* never print the value (passwords, tokens) */
+/* STRING without def_str: left out, it is the adapter's name (ABI 1.3). The
+ * host fills it in, so that a reload sees it written out as no change. */
+#define CAD_OPT_DEFAULT_ADAPTER_NAME 0x4u
 
 struct cad_option {
 	const char *name;
