@@ -53,7 +53,8 @@ struct reload_plan {
 	struct adapter **settled;    /* and after */
 	struct metrics *metrics;     /* the moved endpoint, if it moved */
 	bool metrics_moved;
-	char why[256]; /* the first reason the reload failed */
+	bool metrics_closed; /* the old endpoint closed to free its port */
+	char why[256];       /* the first reason the reload failed */
 };
 
 static void reload_why(struct reload_plan *p, const char *fmt, ...) CAD_PRINTF(2, 3);
@@ -93,12 +94,38 @@ static void reload_plan_free(struct reload_plan *p)
 	free(p->settled);
 }
 
-/* Undo what reload_prepare() did: nothing running was touched. */
+static struct metrics_view reload_view(const struct daemon *d)
+{
+	return (struct metrics_view){d->shown, d->n_shown, d->conf->identity, &d->status,
+				     d->n_draining};
+}
+
+/* The old endpoint, closed to free its port for the new address, listens
+ * again where it was. */
+static void reload_metrics_restore(struct daemon *d)
+{
+	struct metrics_view v = reload_view(d);
+	if (metrics_start(&d->metrics, d->conf->metrics_listen, d->conf->metrics_max_connections,
+			  &v) != 0) {
+		d->metrics = NULL;
+		log_error("metrics: cannot listen on %s again: /metrics and /healthz are no "
+			  "longer served",
+			  d->conf->metrics_listen);
+		return;
+	}
+	metrics_set_phase(d->metrics, METRICS_RUNNING);
+	log_warn("metrics: serving on %s again", d->conf->metrics_listen);
+}
+
+/* Undo what reload_prepare() did: nothing running was touched, but for an
+ * endpoint closed to free its port, which listens again. */
 static void reload_discard(struct daemon *d, struct reload_plan *p)
 {
 	for (size_t i = 0; p->fresh && i < p->n; i++)
 		adapter_free(p->fresh[i]);
 	metrics_stop(p->metrics);
+	if (p->metrics_closed)
+		reload_metrics_restore(d);
 	config_free(p->conf);
 	host_set_identity(d->conf->identity);
 	reload_plan_free(p);
@@ -136,6 +163,32 @@ static int reload_create(struct daemon *d, struct reload_plan *p)
 	return failed ? -EINVAL : 0;
 }
 
+/* A new address is bound beside the old one. When the old one holds the
+ * port (0.0.0.0:8222 to 127.0.0.1:8222), it is closed first, and bound
+ * again if the new one still cannot be. */
+static int reload_metrics_bind(struct daemon *d, struct reload_plan *p)
+{
+	const char *to = p->conf->metrics_listen, *from = d->conf->metrics_listen;
+	struct metrics_view v = reload_view(d);
+	long max = p->conf->metrics_max_connections;
+	int rc = metrics_try_start(&p->metrics, to, max, &v);
+	if (rc != -EADDRINUSE || !d->metrics || !metrics_listen_same_port(to, from)) {
+		if (rc == -EADDRINUSE)
+			log_error("metrics_listen: cannot listen on %s: %s", to, strerror(-rc));
+		return rc;
+	}
+	log_info("metrics: %s holds the port of %s: closing it first", from, to);
+	metrics_stop(d->metrics);
+	d->metrics = NULL;
+	p->metrics_closed = true;
+	rc = metrics_start(&p->metrics, to, max, &v);
+	if (rc != 0) {
+		p->metrics_closed = false;
+		reload_metrics_restore(d);
+	}
+	return rc;
+}
+
 /* Everything that may refuse, with nothing running touched yet. */
 static int reload_prepare(struct daemon *d, struct reload_plan *p)
 {
@@ -156,18 +209,17 @@ static int reload_prepare(struct daemon *d, struct reload_plan *p)
 	if (rc != 0)
 		return rc;
 
-	/* A new address is bound beside the old one; the old one stays
-	 * bound, so the same address is never bound twice. */
-	p->metrics_moved = strcmp(c->metrics_listen, d->conf->metrics_listen) != 0;
+	p->metrics_moved = !metrics_listen_same(c->metrics_listen, d->conf->metrics_listen);
 	if (p->metrics_moved && *c->metrics_listen) {
-		struct metrics_view v = {d->shown, d->n_shown, d->conf->identity, &d->status,
-					 d->n_draining};
-		rc = metrics_start(&p->metrics, c->metrics_listen, c->metrics_max_connections, &v);
+		rc = reload_metrics_bind(d, p);
 		if (rc != 0) {
 			reload_why(p, "metrics_listen: cannot listen on %s: %s", c->metrics_listen,
 				   strerror(-rc));
 			return rc;
 		}
+		/* The daemon runs: the new endpoint says so from the first
+		 * request. */
+		metrics_set_phase(p->metrics, METRICS_RUNNING);
 	}
 	if (strcmp(c->log_file, d->conf->log_file) != 0) {
 		rc = log_open(c->log_file);

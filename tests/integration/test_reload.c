@@ -31,11 +31,13 @@ static struct nats_server server;
 static struct js_client client;
 static struct daemon_proc daemon_r;
 static int metrics_port;
+static const char *metrics_host; /* the address metrics_listen names */
 
 static void setup(void)
 {
 	pipeline_setup(dir, sizeof(dir), &server, &client, "NODES");
 	metrics_port = free_port();
+	metrics_host = "127.0.0.1";
 }
 
 static void teardown(void)
@@ -80,10 +82,10 @@ static char *conf_of(const char *globals, char *block1, char *block2)
 	char *c = NULL;
 	cr_assert(asprintf(&c,
 			   "identity = \"reload.test\"\n"
-			   "metrics_listen = \"127.0.0.1:%d\"\n"
+			   "metrics_listen = \"%s:%d\"\n"
 			   "drain_timeout = 20\n"
 			   "%s\n%s%s",
-			   metrics_port, globals, block1, block2 ? block2 : "") > 0);
+			   metrics_host, metrics_port, globals, block1, block2 ? block2 : "") > 0);
 	free(block1);
 	free(block2);
 	return c;
@@ -619,6 +621,90 @@ Test(reload, metrics_listen_moves_to_another_port)
 	cr_assert_eq(metric(RELOADS_FAILED), 1, "still served where it was");
 	cr_assert_eq(metric(LAST_OK), 0);
 	close(busy);
+	cr_assert_eq(daemon_stop(&daemon_r, SIGTERM, 30000), 0);
+}
+
+/* The status /healthz on `port` answers. */
+static int healthz_status(int port)
+{
+	struct http_reply r;
+	cr_assert_eq(http_request(&r, "127.0.0.1", port, "GET", "/healthz", 10000), 0);
+	int status = r.status;
+	http_reply_free(&r);
+	return status;
+}
+
+/* From every address to one of them, on one port: the old endpoint holds
+ * the port, so it closes first. */
+Test(reload, metrics_listen_moves_to_another_address_on_the_same_port)
+{
+	metrics_host = "0.0.0.0";
+	start(conf_of("", node_data(""), NULL));
+	metrics_host = "127.0.0.1";
+	cr_assert(reload_with(conf_of("", node_data(""), NULL)), "the reload succeeds");
+	cr_assert_eq(metric(RELOADS_OK), 1, "served on the new address");
+	cr_assert_eq(healthz_status(metrics_port), 200, "and healthy");
+	cr_assert(daemon_wait_log(&daemon_r, "holds the port of", 1000));
+	cr_assert_eq(daemon_log_count(&daemon_r, "cannot listen"), 0);
+
+	cr_assert_eq(daemon_stop(&daemon_r, SIGTERM, 30000), 0);
+}
+
+/* A stream server that accepts connections and never answers: an
+ * instance that connects to it takes its connection timeout to fail. */
+static void hung_server(struct nats_server *hung)
+{
+	char d[600];
+	snprintf(d, sizeof(d), "%s/hung", dir);
+	cr_assert_eq(mkdir(d, 0700), 0);
+	cr_assert_eq(nats_server_start(hung, d, 0, NULL), 0);
+	cr_assert_eq(kill(hung->pid, SIGSTOP), 0);
+}
+
+/* node_data with its stream on `url`. */
+static char *node_data_to(const char *url)
+{
+	char *b = node_data("");
+	char *stream = strstr(b, "stream {");
+	cr_assert(stream);
+	char *at = strstr(stream, server.url);
+	cr_assert(at);
+	char *moved = NULL;
+	cr_assert(asprintf(&moved, "%.*s%s%s", (int)(at - b), b, url, at + strlen(server.url)) > 0);
+	free(b);
+	return moved;
+}
+
+/* The daemon runs through a reload: the moved endpoint says so from its
+ * first answer, while the reload still waits for a new instance. */
+Test(reload, a_moved_metrics_endpoint_is_healthy_from_its_first_answer)
+{
+	struct nats_server hung;
+	hung_server(&hung);
+	start(conf_of("", node_data(""), NULL));
+	int old_port = metrics_port;
+	metrics_port = free_port();
+	char *conf = conf_of("", node_data_to(hung.url), NULL);
+	rewrite(conf);
+	free(conf);
+	cr_assert_eq(kill(daemon_r.pid, SIGHUP), 0);
+	int status = -1;
+	for (int waited = 0; waited < 30000 && status < 0; waited += 20) {
+		int fd = http_connect("127.0.0.1", metrics_port, 1000);
+		if (fd >= 0) {
+			close(fd);
+			status = healthz_status(metrics_port);
+		} else {
+			nats_Sleep(20);
+		}
+	}
+	cr_assert_eq(daemon_log_count(&daemon_r, "reload of "), 0,
+		     "the reload was still waiting for the new instance");
+	cr_assert_eq(status, 200, "the first answer says the daemon runs");
+	cr_assert(daemon_wait_log(&daemon_r, "reload of ", 60000));
+	cr_assert_eq(kill(hung.pid, SIGCONT), 0);
+	nats_server_stop(&hung);
+	cr_assert_lt(http_connect("127.0.0.1", old_port, 2000), 0);
 	cr_assert_eq(daemon_stop(&daemon_r, SIGTERM, 30000), 0);
 }
 

@@ -143,6 +143,24 @@ Test(metrics, listen_addresses_that_parse)
 	cr_assert(metrics_listen_parse(NULL, NULL, "[fe80::1:2]:9100", &why));
 }
 
+/* A reload compares the addresses bound, not the text. */
+Test(metrics, listen_addresses_compare_as_socket_addresses)
+{
+	cr_assert(metrics_listen_same("[::1]:8222", "[0:0:0:0:0:0:0:1]:8222"));
+	cr_assert(metrics_listen_same("[fe80::1:2]:9100", "[FE80:0::1:2]:9100"));
+	cr_assert(metrics_listen_same("", ""));
+	cr_assert_not(metrics_listen_same("0.0.0.0:8222", "127.0.0.1:8222"));
+	cr_assert_not(metrics_listen_same("127.0.0.1:8222", "127.0.0.1:8223"));
+	cr_assert_not(metrics_listen_same("127.0.0.1:8222", ""));
+	cr_assert_not(metrics_listen_same("[::1]:8222", "[::2]:8222"));
+
+	cr_assert(metrics_listen_same_port("0.0.0.0:8222", "127.0.0.1:8222"));
+	cr_assert(metrics_listen_same_port("[::]:8222", "[::1]:8222"));
+	cr_assert_not(metrics_listen_same_port("0.0.0.0:8222", "[::]:8222"),
+		      "[::] is bound IPv6 only");
+	cr_assert_not(metrics_listen_same_port("0.0.0.0:8222", "0.0.0.0:8223"));
+}
+
 /* Each text is refused, with a reason that contains `why`. */
 struct refusal {
 	const char *text, *why;
