@@ -8,10 +8,11 @@
  * touched: the file must check, every new instance (added and changed
  * adapters) must be created, a moved metrics endpoint must bind and a new
  * log file must open. A refusal there undoes what was prepared and leaves
- * the daemon as it was. Then the new instances start; one that does not
- * start leaves its predecessor running (or, for an added adapter, nothing)
- * and fails the reload. Only then do the replaced and removed adapters
- * stop ingest and drain, side by side, within drain_timeout.
+ * the daemon as it was. Then the new instances start; when one does not
+ * start, the reload fails and retires nothing: changed adapters keep their
+ * old instance, removed ones keep running, added ones that started stay.
+ * Otherwise the replaced and removed adapters stop ingest and drain, side
+ * by side, within drain_timeout.
  *
  * A changed adapter's new instance subscribes in the same queue group as
  * the old one before the old one unsubscribes, so the server gives each
@@ -47,11 +48,12 @@ struct reload_plan {
 	size_t n;                    /* blocks in `conf` */
 	size_t *was;                 /* per block: index in d->run, or RELOAD_NONE */
 	struct adapter **fresh;      /* per block: its new instance, NULL if unchanged */
-	struct daemon_running *next; /* per block: what runs after the reload */
-	enum reload_fate *fate;      /* per running adapter */
-	struct adapter **draining;   /* the endpoint's view while they drain */
-	struct adapter **settled;    /* and after */
-	struct metrics *metrics;     /* the moved endpoint, if it moved */
+	struct daemon_running *next; /* what runs after the reload */
+	size_t n_next;
+	enum reload_fate *fate;    /* per running adapter */
+	struct adapter **draining; /* the endpoint's view while they drain */
+	struct adapter **settled;  /* and after */
+	struct metrics *metrics;   /* the moved endpoint, if it moved */
 	bool metrics_moved;
 	bool metrics_closed; /* the old endpoint closed to free its port */
 	char why[256];       /* the first reason the reload failed */
@@ -131,12 +133,17 @@ static void reload_discard(struct daemon *d, struct reload_plan *p)
 	reload_plan_free(p);
 }
 
-static size_t reload_find(const struct daemon *d, const char *name)
+static size_t reload_find_in(const struct daemon_running *run, size_t n, const char *name)
 {
-	for (size_t j = 0; j < d->n; j++)
-		if (strcmp(adapter_name(d->run[j].adapter), name) == 0)
+	for (size_t j = 0; j < n; j++)
+		if (strcmp(adapter_name(run[j].adapter), name) == 0)
 			return j;
 	return RELOAD_NONE;
+}
+
+static size_t reload_find(const struct daemon *d, const char *name)
+{
+	return reload_find_in(d->run, d->n, name);
 }
 
 /* Create the new instances, every one even past a failure so that each
@@ -196,10 +203,10 @@ static int reload_prepare(struct daemon *d, struct reload_plan *p)
 	p->n = c->n_adapters;
 	p->was = calloc(p->n, sizeof(*p->was));
 	p->fresh = calloc(p->n, sizeof(*p->fresh));
-	p->next = calloc(p->n, sizeof(*p->next));
+	p->next = calloc(p->n + d->n + 1, sizeof(*p->next));
 	p->fate = calloc(d->n + 1, sizeof(*p->fate));
 	p->draining = calloc(p->n + d->n + 1, sizeof(*p->draining));
-	p->settled = calloc(p->n + 1, sizeof(*p->settled));
+	p->settled = calloc(p->n + d->n + 1, sizeof(*p->settled));
 	if (!p->was || !p->fresh || !p->next || !p->fate || !p->draining || !p->settled) {
 		reload_why(p, "out of memory");
 		return -ENOMEM;
@@ -242,32 +249,23 @@ static void reload_abandon(struct adapter *a, long drain_timeout)
 	adapter_free(a);
 }
 
-/* Start the new instances and decide what runs from now on. */
+/* Start the new instances and decide what runs from now on. When one
+ * does not start, nothing is retired: a changed adapter keeps its old
+ * instance (its new one, started or not, drains and goes), a removed one
+ * keeps running, and an added one that started stays. */
 static void reload_start(struct daemon *d, struct reload_plan *p)
 {
-	for (size_t j = 0; j < d->n; j++)
-		p->fate[j] = RELOAD_REMOVE;
+	long drain_timeout = p->conf->drain_timeout;
+	bool failed = false;
 	for (size_t i = 0; i < p->n; i++) {
-		size_t j = p->was[i];
-		if (j != RELOAD_NONE)
-			p->fate[j] = RELOAD_KEEP;
 		struct adapter *a = p->fresh[i];
-		if (!a) {
-			p->next[i] = d->run[j];
+		if (!a || adapter_start(a) == 0)
 			continue;
-		}
-		p->fresh[i] = NULL;
 		const char *name = p->conf->adapters[i].name;
-		if (adapter_start(a) == 0) {
-			p->next[i] = (struct daemon_running){a, &p->conf->adapters[i], p->conf};
-			if (j != RELOAD_NONE)
-				p->fate[j] = RELOAD_REPLACE;
-			log_info("adapter %s: %s", name, j == RELOAD_NONE ? "added" : "changed");
-			continue;
-		}
-		reload_abandon(a, p->conf->drain_timeout);
-		if (j != RELOAD_NONE) {
-			p->next[i] = d->run[j];
+		p->fresh[i] = NULL;
+		reload_abandon(a, drain_timeout);
+		failed = true;
+		if (p->was[i] != RELOAD_NONE) {
 			log_error("adapter %s: its new configuration did not start; the running "
 				  "one goes on",
 				  name);
@@ -276,6 +274,42 @@ static void reload_start(struct daemon *d, struct reload_plan *p)
 			reload_why(p, "adapter %s: the added adapter did not start", name);
 		}
 	}
+
+	for (size_t j = 0; j < d->n; j++)
+		p->fate[j] = failed ? RELOAD_KEEP : RELOAD_REMOVE;
+	size_t n = 0;
+	for (size_t i = 0; i < p->n; i++) {
+		size_t j = p->was[i];
+		struct adapter *a = p->fresh[i];
+		const char *name = p->conf->adapters[i].name;
+		p->fresh[i] = NULL;
+		if (j != RELOAD_NONE)
+			p->fate[j] = RELOAD_KEEP;
+		if (a && j != RELOAD_NONE && failed) {
+			log_warn("adapter %s: its new configuration started but is not applied, "
+				 "since another adapter did not start",
+				 name);
+			reload_abandon(a, drain_timeout);
+			a = NULL;
+		}
+		if (a) {
+			p->next[n++] = (struct daemon_running){a, &p->conf->adapters[i], p->conf};
+			if (j != RELOAD_NONE)
+				p->fate[j] = RELOAD_REPLACE;
+			log_info("adapter %s: %s", name, j == RELOAD_NONE ? "added" : "changed");
+		} else if (j != RELOAD_NONE) {
+			p->next[n++] = d->run[j];
+		}
+	}
+	/* Adapters the file removes, kept running by a failed start. */
+	for (size_t j = 0; j < d->n; j++)
+		if (failed &&
+		    reload_find_in(p->next, n, adapter_name(d->run[j].adapter)) == RELOAD_NONE) {
+			log_warn("adapter %s: kept running, since another adapter did not start",
+				 adapter_name(d->run[j].adapter));
+			p->next[n++] = d->run[j];
+		}
+	p->n_next = n;
 }
 
 /* Stop ingest of the replaced and removed adapters, then drain them side
@@ -337,12 +371,9 @@ static void reload_apply(struct daemon *d, struct reload_plan *p)
 
 	/* What runs now, in the order of the new file. */
 	struct daemon_running *old = d->run;
-	size_t n_old = d->n, n = 0, shown = 0;
-	for (size_t i = 0; i < p->n; i++)
-		if (p->next[i].adapter)
-			p->next[n++] = p->next[i];
+	size_t n_old = d->n, shown = 0;
 	d->run = p->next;
-	d->n = n;
+	d->n = p->n_next;
 	p->next = NULL;
 	d->held[d->n_held++] = was_conf;
 	d->conf = p->conf;

@@ -708,6 +708,36 @@ Test(reload, a_moved_metrics_endpoint_is_healthy_from_its_first_answer)
 	cr_assert_eq(daemon_stop(&daemon_r, SIGTERM, 30000), 0);
 }
 
+/* The only adapter renamed, its new instance unable to start: nothing is
+ * retired, so the adapter the file removes keeps delivering. */
+Test(reload, a_failed_start_retires_nothing)
+{
+	struct nats_server hung;
+	hung_server(&hung);
+	start(conf_of("", node_data(""), NULL));
+	struct publisher pub;
+	publisher_start(&pub, "choria.discovery", 9);
+	publisher_wait(&pub, 0, 30);
+	char *renamed = node_data_to(hung.url);
+	char *name = strstr(renamed, "node_data");
+	cr_assert(name);
+	memcpy(name, "node_next", 9);
+	cr_assert_not(reload_with(conf_of("", renamed, NULL)));
+	cr_assert(daemon_wait_log(&daemon_r, "the added adapter did not start", 1000));
+	cr_assert(daemon_wait_log(&daemon_r, "adapter node_data: kept running", 1000));
+	cr_assert_eq(kill(hung.pid, SIGCONT), 0);
+	nats_server_stop(&hung);
+	cr_assert_eq(healthz_status(metrics_port), 200, "the old adapter runs");
+	cr_assert_eq(metric(LAST_OK), 0);
+	publisher_wait(&pub, atomic_load(&pub.sent), 30);
+	int sent = publisher_stop(&pub);
+	cr_assert(js_stream_wait_count(&client, "NODES", (uint64_t)sent, 60000),
+		  "the removed adapter went on delivering");
+	cr_assert_eq(daemon_log_count(&daemon_r, "adapter node_data: removed"), 0);
+	struct adapter_counts n = pipeline_stop_and_count(&daemon_r, "node_data");
+	cr_assert_eq(n.published, (uint64_t)sent);
+}
+
 int main(int argc, char **argv)
 {
 	return test_pki_main(argc, argv);

@@ -426,6 +426,15 @@ static char *health(struct adapter **as, size_t n, enum metrics_phase phase, boo
 	return text;
 }
 
+Test(metrics, no_adapter_is_unhealthy)
+{
+	bool ok = true;
+	char *t = health(NULL, 0, METRICS_RUNNING, &ok);
+	cr_assert_not(ok);
+	cr_assert_not_null(strstr(t, "\"no adapter runs\""), "%s", t);
+	free(t);
+}
+
 Test(metrics, health_verdicts)
 {
 	struct adapter *a = fake_adapter("node_data", "x", 2);
