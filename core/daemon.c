@@ -90,7 +90,6 @@ void daemon_release_configs(struct daemon *d)
 static int create_adapters(struct daemon *d)
 {
 	struct config *c = d->conf;
-	host_set_identity(c->identity);
 	d->run = calloc(c->n_adapters, sizeof(*d->run));
 	if (!d->run)
 		return -ENOMEM;

@@ -129,7 +129,6 @@ static void reload_discard(struct daemon *d, struct reload_plan *p)
 	if (p->metrics_closed)
 		reload_metrics_restore(d);
 	config_free(p->conf);
-	host_set_identity(d->conf->identity);
 	reload_plan_free(p);
 }
 
@@ -211,7 +210,6 @@ static int reload_prepare(struct daemon *d, struct reload_plan *p)
 		reload_why(p, "out of memory");
 		return -ENOMEM;
 	}
-	host_set_identity(c->identity);
 	int rc = reload_create(d, p);
 	if (rc != 0)
 		return rc;

@@ -52,7 +52,7 @@ static struct adapter *fake_adapter(const char *name, const char *identity, size
 	a->stats = adapter_stats_new();
 	cr_assert_not_null(a->stats);
 	a->name = strdup(name);
-	a->identity = identity;
+	a->identity = identity ? strdup(identity) : NULL;
 	cr_assert_eq(queue_new(&a->queue, queue_len), 0);
 	struct cad_context *ctx[] = {&a->ingest, &a->stream};
 	for (int i = 0; i < 2; i++) {
