@@ -158,7 +158,10 @@ struct cad_host {
 	unsigned abi_minor; /* CAD_ABI_MINOR of the host */
 	size_t size;        /* sizeof(struct cad_host) in the host */
 
-	const char *identity; /* this daemon's identity (config `identity`) */
+	/* The daemon's `identity` when this instance's adapter was created;
+	 * the host handed to create() is the instance's own, valid until
+	 * destroy(), and no reload changes it. */
+	const char *identity;
 
 	/* Log one line, prefixed by the host with "adapter <name>: <type>: ". */
 	void (*log)(struct cad_context *ctx, enum cad_log_level level, const char *fmt, ...)
