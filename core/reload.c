@@ -311,18 +311,21 @@ static void reload_start(struct daemon *d, struct reload_plan *p)
 }
 
 /* Stop ingest of the replaced and removed adapters, then drain them side
- * by side within drain_timeout. */
-static void reload_retire(struct reload_plan *p, struct daemon_running *old, size_t n_old,
-			  long drain_timeout)
+ * by side within drain_timeout. A stop signal that arrived meanwhile waits
+ * for this drain: systemd is told so before it begins. */
+static void reload_retire(struct daemon *d, struct reload_plan *p, struct daemon_running *old,
+			  size_t n_old, long drain_timeout)
 {
 	size_t retiring = 0;
 	for (size_t j = 0; j < n_old; j++)
-		if (p->fate[j] != RELOAD_KEEP) {
-			adapter_stop_ingest(old[j].adapter);
-			retiring++;
-		}
+		retiring += p->fate[j] != RELOAD_KEEP;
 	if (!retiring)
 		return;
+	if (daemon_stop_is_pending())
+		daemon_notify_stopping_after(d, drain_timeout);
+	for (size_t j = 0; j < n_old; j++)
+		if (p->fate[j] != RELOAD_KEEP)
+			adapter_stop_ingest(old[j].adapter);
 	daemon_expect_busy(drain_timeout + RELOAD_BUSY_MARGIN_S);
 	int64_t deadline = cad_clock_mono_ns() + drain_timeout * CAD_NS_PER_SEC;
 	for (size_t j = 0; j < n_old; j++)
@@ -388,7 +391,7 @@ static void reload_apply(struct daemon *d, struct reload_plan *p)
 	daemon_show(d, p->draining, shown, shown - d->n);
 	p->draining = NULL;
 
-	reload_retire(p, old, n_old, d->conf->drain_timeout);
+	reload_retire(d, p, old, n_old, d->conf->drain_timeout);
 
 	reload_count(d, p->why[0] == '\0', p->why);
 	for (size_t i = 0; i < d->n; i++)

@@ -32,12 +32,14 @@ static struct js_client client;
 static struct daemon_proc daemon_r;
 static int metrics_port;
 static const char *metrics_host; /* the address metrics_listen names */
+static int drain_timeout_s;
 
 static void setup(void)
 {
 	pipeline_setup(dir, sizeof(dir), &server, &client, "NODES");
 	metrics_port = free_port();
 	metrics_host = "127.0.0.1";
+	drain_timeout_s = 20;
 }
 
 static void teardown(void)
@@ -83,9 +85,10 @@ static char *conf_of(const char *globals, char *block1, char *block2)
 	cr_assert(asprintf(&c,
 			   "identity = \"reload.test\"\n"
 			   "metrics_listen = \"%s:%d\"\n"
-			   "drain_timeout = 20\n"
+			   "drain_timeout = %d\n"
 			   "%s\n%s%s",
-			   metrics_host, metrics_port, globals, block1, block2 ? block2 : "") > 0);
+			   metrics_host, metrics_port, drain_timeout_s, globals, block1,
+			   block2 ? block2 : "") > 0);
 	free(block1);
 	free(block2);
 	return c;
@@ -661,10 +664,9 @@ static void hung_server(struct nats_server *hung)
 	cr_assert_eq(kill(hung->pid, SIGSTOP), 0);
 }
 
-/* node_data with its stream on `url`. */
-static char *node_data_to(const char *url)
+/* The block `b` (freed) with its stream on `url`. */
+static char *stream_on(char *b, const char *url)
 {
-	char *b = node_data("");
 	char *stream = strstr(b, "stream {");
 	cr_assert(stream);
 	char *at = strstr(stream, server.url);
@@ -673,6 +675,12 @@ static char *node_data_to(const char *url)
 	cr_assert(asprintf(&moved, "%.*s%s%s", (int)(at - b), b, url, at + strlen(server.url)) > 0);
 	free(b);
 	return moved;
+}
+
+/* node_data with its stream on `url`. */
+static char *node_data_to(const char *url)
+{
+	return stream_on(node_data(""), url);
 }
 
 /* The daemon runs through a reload: the moved endpoint says so from its
@@ -736,6 +744,62 @@ Test(reload, a_failed_start_retires_nothing)
 	cr_assert_eq(daemon_log_count(&daemon_r, "adapter node_data: removed"), 0);
 	struct adapter_counts n = pipeline_stop_and_count(&daemon_r, "node_data");
 	cr_assert_eq(n.published, (uint64_t)sent);
+}
+
+/* A reload removes an adapter whose stream server has stopped answering,
+ * so its drain takes drain_timeout; a SIGTERM that arrives meanwhile stops
+ * the daemon once it ends, with every message published or counted lost. */
+Test(reload, a_stop_signal_during_a_reloads_drain_stops_the_daemon_after_it)
+{
+	struct nats_server slow;
+	char d[600];
+	snprintf(d, sizeof(d), "%s/slow", dir);
+	cr_assert_eq(mkdir(d, 0700), 0);
+	cr_assert_eq(nats_server_start(&slow, d, 0, NULL), 0);
+	struct js_client sc;
+	cr_assert_eq(js_client_open(&sc, slow.url), 0);
+	cr_assert_eq(js_stream_create(&sc, "SLOW", "choria.slow.>", 1), 0);
+	js_client_close(&sc);
+	drain_timeout_s = 3;
+	start(conf_of("", node_data(""),
+		      stream_on(block("extra", "choria.extra", "choria.slow.%s", ""), slow.url)));
+	struct publisher pub;
+	publisher_start(&pub, "choria.extra", 10);
+	publisher_wait(&pub, 0, 20);
+	int answered = publisher_stop(&pub);
+	pipeline_counts_once_settled(&daemon_r, "extra", (uint64_t)answered, 30000);
+	/* From here its stream holds what it takes, unanswered. */
+	cr_assert_eq(kill(slow.pid, SIGSTOP), 0);
+	publisher_start(&pub, "choria.extra", 11);
+	publisher_wait(&pub, 0, 20);
+	int sent = answered + publisher_stop(&pub);
+	pipeline_counts_once_received(&daemon_r, "extra", (uint64_t)sent, 30000);
+
+	char *removed = conf_of("", node_data(""), NULL);
+	rewrite(removed);
+	free(removed);
+	cr_assert_eq(kill(daemon_r.pid, SIGHUP), 0);
+	cr_assert(daemon_wait_log(&daemon_r, "reloading ", 30000));
+	cr_assert_eq(kill(daemon_r.pid, SIGTERM), 0);
+	cr_assert_eq(daemon_wait_exit(&daemon_r, 60000), 0, "exits 0");
+	cr_assert_eq(kill(slow.pid, SIGCONT), 0);
+	nats_server_stop(&slow);
+	cr_assert_eq(daemon_log_count(&daemon_r, "adapter extra: removed"), 1,
+		     "the reload ran to its end");
+	cr_assert_eq(daemon_log_count(&daemon_r, "SIGTERM received"), 1);
+	cr_assert_eq(daemon_log_count(&daemon_r, "configuration reloaded from"), 1);
+
+	struct adapter_counts n;
+	cr_assert(pipeline_counts(&daemon_r, "extra", &n));
+	pipeline_assert_balance(&daemon_r, &n);
+	cr_assert_eq(n.received, (uint64_t)sent);
+	cr_assert_eq(n.in_flight, 0, "nothing left unaccounted for");
+	cr_assert_eq(n.published + n.lost, (uint64_t)sent, "each published or lost with a reason");
+	cr_assert_geq(n.published, (uint64_t)answered);
+	cr_assert_gt(n.lost, 0, "the drain ran out of time: the reload was slow");
+	cr_assert(pipeline_counts(&daemon_r, "node_data", &n));
+	pipeline_assert_balance(&daemon_r, &n);
+	cr_assert_eq(n.in_flight, 0);
 }
 
 int main(int argc, char **argv)
