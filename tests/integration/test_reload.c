@@ -746,34 +746,44 @@ Test(reload, a_failed_start_retires_nothing)
 	cr_assert_eq(n.published, (uint64_t)sent);
 }
 
+/* The daemon with node_data and `extra`, whose stream server `slow` has
+ * stopped answering while it holds messages: a reload that removes extra
+ * drains for drain_timeout (3 s). *answered of the *sent messages were
+ * published before the server stopped. */
+static void start_with_a_slow_extra(struct nats_server *slow, int *answered, int *sent)
+{
+	char d[600];
+	snprintf(d, sizeof(d), "%s/slow", dir);
+	cr_assert_eq(mkdir(d, 0700), 0);
+	cr_assert_eq(nats_server_start(slow, d, 0, NULL), 0);
+	struct js_client sc;
+	cr_assert_eq(js_client_open(&sc, slow->url), 0);
+	cr_assert_eq(js_stream_create(&sc, "SLOW", "choria.slow.>", 1), 0);
+	js_client_close(&sc);
+	drain_timeout_s = 3;
+	start(conf_of("", node_data(""),
+		      stream_on(block("extra", "choria.extra", "choria.slow.%s", ""), slow->url)));
+	struct publisher pub;
+	publisher_start(&pub, "choria.extra", 10);
+	publisher_wait(&pub, 0, 20);
+	*answered = publisher_stop(&pub);
+	pipeline_counts_once_settled(&daemon_r, "extra", (uint64_t)*answered, 30000);
+	/* From here its stream holds what it takes, unanswered. */
+	cr_assert_eq(kill(slow->pid, SIGSTOP), 0);
+	publisher_start(&pub, "choria.extra", 11);
+	publisher_wait(&pub, 0, 20);
+	*sent = *answered + publisher_stop(&pub);
+	pipeline_counts_once_received(&daemon_r, "extra", (uint64_t)*sent, 30000);
+}
+
 /* A reload removes an adapter whose stream server has stopped answering,
  * so its drain takes drain_timeout; a SIGTERM that arrives meanwhile stops
  * the daemon once it ends, with every message published or counted lost. */
 Test(reload, a_stop_signal_during_a_reloads_drain_stops_the_daemon_after_it)
 {
 	struct nats_server slow;
-	char d[600];
-	snprintf(d, sizeof(d), "%s/slow", dir);
-	cr_assert_eq(mkdir(d, 0700), 0);
-	cr_assert_eq(nats_server_start(&slow, d, 0, NULL), 0);
-	struct js_client sc;
-	cr_assert_eq(js_client_open(&sc, slow.url), 0);
-	cr_assert_eq(js_stream_create(&sc, "SLOW", "choria.slow.>", 1), 0);
-	js_client_close(&sc);
-	drain_timeout_s = 3;
-	start(conf_of("", node_data(""),
-		      stream_on(block("extra", "choria.extra", "choria.slow.%s", ""), slow.url)));
-	struct publisher pub;
-	publisher_start(&pub, "choria.extra", 10);
-	publisher_wait(&pub, 0, 20);
-	int answered = publisher_stop(&pub);
-	pipeline_counts_once_settled(&daemon_r, "extra", (uint64_t)answered, 30000);
-	/* From here its stream holds what it takes, unanswered. */
-	cr_assert_eq(kill(slow.pid, SIGSTOP), 0);
-	publisher_start(&pub, "choria.extra", 11);
-	publisher_wait(&pub, 0, 20);
-	int sent = answered + publisher_stop(&pub);
-	pipeline_counts_once_received(&daemon_r, "extra", (uint64_t)sent, 30000);
+	int answered, sent;
+	start_with_a_slow_extra(&slow, &answered, &sent);
 
 	char *removed = conf_of("", node_data(""), NULL);
 	rewrite(removed);
@@ -800,6 +810,33 @@ Test(reload, a_stop_signal_during_a_reloads_drain_stops_the_daemon_after_it)
 	cr_assert(pipeline_counts(&daemon_r, "node_data", &n));
 	pipeline_assert_balance(&daemon_r, &n);
 	cr_assert_eq(n.in_flight, 0);
+}
+
+/* SIGHUPs that arrive while a reload drains make exactly one more. */
+Test(reload, sighups_during_a_running_reload_fold_into_one_more)
+{
+	struct nats_server slow;
+	int answered, sent;
+	start_with_a_slow_extra(&slow, &answered, &sent);
+	char *removed = conf_of("", node_data(""), NULL);
+	rewrite(removed);
+	free(removed);
+	cr_assert_eq(kill(daemon_r.pid, SIGHUP), 0);
+	cr_assert(daemon_wait_log(&daemon_r, "reloading ", 30000));
+	for (int i = 0; i < 5; i++)
+		cr_assert_eq(kill(daemon_r.pid, SIGHUP), 0);
+	cr_assert_eq(daemon_log_count(&daemon_r, "configuration reloaded from"), 0,
+		     "they arrived while the first reload still drained");
+	for (int waited = 0;
+	     waited < 60000 && daemon_log_count(&daemon_r, "configuration reloaded from") < 2;
+	     waited += 50)
+		nats_Sleep(50);
+	cr_assert_eq(kill(slow.pid, SIGCONT), 0);
+	nats_server_stop(&slow);
+	cr_assert_eq(metric(RELOADS_OK), 2, "one reload, then one more");
+	cr_assert_eq(daemon_stop(&daemon_r, SIGTERM, 30000), 0);
+	cr_assert_eq(daemon_log_count(&daemon_r, "reloading "), 2, "and no third, to its end");
+	cr_assert_eq(daemon_log_count(&daemon_r, "adapter extra: removed"), 1);
 }
 
 int main(int argc, char **argv)
