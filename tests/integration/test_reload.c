@@ -839,6 +839,54 @@ Test(reload, sighups_during_a_running_reload_fold_into_one_more)
 	cr_assert_eq(daemon_log_count(&daemon_r, "adapter extra: removed"), 1);
 }
 
+/* Two changed adapters, one whose new instance cannot start: the other's
+ * new instance, which started and took messages in the queue group, is
+ * not applied; it drains what it took, and the old one goes on. */
+Test(reload, a_started_instance_is_not_applied_when_another_does_not_start)
+{
+	cr_assert_eq(js_stream_create(&client, "MOVED", "choria.moved.>", 1), 0);
+	struct nats_server hung;
+	hung_server(&hung);
+	start(conf_of("", node_data(""),
+		      block("extra", "choria.extra", "choria.node_metadata.x.%s", "")));
+	struct publisher pub;
+	publisher_start(&pub, "choria.discovery", 12);
+	publisher_wait(&pub, 0, 30);
+	cr_assert_not(reload_with(
+		conf_of("", block("node_data", "choria.discovery", "choria.moved.%s", ""),
+			stream_on(block("extra", "choria.extra", "choria.node_metadata.x.%s", ""),
+				  hung.url))));
+	cr_assert(daemon_wait_log(&daemon_r, "adapter node_data: its new configuration started",
+				  1000));
+	cr_assert_eq(daemon_log_count(&daemon_r, "adapter node_data: changed"), 0);
+	cr_assert_eq(kill(hung.pid, SIGCONT), 0);
+	nats_server_stop(&hung);
+	int after = atomic_load(&pub.sent);
+	publisher_wait(&pub, after, 30);
+	int sent = publisher_stop(&pub);
+	uint64_t total = 0;
+	for (int waited = 0; waited < 60000 && total < (uint64_t)sent; waited += 100) {
+		total = js_stream_count(&client, "NODES") + js_stream_count(&client, "MOVED");
+		nats_Sleep(100);
+	}
+	int *old = calloc((size_t)sent, sizeof(int)), *moved = calloc((size_t)sent, sizeof(int));
+	cr_assert(old && moved);
+	count_indexes("NODES", old, sent);
+	count_indexes("MOVED", moved, sent);
+	for (int i = 0; i < sent; i++) {
+		cr_assert_eq(old[i] + moved[i], 1, "message %d stored %d times", i,
+			     old[i] + moved[i]);
+		if (i >= after)
+			cr_assert_eq(old[i], 1, "message %d, after the reload, went the old way",
+				     i);
+	}
+	free(old);
+	free(moved);
+	struct adapter_counts n = pipeline_stop_and_count(&daemon_r, "node_data");
+	cr_assert_eq(n.published, (uint64_t)sent);
+	cr_assert_eq(n.lost, 0);
+}
+
 int main(int argc, char **argv)
 {
 	return test_pki_main(argc, argv);
