@@ -242,6 +242,7 @@ static int reload_prepare(struct daemon *d, struct reload_plan *p)
  * so it drains like any other within drain_timeout. */
 static void reload_abandon(struct adapter *a, long drain_timeout)
 {
+	daemon_expect_busy(drain_timeout + RELOAD_BUSY_MARGIN_S);
 	adapter_stop_ingest(a);
 	adapter_drain(a, cad_clock_mono_ns() + drain_timeout * CAD_NS_PER_SEC);
 	adapter_free(a);
