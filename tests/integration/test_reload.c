@@ -887,6 +887,64 @@ Test(reload, a_started_instance_is_not_applied_when_another_does_not_start)
 	cr_assert_eq(n.lost, 0);
 }
 
+/* The same, with the unapplied instance's stream server stopped while it
+ * holds messages and back once the instance is let go: it drains within
+ * drain_timeout, so what it took is published, none lost. */
+Test(reload, an_instance_let_go_drains_within_drain_timeout)
+{
+	struct nats_server hung, slow;
+	hung_server(&hung);
+	char d[600];
+	snprintf(d, sizeof(d), "%s/slow", dir);
+	cr_assert_eq(mkdir(d, 0700), 0);
+	cr_assert_eq(nats_server_start(&slow, d, 0, NULL), 0);
+	struct js_client sc;
+	cr_assert_eq(js_client_open(&sc, slow.url), 0);
+	cr_assert_eq(js_stream_create(&sc, "SLOW", "choria.slow.>", 1), 0);
+	start(conf_of("", node_data(""),
+		      block("extra", "choria.extra", "choria.node_metadata.x.%s", "")));
+	struct publisher pub;
+	publisher_start(&pub, "choria.discovery", 13);
+	publisher_wait(&pub, 0, 30);
+	char *conf =
+		conf_of("",
+			stream_on(block("node_data", "choria.discovery", "choria.slow.%s", ""),
+				  slow.url),
+			stream_on(block("extra", "choria.extra", "choria.node_metadata.x.%s", ""),
+				  hung.url));
+	rewrite(conf);
+	free(conf);
+	cr_assert_eq(kill(daemon_r.pid, SIGHUP), 0);
+	/* Its new instance runs beside the old one while extra's waits for
+	 * the hung server: from now on, what it takes stays unanswered. */
+	for (int waited = 0;
+	     waited < 30000 && daemon_log_count(&daemon_r, "adapter node_data: started") < 2;
+	     waited += 5)
+		nats_Sleep(5);
+	cr_assert_eq(kill(slow.pid, SIGSTOP), 0);
+	cr_assert_eq(daemon_log_count(&daemon_r, "reload of "), 0, "the reload still runs");
+	cr_assert(daemon_wait_log(&daemon_r, "adapter node_data: its new configuration started",
+				  60000));
+	cr_assert_eq(kill(slow.pid, SIGCONT), 0);
+	cr_assert(daemon_wait_log(&daemon_r, "reload of ", 60000));
+	cr_assert_eq(kill(hung.pid, SIGCONT), 0);
+	nats_server_stop(&hung);
+	int sent = publisher_stop(&pub);
+	uint64_t total = 0;
+	for (int waited = 0; waited < 60000 && total < (uint64_t)sent; waited += 100) {
+		total = js_stream_count(&client, "NODES") + js_stream_count(&sc, "SLOW");
+		nats_Sleep(100);
+	}
+	uint64_t slow_n = js_stream_count(&sc, "SLOW");
+	js_client_close(&sc);
+	nats_server_stop(&slow);
+	struct adapter_counts n = pipeline_stop_and_count(&daemon_r, "node_data");
+	cr_assert_gt(slow_n, 0, "the new instance took messages");
+	cr_assert_eq(n.lost, 0, "what it took was published");
+	cr_assert_eq(n.published, (uint64_t)sent);
+	cr_assert_eq(total, (uint64_t)sent);
+}
+
 int main(int argc, char **argv)
 {
 	return test_pki_main(argc, argv);
