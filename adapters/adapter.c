@@ -37,7 +37,7 @@ static int create_instance(struct adapter *a, struct cad_context *ctx,
 	ctx->module = block->module->desc;
 	snprintf(ctx->prefix, sizeof(ctx->prefix), "adapter %s: %s: ", a->name,
 		 block->module->type);
-	return ctx->module->create(&ctx->instance, &host_services, ctx, block);
+	return ctx->module->create(&ctx->instance, &a->host, ctx, block);
 }
 
 struct adapter_stats *adapter_stats_new(void)
@@ -80,7 +80,13 @@ int adapter_new(struct adapter **out, const struct adapter_config *ac, const cha
 		adapter_free(a);
 		return -ENOMEM;
 	}
-	a->identity = identity;
+	a->identity = strdup(identity ? identity : host_services.identity);
+	if (!a->identity) {
+		adapter_free(a);
+		return -ENOMEM;
+	}
+	a->host = host_services;
+	a->host.identity = a->identity;
 	a->ingest_workers = ac->ingest.workers;
 	a->stream_workers = ac->stream.workers;
 	a->queue_wait_ns = (int64_t)ac->queue_wait_ms * CAD_NS_PER_MS;
@@ -198,6 +204,7 @@ void adapter_free(struct adapter *a)
 	pthread_mutex_destroy(&a->conns_lock);
 	free(a->conns);
 	free(a->name);
+	free(a->identity);
 	free(a);
 }
 

@@ -83,7 +83,10 @@ struct conn_state {
 
 struct adapter {
 	char *name;
-	const char *identity;
+	char *identity; /* as it was when the adapter was created */
+	/* What its modules are handed: the daemon's services with this
+	 * identity, which no reload changes under them. */
+	struct cad_host host;
 	struct queue *queue;
 	int64_t queue_wait_ns; /* how long a full queue may hold an ingest back */
 	/* Bytes of the messages accepted and not yet settled, in the queue

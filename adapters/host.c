@@ -238,8 +238,3 @@ struct cad_host host_services = {
 	.conn_state = host_conn_state,
 	.drain_deadline = host_drain_deadline,
 };
-
-void host_set_identity(const char *identity)
-{
-	host_services.identity = identity;
-}

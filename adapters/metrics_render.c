@@ -426,6 +426,9 @@ int metrics_health(char **out, size_t *len, bool *healthy, struct adapter *const
 		reason(&reasons_text, &count, "starting");
 	else if (phase == METRICS_STOPPING)
 		reason(&reasons_text, &count, "stopping");
+	/* A reload whose only adapter did not start leaves none. */
+	if (n == 0)
+		reason(&reasons_text, &count, "no adapter runs");
 	EACH (i) {
 		size_t k;
 		bool no_memory;

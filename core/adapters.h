@@ -27,13 +27,13 @@
 
 struct adapter;
 
-/* The identity modules see; set before creating any adapter. */
-void host_set_identity(const char *identity);
-
 /* Create the adapter and both module instances from a checked block.
  * Module config errors are reported by the modules. A `predecessor` (the
  * instance a reload replaces, or NULL) shares its counters with the new
- * one, so that the adapter's series go on through the hand-over. */
+ * one, so that the adapter's series go on through the hand-over.
+ * `identity` (NULL: the host's default) is copied: the adapter's modules
+ * see it as host->identity for the adapter's life, whatever a reload
+ * changes afterwards. */
 CAD_MUSTCHECK int adapter_new(struct adapter **out, const struct adapter_config *ac,
 			      const char *identity, struct adapter *predecessor);
 CAD_MUSTCHECK int adapter_start(struct adapter *a);

@@ -175,21 +175,50 @@ static int adapter_name_valid(const char *name)
 	return 1;
 }
 
-/* The folder a module of the running configuration came from, when it
- * has one of this kind and type, into dir[len]: a reload opens the same
- * file again, whatever module_path says now, since modules stay loaded. */
-static bool running_module_dir(const struct config *running, enum cad_kind kind, const char *type,
-			       char *dir, size_t len)
+/* Every module type the process has loaded, and the file it came from,
+ * for its whole life: modules stay loaded, so a reload that names a type
+ * again opens the same file, whatever module_path says by then and however
+ * many configurations ago it was named. Main thread only. */
+struct config_loaded {
+	enum cad_kind kind;
+	char *type;
+	char *path;
+};
+static struct config_loaded *config_loaded;
+static size_t config_n_loaded;
+
+static void config_remember(const struct module *m)
 {
-	for (size_t i = 0; running && i < running->n_modules; i++) {
-		const struct module *m = running->modules[i];
-		if (m->kind != kind || strcmp(m->type, type) != 0)
+	for (size_t i = 0; i < config_n_loaded; i++)
+		if (config_loaded[i].kind == m->kind && strcmp(config_loaded[i].type, m->type) == 0)
+			return;
+	struct config_loaded *grown =
+		realloc(config_loaded, (config_n_loaded + 1) * sizeof(*grown));
+	if (!grown)
+		return; /* out of memory: the type is looked up in module_path */
+	config_loaded = grown;
+	struct config_loaded e = {m->kind, strdup(m->type), strdup(m->path)};
+	if (!e.type || !e.path) {
+		free(e.type);
+		free(e.path);
+		return;
+	}
+	config_loaded[config_n_loaded++] = e;
+}
+
+/* The folder a module of this kind and type was first loaded from, into
+ * dir[len]. */
+static bool config_loaded_dir(enum cad_kind kind, const char *type, char *dir, size_t len)
+{
+	for (size_t i = 0; i < config_n_loaded; i++) {
+		const struct config_loaded *e = &config_loaded[i];
+		if (e->kind != kind || strcmp(e->type, type) != 0)
 			continue;
-		const char *slash = strrchr(m->path, '/');
-		size_t n = slash ? (size_t)(slash - m->path) : 0;
+		const char *slash = strrchr(e->path, '/');
+		size_t n = slash ? (size_t)(slash - e->path) : 0;
 		if (n >= len)
 			return false;
-		memcpy(dir, m->path, n);
+		memcpy(dir, e->path, n);
 		dir[n] = '\0';
 		return true;
 	}
@@ -205,7 +234,7 @@ static int find_or_load(struct config *c, struct cad_config *b, const char *type
 		}
 	char err[1024], dir[PATH_MAX];
 	const char *from = c->module_path;
-	if (running_module_dir(c->running, b->kind, type, dir, sizeof(dir)))
+	if (c->running && config_loaded_dir(b->kind, type, dir, sizeof(dir)))
 		from = dir;
 	struct module *m;
 	int rc = module_load(&m, from, b->kind, type, err, sizeof(err));
@@ -222,6 +251,7 @@ static int find_or_load(struct config *c, struct cad_config *b, const char *type
 	c->modules = grown;
 	c->modules[c->n_modules++] = m;
 	b->module = m;
+	config_remember(m);
 	return 0;
 }
 

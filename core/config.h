@@ -87,9 +87,10 @@ struct config {
  * when not NULL. Returns 0, -EINVAL after reporting config errors, or
  * another negative errno. */
 CAD_MUSTCHECK int config_load(struct config **out, const char *file, const char *module_dir);
-/* The same for a reload: a module type that `running` has loaded is opened
- * again from the file it came from, so that a changed module_path applies
- * only to types loaded from now on. */
+/* The same for a reload: a module type the process has ever loaded is
+ * opened again from the file it first came from, so that a changed
+ * module_path applies only to types loaded from now on. `running` is the
+ * configuration that runs. */
 CAD_MUSTCHECK int config_load_again(struct config **out, const char *file, const char *module_dir,
 				    const struct config *running);
 void config_free(struct config *conf); /* accepts NULL */

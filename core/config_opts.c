@@ -176,6 +176,8 @@ static void apply_default(struct cad_config *b, const struct cad_option *o)
 	case CAD_OPT_STRING:
 		if (o->def_str)
 			cfg_setstr(b->sec, o->name, o->def_str);
+		else if (o->flags & CAD_OPT_DEFAULT_ADAPTER_NAME)
+			cfg_setstr(b->sec, o->name, b->adapter);
 		break;
 	case CAD_OPT_STRING_LIST: {
 		unsigned n = 0;

@@ -90,7 +90,6 @@ void daemon_release_configs(struct daemon *d)
 static int create_adapters(struct daemon *d)
 {
 	struct config *c = d->conf;
-	host_set_identity(c->identity);
 	d->run = calloc(c->n_adapters, sizeof(*d->run));
 	if (!d->run)
 		return -ENOMEM;
@@ -175,16 +174,36 @@ static void block_signals(sigset_t *set)
 	signal(SIGPIPE, SIG_IGN);
 }
 
+bool daemon_stop_is_pending(void)
+{
+	sigset_t pending;
+	return sigpending(&pending) == 0 &&
+	       (sigismember(&pending, SIGTERM) || sigismember(&pending, SIGINT));
+}
+
+/* What systemd is asked to wait beyond a drain_timeout: the time to stop
+ * ingest and join the workers. */
+#define DAEMON_DRAIN_MARGIN_S 5
+
+void daemon_notify_stopping_after(const struct daemon *d, long seconds)
+{
+	long total = seconds + d->conf->drain_timeout + 2 * DAEMON_DRAIN_MARGIN_S;
+	log_info("a stop signal is pending: the reload drains for up to %ld s, then the daemon "
+		 "drains for up to %ld s and stops",
+		 seconds, d->conf->drain_timeout);
+	notify("STOPPING=1\nSTATUS=stopping: a reload drains first\nEXTEND_TIMEOUT_USEC=%lld",
+	       (long long)total * 1000000LL);
+}
+
 /* Take a stop signal that arrived during a reload, before any SIGHUP
  * that came with it: sigwaitinfo() would give the lower number first. */
 static int daemon_pending_stop(void)
 {
-	sigset_t pending, stop;
+	sigset_t stop;
 	sigemptyset(&stop);
 	sigaddset(&stop, SIGTERM);
 	sigaddset(&stop, SIGINT);
-	if (sigpending(&pending) != 0 ||
-	    !(sigismember(&pending, SIGTERM) || sigismember(&pending, SIGINT)))
+	if (!daemon_stop_is_pending())
 		return 0;
 	struct timespec now = {0, 0};
 	int sig = sigtimedwait(&stop, NULL, &now);
@@ -219,6 +238,9 @@ static void daemon_reload_now(struct daemon *d)
 	       (long long)mono.tv_sec * 1000000LL + mono.tv_nsec / 1000);
 	daemon_reload(d);
 	daemon_watchdog_restore();
+	/* Stopping now: READY=1 would take back STOPPING=1. */
+	if (daemon_stop_is_pending())
+		return;
 	notify("READY=1\nSTATUS=running %zu adapter%s%s", d->n, d->n == 1 ? "" : "s",
 	       d->status.last_ok ? "" : " (the last reload failed)");
 }
@@ -264,7 +286,8 @@ static void wait_for_stop(struct daemon *d, const sigset_t *set)
 			/* The drain may outlast the unit's stop timeout. */
 			notify("STOPPING=1\nSTATUS=draining for up to %ld s\nEXTEND_TIMEOUT_USEC=%lld",
 			       d->conf->drain_timeout,
-			       (long long)(d->conf->drain_timeout + 5) * 1000000LL);
+			       (long long)(d->conf->drain_timeout + DAEMON_DRAIN_MARGIN_S) *
+				       1000000LL);
 			return;
 		}
 	}
@@ -276,7 +299,8 @@ static void stop_all(struct daemon *d)
 		adapter_stop_ingest(d->run[i].adapter);
 	/* Stopping the ingest took some of the time asked for at SIGTERM;
 	 * the drain gets its own. */
-	notify("EXTEND_TIMEOUT_USEC=%lld", (long long)(d->conf->drain_timeout + 5) * 1000000LL);
+	notify("EXTEND_TIMEOUT_USEC=%lld",
+	       (long long)(d->conf->drain_timeout + DAEMON_DRAIN_MARGIN_S) * 1000000LL);
 	int64_t deadline = cad_clock_mono_ns() + d->conf->drain_timeout * CAD_NS_PER_SEC;
 	for (size_t i = 0; i < d->n; i++)
 		adapter_drain_begin(d->run[i].adapter, deadline);

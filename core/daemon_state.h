@@ -7,6 +7,7 @@
 #ifndef CAD_DAEMON_STATE_H
 #define CAD_DAEMON_STATE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "adapters.h"
@@ -50,6 +51,14 @@ void daemon_release_configs(struct daemon *d);
 /* Say that the main thread is about to be busy for up to `seconds`, so
  * that the systemd watchdog, when on, waits that much longer. */
 void daemon_expect_busy(long seconds);
+
+/* Whether SIGTERM or SIGINT is pending, left pending. */
+bool daemon_stop_is_pending(void);
+
+/* A reload about to drain for up to `seconds` with a stop signal pending:
+ * tell systemd that the daemon is stopping, and that its stop takes this
+ * drain and the stop's own drain that follows. */
+void daemon_notify_stopping_after(const struct daemon *d, long seconds);
 
 /* Re-read the configuration file and apply it (SIGHUP); see reload.c. */
 void daemon_reload(struct daemon *d);

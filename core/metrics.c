@@ -169,6 +169,46 @@ bool metrics_listen_parse(struct sockaddr_storage *sa, socklen_t *sa_len, const 
 	return true;
 }
 
+/* Family, port, address and IPv6 scope: what bind() is given. */
+static bool metrics_sockaddr_same(const struct sockaddr_storage *a,
+				  const struct sockaddr_storage *b, bool port_only)
+{
+	if (a->ss_family != b->ss_family)
+		return false;
+	if (a->ss_family == AF_INET) {
+		const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
+		return x->sin_port == y->sin_port &&
+		       (port_only || x->sin_addr.s_addr == y->sin_addr.s_addr);
+	}
+	const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
+	return x->sin6_port == y->sin6_port &&
+	       (port_only || (memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0 &&
+			      x->sin6_scope_id == y->sin6_scope_id));
+}
+
+static bool metrics_listen_compare(const char *a, const char *b, bool port_only)
+{
+	struct sockaddr_storage sa, sb;
+	const char *why;
+	if (!*a || !*b)
+		return !*a && !*b;
+	if (!metrics_listen_parse(&sa, NULL, a, &why) || !metrics_listen_parse(&sb, NULL, b, &why))
+		return strcmp(a, b) == 0;
+	return metrics_sockaddr_same(&sa, &sb, port_only);
+}
+
+bool metrics_listen_same(const char *a, const char *b)
+{
+	return metrics_listen_compare(a, b, false);
+}
+
+/* An IPv4 and an IPv6 address on one port do not share it here: [::] is
+ * bound IPv6 only. */
+bool metrics_listen_same_port(const char *a, const char *b)
+{
+	return metrics_listen_compare(a, b, true);
+}
+
 static int open_listener(int *out, const struct sockaddr_storage *sa, socklen_t len)
 {
 	int fd = socket(sa->ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -555,8 +595,8 @@ void metrics_set_view(struct metrics *m, const struct metrics_view *view)
 	pthread_mutex_unlock(&m->view_lock);
 }
 
-int metrics_start(struct metrics **out, const char *listen, long max_connections,
-		  const struct metrics_view *view)
+static int metrics_start_at(struct metrics **out, const char *listen, long max_connections,
+			    const struct metrics_view *view, bool quiet_in_use)
 {
 	struct sockaddr_storage sa;
 	socklen_t sa_len = 0;
@@ -578,7 +618,8 @@ int metrics_start(struct metrics **out, const char *listen, long max_connections
 	int fd = -1;
 	int rc = open_listener(&fd, &sa, sa_len);
 	if (rc != 0) {
-		log_error("metrics_listen: cannot listen on %s: %s", listen, strerror(-rc));
+		if (!(quiet_in_use && rc == -EADDRINUSE))
+			log_error("metrics_listen: cannot listen on %s: %s", listen, strerror(-rc));
 		pthread_mutex_destroy(&m->view_lock);
 		free(m);
 		return rc;
@@ -624,6 +665,18 @@ int metrics_start(struct metrics **out, const char *listen, long max_connections
 	log_info("metrics: serving /metrics and /healthz on http://%s", listen);
 	*out = m;
 	return 0;
+}
+
+int metrics_start(struct metrics **out, const char *listen, long max_connections,
+		  const struct metrics_view *view)
+{
+	return metrics_start_at(out, listen, max_connections, view, false);
+}
+
+int metrics_try_start(struct metrics **out, const char *listen, long max_connections,
+		      const struct metrics_view *view)
+{
+	return metrics_start_at(out, listen, max_connections, view, true);
 }
 
 void metrics_set_max_connections(struct metrics *m, long max_connections)

@@ -26,6 +26,13 @@ struct metrics;
 bool metrics_listen_parse(struct sockaddr_storage *sa, socklen_t *sa_len, const char *text,
 			  const char **why);
 
+/* Whether two `metrics_listen` values name the same socket address (two
+ * spellings of one IPv6 address are one), and whether they name the same
+ * port. An empty value (no endpoint) is the same only as another empty
+ * one; a value that does not parse only as the same text. */
+bool metrics_listen_same(const char *a, const char *b);
+bool metrics_listen_same_port(const char *a, const char *b);
+
 /* What the endpoint shows: the adapters, one per name, the identity that
  * labels every series (NULL: each adapter's own) and the configuration's
  * state (NULL: none). The array and the identity belong to the caller and
@@ -49,6 +56,10 @@ struct metrics_view {
  * the socket call that failed (-EADDRINUSE...). */
 CAD_MUSTCHECK int metrics_start(struct metrics **out, const char *listen, long max_connections,
 				const struct metrics_view *view);
+/* The same, but an address in use (-EADDRINUSE) is left to the caller to
+ * report: a reload may then free the port and try again. */
+CAD_MUSTCHECK int metrics_try_start(struct metrics **out, const char *listen, long max_connections,
+				    const struct metrics_view *view);
 
 /* Show another view from now on. Once it returns, no request reads the
  * previous one any more: its adapters may be freed. Accepts NULL m. */

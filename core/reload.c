@@ -8,10 +8,11 @@
  * touched: the file must check, every new instance (added and changed
  * adapters) must be created, a moved metrics endpoint must bind and a new
  * log file must open. A refusal there undoes what was prepared and leaves
- * the daemon as it was. Then the new instances start; one that does not
- * start leaves its predecessor running (or, for an added adapter, nothing)
- * and fails the reload. Only then do the replaced and removed adapters
- * stop ingest and drain, side by side, within drain_timeout.
+ * the daemon as it was. Then the new instances start; when one does not
+ * start, the reload fails and retires nothing: changed adapters keep their
+ * old instance, removed ones keep running, added ones that started stay.
+ * Otherwise the replaced and removed adapters stop ingest and drain, side
+ * by side, within drain_timeout.
  *
  * A changed adapter's new instance subscribes in the same queue group as
  * the old one before the old one unsubscribes, so the server gives each
@@ -47,13 +48,15 @@ struct reload_plan {
 	size_t n;                    /* blocks in `conf` */
 	size_t *was;                 /* per block: index in d->run, or RELOAD_NONE */
 	struct adapter **fresh;      /* per block: its new instance, NULL if unchanged */
-	struct daemon_running *next; /* per block: what runs after the reload */
-	enum reload_fate *fate;      /* per running adapter */
-	struct adapter **draining;   /* the endpoint's view while they drain */
-	struct adapter **settled;    /* and after */
-	struct metrics *metrics;     /* the moved endpoint, if it moved */
+	struct daemon_running *next; /* what runs after the reload */
+	size_t n_next;
+	enum reload_fate *fate;    /* per running adapter */
+	struct adapter **draining; /* the endpoint's view while they drain */
+	struct adapter **settled;  /* and after */
+	struct metrics *metrics;   /* the moved endpoint, if it moved */
 	bool metrics_moved;
-	char why[256]; /* the first reason the reload failed */
+	bool metrics_closed; /* the old endpoint closed to free its port */
+	char why[256];       /* the first reason the reload failed */
 };
 
 static void reload_why(struct reload_plan *p, const char *fmt, ...) CAD_PRINTF(2, 3);
@@ -93,23 +96,53 @@ static void reload_plan_free(struct reload_plan *p)
 	free(p->settled);
 }
 
-/* Undo what reload_prepare() did: nothing running was touched. */
+static struct metrics_view reload_view(const struct daemon *d)
+{
+	return (struct metrics_view){d->shown, d->n_shown, d->conf->identity, &d->status,
+				     d->n_draining};
+}
+
+/* The old endpoint, closed to free its port for the new address, listens
+ * again where it was. */
+static void reload_metrics_restore(struct daemon *d)
+{
+	struct metrics_view v = reload_view(d);
+	if (metrics_start(&d->metrics, d->conf->metrics_listen, d->conf->metrics_max_connections,
+			  &v) != 0) {
+		d->metrics = NULL;
+		log_error("metrics: cannot listen on %s again: /metrics and /healthz are no "
+			  "longer served",
+			  d->conf->metrics_listen);
+		return;
+	}
+	metrics_set_phase(d->metrics, METRICS_RUNNING);
+	log_warn("metrics: serving on %s again", d->conf->metrics_listen);
+}
+
+/* Undo what reload_prepare() did: nothing running was touched, but for an
+ * endpoint closed to free its port, which listens again. */
 static void reload_discard(struct daemon *d, struct reload_plan *p)
 {
 	for (size_t i = 0; p->fresh && i < p->n; i++)
 		adapter_free(p->fresh[i]);
 	metrics_stop(p->metrics);
+	if (p->metrics_closed)
+		reload_metrics_restore(d);
 	config_free(p->conf);
-	host_set_identity(d->conf->identity);
 	reload_plan_free(p);
+}
+
+static size_t reload_find_in(const struct daemon_running *run, size_t n, const char *name)
+{
+	for (size_t j = 0; j < n; j++)
+		if (strcmp(adapter_name(run[j].adapter), name) == 0)
+			return j;
+	return RELOAD_NONE;
 }
 
 static size_t reload_find(const struct daemon *d, const char *name)
 {
-	for (size_t j = 0; j < d->n; j++)
-		if (strcmp(adapter_name(d->run[j].adapter), name) == 0)
-			return j;
-	return RELOAD_NONE;
+	return reload_find_in(d->run, d->n, name);
 }
 
 /* Create the new instances, every one even past a failure so that each
@@ -136,6 +169,32 @@ static int reload_create(struct daemon *d, struct reload_plan *p)
 	return failed ? -EINVAL : 0;
 }
 
+/* A new address is bound beside the old one. When the old one holds the
+ * port (0.0.0.0:8222 to 127.0.0.1:8222), it is closed first, and bound
+ * again if the new one still cannot be. */
+static int reload_metrics_bind(struct daemon *d, struct reload_plan *p)
+{
+	const char *to = p->conf->metrics_listen, *from = d->conf->metrics_listen;
+	struct metrics_view v = reload_view(d);
+	long max = p->conf->metrics_max_connections;
+	int rc = metrics_try_start(&p->metrics, to, max, &v);
+	if (rc != -EADDRINUSE || !d->metrics || !metrics_listen_same_port(to, from)) {
+		if (rc == -EADDRINUSE)
+			log_error("metrics_listen: cannot listen on %s: %s", to, strerror(-rc));
+		return rc;
+	}
+	log_info("metrics: %s holds the port of %s: closing it first", from, to);
+	metrics_stop(d->metrics);
+	d->metrics = NULL;
+	p->metrics_closed = true;
+	rc = metrics_start(&p->metrics, to, max, &v);
+	if (rc != 0) {
+		p->metrics_closed = false;
+		reload_metrics_restore(d);
+	}
+	return rc;
+}
+
 /* Everything that may refuse, with nothing running touched yet. */
 static int reload_prepare(struct daemon *d, struct reload_plan *p)
 {
@@ -143,31 +202,29 @@ static int reload_prepare(struct daemon *d, struct reload_plan *p)
 	p->n = c->n_adapters;
 	p->was = calloc(p->n, sizeof(*p->was));
 	p->fresh = calloc(p->n, sizeof(*p->fresh));
-	p->next = calloc(p->n, sizeof(*p->next));
+	p->next = calloc(p->n + d->n + 1, sizeof(*p->next));
 	p->fate = calloc(d->n + 1, sizeof(*p->fate));
 	p->draining = calloc(p->n + d->n + 1, sizeof(*p->draining));
-	p->settled = calloc(p->n + 1, sizeof(*p->settled));
+	p->settled = calloc(p->n + d->n + 1, sizeof(*p->settled));
 	if (!p->was || !p->fresh || !p->next || !p->fate || !p->draining || !p->settled) {
 		reload_why(p, "out of memory");
 		return -ENOMEM;
 	}
-	host_set_identity(c->identity);
 	int rc = reload_create(d, p);
 	if (rc != 0)
 		return rc;
 
-	/* A new address is bound beside the old one; the old one stays
-	 * bound, so the same address is never bound twice. */
-	p->metrics_moved = strcmp(c->metrics_listen, d->conf->metrics_listen) != 0;
+	p->metrics_moved = !metrics_listen_same(c->metrics_listen, d->conf->metrics_listen);
 	if (p->metrics_moved && *c->metrics_listen) {
-		struct metrics_view v = {d->shown, d->n_shown, d->conf->identity, &d->status,
-					 d->n_draining};
-		rc = metrics_start(&p->metrics, c->metrics_listen, c->metrics_max_connections, &v);
+		rc = reload_metrics_bind(d, p);
 		if (rc != 0) {
 			reload_why(p, "metrics_listen: cannot listen on %s: %s", c->metrics_listen,
 				   strerror(-rc));
 			return rc;
 		}
+		/* The daemon runs: the new endpoint says so from the first
+		 * request. */
+		metrics_set_phase(p->metrics, METRICS_RUNNING);
 	}
 	if (strcmp(c->log_file, d->conf->log_file) != 0) {
 		rc = log_open(c->log_file);
@@ -180,41 +237,34 @@ static int reload_prepare(struct daemon *d, struct reload_plan *p)
 	return 0;
 }
 
-/* A new instance that did not start: it never took a message, so nothing
- * is lost by stopping it at once. */
-static void reload_abandon(struct adapter *a)
+/* A new instance that did not start: its ingest may have subscribed and
+ * taken messages from the shared queue group before another part failed,
+ * so it drains like any other within drain_timeout. */
+static void reload_abandon(struct adapter *a, long drain_timeout)
 {
+	daemon_expect_busy(drain_timeout + RELOAD_BUSY_MARGIN_S);
 	adapter_stop_ingest(a);
-	adapter_drain(a, cad_clock_mono_ns());
+	adapter_drain(a, cad_clock_mono_ns() + drain_timeout * CAD_NS_PER_SEC);
 	adapter_free(a);
 }
 
-/* Start the new instances and decide what runs from now on. */
+/* Start the new instances and decide what runs from now on. When one
+ * does not start, nothing is retired: a changed adapter keeps its old
+ * instance (its new one, started or not, drains and goes), a removed one
+ * keeps running, and an added one that started stays. */
 static void reload_start(struct daemon *d, struct reload_plan *p)
 {
-	for (size_t j = 0; j < d->n; j++)
-		p->fate[j] = RELOAD_REMOVE;
+	long drain_timeout = p->conf->drain_timeout;
+	bool failed = false;
 	for (size_t i = 0; i < p->n; i++) {
-		size_t j = p->was[i];
-		if (j != RELOAD_NONE)
-			p->fate[j] = RELOAD_KEEP;
 		struct adapter *a = p->fresh[i];
-		if (!a) {
-			p->next[i] = d->run[j];
+		if (!a || adapter_start(a) == 0)
 			continue;
-		}
-		p->fresh[i] = NULL;
 		const char *name = p->conf->adapters[i].name;
-		if (adapter_start(a) == 0) {
-			p->next[i] = (struct daemon_running){a, &p->conf->adapters[i], p->conf};
-			if (j != RELOAD_NONE)
-				p->fate[j] = RELOAD_REPLACE;
-			log_info("adapter %s: %s", name, j == RELOAD_NONE ? "added" : "changed");
-			continue;
-		}
-		reload_abandon(a);
-		if (j != RELOAD_NONE) {
-			p->next[i] = d->run[j];
+		p->fresh[i] = NULL;
+		reload_abandon(a, drain_timeout);
+		failed = true;
+		if (p->was[i] != RELOAD_NONE) {
 			log_error("adapter %s: its new configuration did not start; the running "
 				  "one goes on",
 				  name);
@@ -223,21 +273,60 @@ static void reload_start(struct daemon *d, struct reload_plan *p)
 			reload_why(p, "adapter %s: the added adapter did not start", name);
 		}
 	}
+
+	for (size_t j = 0; j < d->n; j++)
+		p->fate[j] = failed ? RELOAD_KEEP : RELOAD_REMOVE;
+	size_t n = 0;
+	for (size_t i = 0; i < p->n; i++) {
+		size_t j = p->was[i];
+		struct adapter *a = p->fresh[i];
+		const char *name = p->conf->adapters[i].name;
+		p->fresh[i] = NULL;
+		if (j != RELOAD_NONE)
+			p->fate[j] = RELOAD_KEEP;
+		if (a && j != RELOAD_NONE && failed) {
+			log_warn("adapter %s: its new configuration started but is not applied, "
+				 "since another adapter did not start",
+				 name);
+			reload_abandon(a, drain_timeout);
+			a = NULL;
+		}
+		if (a) {
+			p->next[n++] = (struct daemon_running){a, &p->conf->adapters[i], p->conf};
+			if (j != RELOAD_NONE)
+				p->fate[j] = RELOAD_REPLACE;
+			log_info("adapter %s: %s", name, j == RELOAD_NONE ? "added" : "changed");
+		} else if (j != RELOAD_NONE) {
+			p->next[n++] = d->run[j];
+		}
+	}
+	/* Adapters the file removes, kept running by a failed start. */
+	for (size_t j = 0; j < d->n; j++)
+		if (failed &&
+		    reload_find_in(p->next, n, adapter_name(d->run[j].adapter)) == RELOAD_NONE) {
+			log_warn("adapter %s: kept running, since another adapter did not start",
+				 adapter_name(d->run[j].adapter));
+			p->next[n++] = d->run[j];
+		}
+	p->n_next = n;
 }
 
 /* Stop ingest of the replaced and removed adapters, then drain them side
- * by side within drain_timeout. */
-static void reload_retire(struct reload_plan *p, struct daemon_running *old, size_t n_old,
-			  long drain_timeout)
+ * by side within drain_timeout. A stop signal that arrived meanwhile waits
+ * for this drain: systemd is told so before it begins. */
+static void reload_retire(struct daemon *d, struct reload_plan *p, struct daemon_running *old,
+			  size_t n_old, long drain_timeout)
 {
 	size_t retiring = 0;
 	for (size_t j = 0; j < n_old; j++)
-		if (p->fate[j] != RELOAD_KEEP) {
-			adapter_stop_ingest(old[j].adapter);
-			retiring++;
-		}
+		retiring += p->fate[j] != RELOAD_KEEP;
 	if (!retiring)
 		return;
+	if (daemon_stop_is_pending())
+		daemon_notify_stopping_after(d, drain_timeout);
+	for (size_t j = 0; j < n_old; j++)
+		if (p->fate[j] != RELOAD_KEEP)
+			adapter_stop_ingest(old[j].adapter);
 	daemon_expect_busy(drain_timeout + RELOAD_BUSY_MARGIN_S);
 	int64_t deadline = cad_clock_mono_ns() + drain_timeout * CAD_NS_PER_SEC;
 	for (size_t j = 0; j < n_old; j++)
@@ -284,12 +373,9 @@ static void reload_apply(struct daemon *d, struct reload_plan *p)
 
 	/* What runs now, in the order of the new file. */
 	struct daemon_running *old = d->run;
-	size_t n_old = d->n, n = 0, shown = 0;
-	for (size_t i = 0; i < p->n; i++)
-		if (p->next[i].adapter)
-			p->next[n++] = p->next[i];
+	size_t n_old = d->n, shown = 0;
 	d->run = p->next;
-	d->n = n;
+	d->n = p->n_next;
 	p->next = NULL;
 	d->held[d->n_held++] = was_conf;
 	d->conf = p->conf;
@@ -306,7 +392,7 @@ static void reload_apply(struct daemon *d, struct reload_plan *p)
 	daemon_show(d, p->draining, shown, shown - d->n);
 	p->draining = NULL;
 
-	reload_retire(p, old, n_old, d->conf->drain_timeout);
+	reload_retire(d, p, old, n_old, d->conf->drain_timeout);
 
 	reload_count(d, p->why[0] == '\0', p->why);
 	for (size_t i = 0; i < d->n; i++)

@@ -96,6 +96,7 @@ static const struct cad_option jetstream_options[] = {
 	NATS_CONN_OPTIONS,
 	{.name = "topic",
 	 .type = CAD_OPT_STRING,
+	 .flags = CAD_OPT_DEFAULT_ADAPTER_NAME,
 	 .help = "subject to publish to; %s is replaced by the sender (default: the adapter name)"},
 	PUBLISH_WINDOW_OPTIONS,
 	ENVELOPE_OPTIONS(ENVELOPE_PROTOCOL_JETSTREAM),

@@ -26,6 +26,7 @@ const struct cad_option kafka_options[] = {
 	 .help = "bootstrap servers, host:port"},
 	{.name = "topic",
 	 .type = CAD_OPT_STRING,
+	 .flags = CAD_OPT_DEFAULT_ADAPTER_NAME,
 	 .help = "topic to produce to (default: the adapter name)"},
 	{.name = "max_inflight",
 	 .type = CAD_OPT_INT,

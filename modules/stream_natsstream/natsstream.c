@@ -126,6 +126,7 @@ static const struct cad_option natsstream_options[] = {
 	 .help = "the NATS Streaming cluster id"},
 	{.name = "topic",
 	 .type = CAD_OPT_STRING,
+	 .flags = CAD_OPT_DEFAULT_ADAPTER_NAME,
 	 .help = "channel to publish to; %s is replaced by the sender (default: the adapter name)"},
 	PUBLISH_WINDOW_OPTIONS,
 	ENVELOPE_OPTIONS(ENVELOPE_PROTOCOL_NATSSTREAM),

@@ -222,3 +222,39 @@ Test(notify, a_reload_says_reloading_then_ready_and_stretches_the_watchdog_for_i
 	cr_assert(daemon_wait_log(&daemon_a, "adapter a: removed", 1000));
 	cr_assert(daemon_wait_log(&daemon_a, "adapter b: added", 1000));
 }
+
+/* A stop signal pending when a reload comes to drain what it removes:
+ * systemd hears STOPPING=1 before that drain, with time for it and for
+ * the stop's own drain, and no READY=1 after it. */
+Test(notify, a_stop_signal_during_a_reload_says_stopping_before_its_drain)
+{
+	char *conf = conf_text();
+	pipeline_start_daemon(&daemon_a, dir, conf);
+	free(conf);
+	char seen[8192] = "";
+	cr_assert(wait_for("READY=1", 5000, seen, sizeof(seen)), "READY=1 arrives: %s", seen);
+
+	char *renamed = conf_text(), *a = strstr(renamed, "adapter a {");
+	cr_assert(a);
+	a[8] = 'b';
+	char tmp[700];
+	snprintf(tmp, sizeof(tmp), "%s.new", daemon_a.conf);
+	cr_assert_eq(tmpdir_write(dir, "choria-adapterd.conf.new", renamed, tmp, sizeof(tmp)), 0);
+	cr_assert_eq(rename(tmp, daemon_a.conf), 0);
+	free(renamed);
+	/* Both pending when it runs again: SIGHUP is taken first. */
+	cr_assert_eq(kill(daemon_a.pid, SIGSTOP), 0);
+	cr_assert_eq(kill(daemon_a.pid, SIGHUP), 0);
+	cr_assert_eq(kill(daemon_a.pid, SIGTERM), 0);
+	cr_assert_eq(kill(daemon_a.pid, SIGCONT), 0);
+	seen[0] = '\0';
+	cr_assert(wait_for("STOPPING=1", 10000, seen, sizeof(seen)), "STOPPING=1: %s", seen);
+	cr_assert_not_null(strstr(seen, "RELOADING=1"), "%s", seen);
+	/* The reload's 3 s drain and the stop's 3 s, 5 s each besides. */
+	cr_assert_not_null(strstr(seen, "EXTEND_TIMEOUT_USEC=16000000"), "%s", seen);
+	cr_assert_eq(daemon_wait_exit(&daemon_a, 30000), 0);
+	/* What else it said, read to the end, holds no READY=1. */
+	cr_assert_not(wait_for("READY=1", 500, seen, sizeof(seen)), "%s", seen);
+	cr_assert(daemon_wait_log(&daemon_a, "adapter a: removed", 1000));
+	cr_assert(daemon_wait_log(&daemon_a, "SIGTERM received", 1000));
+}

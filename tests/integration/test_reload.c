@@ -31,11 +31,15 @@ static struct nats_server server;
 static struct js_client client;
 static struct daemon_proc daemon_r;
 static int metrics_port;
+static const char *metrics_host; /* the address metrics_listen names */
+static int drain_timeout_s;
 
 static void setup(void)
 {
 	pipeline_setup(dir, sizeof(dir), &server, &client, "NODES");
 	metrics_port = free_port();
+	metrics_host = "127.0.0.1";
+	drain_timeout_s = 20;
 }
 
 static void teardown(void)
@@ -80,10 +84,11 @@ static char *conf_of(const char *globals, char *block1, char *block2)
 	char *c = NULL;
 	cr_assert(asprintf(&c,
 			   "identity = \"reload.test\"\n"
-			   "metrics_listen = \"127.0.0.1:%d\"\n"
-			   "drain_timeout = 20\n"
+			   "metrics_listen = \"%s:%d\"\n"
+			   "drain_timeout = %d\n"
 			   "%s\n%s%s",
-			   metrics_port, globals, block1, block2 ? block2 : "") > 0);
+			   metrics_host, metrics_port, drain_timeout_s, globals, block1,
+			   block2 ? block2 : "") > 0);
 	free(block1);
 	free(block2);
 	return c;
@@ -620,6 +625,324 @@ Test(reload, metrics_listen_moves_to_another_port)
 	cr_assert_eq(metric(LAST_OK), 0);
 	close(busy);
 	cr_assert_eq(daemon_stop(&daemon_r, SIGTERM, 30000), 0);
+}
+
+/* The status /healthz on `port` answers. */
+static int healthz_status(int port)
+{
+	struct http_reply r;
+	cr_assert_eq(http_request(&r, "127.0.0.1", port, "GET", "/healthz", 10000), 0);
+	int status = r.status;
+	http_reply_free(&r);
+	return status;
+}
+
+/* From every address to one of them, on one port: the old endpoint holds
+ * the port, so it closes first. */
+Test(reload, metrics_listen_moves_to_another_address_on_the_same_port)
+{
+	metrics_host = "0.0.0.0";
+	start(conf_of("", node_data(""), NULL));
+	metrics_host = "127.0.0.1";
+	cr_assert(reload_with(conf_of("", node_data(""), NULL)), "the reload succeeds");
+	cr_assert_eq(metric(RELOADS_OK), 1, "served on the new address");
+	cr_assert_eq(healthz_status(metrics_port), 200, "and healthy");
+	cr_assert(daemon_wait_log(&daemon_r, "holds the port of", 1000));
+	cr_assert_eq(daemon_log_count(&daemon_r, "cannot listen"), 0);
+
+	cr_assert_eq(daemon_stop(&daemon_r, SIGTERM, 30000), 0);
+}
+
+/* A stream server that accepts connections and never answers: an
+ * instance that connects to it takes its connection timeout to fail. */
+static void hung_server(struct nats_server *hung)
+{
+	char d[600];
+	snprintf(d, sizeof(d), "%s/hung", dir);
+	cr_assert_eq(mkdir(d, 0700), 0);
+	cr_assert_eq(nats_server_start(hung, d, 0, NULL), 0);
+	cr_assert_eq(kill(hung->pid, SIGSTOP), 0);
+}
+
+/* The block `b` (freed) with its stream on `url`. */
+static char *stream_on(char *b, const char *url)
+{
+	char *stream = strstr(b, "stream {");
+	cr_assert(stream);
+	char *at = strstr(stream, server.url);
+	cr_assert(at);
+	char *moved = NULL;
+	cr_assert(asprintf(&moved, "%.*s%s%s", (int)(at - b), b, url, at + strlen(server.url)) > 0);
+	free(b);
+	return moved;
+}
+
+/* node_data with its stream on `url`. */
+static char *node_data_to(const char *url)
+{
+	return stream_on(node_data(""), url);
+}
+
+/* The daemon runs through a reload: the moved endpoint says so from its
+ * first answer, while the reload still waits for a new instance. */
+Test(reload, a_moved_metrics_endpoint_is_healthy_from_its_first_answer)
+{
+	struct nats_server hung;
+	hung_server(&hung);
+	start(conf_of("", node_data(""), NULL));
+	int old_port = metrics_port;
+	metrics_port = free_port();
+	char *conf = conf_of("", node_data_to(hung.url), NULL);
+	rewrite(conf);
+	free(conf);
+	cr_assert_eq(kill(daemon_r.pid, SIGHUP), 0);
+	int status = -1;
+	for (int waited = 0; waited < 30000 && status < 0; waited += 20) {
+		int fd = http_connect("127.0.0.1", metrics_port, 1000);
+		if (fd >= 0) {
+			close(fd);
+			status = healthz_status(metrics_port);
+		} else {
+			nats_Sleep(20);
+		}
+	}
+	cr_assert_eq(daemon_log_count(&daemon_r, "reload of "), 0,
+		     "the reload was still waiting for the new instance");
+	cr_assert_eq(status, 200, "the first answer says the daemon runs");
+	cr_assert(daemon_wait_log(&daemon_r, "reload of ", 60000));
+	cr_assert_eq(kill(hung.pid, SIGCONT), 0);
+	nats_server_stop(&hung);
+	cr_assert_lt(http_connect("127.0.0.1", old_port, 2000), 0);
+	cr_assert_eq(daemon_stop(&daemon_r, SIGTERM, 30000), 0);
+}
+
+/* The only adapter renamed, its new instance unable to start: nothing is
+ * retired, so the adapter the file removes keeps delivering. */
+Test(reload, a_failed_start_retires_nothing)
+{
+	struct nats_server hung;
+	hung_server(&hung);
+	start(conf_of("", node_data(""), NULL));
+	struct publisher pub;
+	publisher_start(&pub, "choria.discovery", 9);
+	publisher_wait(&pub, 0, 30);
+	char *renamed = node_data_to(hung.url);
+	char *name = strstr(renamed, "node_data");
+	cr_assert(name);
+	memcpy(name, "node_next", 9);
+	cr_assert_not(reload_with(conf_of("", renamed, NULL)));
+	cr_assert(daemon_wait_log(&daemon_r, "the added adapter did not start", 1000));
+	cr_assert(daemon_wait_log(&daemon_r, "adapter node_data: kept running", 1000));
+	cr_assert_eq(kill(hung.pid, SIGCONT), 0);
+	nats_server_stop(&hung);
+	cr_assert_eq(healthz_status(metrics_port), 200, "the old adapter runs");
+	cr_assert_eq(metric(LAST_OK), 0);
+	publisher_wait(&pub, atomic_load(&pub.sent), 30);
+	int sent = publisher_stop(&pub);
+	cr_assert(js_stream_wait_count(&client, "NODES", (uint64_t)sent, 60000),
+		  "the removed adapter went on delivering");
+	cr_assert_eq(daemon_log_count(&daemon_r, "adapter node_data: removed"), 0);
+	struct adapter_counts n = pipeline_stop_and_count(&daemon_r, "node_data");
+	cr_assert_eq(n.published, (uint64_t)sent);
+}
+
+/* The daemon with node_data and `extra`, whose stream server `slow` has
+ * stopped answering while it holds messages: a reload that removes extra
+ * drains for drain_timeout (3 s). *answered of the *sent messages were
+ * published before the server stopped. */
+static void start_with_a_slow_extra(struct nats_server *slow, int *answered, int *sent)
+{
+	char d[600];
+	snprintf(d, sizeof(d), "%s/slow", dir);
+	cr_assert_eq(mkdir(d, 0700), 0);
+	cr_assert_eq(nats_server_start(slow, d, 0, NULL), 0);
+	struct js_client sc;
+	cr_assert_eq(js_client_open(&sc, slow->url), 0);
+	cr_assert_eq(js_stream_create(&sc, "SLOW", "choria.slow.>", 1), 0);
+	js_client_close(&sc);
+	drain_timeout_s = 3;
+	start(conf_of("", node_data(""),
+		      stream_on(block("extra", "choria.extra", "choria.slow.%s", ""), slow->url)));
+	struct publisher pub;
+	publisher_start(&pub, "choria.extra", 10);
+	publisher_wait(&pub, 0, 20);
+	*answered = publisher_stop(&pub);
+	pipeline_counts_once_settled(&daemon_r, "extra", (uint64_t)*answered, 30000);
+	/* From here its stream holds what it takes, unanswered. */
+	cr_assert_eq(kill(slow->pid, SIGSTOP), 0);
+	publisher_start(&pub, "choria.extra", 11);
+	publisher_wait(&pub, 0, 20);
+	*sent = *answered + publisher_stop(&pub);
+	pipeline_counts_once_received(&daemon_r, "extra", (uint64_t)*sent, 30000);
+}
+
+/* A reload removes an adapter whose stream server has stopped answering,
+ * so its drain takes drain_timeout; a SIGTERM that arrives meanwhile stops
+ * the daemon once it ends, with every message published or counted lost. */
+Test(reload, a_stop_signal_during_a_reloads_drain_stops_the_daemon_after_it)
+{
+	struct nats_server slow;
+	int answered, sent;
+	start_with_a_slow_extra(&slow, &answered, &sent);
+
+	char *removed = conf_of("", node_data(""), NULL);
+	rewrite(removed);
+	free(removed);
+	cr_assert_eq(kill(daemon_r.pid, SIGHUP), 0);
+	cr_assert(daemon_wait_log(&daemon_r, "reloading ", 30000));
+	cr_assert_eq(kill(daemon_r.pid, SIGTERM), 0);
+	cr_assert_eq(daemon_wait_exit(&daemon_r, 60000), 0, "exits 0");
+	cr_assert_eq(kill(slow.pid, SIGCONT), 0);
+	nats_server_stop(&slow);
+	cr_assert_eq(daemon_log_count(&daemon_r, "adapter extra: removed"), 1,
+		     "the reload ran to its end");
+	cr_assert_eq(daemon_log_count(&daemon_r, "SIGTERM received"), 1);
+	cr_assert_eq(daemon_log_count(&daemon_r, "configuration reloaded from"), 1);
+
+	struct adapter_counts n;
+	cr_assert(pipeline_counts(&daemon_r, "extra", &n));
+	pipeline_assert_balance(&daemon_r, &n);
+	cr_assert_eq(n.received, (uint64_t)sent);
+	cr_assert_eq(n.in_flight, 0, "nothing left unaccounted for");
+	cr_assert_eq(n.published + n.lost, (uint64_t)sent, "each published or lost with a reason");
+	cr_assert_geq(n.published, (uint64_t)answered);
+	cr_assert_gt(n.lost, 0, "the drain ran out of time: the reload was slow");
+	cr_assert(pipeline_counts(&daemon_r, "node_data", &n));
+	pipeline_assert_balance(&daemon_r, &n);
+	cr_assert_eq(n.in_flight, 0);
+}
+
+/* SIGHUPs that arrive while a reload drains make exactly one more. */
+Test(reload, sighups_during_a_running_reload_fold_into_one_more)
+{
+	struct nats_server slow;
+	int answered, sent;
+	start_with_a_slow_extra(&slow, &answered, &sent);
+	char *removed = conf_of("", node_data(""), NULL);
+	rewrite(removed);
+	free(removed);
+	cr_assert_eq(kill(daemon_r.pid, SIGHUP), 0);
+	cr_assert(daemon_wait_log(&daemon_r, "reloading ", 30000));
+	for (int i = 0; i < 5; i++)
+		cr_assert_eq(kill(daemon_r.pid, SIGHUP), 0);
+	cr_assert_eq(daemon_log_count(&daemon_r, "configuration reloaded from"), 0,
+		     "they arrived while the first reload still drained");
+	for (int waited = 0;
+	     waited < 60000 && daemon_log_count(&daemon_r, "configuration reloaded from") < 2;
+	     waited += 50)
+		nats_Sleep(50);
+	cr_assert_eq(kill(slow.pid, SIGCONT), 0);
+	nats_server_stop(&slow);
+	cr_assert_eq(metric(RELOADS_OK), 2, "one reload, then one more");
+	cr_assert_eq(daemon_stop(&daemon_r, SIGTERM, 30000), 0);
+	cr_assert_eq(daemon_log_count(&daemon_r, "reloading "), 2, "and no third, to its end");
+	cr_assert_eq(daemon_log_count(&daemon_r, "adapter extra: removed"), 1);
+}
+
+/* Two changed adapters, one whose new instance cannot start: the other's
+ * new instance, which started and took messages in the queue group, is
+ * not applied; it drains what it took, and the old one goes on. */
+Test(reload, a_started_instance_is_not_applied_when_another_does_not_start)
+{
+	cr_assert_eq(js_stream_create(&client, "MOVED", "choria.moved.>", 1), 0);
+	struct nats_server hung;
+	hung_server(&hung);
+	start(conf_of("", node_data(""),
+		      block("extra", "choria.extra", "choria.node_metadata.x.%s", "")));
+	struct publisher pub;
+	publisher_start(&pub, "choria.discovery", 12);
+	publisher_wait(&pub, 0, 30);
+	cr_assert_not(reload_with(
+		conf_of("", block("node_data", "choria.discovery", "choria.moved.%s", ""),
+			stream_on(block("extra", "choria.extra", "choria.node_metadata.x.%s", ""),
+				  hung.url))));
+	cr_assert(daemon_wait_log(&daemon_r, "adapter node_data: its new configuration started",
+				  1000));
+	cr_assert_eq(daemon_log_count(&daemon_r, "adapter node_data: changed"), 0);
+	cr_assert_eq(kill(hung.pid, SIGCONT), 0);
+	nats_server_stop(&hung);
+	int after = atomic_load(&pub.sent);
+	publisher_wait(&pub, after, 30);
+	int sent = publisher_stop(&pub);
+	uint64_t total = 0;
+	for (int waited = 0; waited < 60000 && total < (uint64_t)sent; waited += 100) {
+		total = js_stream_count(&client, "NODES") + js_stream_count(&client, "MOVED");
+		nats_Sleep(100);
+	}
+	int *old = calloc((size_t)sent, sizeof(int)), *moved = calloc((size_t)sent, sizeof(int));
+	cr_assert(old && moved);
+	count_indexes("NODES", old, sent);
+	count_indexes("MOVED", moved, sent);
+	for (int i = 0; i < sent; i++) {
+		cr_assert_eq(old[i] + moved[i], 1, "message %d stored %d times", i,
+			     old[i] + moved[i]);
+		if (i >= after)
+			cr_assert_eq(old[i], 1, "message %d, after the reload, went the old way",
+				     i);
+	}
+	free(old);
+	free(moved);
+	struct adapter_counts n = pipeline_stop_and_count(&daemon_r, "node_data");
+	cr_assert_eq(n.published, (uint64_t)sent);
+	cr_assert_eq(n.lost, 0);
+}
+
+/* The same, with the unapplied instance's stream server stopped while it
+ * holds messages and back once the instance is let go: it drains within
+ * drain_timeout, so what it took is published, none lost. */
+Test(reload, an_instance_let_go_drains_within_drain_timeout)
+{
+	struct nats_server hung, slow;
+	hung_server(&hung);
+	char d[600];
+	snprintf(d, sizeof(d), "%s/slow", dir);
+	cr_assert_eq(mkdir(d, 0700), 0);
+	cr_assert_eq(nats_server_start(&slow, d, 0, NULL), 0);
+	struct js_client sc;
+	cr_assert_eq(js_client_open(&sc, slow.url), 0);
+	cr_assert_eq(js_stream_create(&sc, "SLOW", "choria.slow.>", 1), 0);
+	start(conf_of("", node_data(""),
+		      block("extra", "choria.extra", "choria.node_metadata.x.%s", "")));
+	struct publisher pub;
+	publisher_start(&pub, "choria.discovery", 13);
+	publisher_wait(&pub, 0, 30);
+	char *conf =
+		conf_of("",
+			stream_on(block("node_data", "choria.discovery", "choria.slow.%s", ""),
+				  slow.url),
+			stream_on(block("extra", "choria.extra", "choria.node_metadata.x.%s", ""),
+				  hung.url));
+	rewrite(conf);
+	free(conf);
+	cr_assert_eq(kill(daemon_r.pid, SIGHUP), 0);
+	/* Its new instance runs beside the old one while extra's waits for
+	 * the hung server: from now on, what it takes stays unanswered. */
+	for (int waited = 0;
+	     waited < 30000 && daemon_log_count(&daemon_r, "adapter node_data: started") < 2;
+	     waited += 5)
+		nats_Sleep(5);
+	cr_assert_eq(kill(slow.pid, SIGSTOP), 0);
+	cr_assert_eq(daemon_log_count(&daemon_r, "reload of "), 0, "the reload still runs");
+	cr_assert(daemon_wait_log(&daemon_r, "adapter node_data: its new configuration started",
+				  60000));
+	cr_assert_eq(kill(slow.pid, SIGCONT), 0);
+	cr_assert(daemon_wait_log(&daemon_r, "reload of ", 60000));
+	cr_assert_eq(kill(hung.pid, SIGCONT), 0);
+	nats_server_stop(&hung);
+	int sent = publisher_stop(&pub);
+	uint64_t total = 0;
+	for (int waited = 0; waited < 60000 && total < (uint64_t)sent; waited += 100) {
+		total = js_stream_count(&client, "NODES") + js_stream_count(&sc, "SLOW");
+		nats_Sleep(100);
+	}
+	uint64_t slow_n = js_stream_count(&sc, "SLOW");
+	js_client_close(&sc);
+	nats_server_stop(&slow);
+	struct adapter_counts n = pipeline_stop_and_count(&daemon_r, "node_data");
+	cr_assert_gt(slow_n, 0, "the new instance took messages");
+	cr_assert_eq(n.lost, 0, "what it took was published");
+	cr_assert_eq(n.published, (uint64_t)sent);
+	cr_assert_eq(total, (uint64_t)sent);
 }
 
 int main(int argc, char **argv)

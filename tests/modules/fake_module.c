@@ -6,6 +6,7 @@
  * FAKE_NO_ENTRY, FAKE_SHORT_SIZE.
  */
 #include <stddef.h>
+#include <stdio.h>
 
 #include <choria-adapterd/cad_module.h>
 
@@ -19,14 +20,21 @@
 #define FAKE_ABI_MAJOR CAD_ABI_MAJOR
 #endif
 
+/* The instance is the host it was handed, whose identity describe()
+ * reports. */
 __attribute__((unused)) static int fake_create(void **i, const struct cad_host *h,
 					       struct cad_context *c, const struct cad_config *cfg)
 {
-	(void)h;
 	(void)c;
 	(void)cfg;
-	*i = NULL;
+	*i = (void *)h;
 	return 0;
+}
+
+static void fake_describe(void *i, char *buf, size_t len)
+{
+	const struct cad_host *h = i;
+	snprintf(buf, len, "identity %s", h->identity);
 }
 
 static int fake_start(void *i)
@@ -87,6 +95,7 @@ static const struct cad_module fake = {
 	.create = fake_create,
 #endif
 	.options = fake_options,
+	.describe = fake_describe,
 	.start = fake_start,
 	.stop = fake_void,
 	.destroy = fake_void,

@@ -80,6 +80,18 @@ Test(config_effective, globals_comments_and_layout_are_no_change)
 		       " type = \"choria\" }\n}\n"));
 }
 
+/* The jetstream stream's topic defaults to the adapter's name. */
+Test(config_effective, a_topic_written_out_as_the_adapter_name_is_no_change)
+{
+	static const char left_out[] =
+		"adapter node_data {\n" BASE_INGEST "stream { type = \"jetstream\" }\n}\n";
+	cr_assert(same(left_out, "adapter node_data {\n" BASE_INGEST
+				 "stream { type = \"jetstream\" topic = \"node_data\" }\n}\n"));
+	cr_assert_not(same(left_out,
+			   "adapter node_data {\n" BASE_INGEST
+			   "stream { type = \"jetstream\" topic = \"node_data2\" }\n}\n"));
+}
+
 Test(config_effective, another_adapter_loading_more_modules_is_no_change)
 {
 	/* The file module's options join the stream table, at no value. */
@@ -102,7 +114,7 @@ Test(config_effective, a_changed_option_is_a_change)
 		/* ingest option */
 		"adapter a {\n ingest { type = \"choria\" topic = \"t2\""
 		" servers = {\"nats://127.0.0.1:1\"} }\n" BASE_STREAM "}\n",
-		/* list: another server, then the same two in another order */
+		/* list: another server */
 		"adapter a {\n ingest { type = \"choria\" topic = \"t\""
 		" servers = {\"nats://127.0.0.1:1\", \"nats://127.0.0.1:2\"} }\n" BASE_STREAM "}\n",
 		/* workers, from its default */
@@ -115,6 +127,18 @@ Test(config_effective, a_changed_option_is_a_change)
 	};
 	for (size_t i = 0; i < sizeof(changed) / sizeof(*changed); i++)
 		cr_expect_not(same(base, changed[i]), "not seen as a change:\n%s", changed[i]);
+}
+
+/* Servers are tried in the order written. */
+Test(config_effective, the_same_servers_in_another_order_are_a_change)
+{
+	cr_assert_not(
+		same("adapter a {\n ingest { type = \"choria\" topic = \"t\""
+		     " servers = {\"nats://127.0.0.1:1\", \"nats://127.0.0.1:2\"} }\n" BASE_STREAM
+		     "}\n",
+		     "adapter a {\n ingest { type = \"choria\" topic = \"t\""
+		     " servers = {\"nats://127.0.0.1:2\", \"nats://127.0.0.1:1\"} }\n" BASE_STREAM
+		     "}\n"));
 }
 
 Test(config_effective, the_text_holds_every_option_with_its_default)

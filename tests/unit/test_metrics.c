@@ -52,7 +52,7 @@ static struct adapter *fake_adapter(const char *name, const char *identity, size
 	a->stats = adapter_stats_new();
 	cr_assert_not_null(a->stats);
 	a->name = strdup(name);
-	a->identity = identity;
+	a->identity = identity ? strdup(identity) : NULL;
 	cr_assert_eq(queue_new(&a->queue, queue_len), 0);
 	struct cad_context *ctx[] = {&a->ingest, &a->stream};
 	for (int i = 0; i < 2; i++) {
@@ -141,6 +141,24 @@ Test(metrics, listen_addresses_that_parse)
 	cr_assert(metrics_listen_parse(NULL, NULL, "0.0.0.0:1", &why));
 	cr_assert(metrics_listen_parse(NULL, NULL, "[::]:9100", &why));
 	cr_assert(metrics_listen_parse(NULL, NULL, "[fe80::1:2]:9100", &why));
+}
+
+/* A reload compares the addresses bound, not the text. */
+Test(metrics, listen_addresses_compare_as_socket_addresses)
+{
+	cr_assert(metrics_listen_same("[::1]:8222", "[0:0:0:0:0:0:0:1]:8222"));
+	cr_assert(metrics_listen_same("[fe80::1:2]:9100", "[FE80:0::1:2]:9100"));
+	cr_assert(metrics_listen_same("", ""));
+	cr_assert_not(metrics_listen_same("0.0.0.0:8222", "127.0.0.1:8222"));
+	cr_assert_not(metrics_listen_same("127.0.0.1:8222", "127.0.0.1:8223"));
+	cr_assert_not(metrics_listen_same("127.0.0.1:8222", ""));
+	cr_assert_not(metrics_listen_same("[::1]:8222", "[::2]:8222"));
+
+	cr_assert(metrics_listen_same_port("0.0.0.0:8222", "127.0.0.1:8222"));
+	cr_assert(metrics_listen_same_port("[::]:8222", "[::1]:8222"));
+	cr_assert_not(metrics_listen_same_port("0.0.0.0:8222", "[::]:8222"),
+		      "[::] is bound IPv6 only");
+	cr_assert_not(metrics_listen_same_port("0.0.0.0:8222", "0.0.0.0:8223"));
 }
 
 /* Each text is refused, with a reason that contains `why`. */
@@ -406,6 +424,15 @@ static char *health(struct adapter **as, size_t n, enum metrics_phase phase, boo
 	size_t len = 0;
 	cr_assert_eq(metrics_health(&text, &len, healthy, as, n, NULL, phase), 0);
 	return text;
+}
+
+Test(metrics, no_adapter_is_unhealthy)
+{
+	bool ok = true;
+	char *t = health(NULL, 0, METRICS_RUNNING, &ok);
+	cr_assert_not(ok);
+	cr_assert_not_null(strstr(t, "\"no adapter runs\""), "%s", t);
+	free(t);
 }
 
 Test(metrics, health_verdicts)

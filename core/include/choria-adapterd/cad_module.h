@@ -102,6 +102,9 @@ enum cad_opt_type {
 
 #define CAD_OPT_REQUIRED 0x1u /* the block must set it */
 #define CAD_OPT_SECRET 0x2u   /* never print the value (passwords, tokens) */
+/* STRING without def_str: left out, it is the adapter's name (ABI 1.3). The
+ * host fills it in, so that a reload sees it written out as no change. */
+#define CAD_OPT_DEFAULT_ADAPTER_NAME 0x4u
 
 struct cad_option {
 	const char *name;
@@ -155,7 +158,10 @@ struct cad_host {
 	unsigned abi_minor; /* CAD_ABI_MINOR of the host */
 	size_t size;        /* sizeof(struct cad_host) in the host */
 
-	const char *identity; /* this daemon's identity (config `identity`) */
+	/* The daemon's `identity` when this instance's adapter was created;
+	 * the host handed to create() is the instance's own, valid until
+	 * destroy(), and no reload changes it. */
+	const char *identity;
 
 	/* Log one line, prefixed by the host with "adapter <name>: <type>: ". */
 	void (*log)(struct cad_context *ctx, enum cad_log_level level, const char *fmt, ...)
