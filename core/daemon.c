@@ -376,7 +376,7 @@ int daemon_run(struct config *conf, const char *module_dir)
 	if (*conf->metrics_listen) {
 		struct metrics_view v = {d.shown, d.n_shown, conf->identity, &d.status, 0};
 		rc = metrics_start(&d.metrics, conf->metrics_listen, conf->metrics_max_connections,
-				   &v);
+				   &v, METRICS_STARTING);
 		if (rc != 0) {
 			daemon_release_all(&d);
 			return rc == -EINVAL ? EXIT_CONFIG : EXIT_RUNTIME;

@@ -596,7 +596,8 @@ void metrics_set_view(struct metrics *m, const struct metrics_view *view)
 }
 
 static int metrics_start_at(struct metrics **out, const char *listen, long max_connections,
-			    const struct metrics_view *view, bool quiet_in_use)
+			    const struct metrics_view *view, enum metrics_phase phase,
+			    bool quiet_in_use)
 {
 	struct sockaddr_storage sa;
 	socklen_t sa_len = 0;
@@ -612,7 +613,7 @@ static int metrics_start_at(struct metrics **out, const char *listen, long max_c
 	metrics_view_store(m, view);
 	atomic_init(&m->max_conns, max_connections > 0 ? max_connections : 1);
 	m->stop_pipe[0] = m->stop_pipe[1] = -1;
-	atomic_init(&m->phase, METRICS_STARTING);
+	atomic_init(&m->phase, (int)phase);
 	snprintf(m->listen, sizeof(m->listen), "%s", listen);
 
 	int fd = -1;
@@ -668,15 +669,15 @@ static int metrics_start_at(struct metrics **out, const char *listen, long max_c
 }
 
 int metrics_start(struct metrics **out, const char *listen, long max_connections,
-		  const struct metrics_view *view)
+		  const struct metrics_view *view, enum metrics_phase phase)
 {
-	return metrics_start_at(out, listen, max_connections, view, false);
+	return metrics_start_at(out, listen, max_connections, view, phase, false);
 }
 
 int metrics_try_start(struct metrics **out, const char *listen, long max_connections,
-		      const struct metrics_view *view)
+		      const struct metrics_view *view, enum metrics_phase phase)
 {
-	return metrics_start_at(out, listen, max_connections, view, true);
+	return metrics_start_at(out, listen, max_connections, view, phase, true);
 }
 
 void metrics_set_max_connections(struct metrics *m, long max_connections)

@@ -50,16 +50,16 @@ struct metrics_view {
 };
 
 /* Bind `listen` and serve `view` to at most `max_connections` connections
- * at once (the others are closed at once and counted). The phase starts
- * as METRICS_STARTING. Errors are logged, naming metrics_listen. Returns
+ * at once (the others are closed at once and counted), in `phase` from
+ * the first request on. Errors are logged, naming metrics_listen. Returns
  * 0, -EINVAL for an address that does not parse, or the negative errno of
  * the socket call that failed (-EADDRINUSE...). */
 CAD_MUSTCHECK int metrics_start(struct metrics **out, const char *listen, long max_connections,
-				const struct metrics_view *view);
+				const struct metrics_view *view, enum metrics_phase phase);
 /* The same, but an address in use (-EADDRINUSE) is left to the caller to
  * report: a reload may then free the port and try again. */
 CAD_MUSTCHECK int metrics_try_start(struct metrics **out, const char *listen, long max_connections,
-				    const struct metrics_view *view);
+				    const struct metrics_view *view, enum metrics_phase phase);
 
 /* Show another view from now on. Once it returns, no request reads the
  * previous one any more: its adapters may be freed. Accepts NULL m. */

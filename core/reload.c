@@ -108,14 +108,13 @@ static void reload_metrics_restore(struct daemon *d)
 {
 	struct metrics_view v = reload_view(d);
 	if (metrics_start(&d->metrics, d->conf->metrics_listen, d->conf->metrics_max_connections,
-			  &v) != 0) {
+			  &v, METRICS_RUNNING) != 0) {
 		d->metrics = NULL;
 		log_error("metrics: cannot listen on %s again: /metrics and /healthz are no "
 			  "longer served",
 			  d->conf->metrics_listen);
 		return;
 	}
-	metrics_set_phase(d->metrics, METRICS_RUNNING);
 	log_warn("metrics: serving on %s again", d->conf->metrics_listen);
 }
 
@@ -177,7 +176,7 @@ static int reload_metrics_bind(struct daemon *d, struct reload_plan *p)
 	const char *to = p->conf->metrics_listen, *from = d->conf->metrics_listen;
 	struct metrics_view v = reload_view(d);
 	long max = p->conf->metrics_max_connections;
-	int rc = metrics_try_start(&p->metrics, to, max, &v);
+	int rc = metrics_try_start(&p->metrics, to, max, &v, METRICS_RUNNING);
 	if (rc != -EADDRINUSE || !d->metrics || !metrics_listen_same_port(to, from)) {
 		if (rc == -EADDRINUSE)
 			log_error("metrics_listen: cannot listen on %s: %s", to, strerror(-rc));
@@ -187,7 +186,7 @@ static int reload_metrics_bind(struct daemon *d, struct reload_plan *p)
 	metrics_stop(d->metrics);
 	d->metrics = NULL;
 	p->metrics_closed = true;
-	rc = metrics_start(&p->metrics, to, max, &v);
+	rc = metrics_start(&p->metrics, to, max, &v, METRICS_RUNNING);
 	if (rc != 0) {
 		p->metrics_closed = false;
 		reload_metrics_restore(d);
@@ -222,9 +221,6 @@ static int reload_prepare(struct daemon *d, struct reload_plan *p)
 				   strerror(-rc));
 			return rc;
 		}
-		/* The daemon runs: the new endpoint says so from the first
-		 * request. */
-		metrics_set_phase(p->metrics, METRICS_RUNNING);
 	}
 	if (strcmp(c->log_file, d->conf->log_file) != 0) {
 		rc = log_open(c->log_file);
@@ -347,9 +343,6 @@ static void reload_move_metrics(struct daemon *d, struct reload_plan *p)
 {
 	if (!p->metrics_moved)
 		return;
-	/* Reloads happen only while the daemon runs. */
-	if (p->metrics)
-		metrics_set_phase(p->metrics, METRICS_RUNNING);
 	metrics_stop(d->metrics);
 	d->metrics = p->metrics;
 	p->metrics = NULL;

@@ -513,7 +513,8 @@ static void serve(struct served *s)
 		s->port = free_port();
 		snprintf(s->listen, sizeof(s->listen), "127.0.0.1:%d", s->port);
 		if (metrics_start(&s->m, s->listen, 64,
-				  &(struct metrics_view){&s->a, 1, NULL, NULL, 0}) == 0)
+				  &(struct metrics_view){&s->a, 1, NULL, NULL, 0},
+				  METRICS_STARTING) == 0)
 			return;
 	}
 	cr_assert_fail("no port to listen on");
@@ -652,7 +653,8 @@ Test(metrics, serves_on_the_ipv6_loopback_and_there_only)
 		s.port = free_port();
 		snprintf(s.listen, sizeof(s.listen), "[::1]:%d", s.port);
 		rc = metrics_start(&s.m, s.listen, 64,
-				   &(struct metrics_view){&s.a, 1, NULL, NULL, 0});
+				   &(struct metrics_view){&s.a, 1, NULL, NULL, 0},
+				   METRICS_STARTING);
 		if (rc == -EADDRNOTAVAIL || rc == -EAFNOSUPPORT) {
 			adapter_free(s.a);
 			cr_skip_test("this host has no IPv6 loopback");
@@ -756,8 +758,8 @@ Test(metrics, connections_over_the_cap_are_closed_at_once_and_counted)
 	for (int attempt = 0; attempt < 5 && !s.m; attempt++) {
 		s.port = free_port();
 		snprintf(s.listen, sizeof(s.listen), "127.0.0.1:%d", s.port);
-		if (metrics_start(&s.m, s.listen, 2,
-				  &(struct metrics_view){&s.a, 1, NULL, NULL, 0}) != 0)
+		if (metrics_start(&s.m, s.listen, 2, &(struct metrics_view){&s.a, 1, NULL, NULL, 0},
+				  METRICS_STARTING) != 0)
 			s.m = NULL;
 	}
 	cr_assert_not_null(s.m);
@@ -822,15 +824,18 @@ Test(metrics, a_port_in_use_is_an_error)
 	serve(&s);
 	struct metrics *other = NULL;
 	cr_assert_eq(metrics_start(&other, s.listen, 64,
-				   &(struct metrics_view){&s.a, 1, NULL, NULL, 0}),
+				   &(struct metrics_view){&s.a, 1, NULL, NULL, 0},
+				   METRICS_STARTING),
 		     -EADDRINUSE);
 	cr_assert_null(other);
 	cr_assert_eq(metrics_start(&other, "127.0.0.1:x", 64,
-				   &(struct metrics_view){&s.a, 1, NULL, NULL, 0}),
+				   &(struct metrics_view){&s.a, 1, NULL, NULL, 0},
+				   METRICS_STARTING),
 		     -EINVAL);
 	/* An address this host does not have. */
 	cr_assert_eq(metrics_start(&other, "192.0.2.1:9100", 64,
-				   &(struct metrics_view){&s.a, 1, NULL, NULL, 0}),
+				   &(struct metrics_view){&s.a, 1, NULL, NULL, 0},
+				   METRICS_STARTING),
 		     -EADDRNOTAVAIL);
 	unserve(&s);
 }
@@ -996,7 +1001,8 @@ Test(metrics, a_draining_adapter_is_shown_and_not_judged)
 	for (int attempt = 0; attempt < 5 && !m; attempt++) {
 		port = free_port();
 		snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
-		if (metrics_start(&m, listen, 64, &(struct metrics_view){as, 2, "x", NULL, 1}) != 0)
+		if (metrics_start(&m, listen, 64, &(struct metrics_view){as, 2, "x", NULL, 1},
+				  METRICS_STARTING) != 0)
 			m = NULL;
 	}
 	cr_assert_not_null(m);
