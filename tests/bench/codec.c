@@ -77,18 +77,13 @@ int main(int argc, char **argv)
 	for (long i = 0; i < n; i++) {
 		char name[64], caller[80], rid[33], body[1400];
 		snprintf(name, sizeof(name), "node-%ld.example.net", i % 1000);
-		snprintf(caller, sizeof(caller), "choria=%s", name);
 		snprintf(rid, sizeof(rid), "%08x%024lx", 0xbe7c4u, i);
 		snprintf(body, sizeof(body),
 			 "{\"agent\":\"registration\",\"identity\":\"%s\",\"facts\":{\"os\":"
 			 "\"debian\",\"index\":%ld,\"padding\":\"%.*s\"}}",
 			 name, i, 900, pad);
-		struct choria_msg_spec spec = choria_msg_defaults(CHORIA_MSG_REQUEST);
-		spec.sender = name;
-		spec.callerid = caller;
-		spec.request_id = rid;
-		spec.body = body;
-		spec.body_len = 0;
+		struct choria_msg_spec spec =
+			choria_msg_request_from(name, caller, sizeof(caller), rid, body);
 		spec.time = 1520088557 + i;
 		spec.signature = sig;
 		spec.pubcert = pem;

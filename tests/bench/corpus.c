@@ -83,16 +83,11 @@ static char *corpus_make_v1(const void *arg, size_t i, size_t *len)
 	size_t sender = i % pki->n_nodes;
 	char name[64], caller[80], rid[33], body[1400];
 	snprintf(name, sizeof(name), "node-%zu.example.net", sender);
-	snprintf(caller, sizeof(caller), "choria=%s", name);
 	corpus_request_id(rid, i);
 	corpus_body(body, sizeof(body), name, i);
 	struct signer s = {pki, sender};
-	struct choria_msg_spec spec = choria_msg_defaults(CHORIA_MSG_REQUEST);
-	spec.sender = name;
-	spec.callerid = caller;
-	spec.request_id = rid;
-	spec.body = body;
-	spec.body_len = 0;
+	struct choria_msg_spec spec =
+		choria_msg_request_from(name, caller, sizeof(caller), rid, body);
 	spec.time = (int64_t)time(NULL);
 	spec.sign = corpus_sign;
 	spec.sign_arg = &s;

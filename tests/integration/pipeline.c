@@ -163,6 +163,50 @@ void pipeline_teardown(const char *dir, struct nats_server *s, struct js_client 
 		tmpdir_remove(dir);
 }
 
+char *pipeline_choria_conf(const char *head, const char *server_url, const char *protocol,
+			   const char *topic, const char *extra)
+{
+	char *c = NULL;
+	cr_assert(asprintf(&c,
+			   "%s"
+			   "adapter node_data {\n"
+			   "  ingest {\n"
+			   "    type = \"choria\"\n"
+			   "    servers = {\"%s\"}\n"
+			   "    topic = \"%s\"\n"
+			   "    protocol = \"%s\"\n"
+			   "    workers = 2\n"
+			   "    %s\n"
+			   "  }\n"
+			   "  stream {\n"
+			   "    type = \"jetstream\"\n"
+			   "    servers = {\"%s\"}\n"
+			   "    topic = \"choria.node_metadata.%%s\"\n"
+			   "  }\n"
+			   "}\n",
+			   head, server_url, topic, protocol, extra, server_url) > 0);
+	return c;
+}
+
+char *pipeline_check_conf(const char *dir, const char *protocol, const char *extra, int status,
+			  char *path, size_t path_len)
+{
+	char moddir[600], block[1500];
+	cr_assert_eq(daemon_modules_dir(moddir, sizeof(moddir), dir), 0);
+	snprintf(block, sizeof(block),
+		 "adapter a {\n"
+		 "  ingest { type = \"choria\" topic = \"t\" protocol = \"%s\"\n"
+		 "    %s }\n"
+		 "  stream { type = \"jetstream\" }\n"
+		 "}\n",
+		 protocol, extra);
+	cr_assert_eq(tmpdir_write(dir, "check.conf", block, path, path_len), 0);
+	char *out = NULL;
+	int st = daemon_run_cmd(&out, dir, "-t", "-c", path, "-M", moddir, NULL);
+	cr_assert_eq(st, status, "exit %d for [%s]:\n%s", st, extra, out);
+	return out;
+}
+
 void pipeline_start_daemon(struct daemon_proc *d, const char *dir, const char *conf)
 {
 	pipeline_start_daemon_preloaded(d, dir, conf, NULL);

@@ -58,6 +58,18 @@ void pipeline_setup(char *dir, size_t len, struct nats_server *s, struct js_clie
 void pipeline_teardown(const char *dir, struct nats_server *s, struct js_client *c,
 		       struct daemon_proc *d);
 
+/* One adapter, node_data: a choria ingest on server_url (`protocol`, `topic`,
+ * two workers, and `extra` inside its block) into a jetstream stream on the
+ * same server (choria.node_metadata.%s); `head` goes first. malloc'd. */
+char *pipeline_choria_conf(const char *head, const char *server_url, const char *protocol,
+			   const char *topic, const char *extra);
+
+/* `choria-adapterd -t` on dir/check.conf, one adapter whose choria ingest
+ * (topic t, `protocol`) holds `extra`: asserts it exits with `status` and
+ * returns its output (malloc'd); the file's path goes to path. */
+char *pipeline_check_conf(const char *dir, const char *protocol, const char *extra, int status,
+			  char *path, size_t path_len);
+
 /* Start the daemon on conf and wait until it runs (asserts). */
 void pipeline_start_daemon(struct daemon_proc *d, const char *dir, const char *conf);
 /* The same with LD_PRELOAD=preload in the daemon's environment. */

@@ -13,23 +13,11 @@
 
 #include "build_config.h"
 #include <choria-adapterd/cad_module.h>
+#include "conf_suite.h"
 #include "daemon_proc.h"
 #include "tmpdir.h"
 
-static char dir[512], moddir[600];
-
-static void setup(void)
-{
-	cr_assert_eq(tmpdir_make(dir, sizeof(dir)), 0);
-	cr_assert_eq(daemon_modules_dir(moddir, sizeof(moddir), dir), 0);
-}
-
-static void teardown(void)
-{
-	tmpdir_remove(dir);
-}
-
-TestSuite(cli, .init = setup, .fini = teardown, .timeout = 60);
+TestSuite(cli, .init = conf_suite_setup, .fini = conf_suite_teardown, .timeout = 60);
 
 #define GOOD_CONF                                                                         \
 	"identity = \"broker1.example.net\"\n"                                            \
@@ -44,9 +32,10 @@ TestSuite(cli, .init = setup, .fini = teardown, .timeout = 60);
 Test(cli, check_mode_accepts_a_good_config_and_summarises_it)
 {
 	char conf[700];
-	cr_assert_eq(tmpdir_write(dir, "good.conf", GOOD_CONF, conf, sizeof(conf)), 0);
+	cr_assert_eq(tmpdir_write(conf_suite_dir, "good.conf", GOOD_CONF, conf, sizeof(conf)), 0);
 	char *out = NULL;
-	int st = daemon_run_cmd(&out, dir, "-t", "-c", conf, "-M", moddir, NULL);
+	int st = daemon_run_cmd(&out, conf_suite_dir, "-t", "-c", conf, "-M", conf_suite_moddir,
+				NULL);
 	cr_assert_eq(st, 0, "%s", out);
 	cr_assert_not_null(strstr(out, "configuration OK"), "%s", out);
 	cr_assert_not_null(strstr(out, "adapter node_data: ingest choria (3 workers"), "%s", out);
@@ -60,7 +49,7 @@ Test(cli, check_mode_accepts_a_good_config_and_summarises_it)
 Test(cli, a_configuration_from_a_fifo_is_read_once)
 {
 	char fifo[700];
-	snprintf(fifo, sizeof(fifo), "%s/conf.fifo", dir);
+	snprintf(fifo, sizeof(fifo), "%s/conf.fifo", conf_suite_dir);
 	cr_assert_eq(mkfifo(fifo, 0600), 0);
 	/* A writer that gives the text once, as a shell's <(...) does. */
 	pid_t writer = fork();
@@ -69,7 +58,8 @@ Test(cli, a_configuration_from_a_fifo_is_read_once)
 		_exit(f && fputs(GOOD_CONF, f) >= 0 && fclose(f) == 0 ? 0 : 1);
 	}
 	char *out = NULL;
-	int st = daemon_run_cmd(&out, dir, "-t", "-c", fifo, "-M", moddir, NULL);
+	int st = daemon_run_cmd(&out, conf_suite_dir, "-t", "-c", fifo, "-M", conf_suite_moddir,
+				NULL);
 	cr_assert_eq(st, 0, "%s", out);
 	cr_assert_not_null(strstr(out, "configuration OK"), "%s", out);
 	free(out);
@@ -81,13 +71,14 @@ Test(cli, a_configuration_from_a_fifo_is_read_once)
 Test(cli, check_mode_refuses_a_bad_config_with_file_and_line)
 {
 	char conf[700];
-	cr_assert_eq(tmpdir_write(dir, "bad.conf",
+	cr_assert_eq(tmpdir_write(conf_suite_dir, "bad.conf",
 				  "adapter a {\n  ingest { type = \"choria\" }\n"
 				  "  stream { type = \"jetstream\" }\n}\n",
 				  conf, sizeof(conf)),
 		     0);
 	char *out = NULL;
-	int st = daemon_run_cmd(&out, dir, "-t", "-c", conf, "-M", moddir, NULL);
+	int st = daemon_run_cmd(&out, conf_suite_dir, "-t", "-c", conf, "-M", conf_suite_moddir,
+				NULL);
 	cr_assert_eq(st, 1);
 	char want[800];
 	snprintf(want, sizeof(want), "%s:2: adapter a: ingest: topic: required option is missing",
@@ -99,27 +90,28 @@ Test(cli, check_mode_refuses_a_bad_config_with_file_and_line)
 Test(cli, module_errors_found_at_create_fail_the_check)
 {
 	char conf[700];
-	cr_assert_eq(tmpdir_write(dir, "ca.conf",
+	cr_assert_eq(tmpdir_write(conf_suite_dir, "ca.conf",
 				  "adapter a {\n  ingest { type = \"choria\" topic = \"t\"\n"
 				  "    tls_ca = \"/nonexistent/ca.pem\" security = \"none\" }\n"
 				  "  stream { type = \"jetstream\" }\n}\n",
 				  conf, sizeof(conf)),
 		     0);
 	char *out = NULL;
-	int st = daemon_run_cmd(&out, dir, "-t", "-c", conf, "-M", moddir, NULL);
+	int st = daemon_run_cmd(&out, conf_suite_dir, "-t", "-c", conf, "-M", conf_suite_moddir,
+				NULL);
 	cr_assert_eq(st, 1, "%s", out);
 	cr_assert_not_null(strstr(out,
 				  ":3: adapter a: ingest: tls_ca: cannot read /nonexistent/ca.pem"),
 			   "%s", out);
 	free(out);
 
-	cr_assert_eq(tmpdir_write(dir, "conns.conf",
+	cr_assert_eq(tmpdir_write(conf_suite_dir, "conns.conf",
 				  "adapter a {\n  ingest { type = \"choria\" topic = \"t\"\n"
 				  "    security = \"none\" workers = 2\n    connections = 3 }\n"
 				  "  stream { type = \"jetstream\" }\n}\n",
 				  conf, sizeof(conf)),
 		     0);
-	st = daemon_run_cmd(&out, dir, "-t", "-c", conf, "-M", moddir, NULL);
+	st = daemon_run_cmd(&out, conf_suite_dir, "-t", "-c", conf, "-M", conf_suite_moddir, NULL);
 	cr_assert_eq(st, 1, "%s", out);
 	cr_assert_not_null(
 		strstr(out,
@@ -131,21 +123,21 @@ Test(cli, module_errors_found_at_create_fail_the_check)
 Test(cli, version_help_and_usage_errors)
 {
 	char *out = NULL;
-	cr_assert_eq(daemon_run_cmd(&out, dir, "-V", NULL), 0);
+	cr_assert_eq(daemon_run_cmd(&out, conf_suite_dir, "-V", NULL), 0);
 	char want[128];
 	snprintf(want, sizeof(want), "choria-adapterd %s (module ABI %d.%d)\n", PACKAGE_VERSION,
 		 CAD_ABI_MAJOR, CAD_ABI_MINOR);
 	cr_assert_str_eq(out, want);
 	free(out);
-	cr_assert_eq(daemon_run_cmd(&out, dir, "-h", NULL), 0);
+	cr_assert_eq(daemon_run_cmd(&out, conf_suite_dir, "-h", NULL), 0);
 	cr_assert_not_null(strstr(out, "usage: choria-adapterd"), "%s", out);
 	free(out);
-	cr_assert_eq(daemon_run_cmd(&out, dir, "-x", NULL), 2);
+	cr_assert_eq(daemon_run_cmd(&out, conf_suite_dir, "-x", NULL), 2);
 	cr_assert_not_null(strstr(out, "usage:"), "%s", out);
 	free(out);
-	cr_assert_eq(daemon_run_cmd(&out, dir, "extra", NULL), 2);
+	cr_assert_eq(daemon_run_cmd(&out, conf_suite_dir, "extra", NULL), 2);
 	free(out);
-	cr_assert_eq(daemon_run_cmd(&out, dir, "-c", "/nonexistent.conf", NULL), 1);
+	cr_assert_eq(daemon_run_cmd(&out, conf_suite_dir, "-c", "/nonexistent.conf", NULL), 1);
 	cr_assert_not_null(strstr(out, "/nonexistent.conf: cannot read the configuration"), "%s",
 			   out);
 	free(out);
@@ -154,9 +146,9 @@ Test(cli, version_help_and_usage_errors)
 Test(cli, an_unreachable_server_does_not_stop_the_daemon_starting)
 {
 	char conf[700];
-	cr_assert_eq(tmpdir_write(dir, "c.conf", GOOD_CONF, conf, sizeof(conf)), 0);
+	cr_assert_eq(tmpdir_write(conf_suite_dir, "c.conf", GOOD_CONF, conf, sizeof(conf)), 0);
 	struct daemon_proc d;
-	cr_assert_eq(daemon_start(&d, dir, GOOD_CONF), 0);
+	cr_assert_eq(daemon_start(&d, conf_suite_dir, GOOD_CONF), 0);
 	cr_assert(daemon_wait_log(&d, "running", 15000), "it runs while the servers are away");
 	cr_assert(daemon_wait_log(&d, "retrying in the background", 1000));
 	cr_assert_eq(daemon_stop(&d, SIGTERM, 20000), 0);
@@ -165,7 +157,7 @@ Test(cli, an_unreachable_server_does_not_stop_the_daemon_starting)
 Test(cli, sigint_stops_the_daemon_as_sigterm_does)
 {
 	struct daemon_proc d;
-	cr_assert_eq(daemon_start(&d, dir, GOOD_CONF), 0);
+	cr_assert_eq(daemon_start(&d, conf_suite_dir, GOOD_CONF), 0);
 	cr_assert(daemon_wait_log(&d, "running", 15000));
 	cr_assert_eq(daemon_stop(&d, SIGINT, 20000), 0, "drained and exited 0");
 	cr_assert_gt(daemon_log_count(&d, "SIGINT received: stopping ingest and draining"), 0);
@@ -175,11 +167,11 @@ Test(cli, sigint_stops_the_daemon_as_sigterm_does)
 Test(cli, sighup_reopens_a_rotated_log_file)
 {
 	char log[700], rotated[720], *conf = NULL;
-	snprintf(log, sizeof(log), "%s/adapterd.log", dir);
+	snprintf(log, sizeof(log), "%s/adapterd.log", conf_suite_dir);
 	snprintf(rotated, sizeof(rotated), "%s.1", log);
 	cr_assert(asprintf(&conf, "log_file = \"%s\"\n%s", log, GOOD_CONF) > 0);
 	struct daemon_proc d;
-	cr_assert_eq(daemon_start(&d, dir, conf), 0);
+	cr_assert_eq(daemon_start(&d, conf_suite_dir, conf), 0);
 	free(conf);
 	cr_assert(file_wait_text(log, "running", 15000), "the daemon logs to its file");
 
@@ -198,10 +190,10 @@ Test(cli, sighup_reopens_a_rotated_log_file)
 Test(cli, a_log_file_that_cannot_be_opened_stops_the_daemon_with_status_3)
 {
 	char *conf = NULL;
-	cr_assert(asprintf(&conf, "log_file = \"%s/no/such/folder/a.log\"\n%s", dir, GOOD_CONF) >
-		  0);
+	cr_assert(asprintf(&conf, "log_file = \"%s/no/such/folder/a.log\"\n%s", conf_suite_dir,
+			   GOOD_CONF) > 0);
 	struct daemon_proc d;
-	cr_assert_eq(daemon_start(&d, dir, conf), 0);
+	cr_assert_eq(daemon_start(&d, conf_suite_dir, conf), 0);
 	free(conf);
 	cr_assert_eq(daemon_wait_exit(&d, 15000), 3);
 	cr_assert_gt(daemon_log_count(&d, "no/such/folder/a.log"), 0, "the error names the file");
@@ -227,10 +219,10 @@ static char *syslog_line(const char *capture, const char *text)
 Test(cli, log_file_syslog_sends_each_level_at_its_priority_without_a_timestamp)
 {
 	char capture[700], *conf = NULL;
-	libc_capture_into(capture, sizeof(capture), dir);
+	libc_capture_into(capture, sizeof(capture), conf_suite_dir);
 	cr_assert(asprintf(&conf, "log_file = \"syslog\"\n%s", GOOD_CONF) > 0);
 	struct daemon_proc d;
-	cr_assert_eq(daemon_start_preloaded(&d, dir, conf, LIBC_CAPTURE_SO), 0);
+	cr_assert_eq(daemon_start_preloaded(&d, conf_suite_dir, conf, LIBC_CAPTURE_SO), 0);
 	free(conf);
 	cr_assert(file_wait_text(capture, "running", 15000), "the daemon logs to syslog");
 	cr_assert_eq(kill(d.pid, SIGHUP), 0);
@@ -265,7 +257,8 @@ Test(cli, log_file_syslog_sends_each_level_at_its_priority_without_a_timestamp)
 static bool arena_limit(const char *capture, long *arenas)
 {
 	unlink(capture);
-	cr_assert_eq(daemon_run_cmd_preloaded(NULL, dir, LIBC_CAPTURE_SO, "-V", NULL), 0);
+	cr_assert_eq(daemon_run_cmd_preloaded(NULL, conf_suite_dir, LIBC_CAPTURE_SO, "-V", NULL),
+		     0);
 	char *calls = file_read(capture), want[32];
 	snprintf(want, sizeof(want), "mallopt %d ", M_ARENA_MAX);
 	const char *hit = calls ? strstr(calls, want) : NULL;
@@ -278,7 +271,7 @@ static bool arena_limit(const char *capture, long *arenas)
 Test(cli, malloc_arenas_are_two_per_processor_unless_the_operator_chose)
 {
 	char capture[700];
-	libc_capture_into(capture, sizeof(capture), dir);
+	libc_capture_into(capture, sizeof(capture), conf_suite_dir);
 	unsetenv("MALLOC_ARENA_MAX");
 	unsetenv("GLIBC_TUNABLES");
 	/* The processors it sees are the shim's. */
@@ -306,7 +299,7 @@ Test(cli, a_message_an_ingest_submits_after_stopping_is_dropped_logged_and_freed
 {
 	/* The module breaks the rule that nothing is submitted after stop(). */
 	char link_path[800];
-	snprintf(link_path, sizeof(link_path), "%s/ingest_late.so", moddir);
+	snprintf(link_path, sizeof(link_path), "%s/ingest_late.so", conf_suite_moddir);
 	cr_assert_eq(symlink(TOP_BUILDDIR "/tests/modules/.libs/ingest_late.so", link_path), 0);
 	char *conf = NULL;
 	cr_assert(asprintf(&conf,
@@ -314,10 +307,10 @@ Test(cli, a_message_an_ingest_submits_after_stopping_is_dropped_logged_and_freed
 			   "  ingest { type = \"late\" }\n"
 			   "  stream { type = \"file\" path = \"%s/out.jsonl\" }\n"
 			   "}\n",
-			   dir) > 0);
-	/* The daemon's module folder is moddir, with the link in it. */
+			   conf_suite_dir) > 0);
+	/* The daemon's module folder is conf_suite_moddir, with the link in it. */
 	struct daemon_proc d;
-	cr_assert_eq(daemon_start(&d, dir, conf), 0);
+	cr_assert_eq(daemon_start(&d, conf_suite_dir, conf), 0);
 	free(conf);
 	cr_assert(daemon_wait_log(&d, "running", 15000));
 	cr_assert_eq(daemon_stop(&d, SIGTERM, 20000), 0, "it stops as usual");

@@ -9,34 +9,23 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "conf_suite.h"
 #include "daemon_proc.h"
 #include "tmpdir.h"
 
-static char dir[512], moddir[600];
-
-static void setup(void)
-{
-	cr_assert_eq(tmpdir_make(dir, sizeof(dir)), 0);
-	cr_assert_eq(daemon_modules_dir(moddir, sizeof(moddir), dir), 0);
-}
-
-static void teardown(void)
-{
-	tmpdir_remove(dir);
-}
-
-TestSuite(http_config, .init = setup, .fini = teardown, .timeout = 60);
+TestSuite(http_config, .init = conf_suite_setup, .fini = conf_suite_teardown, .timeout = 60);
 
 /* The stream block's own lines start at line 5 of the file. */
 static int check_conf(const char *stream_block, char **out, char *path, size_t len)
 {
-	return daemon_check_stream_block(out, dir, moddir, "http", stream_block, path, len);
+	return daemon_check_stream_block(out, conf_suite_dir, conf_suite_moddir, "http",
+					 stream_block, path, len);
 }
 
 /* The check fails with "<path>:<line>: adapter a: stream: <what>". */
 static void expect_error(const char *block, int line, const char *what)
 {
-	daemon_expect_stream_error(dir, moddir, "http", block, line, what);
+	daemon_expect_stream_error(conf_suite_dir, conf_suite_moddir, "http", block, line, what);
 }
 
 Test(http_config, a_good_block_is_described_without_its_secrets)
@@ -107,23 +96,26 @@ Test(http_config, headers_need_a_colon_and_never_show_their_value)
 Test(http_config, tls_files_are_checked)
 {
 	char bad[700], block[1500], want[1500];
-	cr_assert_eq(tmpdir_write(dir, "bad-ca.pem", "not a certificate\n", bad, sizeof(bad)), 0);
+	cr_assert_eq(tmpdir_write(conf_suite_dir, "bad-ca.pem", "not a certificate\n", bad,
+				  sizeof(bad)),
+		     0);
 	snprintf(block, sizeof(block), "    url = \"https://example.net/\"\n    tls_ca = \"%s\"\n",
 		 bad);
 	char held[1500];
 	snprintf(held, sizeof(held), "tls_ca: %s holds no PEM certificate", bad);
 	expect_error(block, 6, held);
 	snprintf(block, sizeof(block),
-		 "    url = \"https://example.net/\"\n    tls_ca = \"%s/missing.pem\"\n", dir);
+		 "    url = \"https://example.net/\"\n    tls_ca = \"%s/missing.pem\"\n",
+		 conf_suite_dir);
 	snprintf(want, sizeof(want),
-		 "tls_ca: cannot read %s/missing.pem: No such file or directory", dir);
+		 "tls_ca: cannot read %s/missing.pem: No such file or directory", conf_suite_dir);
 	expect_error(block, 6, want);
 	snprintf(block, sizeof(block),
 		 "    url = \"https://example.net/\"\n    tls_cert = \"%s/missing.pem\"\n"
 		 "    tls_key = \"%s\"\n",
-		 dir, bad);
+		 conf_suite_dir, bad);
 	snprintf(want, sizeof(want),
-		 "tls_cert: cannot read %s/missing.pem: No such file or directory", dir);
+		 "tls_cert: cannot read %s/missing.pem: No such file or directory", conf_suite_dir);
 	expect_error(block, 6, want);
 	snprintf(block, sizeof(block),
 		 "    url = \"https://example.net/\"\n    tls_cert = \"%s\"\n", bad);

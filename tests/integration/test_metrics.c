@@ -109,15 +109,7 @@ static void start_daemon(void)
 
 static char *scrape(void)
 {
-	struct http_reply r;
-	cr_assert_eq(http_request(&r, "127.0.0.1", metrics_port, "GET", "/metrics", 5000), 0);
-	cr_assert_eq(r.status, 200);
-	char *errors = NULL;
-	char *listing = prom_check(dir, r.body, &errors);
-	cr_assert_not_null(listing, "the Prometheus checker refused /metrics:\n%s\n%s",
-			   errors ? errors : "(no output)", r.body);
-	http_reply_free(&r);
-	return listing;
+	return prom_scrape(dir, metrics_port);
 }
 
 /* Sum of the node_data series of `name` with `labels` too; -1 if none. */

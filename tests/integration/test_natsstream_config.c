@@ -8,27 +8,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "conf_suite.h"
 #include "daemon_proc.h"
 #include "tmpdir.h"
 
-static char dir[512], moddir[600];
-
-static void setup(void)
-{
-	cr_assert_eq(tmpdir_make(dir, sizeof(dir)), 0);
-	cr_assert_eq(daemon_modules_dir(moddir, sizeof(moddir), dir), 0);
-}
-
-static void teardown(void)
-{
-	tmpdir_remove(dir);
-}
-
-TestSuite(natsstream_config, .init = setup, .fini = teardown, .timeout = 60);
+TestSuite(natsstream_config, .init = conf_suite_setup, .fini = conf_suite_teardown, .timeout = 60);
 
 static int check_conf(const char *stream_block, char **out, char *path, size_t len)
 {
-	return daemon_check_stream_block(out, dir, moddir, "natsstream", stream_block, path, len);
+	return daemon_check_stream_block(out, conf_suite_dir, conf_suite_moddir, "natsstream",
+					 stream_block, path, len);
 }
 
 Test(natsstream_config, a_good_block_is_described)

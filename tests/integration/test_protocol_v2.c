@@ -69,28 +69,13 @@ TestSuite(protocol_v2, .init = setup, .fini = teardown, .timeout = 120);
 /* `extra` goes into the ingest block. */
 static char *conf_with(const char *protocol, const char *topic, const char *extra)
 {
-	char *c = NULL;
-	cr_assert(asprintf(&c,
-			   "log_level = \"info\"\n"
-			   "identity = \"adapter.test\"\n"
-			   "metrics_listen = \"127.0.0.1:%d\"\n"
-			   "adapter node_data {\n"
-			   "  ingest {\n"
-			   "    type = \"choria\"\n"
-			   "    servers = {\"%s\"}\n"
-			   "    topic = \"%s\"\n"
-			   "    protocol = \"%s\"\n"
-			   "    workers = 2\n"
-			   "    %s\n"
-			   "  }\n"
-			   "  stream {\n"
-			   "    type = \"jetstream\"\n"
-			   "    servers = {\"%s\"}\n"
-			   "    topic = \"choria.node_metadata.%%s\"\n"
-			   "  }\n"
-			   "}\n",
-			   metrics_port, server.url, topic, protocol, extra, server.url) > 0);
-	return c;
+	char head[160];
+	snprintf(head, sizeof(head),
+		 "log_level = \"info\"\n"
+		 "identity = \"adapter.test\"\n"
+		 "metrics_listen = \"127.0.0.1:%d\"\n",
+		 metrics_port);
+	return pipeline_choria_conf(head, server.url, protocol, topic, extra);
 }
 
 static void start(const char *protocol, const char *topic, const char *extra)
@@ -120,12 +105,14 @@ struct tok {
 	bool tamper;
 };
 
-/* A token of the defaults of its kind, with what `t` changes (0 and NULL
- * change nothing; "-" as ou or permissions removes the claim). */
+/* A token of the defaults of its kind (a client's unless told), held by
+ * alice unless told, with what `t` changes (0 and NULL change nothing; "-"
+ * as ou or permissions removes the claim). */
 static char *token(struct tok t)
 {
 	struct choria_v2_token_spec s =
-		choria_v2_token_defaults(t.kind, t.holder, t.issuer ? t.issuer : &org);
+		choria_v2_token_defaults(t.kind, t.holder ? t.holder : &alice,
+					 t.issuer ? t.issuer : &org);
 	s.chain = t.chain;
 	if (t.permissions)
 		s.permissions = strcmp(t.permissions, "-") ? t.permissions : NULL;
@@ -189,6 +176,12 @@ static void publish_request(struct req r, char rid[28])
 	m.tamper_signature = r.tamper_signature;
 	m.signed_body = r.signed_body;
 	publish_v2(&m);
+}
+
+/* A request from `sender` with caller_token `tok`, signed by alice. */
+static void publish_signed(const char *sender, const char *tok)
+{
+	publish_request((struct req){.sender = sender, .caller_token = tok, .key = &alice}, NULL);
 }
 
 /* A v1 request signed with the test PKI's web1 certificate. */
@@ -262,6 +255,25 @@ static void landed_free(struct landed *l, uint64_t n)
 	free(l);
 }
 
+/* The stream holds exactly the n messages of `senders`. */
+static void expect_stored(const char *const *senders, uint64_t n)
+{
+	struct landed *l = stored(n);
+	for (uint64_t i = 0; i < n; i++)
+		find(l, n, senders[i]);
+	landed_free(l, n);
+}
+
+/* `landed` messages arrive, the daemon settles all `seen` it received, and
+ * stops cleanly; returns the counters it had settled on. */
+static struct adapter_counts settle_then_stop(uint64_t landed, uint64_t seen)
+{
+	cr_assert(js_stream_wait_count(&client, "NODES", landed, 15000));
+	struct adapter_counts n = pipeline_counts_once_settled(&daemon_a, "node_data", seen, 15000);
+	cr_assert_eq(daemon_stop(&daemon_a, SIGTERM, 20000), 0);
+	return n;
+}
+
 /* The envelope of a v2 request published by publish_request(). */
 static void expect_envelope(const struct landed *l, uint64_t n, const char *sender, const char *rid,
 			    const char *time)
@@ -280,15 +292,7 @@ static void expect_envelope(const struct landed *l, uint64_t n, const char *send
 
 static char *scrape(void)
 {
-	struct http_reply r;
-	cr_assert_eq(http_request(&r, "127.0.0.1", metrics_port, "GET", "/metrics", 5000), 0);
-	cr_assert_eq(r.status, 200);
-	char *errors = NULL;
-	char *listing = prom_check(dir, r.body, &errors);
-	cr_assert_not_null(listing, "the Prometheus checker refused /metrics:\n%s\n%s",
-			   errors ? errors : "(no output)", r.body);
-	http_reply_free(&r);
-	return listing;
+	return prom_scrape(dir, metrics_port);
 }
 
 static double rejected_metric(const char *listing, const char *reason)
@@ -297,6 +301,28 @@ static double rejected_metric(const char *listing, const char *reason)
 	snprintf(want, sizeof(want), "name=\"node_data\",identity=\"adapter.test\"%s%s%s",
 		 reason ? ",reason=\"" : "", reason ? reason : "", reason ? "\"" : "");
 	return prom_sum(listing, "choria_adapter_rejected_msgs", want);
+}
+
+/* How many of the n rejections whose reasons are `why` are for `reason`. */
+static unsigned how_many(const char *const *why, size_t n, const char *reason)
+{
+	unsigned count = 0;
+	for (size_t i = 0; i < n; i++)
+		count += strcmp(why[i], reason) == 0;
+	return count;
+}
+
+/* /metrics counts each of the nr `reasons` as often as `why`, the reasons
+ * of the n rejections, names it, and no other reason. */
+static void expect_rejected_metrics(const char *const *reasons, size_t nr, const char *const *why,
+				    size_t n)
+{
+	char *listing = scrape();
+	for (size_t r = 0; r < nr; r++)
+		cr_assert_eq(rejected_metric(listing, reasons[r]), how_many(why, n, reasons[r]),
+			     "%s in /metrics", reasons[r]);
+	cr_assert_eq(rejected_metric(listing, NULL), (double)n, "no other reason");
+	free(listing);
 }
 
 /* ============================================================== tests */
@@ -309,15 +335,11 @@ Test(protocol_v2, v1_and_v2_on_one_subject_land_with_their_envelopes)
 		 test_pki_path("ca.pem"), org.pub_hex);
 	start("request", SUBJECT, extra);
 
-	char *client_tok = token((struct tok){.kind = CHORIA_V2_CLIENT, .holder = &alice});
-	char *chained_tok =
-		token((struct tok){.kind = CHORIA_V2_CLIENT, .holder = &alice, .chain = &chain});
+	char *client_tok = token((struct tok){.holder = &alice});
+	char *chained_tok = token((struct tok){.chain = &chain});
 	char *server_tok = token((struct tok){.kind = CHORIA_V2_SERVER, .holder = &web1});
-	char *signed_fleet_tok =
-		token((struct tok){.kind = CHORIA_V2_CLIENT,
-				   .holder = &alice,
-				   .chain = &chain,
-				   .permissions = "{\"signed_fleet_management\":true}"});
+	char *signed_fleet_tok = token(
+		(struct tok){.chain = &chain, .permissions = "{\"signed_fleet_management\":true}"});
 	char *delegator_tok =
 		token((struct tok){.kind = CHORIA_V2_DELEGATOR, .holder = &delegator});
 	char rid_client[28], rid_chained[28], rid_server[28], rid_delegated[28];
@@ -385,11 +407,9 @@ Test(protocol_v2, every_forged_request_is_rejected_with_its_reason_and_counted)
 	start_verify_issuers("");
 	const int64_t now = (int64_t)time(NULL);
 
-	char *alice_tok = token((struct tok){.kind = CHORIA_V2_CLIENT, .holder = &alice});
+	char *alice_tok = token((struct tok){.holder = &alice});
 	char *signed_fleet_tok =
-		token((struct tok){.kind = CHORIA_V2_CLIENT,
-				   .holder = &alice,
-				   .permissions = "{\"signed_fleet_management\":true}"});
+		token((struct tok){.permissions = "{\"signed_fleet_management\":true}"});
 	char *delegator_tok =
 		token((struct tok){.kind = CHORIA_V2_DELEGATOR, .holder = &delegator});
 	char *server_tok = token((struct tok){.kind = CHORIA_V2_SERVER, .holder = &web1});
@@ -399,24 +419,15 @@ Test(protocol_v2, every_forged_request_is_rejected_with_its_reason_and_counted)
 	struct forged f[] = {
 		{"expired",
 		 "token_expired",
-		 {.caller_token = token((struct tok){.kind = CHORIA_V2_CLIENT,
-						     .holder = &alice,
-						     .nbf = now - 3600,
-						     .exp = now - 60}),
+		 {.caller_token = token((struct tok){.nbf = now - 3600, .exp = now - 60}),
 		  .key = &alice}},
 		{"chain-expired",
 		 "token_expired",
-		 {.caller_token = token((struct tok){.kind = CHORIA_V2_CLIENT,
-						     .holder = &alice,
-						     .chain = &expired_chain,
-						     .nbf = now - 3600}),
+		 {.caller_token = token((struct tok){.chain = &expired_chain, .nbf = now - 3600}),
 		  .key = &alice}},
 		{"not-yet-valid",
 		 "token_not_yet_valid",
-		 {.caller_token = token((struct tok){.kind = CHORIA_V2_CLIENT,
-						     .holder = &alice,
-						     .nbf = now + 3600}),
-		  .key = &alice}},
+		 {.caller_token = token((struct tok){.nbf = now + 3600}), .key = &alice}},
 		{"provisioning",
 		 "wrong_purpose",
 		 {.caller_token =
@@ -424,38 +435,22 @@ Test(protocol_v2, every_forged_request_is_rejected_with_its_reason_and_counted)
 		  .key = &alice}},
 		{"foreign-org",
 		 "untrusted_issuer",
-		 {.caller_token = token((struct tok){.kind = CHORIA_V2_CLIENT,
-						     .holder = &alice,
-						     .issuer = &foreign_org}),
-		  .key = &alice}},
+		 {.caller_token = token((struct tok){.issuer = &foreign_org}), .key = &alice}},
 		{"unknown-ou",
 		 "untrusted_issuer",
-		 {.caller_token = token((struct tok){.kind = CHORIA_V2_CLIENT,
-						     .holder = &alice,
-						     .ou = "elsewhere"}),
-		  .key = &alice}},
+		 {.caller_token = token((struct tok){.ou = "elsewhere"}), .key = &alice}},
 		{"no-ou",
 		 "untrusted_issuer",
-		 {.caller_token = token(
-			  (struct tok){.kind = CHORIA_V2_CLIENT, .holder = &alice, .ou = "-"}),
-		  .key = &alice}},
+		 {.caller_token = token((struct tok){.ou = "-"}), .key = &alice}},
 		{"rogue-chain",
 		 "untrusted_issuer",
-		 {.caller_token = token((struct tok){.kind = CHORIA_V2_CLIENT,
-						     .holder = &alice,
-						     .chain = &rogue_chain}),
-		  .key = &alice}},
+		 {.caller_token = token((struct tok){.chain = &rogue_chain}), .key = &alice}},
 		{"tampered-token",
 		 "untrusted_issuer",
-		 {.caller_token = token(
-			  (struct tok){.kind = CHORIA_V2_CLIENT, .holder = &alice, .tamper = true}),
-		  .key = &alice}},
+		 {.caller_token = token((struct tok){.tamper = true}), .key = &alice}},
 		{"no-fleet",
 		 "no_fleet_management",
-		 {.caller_token = token((struct tok){.kind = CHORIA_V2_CLIENT,
-						     .holder = &alice,
-						     .permissions = "{}"}),
-		  .key = &alice}},
+		 {.caller_token = token((struct tok){.permissions = "{}"}), .key = &alice}},
 		{"signed-fleet-alone",
 		 "needs_delegation",
 		 {.caller_token = signed_fleet_tok, .key = &alice}},
@@ -471,9 +466,7 @@ Test(protocol_v2, every_forged_request_is_rejected_with_its_reason_and_counted)
 		{"delegated-foreign-caller",
 		 "untrusted_issuer",
 		 {.caller_token =
-			  token((struct tok){.kind = CHORIA_V2_CLIENT,
-					     .holder = &alice,
-					     .issuer = &foreign_org,
+			  token((struct tok){.issuer = &foreign_org,
 					     .permissions = "{\"signed_fleet_management\":true}"}),
 		  .signer_token = delegator_tok,
 		  .key = &delegator}},
@@ -502,34 +495,23 @@ Test(protocol_v2, every_forged_request_is_rejected_with_its_reason_and_counted)
 		 {.caller_token = signed_fleet_tok, .signer_token = delegator_tok, .key = &alice}},
 		{"no-exp",
 		 "bad_token",
-		 {.caller_token = token((
-			  struct tok){.kind = CHORIA_V2_CLIENT, .holder = &alice, .remove = "exp"}),
-		  .key = &alice}},
+		 {.caller_token = token((struct tok){.remove = "exp"}), .key = &alice}},
 		{"chain-iat-not-jti-time",
 		 "bad_token",
-		 {.caller_token = token((struct tok){.kind = CHORIA_V2_CLIENT,
-						     .holder = &alice,
-						     .chain = &chain,
-						     .patch = "{\"iat\":1767225601}"}),
+		 {.caller_token =
+			  token((struct tok){.chain = &chain, .patch = "{\"iat\":1767225601}"}),
 		  .key = &alice}},
 		{"chain-no-issexp",
 		 "bad_token",
-		 {.caller_token = token((struct tok){.kind = CHORIA_V2_CLIENT,
-						     .holder = &alice,
-						     .chain = &chain,
-						     .remove = "issexp"}),
+		 {.caller_token = token((struct tok){.chain = &chain, .remove = "issexp"}),
 		  .key = &alice}},
 		{"public-key-not-hex",
 		 "bad_token",
-		 {.caller_token = token((struct tok){.kind = CHORIA_V2_CLIENT,
-						     .holder = &alice,
-						     .patch = "{\"public_key\":\"zz\"}"}),
+		 {.caller_token = token((struct tok){.patch = "{\"public_key\":\"zz\"}"}),
 		  .key = &alice}},
 		{"exp-a-string",
 		 "bad_token",
-		 {.caller_token = token((struct tok){.kind = CHORIA_V2_CLIENT,
-						     .holder = &alice,
-						     .patch = "{\"exp\":\"2051222400\"}"}),
+		 {.caller_token = token((struct tok){.patch = "{\"exp\":\"2051222400\"}"}),
 		  .key = &alice}},
 		{"alg-none",
 		 "bad_token",
@@ -550,14 +532,14 @@ Test(protocol_v2, every_forged_request_is_rejected_with_its_reason_and_counted)
 				 "bad_signature",
 				 "bad_token"};
 
-	publish_request((struct req){.sender = "good-1", .caller_token = alice_tok, .key = &alice},
-			NULL);
+	publish_signed("good-1", alice_tok);
+	const char *why[sizeof(f) / sizeof(f[0])];
 	for (size_t i = 0; i < nf; i++) {
 		f[i].req.sender = f[i].sender;
+		why[i] = f[i].reason;
 		publish_request(f[i].req, NULL);
 	}
-	publish_request((struct req){.sender = "good-2", .caller_token = alice_tok, .key = &alice},
-			NULL);
+	publish_signed("good-2", alice_tok);
 
 	cr_assert(js_stream_wait_count(&client, "NODES", 2, 15000), "the good ones arrive");
 	struct adapter_counts n =
@@ -566,29 +548,14 @@ Test(protocol_v2, every_forged_request_is_rejected_with_its_reason_and_counted)
 	cr_assert_eq(n.rejected, nf);
 
 	/* /metrics, while the daemon runs: each reason with its count. */
-	char *listing = scrape();
-	for (size_t r = 0; r < sizeof(reasons) / sizeof(reasons[0]); r++) {
-		double want = 0;
-		for (size_t i = 0; i < nf; i++)
-			want += strcmp(f[i].reason, reasons[r]) == 0;
-		cr_assert_eq(rejected_metric(listing, reasons[r]), want, "%s in /metrics",
-			     reasons[r]);
-	}
-	cr_assert_eq(rejected_metric(listing, NULL), (double)nf, "no other reason");
-	free(listing);
+	const size_t nr = sizeof(reasons) / sizeof(reasons[0]);
+	expect_rejected_metrics(reasons, nr, why, nf);
 
 	cr_assert_eq(daemon_stop(&daemon_a, SIGTERM, 20000), 0);
-	for (size_t r = 0; r < sizeof(reasons) / sizeof(reasons[0]); r++) {
-		uint64_t want = 0;
-		for (size_t i = 0; i < nf; i++)
-			want += strcmp(f[i].reason, reasons[r]) == 0;
-		cr_assert_eq(pipeline_rejected_for(&daemon_a, "node_data", reasons[r]), want,
-			     "%s in the counter line", reasons[r]);
-	}
-	struct landed *l = stored(2);
-	find(l, 2, "good-1");
-	find(l, 2, "good-2");
-	landed_free(l, 2);
+	for (size_t r = 0; r < nr; r++)
+		cr_assert_eq(pipeline_rejected_for(&daemon_a, "node_data", reasons[r]),
+			     how_many(why, nf, reasons[r]), "%s in the counter line", reasons[r]);
+	expect_stored((const char *[]){"good-1", "good-2"}, 2);
 	/* the first rejection is logged (which one it is depends on the
 	 * workers' order), with the caller */
 	cr_assert_gt(daemon_log_count(&daemon_a, "rejected a message ("), 0);
@@ -614,10 +581,8 @@ Test(protocol_v2, a_rejected_caller_is_named_sanitised)
 {
 	start_verify_issuers("");
 	const char *name = "choria=mal\nforged line \x1b[31mred";
-	char *tok = token((
-		struct tok){.kind = CHORIA_V2_CLIENT,
-			    .holder = &alice,
-			    .patch = "{\"callerid\":\"choria=mal\\nforged line \\u001b[31mred\"}"});
+	char *tok = token((struct tok){
+		.patch = "{\"callerid\":\"choria=mal\\nforged line \\u001b[31mred\"}"});
 	publish_request((struct req){.sender = "bad-signature",
 				     .caller_token = tok,
 				     .key = &alice,
@@ -651,10 +616,8 @@ static char *token_text_edit(const char *tok, const char *suffix, size_t cut)
 Test(protocol_v2, unusual_forms_of_tokens_and_requests)
 {
 	start_verify_issuers("");
-	char *alice_tok = token((struct tok){.kind = CHORIA_V2_CLIENT, .holder = &alice});
-	char *fractional = token((struct tok){.kind = CHORIA_V2_CLIENT,
-					      .holder = &alice,
-					      .patch = "{\"exp\":2051222400.5}"});
+	char *alice_tok = token((struct tok){.holder = &alice});
+	char *fractional = token((struct tok){.patch = "{\"exp\":2051222400.5}"});
 	char *padded = token_text_edit(alice_tok, "=", 0);
 	char *four_parts = token_text_edit(alice_tok, ".AA", 0);
 	/* 86 characters hold 64 bytes; 84 hold 63 */
@@ -679,20 +642,11 @@ Test(protocol_v2, unusual_forms_of_tokens_and_requests)
 				     .key = &alice,
 				     .time_ns = 1},
 			rid_early);
-	publish_request((struct req){.sender = "padded", .caller_token = padded, .key = &alice},
-			NULL);
-	publish_request((struct req){.sender = "four-parts",
-				     .caller_token = four_parts,
-				     .key = &alice},
-			NULL);
-	publish_request((struct req){.sender = "short-signature",
-				     .caller_token = short_sig,
-				     .key = &alice},
-			NULL);
+	publish_signed("padded", padded);
+	publish_signed("four-parts", four_parts);
+	publish_signed("short-signature", short_sig);
 
-	cr_assert(js_stream_wait_count(&client, "NODES", 3, 15000));
-	pipeline_counts_once_settled(&daemon_a, "node_data", 6, 15000);
-	cr_assert_eq(daemon_stop(&daemon_a, SIGTERM, 20000), 0);
+	settle_then_stop(3, 6);
 	cr_assert_eq(pipeline_rejected_for(&daemon_a, "node_data", "bad_token"), 3);
 	struct landed *l = stored(3);
 	expect_envelope(l, 3, "fractional-exp", rid_frac, "2026-01-01T00:00:05.123456789Z");
@@ -720,43 +674,20 @@ Test(protocol_v2, cached_tokens_are_checked_against_the_clock_on_every_message)
 {
 	start_verify_issuers("");
 	const int64_t now = (int64_t)time(NULL);
-	char *soon_expired = token((struct tok){.kind = CHORIA_V2_CLIENT,
-						.holder = &alice,
-						.nbf = now - 60,
-						.exp = now + 5});
-	char *soon_valid = token((struct tok){.kind = CHORIA_V2_CLIENT,
-					      .holder = &alice,
-					      .nbf = now + 5,
-					      .exp = now + 3600});
+	char *soon_expired = token((struct tok){.nbf = now - 60, .exp = now + 5});
+	char *soon_valid = token((struct tok){.nbf = now + 5, .exp = now + 3600});
 
-	publish_request((struct req){.sender = "before-exp",
-				     .caller_token = soon_expired,
-				     .key = &alice},
-			NULL);
-	publish_request((struct req){.sender = "before-nbf",
-				     .caller_token = soon_valid,
-				     .key = &alice},
-			NULL);
+	publish_signed("before-exp", soon_expired);
+	publish_signed("before-nbf", soon_valid);
 	cr_assert(js_stream_wait_count(&client, "NODES", 1, 15000));
 	pipeline_counts_once_settled(&daemon_a, "node_data", 2, 15000);
 	wait_until(now + 6);
-	publish_request((struct req){.sender = "after-exp",
-				     .caller_token = soon_expired,
-				     .key = &alice},
-			NULL);
-	publish_request((struct req){.sender = "after-nbf",
-				     .caller_token = soon_valid,
-				     .key = &alice},
-			NULL);
-	cr_assert(js_stream_wait_count(&client, "NODES", 2, 15000));
-	pipeline_counts_once_settled(&daemon_a, "node_data", 4, 15000);
-	cr_assert_eq(daemon_stop(&daemon_a, SIGTERM, 20000), 0);
+	publish_signed("after-exp", soon_expired);
+	publish_signed("after-nbf", soon_valid);
+	settle_then_stop(2, 4);
 	cr_assert_eq(pipeline_rejected_for(&daemon_a, "node_data", "token_expired"), 1);
 	cr_assert_eq(pipeline_rejected_for(&daemon_a, "node_data", "token_not_yet_valid"), 1);
-	struct landed *l = stored(2);
-	find(l, 2, "before-exp");
-	find(l, 2, "after-nbf");
-	landed_free(l, 2);
+	expect_stored((const char *[]){"before-exp", "after-nbf"}, 2);
 	free(soon_expired);
 	free(soon_valid);
 }
@@ -765,30 +696,19 @@ Test(protocol_v2, security_none_lets_well_formed_v2_through)
 {
 	start("request", SUBJECT, "security = \"none\"");
 	const int64_t now = (int64_t)time(NULL);
-	char *alice_tok = token((struct tok){.kind = CHORIA_V2_CLIENT, .holder = &alice});
-	char *expired_tok = token((struct tok){.kind = CHORIA_V2_CLIENT,
-					       .holder = &alice,
-					       .nbf = now - 3600,
-					       .exp = now - 60});
-	char *foreign_tok = token(
-		(struct tok){.kind = CHORIA_V2_CLIENT, .holder = &alice, .issuer = &foreign_org});
+	char *alice_tok = token((struct tok){.holder = &alice});
+	char *expired_tok = token((struct tok){.nbf = now - 3600, .exp = now - 60});
+	char *foreign_tok = token((struct tok){.issuer = &foreign_org});
 
-	publish_request((struct req){.sender = "good", .caller_token = alice_tok, .key = &alice},
-			NULL);
+	publish_signed("good", alice_tok);
 	publish_request((struct req){.sender = "insecure", .caller_token = alice_tok}, NULL);
 	publish_request((struct req){.sender = "bad-signature",
 				     .caller_token = alice_tok,
 				     .key = &alice,
 				     .tamper_signature = true},
 			NULL);
-	publish_request((struct req){.sender = "expired",
-				     .caller_token = expired_tok,
-				     .key = &alice},
-			NULL);
-	publish_request((struct req){.sender = "foreign",
-				     .caller_token = foreign_tok,
-				     .key = &alice},
-			NULL);
+	publish_signed("expired", expired_tok);
+	publish_signed("foreign", foreign_tok);
 	publish_request((struct req){.sender = "mismatch",
 				     .caller_token = alice_tok,
 				     .key = &alice,
@@ -796,16 +716,11 @@ Test(protocol_v2, security_none_lets_well_formed_v2_through)
 			NULL);
 	publish_v1("v1-node");
 
-	cr_assert(js_stream_wait_count(&client, "NODES", 7, 15000));
-	struct adapter_counts n = pipeline_counts_once_settled(&daemon_a, "node_data", 7, 15000);
+	struct adapter_counts n = settle_then_stop(7, 7);
 	cr_assert_eq(n.rejected, 0);
-	cr_assert_eq(daemon_stop(&daemon_a, SIGTERM, 20000), 0);
-	struct landed *l = stored(7);
 	const char *senders[] = {"good",    "insecure", "bad-signature", "expired",
 				 "foreign", "mismatch", "v1-node"};
-	for (size_t i = 0; i < 7; i++)
-		find(l, 7, senders[i]);
-	landed_free(l, 7);
+	expect_stored(senders, 7);
 	free(alice_tok);
 	free(expired_tok);
 	free(foreign_tok);
@@ -817,10 +732,18 @@ struct malformed {
 	struct choria_v2_msg_spec m;
 };
 
+/* The next of the table f, which is to be rejected for `reason`: returns
+ * its message to change. */
+static struct choria_v2_msg_spec *malformed_add(struct malformed *f, size_t *nf, const char *reason)
+{
+	f[*nf].reason = reason;
+	return &f[(*nf)++].m;
+}
+
 Test(protocol_v2, malformed_v2_is_rejected_with_its_reason_and_counted)
 {
 	start("request", SUBJECT, "security = \"none\"");
-	char *alice_tok = token((struct tok){.kind = CHORIA_V2_CLIENT, .holder = &alice});
+	char *alice_tok = token((struct tok){.holder = &alice});
 	struct choria_v2_msg_spec base = choria_v2_msg_defaults(CHORIA_V2_REQUEST);
 	base.caller_token = alice_tok;
 	base.signing_key = &alice;
@@ -829,65 +752,41 @@ Test(protocol_v2, malformed_v2_is_rejected_with_its_reason_and_counted)
 	for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++)
 		f[i].m = base;
 
-	f[nf].reason = "not_json";
-	f[nf++].m.secure_edit.raw = "{\"protocol\":";
-	f[nf].reason = "not_json";
-	f[nf++].m.message_edit.raw = "[1]";
-	f[nf].reason = "bad_transport";
-	f[nf++].m.transport_protocol = "io.choria.protocol.v3.transport";
-	f[nf].reason = "bad_base64";
-	f[nf++].m.transport_edit.patch = "{\"data\":\"not base64!\"}";
-	f[nf].reason = "bad_base64";
-	f[nf++].m.message = "%%%";
-	f[nf].reason = "bad_base64";
-	f[nf++].m.signature = "@@";
-	f[nf].reason = "bad_secure";
-	f[nf++].m.secure_protocol = "io.choria.protocol.v2.secure_reply";
-	f[nf].reason = "bad_secure";
-	f[nf++].m.secure_edit.remove = "caller";
-	f[nf].reason = "bad_secure";
-	f[nf++].m.transport_protocol = "choria:transport:1";
-	f[nf].reason = "bad_secure";
-	f[nf++].m.kind = CHORIA_V2_REPLY;
-	f[nf].reason = "bad_message";
-	f[nf++].m.ttl = 0;
-	f[nf].reason = "bad_message";
-	f[nf++].m.message_edit.patch = "{\"time\":\"1767225605123456789\"}";
-	f[nf].reason = "bad_message";
-	f[nf++].m.message_edit.remove = "id";
-	f[nf].reason = "bad_message";
-	f[nf++].m.protocol = "choria:request:1";
-	f[nf].reason = "not_utf8";
-	f[nf++].m.body = "caf\xe9";
+	malformed_add(f, &nf, "not_json")->secure_edit.raw = "{\"protocol\":";
+	malformed_add(f, &nf, "not_json")->message_edit.raw = "[1]";
+	malformed_add(f, &nf, "bad_transport")->transport_protocol =
+		"io.choria.protocol.v3.transport";
+	malformed_add(f, &nf, "bad_base64")->transport_edit.patch = "{\"data\":\"not base64!\"}";
+	malformed_add(f, &nf, "bad_base64")->message = "%%%";
+	malformed_add(f, &nf, "bad_base64")->signature = "@@";
+	malformed_add(f, &nf, "bad_secure")->secure_protocol = "io.choria.protocol.v2.secure_reply";
+	malformed_add(f, &nf, "bad_secure")->secure_edit.remove = "caller";
+	malformed_add(f, &nf, "bad_secure")->transport_protocol = "choria:transport:1";
+	malformed_add(f, &nf, "bad_secure")->kind = CHORIA_V2_REPLY;
+	malformed_add(f, &nf, "bad_message")->ttl = 0;
+	malformed_add(f, &nf, "bad_message")->message_edit.patch =
+		"{\"time\":\"1767225605123456789\"}";
+	malformed_add(f, &nf, "bad_message")->message_edit.remove = "id";
+	malformed_add(f, &nf, "bad_message")->protocol = "choria:request:1";
+	malformed_add(f, &nf, "not_utf8")->body = "caf\xe9";
 
-	publish_request((struct req){.sender = "good-1", .caller_token = alice_tok, .key = &alice},
-			NULL);
-	for (size_t i = 0; i < nf; i++)
+	publish_signed("good-1", alice_tok);
+	const char *why[sizeof(f) / sizeof(f[0])];
+	for (size_t i = 0; i < nf; i++) {
+		why[i] = f[i].reason;
 		publish_v2(&f[i].m);
-	publish_request((struct req){.sender = "good-2", .caller_token = alice_tok, .key = &alice},
-			NULL);
+	}
+	publish_signed("good-2", alice_tok);
 
 	cr_assert(js_stream_wait_count(&client, "NODES", 2, 15000));
 	struct adapter_counts n =
 		pipeline_counts_once_settled(&daemon_a, "node_data", nf + 2, 15000);
 	cr_assert_eq(n.rejected, nf);
-	char *listing = scrape();
 	const char *reasons[] = {"not_json",   "bad_transport", "bad_base64",
 				 "bad_secure", "bad_message",   "not_utf8"};
-	for (size_t r = 0; r < sizeof(reasons) / sizeof(reasons[0]); r++) {
-		double want = 0;
-		for (size_t i = 0; i < nf; i++)
-			want += strcmp(f[i].reason, reasons[r]) == 0;
-		cr_assert_eq(rejected_metric(listing, reasons[r]), want, "%s in /metrics",
-			     reasons[r]);
-	}
-	cr_assert_eq(rejected_metric(listing, NULL), (double)nf, "no other reason");
-	free(listing);
+	expect_rejected_metrics(reasons, sizeof(reasons) / sizeof(reasons[0]), why, nf);
 	cr_assert_eq(daemon_stop(&daemon_a, SIGTERM, 20000), 0);
-	struct landed *l = stored(2);
-	find(l, 2, "good-1");
-	find(l, 2, "good-2");
-	landed_free(l, 2);
+	expect_stored((const char *[]){"good-1", "good-2"}, 2);
 	free(alice_tok);
 }
 
@@ -929,11 +828,9 @@ Test(protocol_v2, replies_pass_on_their_hash_alone)
 	publish_reply("wrong-hash.example.net", rid, other, true, server_tok);
 	publish_reply("garbage-hash.example.net", rid, "####", false, NULL);
 
-	cr_assert(js_stream_wait_count(&client, "NODES", 4, 15000));
-	struct adapter_counts n = pipeline_counts_once_settled(&daemon_a, "node_data", 6, 15000);
+	struct adapter_counts n = settle_then_stop(4, 6);
 	cr_assert_eq(n.published, 4);
 	cr_assert_eq(n.rejected, 2);
-	cr_assert_eq(daemon_stop(&daemon_a, SIGTERM, 20000), 0);
 	cr_assert_eq(pipeline_rejected_for(&daemon_a, "node_data", "bad_hash"), 2);
 
 	struct landed *l = stored(4);
@@ -956,20 +853,22 @@ Test(protocol_v2, replies_pass_on_their_hash_alone)
 	free(foreign_tok);
 }
 
+/* Of the two messages sent, `landed` is stored and the other is rejected
+ * as an untrusted_version. */
+static void expect_untrusted_version(const char *landed)
+{
+	settle_then_stop(1, 2);
+	cr_assert_eq(pipeline_rejected_for(&daemon_a, "node_data", "untrusted_version"), 1);
+	expect_stored(&landed, 1);
+}
+
 Test(protocol_v2, a_v1_request_without_ca_is_an_untrusted_version)
 {
 	start_verify_issuers("");
-	char *alice_tok = token((struct tok){.kind = CHORIA_V2_CLIENT, .holder = &alice});
+	char *alice_tok = token((struct tok){.holder = &alice});
 	publish_v1("v1-node");
-	publish_request((struct req){.sender = "v2-node", .caller_token = alice_tok, .key = &alice},
-			NULL);
-	cr_assert(js_stream_wait_count(&client, "NODES", 1, 15000));
-	pipeline_counts_once_settled(&daemon_a, "node_data", 2, 15000);
-	cr_assert_eq(daemon_stop(&daemon_a, SIGTERM, 20000), 0);
-	cr_assert_eq(pipeline_rejected_for(&daemon_a, "node_data", "untrusted_version"), 1);
-	struct landed *l = stored(1);
-	find(l, 1, "v2-node");
-	landed_free(l, 1);
+	publish_signed("v2-node", alice_tok);
+	expect_untrusted_version("v2-node");
 	free(alice_tok);
 }
 
@@ -979,17 +878,10 @@ Test(protocol_v2, a_v2_request_without_issuers_is_an_untrusted_version)
 	snprintf(extra, sizeof(extra), "security = \"verify\"\n    ca = \"%s\"",
 		 test_pki_path("ca.pem"));
 	start("request", SUBJECT, extra);
-	char *alice_tok = token((struct tok){.kind = CHORIA_V2_CLIENT, .holder = &alice});
-	publish_request((struct req){.sender = "v2-node", .caller_token = alice_tok, .key = &alice},
-			NULL);
+	char *alice_tok = token((struct tok){.holder = &alice});
+	publish_signed("v2-node", alice_tok);
 	publish_v1("v1-node");
-	cr_assert(js_stream_wait_count(&client, "NODES", 1, 15000));
-	pipeline_counts_once_settled(&daemon_a, "node_data", 2, 15000);
-	cr_assert_eq(daemon_stop(&daemon_a, SIGTERM, 20000), 0);
-	cr_assert_eq(pipeline_rejected_for(&daemon_a, "node_data", "untrusted_version"), 1);
-	struct landed *l = stored(1);
-	find(l, 1, "v1-node");
-	landed_free(l, 1);
+	expect_untrusted_version("v1-node");
 	free(alice_tok);
 }
 
@@ -1003,35 +895,21 @@ Test(protocol_v2, trusted_signers_try_each_key_and_ignore_ou)
 	start("request", SUBJECT, extra);
 	struct choria_v2_key stranger;
 	cr_assert_eq(choria_v2_key_random(&stranger), 0);
-	char *other_ou =
-		token((struct tok){.kind = CHORIA_V2_CLIENT, .holder = &alice, .ou = "elsewhere"});
-	char *no_ou = token((struct tok){.kind = CHORIA_V2_CLIENT, .holder = &alice, .ou = "-"});
-	char *chained =
-		token((struct tok){.kind = CHORIA_V2_CLIENT, .holder = &alice, .chain = &chain});
-	char *second = token(
-		(struct tok){.kind = CHORIA_V2_CLIENT, .holder = &alice, .issuer = &foreign_org});
-	char *strange = token(
-		(struct tok){.kind = CHORIA_V2_CLIENT, .holder = &alice, .issuer = &stranger});
+	char *other_ou = token((struct tok){.ou = "elsewhere"});
+	char *no_ou = token((struct tok){.ou = "-"});
+	char *chained = token((struct tok){.chain = &chain});
+	char *second = token((struct tok){.issuer = &foreign_org});
+	char *strange = token((struct tok){.issuer = &stranger});
 
-	publish_request((struct req){.sender = "other-ou", .caller_token = other_ou, .key = &alice},
-			NULL);
-	publish_request((struct req){.sender = "no-ou", .caller_token = no_ou, .key = &alice},
-			NULL);
-	publish_request((struct req){.sender = "chained", .caller_token = chained, .key = &alice},
-			NULL);
-	publish_request((struct req){.sender = "first-key", .caller_token = second, .key = &alice},
-			NULL);
-	publish_request((struct req){.sender = "stranger", .caller_token = strange, .key = &alice},
-			NULL);
-	cr_assert(js_stream_wait_count(&client, "NODES", 4, 15000));
-	pipeline_counts_once_settled(&daemon_a, "node_data", 5, 15000);
-	cr_assert_eq(daemon_stop(&daemon_a, SIGTERM, 20000), 0);
+	publish_signed("other-ou", other_ou);
+	publish_signed("no-ou", no_ou);
+	publish_signed("chained", chained);
+	publish_signed("first-key", second);
+	publish_signed("stranger", strange);
+	settle_then_stop(4, 5);
 	cr_assert_eq(pipeline_rejected_for(&daemon_a, "node_data", "untrusted_issuer"), 1);
-	struct landed *l = stored(4);
 	const char *senders[] = {"other-ou", "no-ou", "chained", "first-key"};
-	for (size_t i = 0; i < 4; i++)
-		find(l, 4, senders[i]);
-	landed_free(l, 4);
+	expect_stored(senders, 4);
 	free(other_ou);
 	free(no_ou);
 	free(chained);
@@ -1043,19 +921,8 @@ Test(protocol_v2, trusted_signers_try_each_key_and_ignore_ou)
  * every one of the NULL-terminated `wants` in its output. */
 static void check_config(const char *protocol, const char *extra, int status, ...)
 {
-	char moddir[600], path[700], block[1500];
-	cr_assert_eq(daemon_modules_dir(moddir, sizeof(moddir), dir), 0);
-	snprintf(block, sizeof(block),
-		 "adapter a {\n"
-		 "  ingest { type = \"choria\" topic = \"t\" protocol = \"%s\"\n"
-		 "    %s }\n"
-		 "  stream { type = \"jetstream\" }\n"
-		 "}\n",
-		 protocol, extra);
-	cr_assert_eq(tmpdir_write(dir, "check.conf", block, path, sizeof(path)), 0);
-	char *out = NULL;
-	int st = daemon_run_cmd(&out, dir, "-t", "-c", path, "-M", moddir, NULL);
-	cr_assert_eq(st, status, "exit %d for [%s]:\n%s", st, extra, out);
+	char path[700];
+	char *out = pipeline_check_conf(dir, protocol, extra, status, path, sizeof(path));
 	va_list ap;
 	va_start(ap, status);
 	for (const char *want; (want = va_arg(ap, const char *));)

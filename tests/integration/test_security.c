@@ -38,26 +38,7 @@ TestSuite(security, .init = setup, .fini = teardown, .timeout = 120);
 /* `extra` goes into the ingest block. */
 static char *conf_with(const char *protocol, const char *topic, const char *extra)
 {
-	char *c = NULL;
-	cr_assert(asprintf(&c,
-			   "log_level = \"info\"\n"
-			   "adapter node_data {\n"
-			   "  ingest {\n"
-			   "    type = \"choria\"\n"
-			   "    servers = {\"%s\"}\n"
-			   "    topic = \"%s\"\n"
-			   "    protocol = \"%s\"\n"
-			   "    workers = 2\n"
-			   "    %s\n"
-			   "  }\n"
-			   "  stream {\n"
-			   "    type = \"jetstream\"\n"
-			   "    servers = {\"%s\"}\n"
-			   "    topic = \"choria.node_metadata.%%s\"\n"
-			   "  }\n"
-			   "}\n",
-			   server.url, topic, protocol, extra, server.url) > 0);
-	return c;
+	return pipeline_choria_conf("log_level = \"info\"\n", server.url, protocol, topic, extra);
 }
 
 /* Publish a request from `sender`, as `callerid`, signed with `pem`
@@ -355,19 +336,8 @@ Test(security, security_none_lets_well_formed_but_wrongly_signed_messages_throug
  * `status`. */
 static void check_config(const char *protocol, const char *extra, int status, const char *want)
 {
-	char moddir[600], path[700], block[1500], expect[2000];
-	cr_assert_eq(daemon_modules_dir(moddir, sizeof(moddir), dir), 0);
-	snprintf(block, sizeof(block),
-		 "adapter a {\n"
-		 "  ingest { type = \"choria\" topic = \"t\" protocol = \"%s\"\n"
-		 "    %s }\n"
-		 "  stream { type = \"jetstream\" }\n"
-		 "}\n",
-		 protocol, extra);
-	cr_assert_eq(tmpdir_write(dir, "check.conf", block, path, sizeof(path)), 0);
-	char *out = NULL;
-	int st = daemon_run_cmd(&out, dir, "-t", "-c", path, "-M", moddir, NULL);
-	cr_assert_eq(st, status, "exit %d for [%s]:\n%s", st, extra, out);
+	char path[700], expect[2000];
+	char *out = pipeline_check_conf(dir, protocol, extra, status, path, sizeof(path));
 	if (strncmp(want, "%s", 2) == 0)
 		snprintf(expect, sizeof(expect), "%s%s", path, want + 2);
 	else

@@ -130,6 +130,16 @@ static json_t *json_of(const void *text, size_t len)
 	return j;
 }
 
+/* The secure layer of the message m describes, as JSON. */
+static json_t *secure_layer(const struct choria_v2_msg_spec *m)
+{
+	char *secure, *wire = choria_v2_build_ex(m, NULL, NULL, &secure);
+	json_t *s = json_of(secure, strlen(secure));
+	free(secure);
+	free(wire);
+	return s;
+}
+
 /* The claims of a JWT, and whether its signature verifies with pub. */
 static json_t *jwt_claims(const char *jwt, const unsigned char pub[32], bool *verifies)
 {
@@ -322,14 +332,11 @@ Test(choria_v2_fixture, request_signature_and_knobs)
 
 	m = choria_v2_msg_defaults(CHORIA_V2_REQUEST);
 	m.signer_token = "s";
-	wire = choria_v2_build_ex(&m, NULL, NULL, &secure);
-	json_t *s = json_of(secure, strlen(secure));
+	json_t *s = secure_layer(&m);
 	cr_assert_str_eq(json_string_value(json_object_get(s, "signature")), "aW5zZWN1cmU=");
 	cr_assert_str_eq(json_string_value(json_object_get(s, "signer")), "s");
 	cr_assert_null(json_object_get(s, "caller"));
 	json_decref(s);
-	free(secure);
-	free(wire);
 }
 
 Test(choria_v2_fixture, reply_hash_and_layers)
@@ -366,11 +373,8 @@ Test(choria_v2_fixture, reply_hash_and_layers)
 	m = choria_v2_msg_defaults(CHORIA_V2_REPLY);
 	m.hash = "bm90IHRoZSBoYXNo";
 	m.body = "a<b";
-	wire = choria_v2_build_ex(&m, NULL, NULL, &secure);
-	s = json_of(secure, strlen(secure));
+	s = secure_layer(&m);
 	cr_assert_str_eq(json_string_value(json_object_get(s, "hash")), "bm90IHRoZSBoYXNo");
 	cr_assert_null(json_object_get(s, "signature"));
 	json_decref(s);
-	free(secure);
-	free(wire);
 }

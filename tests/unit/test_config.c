@@ -13,23 +13,11 @@
 #include "config.h"
 #include "config_opts.h"
 #include "config_text.h"
+#include "conf_suite.h"
 #include "daemon_proc.h"
 #include "tmpdir.h"
 
-static char dir[512], moddir[600];
-
-static void setup(void)
-{
-	cr_assert_eq(tmpdir_make(dir, sizeof(dir)), 0);
-	cr_assert_eq(daemon_modules_dir(moddir, sizeof(moddir), dir), 0);
-}
-
-static void teardown(void)
-{
-	tmpdir_remove(dir);
-}
-
-TestSuite(config, .init = setup, .fini = teardown);
+TestSuite(config, .init = conf_suite_setup, .fini = conf_suite_teardown);
 
 /* Load a bad file from its own folder (so messages name it short) with
  * stderr captured, and check every expected line is there. */
@@ -38,14 +26,14 @@ static void expect_refused(const char *name)
 	char conf[256], err[256], log[700];
 	snprintf(conf, sizeof(conf), "%s.conf", name);
 	snprintf(err, sizeof(err), "%s.err", name);
-	snprintf(log, sizeof(log), "%s/stderr.log", dir);
+	snprintf(log, sizeof(log), "%s/stderr.log", conf_suite_dir);
 	cr_assert_eq(chdir(TOP_SRCDIR "/tests/data/conf/bad"), 0);
 
 	fflush(stderr);
 	int saved = dup(STDERR_FILENO);
 	cr_assert_not_null(freopen(log, "w", stderr));
 	struct config *c = NULL;
-	int rc = config_load(&c, conf, moddir);
+	int rc = config_load(&c, conf, conf_suite_moddir);
 	fflush(stderr);
 	dup2(saved, STDERR_FILENO);
 	close(saved);
@@ -124,21 +112,21 @@ Test(config, a_file_with_a_4mb_comment_line_loads_and_keeps_its_line_numbers)
 	char *text = big_comment_conf(4u << 20,
 				      "adapter a {\n ingest { type = \"choria\" topic = \"t\" }\n"
 				      " stream { type = \"jetstream\" }\n}\n");
-	cr_assert_eq(tmpdir_write(dir, "long.conf", text, path, sizeof(path)), 0);
+	cr_assert_eq(tmpdir_write(conf_suite_dir, "long.conf", text, path, sizeof(path)), 0);
 	struct config *c = NULL;
-	cr_assert_eq(config_load(&c, path, moddir), 0);
+	cr_assert_eq(config_load(&c, path, conf_suite_moddir), 0);
 	cr_assert_str_eq(c->identity, "x");
 	cr_assert_eq(c->adapters[0].line, 6, "the block ends on line 6");
 	config_free(c);
 	free(text);
 
 	text = big_comment_conf(4u << 20, "colour = 1\n");
-	cr_assert_eq(tmpdir_write(dir, "long.conf", text, path, sizeof(path)), 0);
-	snprintf(log, sizeof(log), "%s/stderr.log", dir);
+	cr_assert_eq(tmpdir_write(conf_suite_dir, "long.conf", text, path, sizeof(path)), 0);
+	snprintf(log, sizeof(log), "%s/stderr.log", conf_suite_dir);
 	fflush(stderr);
 	int saved = dup(STDERR_FILENO);
 	cr_assert_not_null(freopen(log, "w", stderr));
-	int rc = config_load(&c, path, moddir);
+	int rc = config_load(&c, path, conf_suite_moddir);
 	fflush(stderr);
 	dup2(saved, STDERR_FILENO);
 	close(saved);
@@ -152,7 +140,7 @@ Test(config, a_file_with_a_4mb_comment_line_loads_and_keeps_its_line_numbers)
 Test(config, comment_characters_inside_strings_are_kept)
 {
 	char path[700];
-	cr_assert_eq(tmpdir_write(dir, "strings.conf",
+	cr_assert_eq(tmpdir_write(conf_suite_dir, "strings.conf",
 				  "# identity = \"commented out\"\n"
 				  "identity = \"a#b//c /* d */ \\\" e\" // the real one\n"
 				  "/* adapter x { } */\n"
@@ -161,7 +149,7 @@ Test(config, comment_characters_inside_strings_are_kept)
 				  path, sizeof(path)),
 		     0);
 	struct config *c = NULL;
-	cr_assert_eq(config_load(&c, path, moddir), 0);
+	cr_assert_eq(config_load(&c, path, conf_suite_moddir), 0);
 	cr_assert_str_eq(c->identity, "a#b//c /* d */ \" e");
 	cr_assert_eq(c->n_adapters, 1);
 	config_free(c);
@@ -170,13 +158,13 @@ Test(config, comment_characters_inside_strings_are_kept)
 Test(config, a_secret_not_among_its_choices_is_refused_without_printing_it)
 {
 	char path[700], log[700];
-	cr_assert_eq(tmpdir_write(dir, "secret.conf",
+	cr_assert_eq(tmpdir_write(conf_suite_dir, "secret.conf",
 				  "identity = \"x\"\n"
 				  "adapter a {\n ingest { type = \"good\" key = \"hunter2\" }\n"
 				  " stream { type = \"good\" }\n}\n",
 				  path, sizeof(path)),
 		     0);
-	snprintf(log, sizeof(log), "%s/stderr.log", dir);
+	snprintf(log, sizeof(log), "%s/stderr.log", conf_suite_dir);
 	fflush(stderr);
 	int saved = dup(STDERR_FILENO);
 	cr_assert_not_null(freopen(log, "w", stderr));
@@ -196,16 +184,17 @@ Test(config, a_secret_not_among_its_choices_is_refused_without_printing_it)
 Test(config, missing_file_is_an_error)
 {
 	struct config *c = NULL;
-	cr_assert_eq(config_load(&c, "/nonexistent/choria-adapterd.conf", moddir), -ENOENT);
+	cr_assert_eq(config_load(&c, "/nonexistent/choria-adapterd.conf", conf_suite_moddir),
+		     -ENOENT);
 }
 
 Test(config, loads_the_design_example)
 {
 	struct config *c = NULL;
-	int rc = config_load(&c, TOP_SRCDIR "/tests/data/conf/good/design.conf", moddir);
+	int rc = config_load(&c, TOP_SRCDIR "/tests/data/conf/good/design.conf", conf_suite_moddir);
 	cr_assert_eq(rc, 0);
 	cr_assert_str_eq(c->identity, "broker1.example.net");
-	cr_assert_str_eq(c->module_path, moddir, "-M overrides module_path");
+	cr_assert_str_eq(c->module_path, conf_suite_moddir, "-M overrides module_path");
 	cr_assert_str_eq(c->metrics_listen, "127.0.0.1:8222");
 	cr_assert_eq(c->drain_timeout, 10);
 	cr_assert_eq(c->n_adapters, 2);
@@ -242,13 +231,13 @@ Test(config, loads_the_design_example)
 Test(config, identity_defaults_to_the_host_name)
 {
 	char path[700];
-	cr_assert_eq(tmpdir_write(dir, "min.conf",
+	cr_assert_eq(tmpdir_write(conf_suite_dir, "min.conf",
 				  "adapter a {\n ingest { type = \"choria\" topic = \"t\" }\n"
 				  " stream { type = \"jetstream\" }\n}\n",
 				  path, sizeof(path)),
 		     0);
 	struct config *c = NULL;
-	cr_assert_eq(config_load(&c, path, moddir), 0);
+	cr_assert_eq(config_load(&c, path, conf_suite_moddir), 0);
 	char host[256];
 	gethostname(host, sizeof(host));
 	cr_assert_str_eq(c->identity, host);
@@ -267,25 +256,26 @@ Test(config, identity_defaults_to_the_host_name)
 Test(config, a_reload_keeps_loaded_modules_and_takes_new_ones_from_the_new_module_path)
 {
 	char first[700], second[700], third[700], *one = NULL, *two = NULL, *three = NULL;
-	cr_assert(asprintf(&one, "module_path = \"%s\"\n" RELOAD_ADAPTER("jetstream", ""), moddir) >
-		  0);
+	cr_assert(asprintf(&one, "module_path = \"%s\"\n" RELOAD_ADAPTER("jetstream", ""),
+			   conf_suite_moddir) > 0);
 	cr_assert(asprintf(&two, "module_path = \"%s/none\"\n" RELOAD_ADAPTER("jetstream", ""),
-			   dir) > 0);
+			   conf_suite_dir) > 0);
 	cr_assert(
 		asprintf(&three,
 			 "module_path = \"%s/none\"\n" RELOAD_ADAPTER("file", "path = \"/tmp/x\""),
-			 dir) > 0);
-	cr_assert_eq(tmpdir_write(dir, "first.conf", one, first, sizeof(first)), 0);
-	cr_assert_eq(tmpdir_write(dir, "second.conf", two, second, sizeof(second)), 0);
-	cr_assert_eq(tmpdir_write(dir, "third.conf", three, third, sizeof(third)), 0);
+			 conf_suite_dir) > 0);
+	cr_assert_eq(tmpdir_write(conf_suite_dir, "first.conf", one, first, sizeof(first)), 0);
+	cr_assert_eq(tmpdir_write(conf_suite_dir, "second.conf", two, second, sizeof(second)), 0);
+	cr_assert_eq(tmpdir_write(conf_suite_dir, "third.conf", three, third, sizeof(third)), 0);
 
 	struct config *running = NULL, *again = NULL;
 	cr_assert_eq(config_load(&running, first, NULL), 0);
 	cr_assert_eq(config_load_again(&again, second, NULL, running), 0,
 		     "choria and jetstream are loaded already");
 	for (size_t i = 0; i < again->n_modules; i++)
-		cr_assert_eq(strncmp(again->modules[i]->path, moddir, strlen(moddir)), 0, "%s",
-			     again->modules[i]->path);
+		cr_assert_eq(strncmp(again->modules[i]->path, conf_suite_moddir,
+				     strlen(conf_suite_moddir)),
+			     0, "%s", again->modules[i]->path);
 	config_free(again);
 	again = NULL;
 	cr_assert_eq(config_load_again(&again, third, NULL, running), -EINVAL,

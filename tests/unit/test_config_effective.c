@@ -11,23 +11,11 @@
 
 #include "config.h"
 #include "config_effective.h"
+#include "conf_suite.h"
 #include "daemon_proc.h"
 #include "tmpdir.h"
 
-static char dir[512], moddir[600];
-
-static void setup(void)
-{
-	cr_assert_eq(tmpdir_make(dir, sizeof(dir)), 0);
-	cr_assert_eq(daemon_modules_dir(moddir, sizeof(moddir), dir), 0);
-}
-
-static void teardown(void)
-{
-	tmpdir_remove(dir);
-}
-
-TestSuite(config_effective, .init = setup, .fini = teardown);
+TestSuite(config_effective, .init = conf_suite_setup, .fini = conf_suite_teardown);
 
 #define BASE_INGEST \
 	"ingest { type = \"choria\" topic = \"t\" servers = {\"nats://127.0.0.1:1\"} }\n"
@@ -36,9 +24,10 @@ TestSuite(config_effective, .init = setup, .fini = teardown);
 static struct config *load(const char *name, const char *text)
 {
 	char path[700];
-	cr_assert_eq(tmpdir_write(dir, name, text, path, sizeof(path)), 0);
+	cr_assert_eq(tmpdir_write(conf_suite_dir, name, text, path, sizeof(path)), 0);
 	struct config *c = NULL;
-	cr_assert_eq(config_load(&c, path, moddir), 0, "%s does not load:\n%s", name, text);
+	cr_assert_eq(config_load(&c, path, conf_suite_moddir), 0, "%s does not load:\n%s", name,
+		     text);
 	return c;
 }
 
