@@ -63,11 +63,8 @@ static int choria_v2_fail(const char **reason, char *detail, size_t detail_len,
 	return err;
 }
 
-static void choria_v2_report(choria_v2_error_fn error, void *arg, const char *option,
-			     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-
-static void choria_v2_report(choria_v2_error_fn error, void *arg, const char *option,
-			     const char *fmt, ...)
+void choria_config_report(choria_v2_error_fn error, void *arg, const char *option, const char *fmt,
+			  ...)
 {
 	char msg[512];
 	va_list ap;
@@ -89,8 +86,8 @@ static int choria_v2_trust_read(struct choria_trust *t, const char *const *issue
 	int rc = 0;
 
 	if (n_issuers && n_signers) {
-		choria_v2_report(error, arg, "trusted_signers",
-				 "can only configure one of trusted_signers or issuers");
+		choria_config_report(error, arg, "trusted_signers",
+				     "can only configure one of trusted_signers or issuers");
 		return -EINVAL;
 	}
 	for (unsigned i = 0; i < n_issuers + n_signers; i++) {
@@ -100,8 +97,8 @@ static int choria_v2_trust_read(struct choria_trust *t, const char *const *issue
 		if (r == -ENOMEM)
 			return r;
 		if (r) {
-			choria_v2_report(error, arg, issuer ? "issuers" : "trusted_signers", "%s",
-					 why);
+			choria_config_report(error, arg, issuer ? "issuers" : "trusted_signers",
+					     "%s", why);
 			rc = r;
 		}
 	}
@@ -128,8 +125,8 @@ int choria_v2_verifier_new(struct choria_v2_verifier **out, const char *const *i
 
 	*out = NULL;
 	if (!n_issuers && !n_signers) {
-		choria_v2_report(error, arg, "issuers",
-				 "issuers or trusted_signers is needed to verify v2 tokens");
+		choria_config_report(error, arg, "issuers",
+				     "issuers or trusted_signers is needed to verify v2 tokens");
 		return -EINVAL;
 	}
 	v = calloc(1, sizeof(*v));
