@@ -2,9 +2,9 @@
 /*
  * protocol_parts.h - what the v1 decoder (protocol.c) and the v2 decoder
  * (protocol_v2.c) share: failure reporting, typed member access that names
- * the path of a bad member, base64 fields, the transport and the headers
- * both versions have, and the request filter. Private
- * to the choria ingest.
+ * the path of a bad member, base64 fields, the transport with the headers
+ * both versions have, and the request filter. Private to the choria
+ * ingest.
  */
 #ifndef CHORIA_PROTOCOL_PARTS_H
 #define CHORIA_PROTOCOL_PARTS_H
