@@ -235,14 +235,120 @@ int choria_base64_field(const char *s, size_t n, unsigned char *buf, size_t *out
 			   "%s is not valid base64: OpenSSL could not decode it", path);
 }
 
+/* Every element of the array at `path` a string. */
+static int choria_array_strings(const struct jdom_value *arr, const char *path, const char *reason,
+				struct choria_err *e)
+{
+	struct jdom_value v;
+	struct jdom_iter it;
+	size_t i;
+	bool more;
+
+	for (i = 0, more = jdom_array_first(arr, &it, &v); more;
+	     i++, more = jdom_array_next(&it, &v)) {
+		if (jdom_type(&v) != JDOM_STRING)
+			return choria_fail(e, -EBADMSG, reason, "%s[%zu] must be a string, got %s",
+					   path, i, choria_type_name(&v));
+	}
+	return 0;
+}
+
+int choria_header_hops(const struct jdom_value *h, const char *key, const char *path,
+		       size_t max_hops, struct choria_err *e)
+{
+	struct jdom_value hops, v, hop;
+	struct jdom_iter it, in;
+	size_t i, j;
+	bool more;
+	int r;
+
+	r = choria_member_of_type(h, key, path, JDOM_ARRAY, true, R_TRANSPORT, e, &hops);
+	if (r)
+		return r < 0 ? r : 0;
+	for (i = 0, more = jdom_array_first(&hops, &it, &v); more;
+	     i++, more = jdom_array_next(&it, &v)) {
+		if (jdom_type(&v) != JDOM_ARRAY)
+			return choria_fail(e, -EBADMSG, R_TRANSPORT,
+					   "%s[%zu] must be an array, got %s", path, i,
+					   choria_type_name(&v));
+		j = 0;
+		for (bool hm = jdom_array_first(&v, &in, &hop); hm && j < max_hops;
+		     j++, hm = jdom_array_next(&in, &hop)) {
+			if (jdom_type(&hop) != JDOM_STRING)
+				return choria_fail(e, -EBADMSG, R_TRANSPORT,
+						   "%s[%zu][%zu] must be a string, got %s", path, i,
+						   j, choria_type_name(&hop));
+		}
+	}
+	return 0;
+}
+
+int choria_federation_targets(const struct jdom_value *fed, struct choria_err *e)
+{
+	struct jdom_value targets;
+	int r;
+
+	r = choria_member_of_type(fed, "targets", "transport.headers.federation.targets",
+				  JDOM_ARRAY, true, R_TRANSPORT, e, &targets);
+	if (r)
+		return r < 0 ? r : 0;
+	return choria_array_strings(&targets, "transport.headers.federation.targets", R_TRANSPORT,
+				    e);
+}
+
+/* The transport layer; hands back where its `data` is, still base64. */
+static int choria_transport(const struct jdom_value *t, const char *expected,
+			    choria_headers_fn check_headers, const char **data, size_t *data_len,
+			    struct choria_err *e)
+{
+	struct jdom_value headers;
+	int r;
+
+	r = choria_member_protocol(t, "transport.protocol", expected, NULL, NULL, R_TRANSPORT, e);
+	if (r)
+		return r;
+	r = choria_member_str(t, "data", "transport.data", 0, R_TRANSPORT, e, data, data_len);
+	if (r)
+		return r;
+	r = choria_member_of_type(t, "headers", "transport.headers", JDOM_OBJECT, false,
+				  R_TRANSPORT, e, &headers);
+	if (r)
+		return r;
+	return check_headers(&headers, e);
+}
+
+int choria_transport_secure(struct jdom_value *sec, struct jdom_scratch *s, bool request,
+			    const struct jdom_value *transport, const char *expected,
+			    choria_headers_fn check_headers, struct choria_err *e)
+{
+	const char *b64;
+	unsigned char *raw;
+	size_t b64_len, raw_len;
+	int r;
+
+	r = choria_transport(transport, expected, check_headers, &b64, &b64_len, e);
+	if (r)
+		return r;
+	raw = jdom_scratch_buffer(s, b64_len / 4 * 3);
+	if (!raw)
+		return choria_fail(e, -ENOMEM, "no_memory", "transport.data: out of memory");
+	r = choria_base64_field(b64, b64_len, raw, &raw_len, "transport.data", e);
+	if (r)
+		return r;
+	/* The buffer has JDOM_PADDING bytes to spare: parsed where it is. */
+	return choria_parse(sec, jdom_scratch_parser(s, CHORIA_PARSER_SECURE), (const char *)raw,
+			    raw_len, true,
+			    request ? "secure request (transport.data)"
+				    : "secure reply (transport.data)",
+			    R_SECURE, e);
+}
+
 /* Optional header members, typed as transport.json says. */
 static int choria_v1_headers(const struct jdom_value *h, struct choria_err *e)
 {
-	struct jdom_value seen, fed, targets, v, hop;
-	struct jdom_iter it, hops;
+	struct jdom_value fed;
 	const char *req;
-	size_t n, i;
-	bool more;
+	size_t n;
 	int r;
 
 	r = choria_member_str(h, "reply-to", "transport.headers.reply-to",
@@ -254,28 +360,10 @@ static int choria_v1_headers(const struct jdom_value *h, struct choria_err *e)
 	if (r < 0)
 		return r;
 
-	r = choria_member_of_type(h, "seen-by", "transport.headers.seen-by", JDOM_ARRAY, true,
-				  R_TRANSPORT, e, &seen);
-	if (r < 0)
+	/* from, via, to */
+	r = choria_header_hops(h, "seen-by", "transport.headers.seen-by", 3, e);
+	if (r)
 		return r;
-	for (i = 0, more = r == 0 && jdom_array_first(&seen, &it, &v); more;
-	     i++, more = jdom_array_next(&it, &v)) {
-		if (jdom_type(&v) != JDOM_ARRAY)
-			return choria_fail(
-				e, -EBADMSG, R_TRANSPORT,
-				"transport.headers.seen-by[%zu] must be an array, got %s", i,
-				choria_type_name(&v));
-		/* from, via, to */
-		size_t j = 0;
-		for (bool hm = jdom_array_first(&v, &hops, &hop); hm && j < 3;
-		     j++, hm = jdom_array_next(&hops, &hop)) {
-			if (jdom_type(&hop) != JDOM_STRING)
-				return choria_fail(
-					e, -EBADMSG, R_TRANSPORT,
-					"transport.headers.seen-by[%zu][%zu] must be a string, got %s",
-					i, j, choria_type_name(&hop));
-		}
-	}
 
 	r = choria_member_of_type(h, "federation", "transport.headers.federation", JDOM_OBJECT,
 				  true, R_TRANSPORT, e, &fed);
@@ -293,40 +381,7 @@ static int choria_v1_headers(const struct jdom_value *h, struct choria_err *e)
 			      CHORIA_OPTIONAL | CHORIA_NONEMPTY, R_TRANSPORT, e, NULL, NULL);
 	if (r < 0)
 		return r;
-	r = choria_member_of_type(&fed, "targets", "transport.headers.federation.targets",
-				  JDOM_ARRAY, true, R_TRANSPORT, e, &targets);
-	if (r < 0)
-		return r;
-	for (i = 0, more = r == 0 && jdom_array_first(&targets, &it, &v); more;
-	     i++, more = jdom_array_next(&it, &v)) {
-		if (jdom_type(&v) != JDOM_STRING)
-			return choria_fail(
-				e, -EBADMSG, R_TRANSPORT,
-				"transport.headers.federation.targets[%zu] must be a string, got %s",
-				i, choria_type_name(&v));
-	}
-	return 0;
-}
-
-/* The transport layer; hands back where its `data` is, still base64. */
-static int choria_v1_transport(const struct jdom_value *t, const char **data, size_t *data_len,
-			       struct choria_err *e)
-{
-	struct jdom_value headers;
-	int r;
-
-	r = choria_member_protocol(t, "transport.protocol", CHORIA_V1_TRANSPORT, NULL, NULL,
-				   R_TRANSPORT, e);
-	if (r)
-		return r;
-	r = choria_member_str(t, "data", "transport.data", 0, R_TRANSPORT, e, data, data_len);
-	if (r)
-		return r;
-	r = choria_member_of_type(t, "headers", "transport.headers", JDOM_OBJECT, false,
-				  R_TRANSPORT, e, &headers);
-	if (r)
-		return r;
-	return choria_v1_headers(&headers, e);
+	return choria_federation_targets(&fed, e);
 }
 
 static int choria_v1_secure_request(const struct jdom_value *s, struct choria_decoded *d,
@@ -421,25 +476,15 @@ static int choria_filter_facts(const struct jdom_value *facts, const char *path_
 static int choria_filter_strings(const struct jdom_value *filter, const char *path_of,
 				 const char *key, bool optional, struct choria_err *e)
 {
-	struct jdom_value arr, v;
-	struct jdom_iter it;
+	struct jdom_value arr;
 	char path[64];
-	size_t i;
-	bool more;
 	int r;
 
 	snprintf(path, sizeof(path), "%s.%s", path_of, key);
 	r = choria_member_of_type(filter, key, path, JDOM_ARRAY, optional, R_MESSAGE, e, &arr);
 	if (r)
 		return r < 0 ? r : 0;
-	for (i = 0, more = jdom_array_first(&arr, &it, &v); more;
-	     i++, more = jdom_array_next(&it, &v)) {
-		if (jdom_type(&v) != JDOM_STRING)
-			return choria_fail(e, -EBADMSG, R_MESSAGE,
-					   "%s[%zu] must be a string, got %s", path, i,
-					   choria_type_name(&v));
-	}
-	return 0;
+	return choria_array_strings(&arr, path, R_MESSAGE, e);
 }
 
 int choria_filter_check(const struct jdom_value *filter, const char *path_of, struct choria_err *e)
@@ -605,30 +650,14 @@ static int choria_v1_decode(struct choria_decoded *d, struct jdom_scratch *s, en
 			    const struct jdom_value *transport, struct choria_err *e)
 {
 	struct jdom_parser *outer = jdom_scratch_parser(s, CHORIA_PARSER_OUTER);
-	struct jdom_parser *secure = jdom_scratch_parser(s, CHORIA_PARSER_SECURE);
 	bool request = kind == CHORIA_REQUEST;
 	struct jdom_value sec, msg;
-	const char *b64;
-	unsigned char *raw;
-	size_t b64_len, raw_len;
 	int r;
 
 	d->version = 1;
 	d->kind = kind;
-	r = choria_v1_transport(transport, &b64, &b64_len, e);
-	if (r)
-		return r;
-	raw = jdom_scratch_buffer(s, b64_len / 4 * 3);
-	if (!raw)
-		return choria_fail(e, -ENOMEM, "no_memory", "transport.data: out of memory");
-	r = choria_base64_field(b64, b64_len, raw, &raw_len, "transport.data", e);
-	if (r)
-		return r;
-	/* The buffer has JDOM_PADDING bytes to spare: parsed where it is. */
-	r = choria_parse(&sec, secure, (const char *)raw, raw_len, true,
-			 request ? "secure request (transport.data)"
-				 : "secure reply (transport.data)",
-			 R_SECURE, e);
+	r = choria_transport_secure(&sec, s, request, transport, CHORIA_V1_TRANSPORT,
+				    choria_v1_headers, e);
 	if (r)
 		return r;
 	r = request ? choria_v1_secure_request(&sec, d, e) : choria_v1_secure_reply(&sec, d, e);

@@ -2,8 +2,9 @@
 /*
  * protocol_parts.h - what the v1 decoder (protocol.c) and the v2 decoder
  * (protocol_v2.c) share: failure reporting, typed member access that names
- * the path of a bad member, base64 fields and the request filter. Private
- * to the choria ingest.
+ * the path of a bad member, base64 fields, the transport with the headers
+ * both versions have, and the request filter. Private to the choria
+ * ingest.
  */
 #ifndef CHORIA_PROTOCOL_PARTS_H
 #define CHORIA_PROTOCOL_PARTS_H
@@ -96,6 +97,25 @@ int choria_member_protocol(const struct jdom_value *obj, const char *path, const
  * bad_base64 when it is not. */
 int choria_base64_field(const char *s, size_t n, unsigned char *buf, size_t *out_len,
 			const char *path, struct choria_err *e);
+
+/* Checks a transport's headers, which differ between the versions. */
+typedef int (*choria_headers_fn)(const struct jdom_value *headers, struct choria_err *e);
+
+/* The transport (its protocol `expected`, `data`, and headers that
+ * `check_headers` reads), its data decoded from base64 and parsed as the
+ * secure layer into `sec`, in the scratch's buffer and secure parser. */
+int choria_transport_secure(struct jdom_value *sec, struct jdom_scratch *s, bool request,
+			    const struct jdom_value *transport, const char *expected,
+			    choria_headers_fn check_headers, struct choria_err *e);
+
+/* The optional header h[key] at `path` (seen-by, trace): an array of
+ * arrays of strings, of which the first `max_hops` of each are checked;
+ * bad_transport otherwise. */
+int choria_header_hops(const struct jdom_value *h, const char *key, const char *path,
+		       size_t max_hops, struct choria_err *e);
+
+/* The optional federation header's targets: an array of strings. */
+int choria_federation_targets(const struct jdom_value *fed, struct choria_err *e);
 
 /* A request filter object at `path_of` ("envelope.filter",
  * "request.filter"): fact, cf_class, identity and compound required, agent

@@ -26,10 +26,7 @@
 /* Optional header members, typed as transport.json says. */
 static int choria_v2_headers(const struct jdom_value *h, struct choria_err *e)
 {
-	struct jdom_value trace, fed, targets, v, hop;
-	struct jdom_iter it, hops;
-	size_t i, j;
-	bool more;
+	struct jdom_value fed;
 	int r;
 
 	r = choria_member_str(h, "reply", "transport.headers.reply", CHORIA_OPTIONAL, R_TRANSPORT,
@@ -40,26 +37,9 @@ static int choria_v2_headers(const struct jdom_value *h, struct choria_err *e)
 			      CHORIA_OPTIONAL | CHORIA_NONEMPTY, R_TRANSPORT, e, NULL, NULL);
 	if (r < 0)
 		return r;
-	r = choria_member_of_type(h, "trace", "transport.headers.trace", JDOM_ARRAY, true,
-				  R_TRANSPORT, e, &trace);
-	if (r < 0)
+	r = choria_header_hops(h, "trace", "transport.headers.trace", SIZE_MAX, e);
+	if (r)
 		return r;
-	for (i = 0, more = r == 0 && jdom_array_first(&trace, &it, &v); more;
-	     i++, more = jdom_array_next(&it, &v)) {
-		if (jdom_type(&v) != JDOM_ARRAY)
-			return choria_fail(e, -EBADMSG, R_TRANSPORT,
-					   "transport.headers.trace[%zu] must be an array, got %s",
-					   i, choria_type_name(&v));
-		j = 0;
-		for (bool hm = jdom_array_first(&v, &hops, &hop); hm;
-		     j++, hm = jdom_array_next(&hops, &hop)) {
-			if (jdom_type(&hop) != JDOM_STRING)
-				return choria_fail(
-					e, -EBADMSG, R_TRANSPORT,
-					"transport.headers.trace[%zu][%zu] must be a string, got %s",
-					i, j, choria_type_name(&hop));
-		}
-	}
 
 	r = choria_member_of_type(h, "federation", "transport.headers.federation", JDOM_OBJECT,
 				  true, R_TRANSPORT, e, &fed);
@@ -73,62 +53,51 @@ static int choria_v2_headers(const struct jdom_value *h, struct choria_err *e)
 			      R_TRANSPORT, e, NULL, NULL);
 	if (r < 0)
 		return r;
-	r = choria_member_of_type(&fed, "targets", "transport.headers.federation.targets",
-				  JDOM_ARRAY, true, R_TRANSPORT, e, &targets);
-	if (r < 0)
-		return r;
-	for (i = 0, more = r == 0 && jdom_array_first(&targets, &it, &v); more;
-	     i++, more = jdom_array_next(&it, &v)) {
-		if (jdom_type(&v) != JDOM_STRING)
-			return choria_fail(
-				e, -EBADMSG, R_TRANSPORT,
-				"transport.headers.federation.targets[%zu] must be a string, got %s",
-				i, choria_type_name(&v));
-	}
-	return 0;
+	return choria_federation_targets(&fed, e);
 }
 
-static int choria_v2_transport(const struct jdom_value *t, const char **data, size_t *data_len,
-			       struct choria_err *e)
-{
-	struct jdom_value headers;
-	int r;
+/* A layer's protocols, [0] for a request and [1] for a reply, and the
+ * wrong ones its detail names: v1's for the same layer and kind, and v2's
+ * for the other kind. */
+struct choria_v2_layer {
+	const char *path[2];
+	const char *v2[2];
+	const char *v1[2];
+	const char *hint[2]; /* for the other kind's protocol */
+	const char *outer;   /* the v2 layer a v1 one was found in */
+};
 
-	/* The dispatch saw v2's protocol already; checked again for the
-	 * detail's sake should that ever change. */
-	r = choria_member_protocol(t, "transport.protocol", CHORIA_V2_TRANSPORT, NULL, NULL,
-				   R_TRANSPORT, e);
-	if (r)
-		return r;
-	r = choria_member_str(t, "data", "transport.data", 0, R_TRANSPORT, e, data, data_len);
-	if (r)
-		return r;
-	r = choria_member_of_type(t, "headers", "transport.headers", JDOM_OBJECT, false,
-				  R_TRANSPORT, e, &headers);
-	if (r)
-		return r;
-	return choria_v2_headers(&headers, e);
-}
+static const struct choria_v2_layer choria_v2_secure_layer = {
+	.path = {"secure.protocol", "secure.protocol"},
+	.v2 = {CHORIA_V2_SECURE_REQUEST, CHORIA_V2_SECURE_REPLY},
+	.v1 = {CHORIA_V1_SECURE_REQUEST, CHORIA_V1_SECURE_REPLY},
+	.hint = {"a secure reply where requests are expected",
+		 "a secure request where replies are expected"},
+	.outer = "transport",
+};
 
-/* The secure layer's protocol: a v1 one or the other kind gets a hint. */
-static int choria_v2_secure_protocol(const struct jdom_value *s, bool request, struct choria_err *e)
+static const struct choria_v2_layer choria_v2_inner_layer = {
+	.path = {"request.protocol", "reply.protocol"},
+	.v2 = {CHORIA_V2_REQUEST, CHORIA_V2_REPLY},
+	.v1 = {CHORIA_V1_REQUEST, CHORIA_V1_REPLY},
+	.hint = {"a reply where requests are expected", "a request where replies are expected"},
+	.outer = "secure layer",
+};
+
+static int choria_v2_protocol(const struct jdom_value *m, const struct choria_v2_layer *l,
+			      bool request, const char *reason, struct choria_err *e)
 {
-	const char *want = request ? CHORIA_V2_SECURE_REQUEST : CHORIA_V2_SECURE_REPLY;
-	const char *v1 = request ? CHORIA_V1_SECURE_REQUEST : CHORIA_V1_SECURE_REPLY;
-	const char *p;
+	int k = request ? 0 : 1;
+	const char *s;
 	size_t n;
 
-	if (choria_member_str(s, "protocol", "secure.protocol", 0, R_SECURE, e, &p, &n) == 0 &&
-	    n == strlen(v1) && memcmp(p, v1, n) == 0)
-		return choria_fail(e, -EBADMSG, R_SECURE,
-				   "secure.protocol is \"%s\", expected \"%s\" (a protocol v1 "
-				   "layer inside a v2 transport)",
-				   v1, want);
-	return choria_member_protocol(s, "secure.protocol", want,
-				      request ? CHORIA_V2_SECURE_REPLY : CHORIA_V2_SECURE_REQUEST,
-				      request ? "a secure reply where requests are expected"
-					      : "a secure request where replies are expected",
-				      R_SECURE, e);
+	if (choria_member_str(m, "protocol", l->path[k], 0, reason, e, &s, &n) == 0 &&
+	    n == strlen(l->v1[k]) && memcmp(s, l->v1[k], n) == 0)
+		return choria_fail(e, -EBADMSG, reason,
+				   "%s is \"%s\", expected \"%s\" (a protocol v1 layer inside a "
+				   "v2 %s)",
+				   l->path[k], l->v1[k], l->v2[k], l->outer);
+	return choria_member_protocol(m, l->path[k], l->v2[k], l->v2[!k], l->hint[k], reason, e);
 }
 
 /* Where the secure layer's base64 members are, before they are decoded. */
@@ -144,7 +113,7 @@ static int choria_v2_secure_request(const struct jdom_value *s, struct choria_de
 {
 	int r;
 
-	r = choria_v2_secure_protocol(s, true, e);
+	r = choria_v2_protocol(s, &choria_v2_secure_layer, true, R_SECURE, e);
 	if (r)
 		return r;
 	r = choria_member_str(s, "request", "secure.request", CHORIA_NONEMPTY, R_SECURE, e,
@@ -177,7 +146,7 @@ static int choria_v2_secure_reply(const struct jdom_value *s, struct choria_deco
 {
 	int r;
 
-	r = choria_v2_secure_protocol(s, false, e);
+	r = choria_v2_protocol(s, &choria_v2_secure_layer, false, R_SECURE, e);
 	if (r)
 		return r;
 	r = choria_member_str(s, "reply", "secure.reply", CHORIA_NONEMPTY, R_SECURE, e, &out->inner,
@@ -198,27 +167,6 @@ static int choria_v2_secure_reply(const struct jdom_value *s, struct choria_deco
 	return r < 0 ? r : 0;
 }
 
-/* The inner layer's protocol: a v1 one or the other kind gets a hint. */
-static int choria_v2_inner_protocol(const struct jdom_value *m, bool request, struct choria_err *e)
-{
-	const char *path = request ? "request.protocol" : "reply.protocol";
-	const char *want = request ? CHORIA_V2_REQUEST : CHORIA_V2_REPLY;
-	const char *v1 = request ? CHORIA_V1_REQUEST : CHORIA_V1_REPLY;
-	const char *p;
-	size_t n;
-
-	if (choria_member_str(m, "protocol", path, 0, R_MESSAGE, e, &p, &n) == 0 &&
-	    n == strlen(v1) && memcmp(p, v1, n) == 0)
-		return choria_fail(e, -EBADMSG, R_MESSAGE,
-				   "%s is \"%s\", expected \"%s\" (a protocol v1 layer inside a "
-				   "v2 secure layer)",
-				   path, v1, want);
-	return choria_member_protocol(m, path, want, request ? CHORIA_V2_REPLY : CHORIA_V2_REQUEST,
-				      request ? "a reply where requests are expected"
-					      : "a request where replies are expected",
-				      R_MESSAGE, e);
-}
-
 /* `time`: Unix nanoseconds, at least 1. */
 static int choria_v2_time(const struct jdom_value *m, const char *path, struct choria_decoded *d,
 			  struct choria_err *e)
@@ -236,6 +184,31 @@ static int choria_v2_time(const struct jdom_value *m, const char *path, struct c
 	return 0;
 }
 
+/* What a request and a reply begin with: the protocol, the message (still
+ * base64), the request's id and the sender. */
+static int choria_v2_head(const struct jdom_value *m, bool request, struct choria_decoded *d,
+			  const char **message, size_t *message_len, struct choria_err *e)
+{
+	int r;
+
+	r = choria_v2_protocol(m, &choria_v2_inner_layer, request, R_MESSAGE, e);
+	if (r)
+		return r;
+	r = choria_member_str(m, "message", request ? "request.message" : "reply.message",
+			      CHORIA_NONEMPTY, R_MESSAGE, e, message, message_len);
+	if (r)
+		return r;
+	r = choria_member_str(m, request ? "id" : "request",
+			      request ? "request.id" : "reply.request",
+			      CHORIA_NONEMPTY | CHORIA_NO_NUL, R_MESSAGE, e, &d->request_id,
+			      &d->request_id_len);
+	if (r)
+		return r;
+	return choria_member_str(m, "sender", request ? "request.sender" : "reply.sender",
+				 CHORIA_NONEMPTY | CHORIA_NO_NUL, R_MESSAGE, e, &d->sender,
+				 &d->sender_len);
+}
+
 static int choria_v2_request(const struct jdom_value *m, struct choria_decoded *d,
 			     const char **message, size_t *message_len, struct choria_err *e)
 {
@@ -243,19 +216,7 @@ static int choria_v2_request(const struct jdom_value *m, struct choria_decoded *
 	int64_t ttl;
 	int r;
 
-	r = choria_v2_inner_protocol(m, true, e);
-	if (r)
-		return r;
-	r = choria_member_str(m, "message", "request.message", CHORIA_NONEMPTY, R_MESSAGE, e,
-			      message, message_len);
-	if (r)
-		return r;
-	r = choria_member_str(m, "id", "request.id", CHORIA_NONEMPTY | CHORIA_NO_NUL, R_MESSAGE, e,
-			      &d->request_id, &d->request_id_len);
-	if (r)
-		return r;
-	r = choria_member_str(m, "sender", "request.sender", CHORIA_NONEMPTY | CHORIA_NO_NUL,
-			      R_MESSAGE, e, &d->sender, &d->sender_len);
+	r = choria_v2_head(m, true, d, message, message_len, e);
 	if (r)
 		return r;
 	r = choria_member_str(m, "caller", "request.caller", CHORIA_NONEMPTY | CHORIA_NO_NUL,
@@ -291,19 +252,7 @@ static int choria_v2_reply(const struct jdom_value *m, struct choria_decoded *d,
 {
 	int r;
 
-	r = choria_v2_inner_protocol(m, false, e);
-	if (r)
-		return r;
-	r = choria_member_str(m, "message", "reply.message", CHORIA_NONEMPTY, R_MESSAGE, e, message,
-			      message_len);
-	if (r)
-		return r;
-	r = choria_member_str(m, "request", "reply.request", CHORIA_NONEMPTY | CHORIA_NO_NUL,
-			      R_MESSAGE, e, &d->request_id, &d->request_id_len);
-	if (r)
-		return r;
-	r = choria_member_str(m, "sender", "reply.sender", CHORIA_NONEMPTY | CHORIA_NO_NUL,
-			      R_MESSAGE, e, &d->sender, &d->sender_len);
+	r = choria_v2_head(m, false, d, message, message_len, e);
 	if (r)
 		return r;
 	r = choria_member_str(m, "agent", "reply.agent", CHORIA_NONEMPTY, R_MESSAGE, e, NULL, NULL);
@@ -316,30 +265,20 @@ int choria_v2_decode(struct choria_decoded *d, struct jdom_scratch *s, enum chor
 		     const struct jdom_value *transport, struct choria_err *e)
 {
 	struct jdom_parser *outer = jdom_scratch_parser(s, CHORIA_PARSER_OUTER);
-	struct jdom_parser *secure = jdom_scratch_parser(s, CHORIA_PARSER_SECURE);
 	bool request = kind == CHORIA_REQUEST;
 	struct choria_v2_secure sec = {0};
 	struct jdom_value sv, msg;
-	const char *b64, *message = NULL;
+	const char *message = NULL;
 	unsigned char *raw, *inner, *body, *sig;
-	size_t b64_len, raw_len, inner_len, body_len, sig_len, message_len = 0;
+	size_t inner_len, body_len, sig_len, message_len = 0;
 	int r;
 
 	d->version = 2;
 	d->kind = kind;
-	r = choria_v2_transport(transport, &b64, &b64_len, e);
-	if (r)
-		return r;
-	raw = jdom_scratch_buffer(s, b64_len / 4 * 3);
-	if (!raw)
-		return choria_fail(e, -ENOMEM, "no_memory", "transport.data: out of memory");
-	r = choria_base64_field(b64, b64_len, raw, &raw_len, "transport.data", e);
-	if (r)
-		return r;
-	r = choria_parse(&sv, secure, (const char *)raw, raw_len, true,
-			 request ? "secure request (transport.data)"
-				 : "secure reply (transport.data)",
-			 R_SECURE, e);
+	/* The dispatch saw v2's protocol already; checked again for the
+	 * detail's sake should that ever change. */
+	r = choria_transport_secure(&sv, s, request, transport, CHORIA_V2_TRANSPORT,
+				    choria_v2_headers, e);
 	if (r)
 		return r;
 	r = request ? choria_v2_secure_request(&sv, d, &sec, e)

@@ -95,23 +95,6 @@ static int choria_verify_fail(const char **reason, char *detail, size_t detail_l
 	return err;
 }
 
-static void choria_verify_error(choria_verify_error_fn error, void *arg, const char *option,
-				const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-
-static void choria_verify_error(choria_verify_error_fn error, void *arg, const char *option,
-				const char *fmt, ...)
-{
-	char msg[512];
-	va_list ap;
-
-	if (!error)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	error(arg, option, msg);
-}
-
 /* ---------------------------------------------------------------- setup */
 
 static int choria_verify_add_ca(void *arg, X509 *cert)
@@ -128,7 +111,7 @@ static int choria_verify_load_ca(struct choria_verifier *v, const char *path,
 	int n = ca_file_read(path, choria_verify_add_ca, v, why, sizeof(why));
 
 	if (n < 0) {
-		choria_verify_error(error, arg, "ca", "%s", why);
+		choria_config_report(error, arg, "ca", "%s", why);
 		return n == -ENOMEM ? n : -EINVAL;
 	}
 	if (n_ca)
@@ -155,9 +138,9 @@ static int choria_verify_compile(regex_t **out, unsigned *n_out, const char *con
 		if (rc) {
 			char why[160];
 			regerror(rc, &re[*n_out], why, sizeof(why));
-			choria_verify_error(error, arg, option,
-					    "'%s' is not a valid regular expression: %s",
-					    patterns[i], why);
+			choria_config_report(error, arg, option,
+					     "'%s' is not a valid regular expression: %s",
+					     patterns[i], why);
 			errors++;
 			continue;
 		}
@@ -206,10 +189,10 @@ int choria_verifier_new(struct choria_verifier **out, const struct choria_verify
 		goto fail;
 	}
 	if (!(o->ca_file && *o->ca_file) && !o->n_issuers && !o->n_trusted_signers) {
-		choria_verify_error(error, arg, "ca",
-				    "a CA file is needed to verify request signatures (protocol "
-				    "v1), or issuers or trusted_signers to verify tokens "
-				    "(protocol v2)");
+		choria_config_report(error, arg, "ca",
+				     "a CA file is needed to verify request signatures (protocol "
+				     "v1), or issuers or trusted_signers to verify tokens "
+				     "(protocol v2)");
 		failed = -EINVAL;
 	}
 	if (o->ca_file && *o->ca_file) {

@@ -63,11 +63,8 @@ static int choria_v2_fail(const char **reason, char *detail, size_t detail_len,
 	return err;
 }
 
-static void choria_v2_report(choria_v2_error_fn error, void *arg, const char *option,
-			     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-
-static void choria_v2_report(choria_v2_error_fn error, void *arg, const char *option,
-			     const char *fmt, ...)
+void choria_config_report(choria_v2_error_fn error, void *arg, const char *option, const char *fmt,
+			  ...)
 {
 	char msg[512];
 	va_list ap;
@@ -89,8 +86,8 @@ static int choria_v2_trust_read(struct choria_trust *t, const char *const *issue
 	int rc = 0;
 
 	if (n_issuers && n_signers) {
-		choria_v2_report(error, arg, "trusted_signers",
-				 "can only configure one of trusted_signers or issuers");
+		choria_config_report(error, arg, "trusted_signers",
+				     "can only configure one of trusted_signers or issuers");
 		return -EINVAL;
 	}
 	for (unsigned i = 0; i < n_issuers + n_signers; i++) {
@@ -100,8 +97,8 @@ static int choria_v2_trust_read(struct choria_trust *t, const char *const *issue
 		if (r == -ENOMEM)
 			return r;
 		if (r) {
-			choria_v2_report(error, arg, issuer ? "issuers" : "trusted_signers", "%s",
-					 why);
+			choria_config_report(error, arg, issuer ? "issuers" : "trusted_signers",
+					     "%s", why);
 			rc = r;
 		}
 	}
@@ -128,8 +125,8 @@ int choria_v2_verifier_new(struct choria_v2_verifier **out, const char *const *i
 
 	*out = NULL;
 	if (!n_issuers && !n_signers) {
-		choria_v2_report(error, arg, "issuers",
-				 "issuers or trusted_signers is needed to verify v2 tokens");
+		choria_config_report(error, arg, "issuers",
+				     "issuers or trusted_signers is needed to verify v2 tokens");
 		return -EINVAL;
 	}
 	v = calloc(1, sizeof(*v));
@@ -299,6 +296,27 @@ static int choria_v2_signature(EVP_MD_CTX *md, const struct choria_token_verdict
 	return 0;
 }
 
+/* The last checks of a request, with or without a signer: the caller may
+ * manage the fleet (`managing`, else no_fleet_management saying `why_not`),
+ * is the request's caller, and `signer` (the caller or its delegator,
+ * named `role`) signed it. */
+static int choria_v2_last(EVP_MD_CTX *sig_md, const struct choria_token_verdict *caller,
+			  const struct choria_token_verdict *signer, const char *role,
+			  bool managing, const char *why_not, const struct choria_decoded *d,
+			  const struct choria_v2_who *who, const char **reason, char *detail,
+			  size_t detail_len)
+{
+	int r;
+
+	if (!managing)
+		return choria_v2_fail(reason, detail, detail_len, who, -EBADMSG,
+				      "no_fleet_management", "%s", why_not);
+	r = choria_v2_caller(caller, d, who, reason, detail, detail_len);
+	if (r == 0)
+		r = choria_v2_signature(sig_md, signer, d, role, who, reason, detail, detail_len);
+	return r;
+}
+
 /* No signer: a client or a server calls for itself. */
 static int choria_v2_plain(struct choria_v2_verifier *v, EVP_MD_CTX *key_md, EVP_MD_CTX *sig_md,
 			   struct jdom_parser *p, const struct choria_decoded *d, int64_t now,
@@ -323,14 +341,10 @@ static int choria_v2_plain(struct choria_v2_verifier *v, EVP_MD_CTX *key_md, EVP
 				   "no signer");
 		goto out;
 	}
-	if (t.purpose == CHORIA_TOKEN_CLIENT && !t.fleet_management) {
-		r = choria_v2_fail(reason, detail, detail_len, who, -EBADMSG, "no_fleet_management",
-				   "the caller token lacks the fleet_management permission");
-		goto out;
-	}
-	r = choria_v2_caller(&t, d, who, reason, detail, detail_len);
-	if (r == 0)
-		r = choria_v2_signature(sig_md, &t, d, "caller", who, reason, detail, detail_len);
+	r = choria_v2_last(sig_md, &t, &t, "caller",
+			   t.purpose != CHORIA_TOKEN_CLIENT || t.fleet_management,
+			   "the caller token lacks the fleet_management permission", d, who, reason,
+			   detail, detail_len);
 out:
 	choria_token_verdict_clear(&t);
 	return r;
@@ -377,15 +391,11 @@ static int choria_v2_delegated(struct choria_v2_verifier *v, EVP_MD_CTX *key_md,
 	r = choria_v2_usable(&c, "caller", now, who, reason, detail, detail_len);
 	if (r)
 		goto out;
-	if (!c.fleet_management && !c.signed_fleet_management) {
-		r = choria_v2_fail(reason, detail, detail_len, who, -EBADMSG, "no_fleet_management",
-				   "the delegated caller token has neither fleet_management nor "
-				   "signed_fleet_management");
-		goto out;
-	}
-	r = choria_v2_caller(&c, d, who, reason, detail, detail_len);
-	if (r == 0)
-		r = choria_v2_signature(sig_md, &s, d, "signer", who, reason, detail, detail_len);
+	r = choria_v2_last(sig_md, &c, &s, "signer",
+			   c.fleet_management || c.signed_fleet_management,
+			   "the delegated caller token has neither fleet_management nor "
+			   "signed_fleet_management",
+			   d, who, reason, detail, detail_len);
 out:
 	choria_token_verdict_clear(&s);
 	choria_token_verdict_clear(&c);

@@ -29,6 +29,11 @@ struct choria_v2_verifier;
 /* Called for every configuration problem: the option at fault and why. */
 typedef void (*choria_v2_error_fn)(void *arg, const char *option, const char *message);
 
+/* The formatted message handed to `error`, when there is one: how both
+ * protocols' verifiers report a configuration problem. */
+void choria_config_report(choria_v2_error_fn error, void *arg, const char *option, const char *fmt,
+			  ...) __attribute__((format(printf, 4, 5)));
+
 /*
  * From `issuers` ("<name>=<64 hex>") or `trusted_signers` ("<64 hex>"):
  * at least one of the lists must be non-empty, and only one may be.
