@@ -61,13 +61,14 @@ static char *secure_layer(const char *wire, size_t *len)
 	return out;
 }
 
-/* Write `name` as a transport and `name`-secure as a bare secure layer. */
-static void seed(const char *name, const struct choria_msg_spec *s)
+/* Write the transport `wire` (taken over; NULL when it could not be
+ * built) as `name`, and its secure layer as `name`-secure, with the flag
+ * bits `inner_flags` beside the message kind. */
+static void seed_wire(const char *name, unsigned char kind, unsigned char inner_flags, char *wire,
+		      size_t len)
 {
-	unsigned char kind = s->kind == CHORIA_MSG_REPLY ? 1 : 0;
 	char inner_name[256];
-	size_t len, inner_len = 0;
-	char *wire = choria_msg_build(s, &len), *inner;
+	size_t inner_len = 0;
 
 	if (!wire) {
 		fprintf(stderr, "make_corpus: cannot build %s\n", name);
@@ -75,34 +76,28 @@ static void seed(const char *name, const struct choria_msg_spec *s)
 		return;
 	}
 	put(name, kind, wire, len);
-	inner = secure_layer(wire, &inner_len);
+	char *inner = secure_layer(wire, &inner_len);
 	snprintf(inner_name, sizeof(inner_name), "%s-secure", name);
 	if (inner)
-		put(inner_name, kind | 2, inner, inner_len);
+		put(inner_name, kind | inner_flags, inner, inner_len);
 	free(inner);
 	free(wire);
+}
+
+/* Write `name` as a transport and `name`-secure as a bare secure layer. */
+static void seed(const char *name, const struct choria_msg_spec *s)
+{
+	size_t len = 0;
+	char *wire = choria_msg_build(s, &len);
+	seed_wire(name, s->kind == CHORIA_MSG_REPLY ? 1 : 0, 2, wire, len);
 }
 
 /* The same for a v2 message: `name`-secure is wrapped in a v2 transport. */
 static void seed_v2(const char *name, const struct choria_v2_msg_spec *s)
 {
-	unsigned char kind = s->kind == CHORIA_V2_REPLY ? 1 : 0;
-	char inner_name[256];
-	size_t len, inner_len = 0;
-	char *wire = choria_v2_build(s, &len), *inner;
-
-	if (!wire) {
-		fprintf(stderr, "make_corpus: cannot build %s\n", name);
-		failures++;
-		return;
-	}
-	put(name, kind, wire, len);
-	inner = secure_layer(wire, &inner_len);
-	snprintf(inner_name, sizeof(inner_name), "%s-secure", name);
-	if (inner)
-		put(inner_name, kind | 2 | 4, inner, inner_len);
-	free(inner);
-	free(wire);
+	size_t len = 0;
+	char *wire = choria_v2_build(s, &len);
+	seed_wire(name, s->kind == CHORIA_V2_REPLY ? 1 : 0, 2 | 4, wire, len);
 }
 
 /* A token, or a failure counted; its jti fixed, so that the corpus comes

@@ -191,6 +191,20 @@ Test(notify, a_watchdog_for_another_process_is_not_ours)
 	cr_assert_null(strstr(seen, "WATCHDOG=1"), "no pings: %s", seen);
 }
 
+/* The daemon's file again, with adapter a renamed b: on SIGHUP, one
+ * adapter added and one removed and drained. */
+static void rename_adapter_a(void)
+{
+	char *renamed = conf_text(), *a = strstr(renamed, "adapter a {");
+	cr_assert(a);
+	a[8] = 'b';
+	char tmp[700];
+	snprintf(tmp, sizeof(tmp), "%s.new", daemon_a.conf);
+	cr_assert_eq(tmpdir_write(dir, "choria-adapterd.conf.new", renamed, tmp, sizeof(tmp)), 0);
+	cr_assert_eq(rename(tmp, daemon_a.conf), 0);
+	free(renamed);
+}
+
 Test(notify, a_reload_says_reloading_then_ready_and_stretches_the_watchdog_for_its_drain)
 {
 	setenv("WATCHDOG_USEC", "4000000", 1); /* a ping every 2 s */
@@ -200,15 +214,7 @@ Test(notify, a_reload_says_reloading_then_ready_and_stretches_the_watchdog_for_i
 	char seen[8192] = "";
 	cr_assert(wait_for("READY=1", 5000, seen, sizeof(seen)), "READY=1 arrives: %s", seen);
 
-	/* The adapter renamed: one added, one removed and drained. */
-	char *renamed = conf_text(), *a = strstr(renamed, "adapter a {");
-	cr_assert(a);
-	a[8] = 'b';
-	char tmp[700];
-	snprintf(tmp, sizeof(tmp), "%s.new", daemon_a.conf);
-	cr_assert_eq(tmpdir_write(dir, "choria-adapterd.conf.new", renamed, tmp, sizeof(tmp)), 0);
-	cr_assert_eq(rename(tmp, daemon_a.conf), 0);
-	free(renamed);
+	rename_adapter_a();
 	seen[0] = '\0';
 	kill(daemon_a.pid, SIGHUP);
 	cr_assert(wait_for("RELOADING=1", 5000, seen, sizeof(seen)), "RELOADING=1: %s", seen);
@@ -234,14 +240,7 @@ Test(notify, a_stop_signal_during_a_reload_says_stopping_before_its_drain)
 	char seen[8192] = "";
 	cr_assert(wait_for("READY=1", 5000, seen, sizeof(seen)), "READY=1 arrives: %s", seen);
 
-	char *renamed = conf_text(), *a = strstr(renamed, "adapter a {");
-	cr_assert(a);
-	a[8] = 'b';
-	char tmp[700];
-	snprintf(tmp, sizeof(tmp), "%s.new", daemon_a.conf);
-	cr_assert_eq(tmpdir_write(dir, "choria-adapterd.conf.new", renamed, tmp, sizeof(tmp)), 0);
-	cr_assert_eq(rename(tmp, daemon_a.conf), 0);
-	free(renamed);
+	rename_adapter_a();
 	/* Both pending when it runs again: SIGHUP is taken first. */
 	cr_assert_eq(kill(daemon_a.pid, SIGSTOP), 0);
 	cr_assert_eq(kill(daemon_a.pid, SIGHUP), 0);

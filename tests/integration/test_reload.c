@@ -783,6 +783,17 @@ static void start_with_a_slow_extra(struct nats_server *slow, int *answered, int
 	pipeline_counts_once_received(&daemon_r, "extra", (uint64_t)*sent, 30000);
 }
 
+/* SIGHUP with extra gone from the file, and wait for the reload, whose
+ * drain of extra is slow, to begin. */
+static void begin_removing_the_slow_extra(void)
+{
+	char *removed = conf_of("", node_data(""), NULL);
+	rewrite(removed);
+	free(removed);
+	cr_assert_eq(kill(daemon_r.pid, SIGHUP), 0);
+	cr_assert(daemon_wait_log(&daemon_r, "reloading ", 30000));
+}
+
 /* A reload removes an adapter whose stream server has stopped answering,
  * so its drain takes drain_timeout; a SIGTERM that arrives meanwhile stops
  * the daemon once it ends, with every message published or counted lost. */
@@ -791,12 +802,7 @@ Test(reload, a_stop_signal_during_a_reloads_drain_stops_the_daemon_after_it)
 	struct nats_server slow;
 	int answered, sent;
 	start_with_a_slow_extra(&slow, &answered, &sent);
-
-	char *removed = conf_of("", node_data(""), NULL);
-	rewrite(removed);
-	free(removed);
-	cr_assert_eq(kill(daemon_r.pid, SIGHUP), 0);
-	cr_assert(daemon_wait_log(&daemon_r, "reloading ", 30000));
+	begin_removing_the_slow_extra();
 	cr_assert_eq(kill(daemon_r.pid, SIGTERM), 0);
 	cr_assert_eq(daemon_wait_exit(&daemon_r, 60000), 0, "exits 0");
 	cr_assert_eq(kill(slow.pid, SIGCONT), 0);
@@ -825,11 +831,7 @@ Test(reload, sighups_during_a_running_reload_fold_into_one_more)
 	struct nats_server slow;
 	int answered, sent;
 	start_with_a_slow_extra(&slow, &answered, &sent);
-	char *removed = conf_of("", node_data(""), NULL);
-	rewrite(removed);
-	free(removed);
-	cr_assert_eq(kill(daemon_r.pid, SIGHUP), 0);
-	cr_assert(daemon_wait_log(&daemon_r, "reloading ", 30000));
+	begin_removing_the_slow_extra();
 	for (int i = 0; i < 5; i++)
 		cr_assert_eq(kill(daemon_r.pid, SIGHUP), 0);
 	cr_assert_eq(daemon_log_count(&daemon_r, "configuration reloaded from"), 0,

@@ -9,15 +9,13 @@
 #include <string.h>
 
 #include "choria_v2.h"
+#include "choria_v2_example.h"
 
-#define SEED_ORG "555e4681836ba15af2f3dd93b31a1ed9feb6b75b44773a38c1d25d22661ec92a"
-#define SEED_CHAIN "dceb05f23f22930379bb87ec23c270b9c56bc7f8bc032d2b0ad1c8919c5af769"
-#define SEED_ALICE "4b87fa7fb91f1d16d1e2604af8fd1c1ce1d680ec71ebc5248a424d8b448c6161"
-#define PUB_ORG "7352415b7fe1a5aac5648d09ff17b6a1fd6320ceba4dc01b662bc8245d9a6a96"
+#define PUB_ORG CHORIA_V2_EXAMPLE_PUB_ORG
 #define PUB_CHAIN "3da666835db4bf52ac6fbbd3d6d4cff34edaa33097dc4f6f3f73ae3b5a1d8f25"
 #define PUB_ALICE "30df177f1178f3c200f6223bdab96b9257974ffe0f4cd31bbd4725c92eab41db"
-#define JTI_CHAIN "37dGaqLNaUrWVctK9ku90ygt2TZ"
-#define JTI_ALICE "37dGaqmDIbqUzuqzmA8v0Zvs29l"
+#define JTI_CHAIN CHORIA_V2_EXAMPLE_JTI_CHAIN
+#define JTI_ALICE CHORIA_V2_EXAMPLE_JTI_ALICE
 
 /* The example's wire, 2381 bytes. */
 static const char example_wire[] =
@@ -50,20 +48,11 @@ static const char example_wire[] =
 	"ample.net\",\"trace\":[[\"nats://127.0.0.1:4222\",\"mgmt01.example.net\",\"nats://127.0.0.1:4222"
 	"\"]]}}";
 
-static const char example_request[] =
-	"{\"protocol\":\"io.choria.protocol.v2.request\",\"message\":\"eyJoZWxsbyI6IndvcmxkIn0=\","
-	"\"id\":\"37dGbTEphp4tYMi1g0qMrZjnjNr\",\"sender\":\"mgmt01.example.net\","
-	"\"caller\":\"choria=alice\",\"collective\":\"mcollective\",\"agent\":\"rpcutil\","
-	"\"ttl\":60,\"time\":1767225605123456789,\"filter\":{\"fact\":[],\"cf_class\":[],"
-	"\"agent\":[],\"identity\":[],\"compound\":[]}}";
-
 static struct choria_v2_key org, chain_key, alice;
 
 static void load_keys(void)
 {
-	cr_assert_eq(choria_v2_key_from_seed_hex(&org, SEED_ORG), 0);
-	cr_assert_eq(choria_v2_key_from_seed_hex(&chain_key, SEED_CHAIN), 0);
-	cr_assert_eq(choria_v2_key_from_seed_hex(&alice, SEED_ALICE), 0);
+	cr_assert_eq(choria_v2_example_keys(&org, &chain_key, &alice, NULL), 0);
 }
 
 TestSuite(choria_v2_fixture, .init = load_keys);
@@ -71,18 +60,9 @@ TestSuite(choria_v2_fixture, .init = load_keys);
 /* alice's token, issued by the example's chain issuer. */
 static char *example_alice_token(void)
 {
-	struct choria_v2_token_spec cs =
-		choria_v2_token_defaults(CHORIA_V2_CHAIN_ISSUER, &chain_key, &org);
 	struct choria_v2_chain chain;
-	cs.jti = JTI_CHAIN;
-	char *ctok = choria_v2_chain_issuer(&cs, &chain);
-	cr_assert_not_null(ctok);
-	free(ctok);
-
-	struct choria_v2_token_spec ts = choria_v2_token_defaults(CHORIA_V2_CLIENT, &alice, NULL);
-	ts.chain = &chain;
-	ts.jti = JTI_ALICE;
-	char *tok = choria_v2_token(&ts);
+	cr_assert_eq(choria_v2_example_keys(&org, &chain_key, &alice, &chain), 0);
+	char *tok = choria_v2_example_token(&alice, &chain);
 	cr_assert_not_null(tok);
 	return tok;
 }
@@ -164,7 +144,7 @@ Test(choria_v2_fixture, keys_from_the_example_seeds)
 	cr_assert_str_eq(alice.pub_hex, PUB_ALICE);
 	struct choria_v2_key k;
 	cr_assert_eq(choria_v2_key_from_seed_hex(&k, "00"), -1);
-	cr_assert_eq(choria_v2_key_from_seed_hex(&k, SEED_ORG "00"), -1);
+	cr_assert_eq(choria_v2_key_from_seed_hex(&k, CHORIA_V2_EXAMPLE_SEED_ORG "00"), -1);
 }
 
 Test(choria_v2_fixture, rebuilds_the_worked_example_byte_for_byte)
@@ -178,7 +158,7 @@ Test(choria_v2_fixture, rebuilds_the_worked_example_byte_for_byte)
 
 	cr_assert_not_null(wire);
 	cr_assert_eq(strlen(example_wire), 2381);
-	cr_assert_str_eq(inner, example_request);
+	cr_assert_str_eq(inner, choria_v2_example_request);
 	cr_assert_eq(len, strlen(example_wire));
 	cr_assert_str_eq(wire, example_wire);
 	free(inner);

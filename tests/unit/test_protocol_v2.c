@@ -9,41 +9,23 @@
 #include <string.h>
 
 #include "choria_v2.h"
+#include "choria_v2_example.h"
 #include "protocol.h"
-
-#define SEED_ORG "555e4681836ba15af2f3dd93b31a1ed9feb6b75b44773a38c1d25d22661ec92a"
-#define SEED_CHAIN "dceb05f23f22930379bb87ec23c270b9c56bc7f8bc032d2b0ad1c8919c5af769"
-#define SEED_ALICE "4b87fa7fb91f1d16d1e2604af8fd1c1ce1d680ec71ebc5248a424d8b448c6161"
-
-static const char example_request[] =
-	"{\"protocol\":\"io.choria.protocol.v2.request\",\"message\":\"eyJoZWxsbyI6IndvcmxkIn0=\","
-	"\"id\":\"37dGbTEphp4tYMi1g0qMrZjnjNr\",\"sender\":\"mgmt01.example.net\","
-	"\"caller\":\"choria=alice\",\"collective\":\"mcollective\",\"agent\":\"rpcutil\","
-	"\"ttl\":60,\"time\":1767225605123456789,\"filter\":{\"fact\":[],\"cf_class\":[],"
-	"\"agent\":[],\"identity\":[],\"compound\":[]}}";
 
 static struct choria_v2_key org, chain_key, alice;
 
 static void load_keys(void)
 {
-	cr_assert_eq(choria_v2_key_from_seed_hex(&org, SEED_ORG), 0);
-	cr_assert_eq(choria_v2_key_from_seed_hex(&chain_key, SEED_CHAIN), 0);
-	cr_assert_eq(choria_v2_key_from_seed_hex(&alice, SEED_ALICE), 0);
+	cr_assert_eq(choria_v2_example_keys(&org, &chain_key, &alice, NULL), 0);
 }
 
 TestSuite(protocol_v2, .init = load_keys);
 
 static char *example_wire(size_t *len)
 {
-	struct choria_v2_token_spec cs =
-		choria_v2_token_defaults(CHORIA_V2_CHAIN_ISSUER, &chain_key, &org);
 	struct choria_v2_chain chain;
-	cs.jti = "37dGaqLNaUrWVctK9ku90ygt2TZ";
-	free(choria_v2_chain_issuer(&cs, &chain));
-	struct choria_v2_token_spec ts = choria_v2_token_defaults(CHORIA_V2_CLIENT, &alice, NULL);
-	ts.chain = &chain;
-	ts.jti = "37dGaqmDIbqUzuqzmA8v0Zvs29l";
-	char *tok = choria_v2_token(&ts);
+	cr_assert_eq(choria_v2_example_keys(&org, &chain_key, &alice, &chain), 0);
+	char *tok = choria_v2_example_token(&alice, &chain);
 	cr_assert_not_null(tok);
 	struct choria_v2_msg_spec m = choria_v2_msg_defaults(CHORIA_V2_REQUEST);
 	m.caller_token = tok;
@@ -75,8 +57,8 @@ Test(protocol_v2, decodes_the_worked_example)
 	cr_assert_eq(d.time_nsec, 123456789);
 	cr_assert_eq(d.body_len, strlen("{\"hello\":\"world\"}"));
 	cr_assert_str_eq(d.body, "{\"hello\":\"world\"}");
-	cr_assert_eq(d.secure_message_len, strlen(example_request));
-	cr_assert_arr_eq(d.secure_message, example_request, d.secure_message_len);
+	cr_assert_eq(d.secure_message_len, strlen(choria_v2_example_request));
+	cr_assert_arr_eq(d.secure_message, choria_v2_example_request, d.secure_message_len);
 	cr_assert_eq(d.signature_raw_len, 64);
 	cr_assert_eq(d.caller_token_len, 1012);
 	cr_assert_eq(strncmp(d.caller_token, "eyJhbGciOiJFZERTQSIsInR5cCI6IkpXVCJ9.", 37), 0);

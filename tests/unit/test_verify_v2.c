@@ -14,15 +14,13 @@
 #include "certs.h"
 #include "choria_msg.h"
 #include "choria_v2.h"
+#include "choria_v2_example.h"
 #include "protocol.h"
 #include "token.h"
 #include "verify.h"
 #include "verify_v2.h"
 
-#define SEED_ORG "555e4681836ba15af2f3dd93b31a1ed9feb6b75b44773a38c1d25d22661ec92a"
-#define SEED_CHAIN "dceb05f23f22930379bb87ec23c270b9c56bc7f8bc032d2b0ad1c8919c5af769"
-#define SEED_ALICE "4b87fa7fb91f1d16d1e2604af8fd1c1ce1d680ec71ebc5248a424d8b448c6161"
-#define PUB_ORG "7352415b7fe1a5aac5648d09ff17b6a1fd6320ceba4dc01b662bc8245d9a6a96"
+#define PUB_ORG CHORIA_V2_EXAMPLE_PUB_ORG
 
 /* A time inside every default token's window. */
 #define NOW (CHORIA_V2_T_ISSUED + 3600)
@@ -34,19 +32,11 @@ static unsigned n_kept;
 
 static void setup(void)
 {
-	cr_assert_eq(choria_v2_key_from_seed_hex(&org, SEED_ORG), 0);
-	cr_assert_eq(choria_v2_key_from_seed_hex(&chain_key, SEED_CHAIN), 0);
-	cr_assert_eq(choria_v2_key_from_seed_hex(&alice, SEED_ALICE), 0);
+	cr_assert_eq(choria_v2_example_keys(&org, &chain_key, &alice, &chain), 0);
 	cr_assert_eq(choria_v2_key_random(&other_org), 0);
 	cr_assert_eq(choria_v2_key_random(&deleg), 0);
 	cr_assert_eq(choria_v2_key_random(&web1), 0);
 	cr_assert_eq(choria_v2_key_random(&bob), 0);
-	struct choria_v2_token_spec cs =
-		choria_v2_token_defaults(CHORIA_V2_CHAIN_ISSUER, &chain_key, &org);
-	cs.jti = "37dGaqLNaUrWVctK9ku90ygt2TZ";
-	char *ctok = choria_v2_chain_issuer(&cs, &chain);
-	cr_assert_not_null(ctok);
-	free(ctok);
 }
 
 static void teardown(void)
@@ -135,10 +125,7 @@ static struct choria_v2_msg_spec request(const char *tok, const struct choria_v2
 
 static char *example_token(void)
 {
-	struct choria_v2_token_spec ts = choria_v2_token_defaults(CHORIA_V2_CLIENT, &alice, NULL);
-	ts.chain = &chain;
-	ts.jti = "37dGaqmDIbqUzuqzmA8v0Zvs29l";
-	return token(&ts);
+	return keep(choria_v2_example_token(&alice, &chain));
 }
 
 #define EXPECT(v, m, want)                                                                 \
