@@ -291,23 +291,53 @@ struct adapter_counts pipeline_wait_lost(struct daemon_proc *d, const char *adap
 	return c;
 }
 
+bool pipeline_health_within(int port, int want, const char *reason, int timeout_ms, int *status,
+			    char *body, size_t body_len)
+{
+	for (int waited = 0; waited <= timeout_ms; waited += 100) {
+		struct http_reply r = {0};
+		if (http_request(&r, "127.0.0.1", port, "GET", "/healthz", 5000) == 0) {
+			bool hit = r.status == want && (!reason || strstr(r.body, reason));
+			if (status)
+				*status = r.status;
+			if (body)
+				snprintf(body, body_len, "%s", r.body ? r.body : "");
+			http_reply_free(&r);
+			if (hit)
+				return true;
+		}
+		nats_Sleep(100);
+	}
+	return false;
+}
+
 void pipeline_wait_health(int port, int want, const char *reason, int timeout_ms)
 {
 	char body[2048] = "";
 	int status = 0;
-	for (int waited = 0; waited <= timeout_ms; waited += 100) {
-		struct http_reply r;
-		if (http_request(&r, "127.0.0.1", port, "GET", "/healthz", 5000) == 0) {
-			status = r.status;
-			snprintf(body, sizeof(body), "%s", r.body ? r.body : "");
-			http_reply_free(&r);
-			if (status == want && (!reason || strstr(body, reason)))
-				return;
+	if (!pipeline_health_within(port, want, reason, timeout_ms, &status, body, sizeof(body)))
+		cr_assert_fail("/healthz did not answer %d%s%s; last %d: %s", want,
+			       reason ? " with " : "", reason ? reason : "", status, body);
+}
+
+int pipeline_connection_up(int port, const char *connection)
+{
+	struct http_reply r = {0};
+	cr_assert_eq(http_request(&r, "127.0.0.1", port, "GET", "/metrics", 5000), 0);
+	char want[160];
+	snprintf(want, sizeof(want), "connection=\"%s\",", connection);
+	int up = -1;
+	for (const char *p = r.body; (p = strstr(p, "choria_adapter_connection_up{")); p++) {
+		const char *eol = strchr(p, '\n');
+		const char *hit = strstr(p, want);
+		if (hit && (!eol || hit < eol)) {
+			const char *one = strstr(p, "} 1");
+			up = one && (!eol || one < eol) ? 1 : 0;
+			break;
 		}
-		nats_Sleep(100);
 	}
-	cr_assert_fail("/healthz did not answer %d%s%s; last %d: %s", want, reason ? " with " : "",
-		       reason ? reason : "", status, body);
+	http_reply_free(&r);
+	return up;
 }
 
 uint64_t pipeline_rejected_for(struct daemon_proc *d, const char *adapter, const char *reason)

@@ -96,7 +96,15 @@ struct adapter_counts pipeline_wait_lost(struct daemon_proc *d, const char *adap
 					 int timeout_ms);
 
 /* Ask /healthz on 127.0.0.1:port until it answers `want`, with `reason`
- * in its body when given. */
+ * in its body when given: true, or false after timeout_ms, with the last
+ * answer's status and body in *status and body when they are not NULL. */
+bool pipeline_health_within(int port, int want, const char *reason, int timeout_ms, int *status,
+			    char *body, size_t body_len);
+/* The same, failing the test after timeout_ms. */
 void pipeline_wait_health(int port, int want, const char *reason, int timeout_ms);
+
+/* The choria_adapter_connection_up sample of `connection` in /metrics on
+ * 127.0.0.1:port: 1, 0, or -1 when there is none. */
+int pipeline_connection_up(int port, const char *connection);
 
 #endif

@@ -608,42 +608,6 @@ Test(delivery, a_full_window_refills_on_acknowledgements_not_on_timers)
 	js_client_close(&reader);
 }
 
-/* Ask /healthz until it answers `status` with `reason` in its body. */
-static bool wait_health(int port, int status, const char *reason, int timeout_ms)
-{
-	for (int waited = 0; waited <= timeout_ms; waited += 100) {
-		struct http_reply r = {0};
-		bool hit = http_request(&r, "127.0.0.1", port, "GET", "/healthz", 5000) == 0 &&
-			   r.status == status && (!reason || strstr(r.body, reason));
-		http_reply_free(&r);
-		if (hit)
-			return true;
-		nats_Sleep(100);
-	}
-	return false;
-}
-
-/* The connection_up sample of `connection` in /metrics: 1, 0, or -1. */
-static int connection_up(int port, const char *connection)
-{
-	struct http_reply r = {0};
-	cr_assert_eq(http_request(&r, "127.0.0.1", port, "GET", "/metrics", 5000), 0);
-	char want[160];
-	snprintf(want, sizeof(want), "connection=\"%s\",", connection);
-	int up = -1;
-	for (const char *p = r.body; (p = strstr(p, "choria_adapter_connection_up{")); p++) {
-		const char *eol = strchr(p, '\n');
-		const char *hit = strstr(p, want);
-		if (hit && (!eol || hit < eol)) {
-			const char *one = strstr(p, "} 1");
-			up = one && (!eol || one < eol) ? 1 : 0;
-			break;
-		}
-	}
-	http_reply_free(&r);
-	return up;
-}
-
 Test(delivery, a_frozen_stream_is_reported_stalled_until_it_answers_again)
 {
 	/* The server is alive and silent (SIGSTOP): its connection stays up,
@@ -663,14 +627,15 @@ Test(delivery, a_frozen_stream_is_reported_stalled_until_it_answers_again)
 	cr_assert_eq(js_client_open(&reader, stream.url), 0);
 	pipeline_publish(&fleet, "choria.discovery", CHORIA_MSG_REQUEST, 0, 10, 1);
 	cr_assert(js_stream_wait_count(&reader, "NODES", 10, 30000));
-	cr_assert(wait_health(port, 200, NULL, 30000), "healthy while the stream answers");
+	cr_assert(pipeline_health_within(port, 200, NULL, 30000, NULL, NULL, 0),
+		  "healthy while the stream answers");
 
 	cr_assert_eq(kill(stream.pid, SIGSTOP), 0);
 	pipeline_publish(&fleet, "choria.discovery", CHORIA_MSG_REQUEST, 10, 10, 1);
-	bool stalled =
-		wait_health(port, 503,
-			    "\"adapter node_data: stream acknowledgements disconnected\"", 60000);
-	int gauge = connection_up(port, "stream acknowledgements");
+	bool stalled = pipeline_health_within(
+		port, 503, "\"adapter node_data: stream acknowledgements disconnected\"", 60000,
+		NULL, NULL, 0);
+	int gauge = pipeline_connection_up(port, "stream acknowledgements");
 	bool logged =
 		daemon_wait_log(&daemon_p,
 				"stream acknowledgements: 10 publishes held and none answered",
@@ -680,8 +645,9 @@ Test(delivery, a_frozen_stream_is_reported_stalled_until_it_answers_again)
 	cr_assert_eq(gauge, 0, "the gauge reports the stall");
 	cr_assert(logged, "the log says so:\n%s", file_read(daemon_p.log));
 
-	cr_assert(wait_health(port, 200, NULL, 60000), "healthy again once answered");
-	cr_assert_eq(connection_up(port, "stream acknowledgements"), 1);
+	cr_assert(pipeline_health_within(port, 200, NULL, 60000, NULL, NULL, 0),
+		  "healthy again once answered");
+	cr_assert_eq(pipeline_connection_up(port, "stream acknowledgements"), 1);
 	cr_assert(daemon_wait_log(&daemon_p, "stream acknowledgements: connected", 10000));
 	cr_assert(js_stream_wait_count(&reader, "NODES", 20, 60000));
 	js_client_close(&reader);

@@ -428,41 +428,6 @@ Test(natsstream, unanswered_pings_end_the_connection_and_it_is_remade)
 	assert_each_stored_once(10);
 }
 
-/* The connection_up sample of `connection` in /metrics: 1, 0, or -1. */
-static int connection_up(int port, const char *connection)
-{
-	struct http_reply r;
-	cr_assert_eq(http_request(&r, "127.0.0.1", port, "GET", "/metrics", 5000), 0);
-	char want[160];
-	snprintf(want, sizeof(want), "connection=\"%s\",", connection);
-	int up = -1;
-	for (const char *p = r.body; (p = strstr(p, "choria_adapter_connection_up{")); p++) {
-		const char *eol = strchr(p, '\n');
-		const char *hit = strstr(p, want);
-		if (hit && (!eol || hit < eol)) {
-			up = strstr(p, "} 1") && strstr(p, "} 1") < eol ? 1 : 0;
-			break;
-		}
-	}
-	http_reply_free(&r);
-	return up;
-}
-
-/* Ask /healthz until it answers `status` with `reason` in its body. */
-static bool wait_health(int port, int status, const char *reason, int timeout_ms)
-{
-	for (int waited = 0; waited <= timeout_ms; waited += 100) {
-		struct http_reply r = {0};
-		bool hit = http_request(&r, "127.0.0.1", port, "GET", "/healthz", 5000) == 0 &&
-			   r.status == status && (!reason || strstr(r.body, reason));
-		http_reply_free(&r);
-		if (hit)
-			return true;
-		nats_Sleep(100);
-	}
-	return false;
-}
-
 Test(natsstream, a_server_that_stops_acknowledging_is_reported_stalled_until_it_answers)
 {
 	int port = free_port();
@@ -473,21 +438,24 @@ Test(natsstream, a_server_that_stops_acknowledging_is_reported_stalled_until_it_
 	free(conf);
 	publish(0, 5);
 	cr_assert(stan_responder_wait_stored(stan, 5, 15000));
-	cr_assert(wait_health(port, 200, NULL, 30000), "healthy while the server answers");
+	cr_assert(pipeline_health_within(port, 200, NULL, 30000, NULL, NULL, 0),
+		  "healthy while the server answers");
 
 	stan_responder_set_ack_mode(stan, STAN_ACK_NONE);
 	publish(5, 5);
-	cr_assert(wait_health(port, 503,
-			      "\"adapter node_data: stream 1 acknowledgements disconnected\"",
-			      60000),
+	cr_assert(pipeline_health_within(
+			  port, 503,
+			  "\"adapter node_data: stream 1 acknowledgements disconnected\"", 60000,
+			  NULL, NULL, 0),
 		  "/healthz reports the stall");
-	cr_assert_eq(connection_up(port, "stream 1"), 1, "while the connection is up");
-	cr_assert_eq(connection_up(port, "stream 1 acknowledgements"), 0);
+	cr_assert_eq(pipeline_connection_up(port, "stream 1"), 1, "while the connection is up");
+	cr_assert_eq(pipeline_connection_up(port, "stream 1 acknowledgements"), 0);
 	cr_assert(daemon_wait_log(&daemon_a, "stream 1 acknowledgements: 5 publishes held", 10000));
 
 	stan_responder_set_ack_mode(stan, STAN_ACK);
-	cr_assert(wait_health(port, 200, NULL, 60000), "healthy again once answered");
-	cr_assert_eq(connection_up(port, "stream 1 acknowledgements"), 1);
+	cr_assert(pipeline_health_within(port, 200, NULL, 60000, NULL, NULL, 0),
+		  "healthy again once answered");
+	cr_assert_eq(pipeline_connection_up(port, "stream 1 acknowledgements"), 1);
 	cr_assert(stan_responder_wait_stored(stan, 10, 15000));
 }
 
@@ -501,9 +469,9 @@ Test(natsstream, each_worker_connection_has_its_metrics_series)
 	free(conf);
 	cr_assert(stan_responder_wait_connects(stan, 2, 15000));
 	cr_assert_eq(wait_log_count("stream 2: connected\n", 1, 5000), 1);
-	cr_assert_eq(connection_up(port, "stream 1"), 1);
-	cr_assert_eq(connection_up(port, "stream 2"), 1);
-	cr_assert_eq(connection_up(port, "stream 3"), -1, "one series a worker");
+	cr_assert_eq(pipeline_connection_up(port, "stream 1"), 1);
+	cr_assert_eq(pipeline_connection_up(port, "stream 2"), 1);
+	cr_assert_eq(pipeline_connection_up(port, "stream 3"), -1, "one series a worker");
 }
 
 Test(natsstream, a_restarted_nats_server_is_ridden_out)
