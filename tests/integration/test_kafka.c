@@ -122,7 +122,8 @@ static const char *expected_protocol = "choria:adapters:kafka:output:1";
 static void check_records_of(const char *topic, int first, int n, unsigned seed, bool repeats)
 {
 	cr_assert(kafka_mock_wait_stored(&mock, topic, PARTITIONS, n, 60000),
-		  "%d records stored in %s", n, topic);
+		  "%d records stored in %s (%ld there); the daemon's log:\n%s", n, topic,
+		  (long)kafka_mock_stored(&mock, topic, PARTITIONS), file_read(daemon_a.log));
 	int64_t stored = kafka_mock_stored(&mock, topic, PARTITIONS);
 	if (repeats)
 		cr_assert_geq(stored, n, "%s holds %ld records, not %d", topic, (long)stored, n);
